@@ -1,0 +1,140 @@
+/* weights.c - diffusers-name lookup over one safetensors file, with dtype widening. */
+#include "weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Messages are cut at the buffer size on purpose. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#include "error.h"
+
+static int sdc__cmp_ref(const void *a, const void *b) {
+  return strcmp(((const sdc__weight_ref *)a)->name, ((const sdc__weight_ref *)b)->name);
+}
+
+int sdc_weights_init(sdc_weights *w, const sdc_st_file *file, const char *prefix, sdc_key_map_fn map, const void *ctx) {
+  memset(w, 0, sizeof *w);
+  size_t plen = strlen(prefix);
+  if (plen)
+    snprintf(w->source, sizeof w->source, "%s (keys %s*)", file->path, prefix);
+  else
+    snprintf(w->source, sizeof w->source, "%s", file->path);
+  size_t cap = (size_t)file->n_entries * SDC_KEY_MAP_MAX_OUT + 1;
+  w->refs = calloc(cap, sizeof *w->refs);
+  if (!w->refs) return sdc_seterr(SDC_ENOMEM, "%s: out of memory", file->path);
+  sdc_key_out outs[SDC_KEY_MAP_MAX_OUT];
+  for (int64_t i = 0; i < file->n_entries; i++) {
+    const char *key = file->entries[i].name;
+    if (strncmp(key, prefix, plen) != 0) continue;
+    int n_out = 1;
+    if (map) {
+      n_out = map(key + plen, outs, ctx);
+    } else {
+      snprintf(outs[0].name, sizeof outs[0].name, "%s", key + plen);
+      outs[0].part = 0, outs[0].n_parts = 1;
+    }
+    for (int k = 0; k < n_out; k++) {
+      sdc__weight_ref *r = &w->refs[w->n_refs];
+      if (!(r->name = strdup(outs[k].name))) {
+        sdc_weights_free(w);
+        return sdc_seterr(SDC_ENOMEM, "%s: out of memory", file->path);
+      }
+      r->file = file;
+      r->entry = &file->entries[i];
+      r->part = outs[k].part;
+      r->n_parts = outs[k].n_parts > 0 ? outs[k].n_parts : 1;
+      const sdc_st_entry *e = r->entry;
+      w->n_refs++;
+      if (r->n_parts > 1 && (e->ndim < 1 || e->shape[0] % r->n_parts != 0)) {
+        int err = sdc_seterr(SDC_ESHAPE, "%s: tensor '%s' cannot be split in %d along dim 0", file->path, e->name,
+                             r->n_parts);
+        sdc_weights_free(w);
+        return err;
+      }
+    }
+  }
+  qsort(w->refs, (size_t)w->n_refs, sizeof *w->refs, sdc__cmp_ref);
+  for (int64_t i = 1; i < w->n_refs; i++)
+    if (strcmp(w->refs[i - 1].name, w->refs[i].name) == 0) {
+      int err = sdc_seterr(SDC_EFORMAT, "%s: keys '%s' and '%s' both map to '%s'", file->path, w->refs[i - 1].entry->name,
+                           w->refs[i].entry->name, w->refs[i].name);
+      sdc_weights_free(w);
+      return err;
+    }
+  return SDC_OK;
+}
+
+void sdc_weights_free(sdc_weights *w) {
+  for (int64_t i = 0; i < w->n_refs; i++) free(w->refs[i].name);
+  for (int64_t i = 0; i < w->n_owned; i++) free(w->owned[i]);
+  free(w->refs);
+  free(w->owned);
+  memset(w, 0, sizeof *w);
+}
+
+static const sdc__weight_ref *sdc__find(const sdc_weights *w, const char *name) {
+  sdc__weight_ref key = {.name = (char *)name};
+  return bsearch(&key, w->refs, (size_t)w->n_refs, sizeof *w->refs, sdc__cmp_ref);
+}
+
+int sdc_weights_has(const sdc_weights *w, const char *name) { return sdc__find(w, name) != NULL; }
+
+static const float *sdc__fail(sdc_weights *w, int err, const char *fmt, const char *a, const char *b, const char *c) {
+  if (!w->err) {
+    w->err = err;
+    snprintf(w->msg, sizeof w->msg, fmt, a, b, c);
+  }
+  return NULL;
+}
+
+static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
+  const sdc_st_entry *e = r->entry;
+  int64_t n = sdc_shape_numel(e->ndim, e->shape) / r->n_parts;
+  const void *src = (const uint8_t *)sdc_st_ptr(r->file, e) + (size_t)(n * r->part) * sdc_dtype_size(e->dtype);
+  w->n_bytes_used += n * 4;
+  /* f32 data that is suitably aligned is used in place: the mmap is the weight. */
+  if (e->dtype == SDC_F32 && ((uintptr_t)src % 4) == 0) return src;
+  if (e->dtype != SDC_F32 && e->dtype != SDC_F16 && e->dtype != SDC_BF16 && e->dtype != SDC_F64)
+    return sdc__fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
+                     sdc_dtype_name(e->dtype));
+  if (w->n_owned == w->cap_owned) {
+    int64_t cap = w->cap_owned ? 2 * w->cap_owned : 64;
+    void **p = realloc(w->owned, (size_t)cap * sizeof *p);
+    if (!p) return sdc__fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory%s", r->file->path, e->name, "");
+    w->owned = p;
+    w->cap_owned = cap;
+  }
+  float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
+  if (!dst) return sdc__fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory%s", r->file->path, e->name, "");
+  sdc_convert_to_f32(dst, src, e->dtype, n);
+  w->owned[w->n_owned++] = dst;
+  w->n_bytes_owned += n * 4;
+  return dst;
+}
+
+const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
+  if (w->err) return NULL;
+  const sdc__weight_ref *r = sdc__find(w, name);
+  if (!r) return sdc__fail(w, SDC_EMISSING, "%s: missing tensor '%s'%s", w->source, name, "");
+  const sdc_st_entry *e = r->entry;
+  int same = e->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++) same = (i ? e->shape[i] : e->shape[i] / r->n_parts) == shape[i];
+  if (!same) {
+    char want[128], got[128];
+    sdc_shape_str(want, sizeof want, ndim, shape);
+    sdc_shape_str(got, sizeof got, e->ndim, e->shape);
+    char key[300];
+    snprintf(key, sizeof key, "%s' (%s)", e->name, r->file->path);
+    return sdc__fail(w, SDC_ESHAPE, "tensor '%s has shape %s, expected %s", key, got, want);
+  }
+  return sdc__materialize(w, r);
+}
+
+const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in) {
+  if (w->err) return NULL;
+  const sdc__weight_ref *r = sdc__find(w, name);
+  if (r && r->entry->ndim == 4) return sdc_weights_get(w, name, 4, (int64_t[]){n_out, n_in, 1, 1});
+  return sdc_weights_get(w, name, 2, (int64_t[]){n_out, n_in});
+}

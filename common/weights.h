@@ -1,0 +1,62 @@
+/* weights.h - a component's tensors looked up by their diffusers names, widened to f32 on demand. */
+#ifndef SDC_WEIGHTS_H
+#define SDC_WEIGHTS_H
+
+#include <stdint.h>
+
+#include "safetensors.h"
+
+#define SDC_KEY_MAX 256
+#define SDC_KEY_MAP_MAX_OUT 4
+
+/* One diffusers tensor that a checkpoint key stands for: all of it, or the
+ * part-th of n_parts equal slices along dim 0 (OpenCLIP's fused in_proj). */
+typedef struct {
+  char name[SDC_KEY_MAX];
+  int part, n_parts; /* 0, 1 for the whole tensor */
+} sdc_key_out;
+
+/* Maps a checkpoint key (prefix already stripped) to the diffusers names it
+ * stands for. Returns how many of outs it filled (0: the key is not used). */
+typedef int (*sdc_key_map_fn)(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx);
+
+typedef struct {
+  char *name;                 /* diffusers name */
+  const sdc_st_file *file;
+  const sdc_st_entry *entry;
+  int part, n_parts;
+} sdc__weight_ref;
+
+/* A view of one model component's tensors. Lookups never fail silently: the
+ * first error is kept (`err`, message in `msg`) and later lookups return NULL,
+ * so a loader makes all its lookups and checks once at the end. */
+typedef struct {
+  sdc__weight_ref *refs; /* sorted by name */
+  int64_t n_refs;
+  void **owned;          /* widened copies, freed with the view */
+  int64_t n_owned, cap_owned;
+  int64_t n_bytes_owned;  /* heap bytes held for widened weights */
+  int64_t n_bytes_used;   /* bytes of every tensor handed out */
+  char source[400];       /* "file" or "file (keys prefix*)", for messages */
+  int err;
+  char msg[512];
+} sdc_weights;
+
+/* Builds a view over the keys of `file` that start with `prefix`, mapped
+ * through `map` (NULL: strip the prefix only). The file must outlive the view. */
+int sdc_weights_init(sdc_weights *w /* OUT */, const sdc_st_file *file, const char *prefix, sdc_key_map_fn map,
+                     const void *ctx);
+void sdc_weights_free(sdc_weights *w);
+
+int sdc_weights_has(const sdc_weights *w, const char *name);
+
+/* The tensor `name` as f32 with exactly the given shape. A mismatch, a missing
+ * name or an integer dtype records an error naming file and key, and returns
+ * NULL. The memory lives as long as w. */
+const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape);
+
+/* A linear layer's [n_out, n_in] weight that may be stored as a 1x1 conv
+ * [n_out, n_in, 1, 1] (VAE attention, conv proj_in/proj_out). */
+const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in);
+
+#endif

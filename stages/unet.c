@@ -1,0 +1,1 @@
+/* placeholder */ typedef int sdc__placeholder_unet;
