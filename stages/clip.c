@@ -1,1 +1,103 @@
-/* placeholder */ typedef int sdc__placeholder_clip;
+/* clip.c - pre-norm causal transformer over token + position embeddings. */
+#include "clip.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blocks.h"
+#include "error.h"
+#include "ops.h"
+
+int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg) {
+  *out = NULL;
+  sdc_clip *c = calloc(1, sizeof *c);
+  if (c) c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
+  if (!c || !c->layers) {
+    sdc_clip_free(c);
+    return sdc_seterr(SDC_ENOMEM, "out of memory loading the text encoder");
+  }
+  c->cfg = *cfg;
+  const int64_t D = cfg->hidden_size, F = cfg->intermediate_size;
+  c->tok_emb = sdc_weights_get(w, "text_model.embeddings.token_embedding.weight", 2, (int64_t[]){cfg->vocab_size, D});
+  c->pos_emb = sdc_weights_get(w, "text_model.embeddings.position_embedding.weight", 2, (int64_t[]){cfg->max_positions, D});
+  for (int64_t l = 0; l < cfg->n_layers; l++) {
+    char p[128];
+    snprintf(p, sizeof p, "text_model.encoder.layers.%lld", (long long)l);
+    sdc__clip_layer *L = &c->layers[l];
+    L->ln1_w = sdc_wget(w, p, "layer_norm1.weight", D, 0, 0, 0);
+    L->ln1_b = sdc_wget(w, p, "layer_norm1.bias", D, 0, 0, 0);
+    L->q_w = sdc_wget(w, p, "self_attn.q_proj.weight", D, D, 0, 0);
+    L->q_b = sdc_wget(w, p, "self_attn.q_proj.bias", D, 0, 0, 0);
+    L->k_w = sdc_wget(w, p, "self_attn.k_proj.weight", D, D, 0, 0);
+    L->k_b = sdc_wget(w, p, "self_attn.k_proj.bias", D, 0, 0, 0);
+    L->v_w = sdc_wget(w, p, "self_attn.v_proj.weight", D, D, 0, 0);
+    L->v_b = sdc_wget(w, p, "self_attn.v_proj.bias", D, 0, 0, 0);
+    L->o_w = sdc_wget(w, p, "self_attn.out_proj.weight", D, D, 0, 0);
+    L->o_b = sdc_wget(w, p, "self_attn.out_proj.bias", D, 0, 0, 0);
+    L->ln2_w = sdc_wget(w, p, "layer_norm2.weight", D, 0, 0, 0);
+    L->ln2_b = sdc_wget(w, p, "layer_norm2.bias", D, 0, 0, 0);
+    L->fc1_w = sdc_wget(w, p, "mlp.fc1.weight", F, D, 0, 0);
+    L->fc1_b = sdc_wget(w, p, "mlp.fc1.bias", F, 0, 0, 0);
+    L->fc2_w = sdc_wget(w, p, "mlp.fc2.weight", D, F, 0, 0);
+    L->fc2_b = sdc_wget(w, p, "mlp.fc2.bias", D, 0, 0, 0);
+  }
+  c->final_w = sdc_weights_get(w, "text_model.final_layer_norm.weight", 1, (int64_t[]){D});
+  c->final_b = sdc_weights_get(w, "text_model.final_layer_norm.bias", 1, (int64_t[]){D});
+  if (w->err) {
+    int err = sdc_seterr(w->err, "%s", w->msg);
+    sdc_clip_free(c);
+    return err;
+  }
+  *out = c;
+  return SDC_OK;
+}
+
+void sdc_clip_free(sdc_clip *c) {
+  if (!c) return;
+  free(c->layers);
+  free(c);
+}
+
+int sdc_clip_encode(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t B, int64_t N, float *x) {
+  const sdc_clip_config *cfg = &c->cfg;
+  const int64_t D = cfg->hidden_size, F = cfg->intermediate_size, rows = B * N, dh = D / cfg->n_heads;
+  if (N > cfg->max_positions)
+    return sdc_seterr(SDC_EINVAL, "text encoder: %lld tokens, at most %lld", (long long)N, (long long)cfg->max_positions);
+  for (int64_t i = 0; i < rows; i++)
+    if (ids[i] < 0 || ids[i] >= cfg->vocab_size)
+      return sdc_seterr(SDC_EINVAL, "text encoder: token id %d outside the vocabulary of %lld", ids[i],
+                        (long long)cfg->vocab_size);
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *n = sdc_arena_floats(a, rows * D), *q = sdc_arena_floats(a, rows * D), *k = sdc_arena_floats(a, rows * D),
+        *v = sdc_arena_floats(a, rows * D), *o = sdc_arena_floats(a, rows * D), *h = sdc_arena_floats(a, rows * F);
+  if (!n || !q || !k || !v || !o || !h) return sdc_seterr(SDC_ENOMEM, "text encoder: out of memory for activations");
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < N; t++) {
+      float *dst = x + (b * N + t) * D;
+      const float *te = c->tok_emb + (int64_t)ids[b * N + t] * D, *pe = c->pos_emb + t * D;
+      for (int64_t i = 0; i < D; i++) dst[i] = te[i] + pe[i];
+    }
+  for (int64_t l = 0; l < cfg->n_layers; l++) {
+    const sdc__clip_layer *L = &c->layers[l];
+    sdc_layer_norm(n, x, L->ln1_w, L->ln1_b, rows, D, cfg->layer_norm_eps);
+    sdc_linear(q, n, L->q_w, L->q_b, rows, D, D);
+    sdc_linear(k, n, L->k_w, L->k_b, rows, D, D);
+    sdc_linear(v, n, L->v_w, L->v_b, rows, D, D);
+    sdc_attn_shape as = {B, N, N, cfg->n_heads, dh, D, D, D, (float)(1.0 / sqrt((double)dh)), 1};
+    int err = sdc_attention(a, o, q, k, v, &as);
+    if (err) return err;
+    sdc_linear(n, o, L->o_w, L->o_b, rows, D, D);
+    sdc_add(x, n, rows * D);
+    sdc_layer_norm(n, x, L->ln2_w, L->ln2_b, rows, D, cfg->layer_norm_eps);
+    sdc_linear(h, n, L->fc1_w, L->fc1_b, rows, D, F);
+    if (cfg->act == SDC_ACT_QUICK_GELU) sdc_quick_gelu(h, rows * F);
+    else sdc_gelu(h, rows * F);
+    sdc_linear(n, h, L->fc2_w, L->fc2_b, rows, F, D);
+    sdc_add(x, n, rows * D);
+  }
+  sdc_layer_norm(x, x, c->final_w, c->final_b, rows, D, cfg->layer_norm_eps);
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}

@@ -1,1 +1,224 @@
-/* placeholder */ typedef int sdc__placeholder_ops;
+/* ops.c - fast kernels: convolutions and projections as OpenBLAS sgemm, attention in query tiles. */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "error.h"
+
+/* col (Cin*kh*kw, Ho*Wo) for one image: each row is one (c, ky, kx) tap. */
+static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
+  const int64_t HoWo = s->Ho * s->Wo;
+  for (int64_t c = 0; c < s->Cin; c++)
+    for (int64_t ky = 0; ky < s->kh; ky++)
+      for (int64_t kx = 0; kx < s->kw; kx++) {
+        float *row = col + ((c * s->kh + ky) * s->kw + kx) * HoWo;
+        const float *plane = in + c * s->H * s->W;
+        for (int64_t oy = 0; oy < s->Ho; oy++) {
+          int64_t iy = oy * s->stride - s->pad_t + ky;
+          float *dst = row + oy * s->Wo;
+          if (iy < 0 || iy >= s->H) {
+            memset(dst, 0, (size_t)s->Wo * sizeof *dst);
+            continue;
+          }
+          const float *src = plane + iy * s->W;
+          if (s->stride == 1) {
+            /* contiguous run with zero fringes */
+            int64_t x0 = s->pad_l - kx, lo = x0 > 0 ? x0 : 0, hi = s->W + x0 < s->Wo ? s->W + x0 : s->Wo;
+            if (hi < lo) hi = lo;
+            memset(dst, 0, (size_t)lo * sizeof *dst);
+            if (hi > lo) memcpy(dst + lo, src + lo - x0, (size_t)(hi - lo) * sizeof *dst);
+            memset(dst + hi, 0, (size_t)(s->Wo - hi) * sizeof *dst);
+          } else {
+            for (int64_t ox = 0; ox < s->Wo; ox++) {
+              int64_t ix = ox * s->stride - s->pad_l + kx;
+              dst[ox] = (ix >= 0 && ix < s->W) ? src[ix] : 0.0f;
+            }
+          }
+        }
+      }
+}
+
+int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s) {
+  const int64_t HoWo = s->Ho * s->Wo, K = s->Cin * s->kh * s->kw;
+  const int direct = s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_t == 0 && s->pad_l == 0 && s->Ho == s->H &&
+                     s->Wo == s->W;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *col = direct ? NULL : sdc_arena_floats(a, K * HoWo);
+  if (!direct && !col) return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for im2col (%lld floats)", (long long)(K * HoWo));
+  for (int64_t n = 0; n < s->B; n++) {
+    const float *src = in + n * s->Cin * s->H * s->W;
+    float *dst = out + n * s->Cout * HoWo;
+    if (!direct) {
+      sdc__im2col(col, src, s);
+      src = col;
+    }
+    /* bias first, then accumulate: beta = 1 */
+    for (int64_t o = 0; o < s->Cout; o++) {
+      float bv = b ? b[o] : 0.0f;
+      for (int64_t i = 0; i < HoWo; i++) dst[o * HoWo + i] = bv;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->Cout, (int)HoWo, (int)K, 1.0f, w, (int)K, src,
+                (int)HoWo, 1.0f, dst, (int)HoWo);
+  }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
+void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N) {
+  for (int64_t i = 0; i < M; i++) {
+    if (b) memcpy(out + i * N, b, (size_t)N * sizeof *out);
+    else memset(out + i * N, 0, (size_t)N * sizeof *out);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, in, (int)K, w, (int)K, 1.0f, out,
+              (int)N);
+}
+
+void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
+                    double eps, int silu) {
+  const int64_t cpg = C / groups, n = cpg * HW;
+  for (int64_t bg = 0; bg < B * groups; bg++) {
+    float *p = x + bg * n;
+    double sum = 0.0, sq = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += p[i];
+    double mean = sum / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+      double d = p[i] - mean;
+      sq += d * d;
+    }
+    double inv = 1.0 / sqrt(sq / (double)n + eps);
+    int64_t c0 = (bg % groups) * cpg;
+    for (int64_t c = 0; c < cpg; c++) {
+      double g = gamma[c0 + c] * inv, sh = beta[c0 + c] - mean * g;
+      float *q = p + c * HW;
+      for (int64_t i = 0; i < HW; i++) {
+        float v = (float)(q[i] * g + sh);
+        q[i] = silu ? v / (1.0f + expf(-v)) : v;
+      }
+    }
+  }
+}
+
+void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
+                    double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *p = in + r * C;
+    float *q = out + r * C;
+    double sum = 0.0, sq = 0.0;
+    for (int64_t i = 0; i < C; i++) sum += p[i];
+    double mean = sum / (double)C;
+    for (int64_t i = 0; i < C; i++) {
+      double d = p[i] - mean;
+      sq += d * d;
+    }
+    double inv = 1.0 / sqrt(sq / (double)C + eps);
+    for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
+  }
+}
+
+void sdc_silu(float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void sdc_gelu(float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+void sdc_quick_gelu(float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *h = in + r * 2 * F, *g = h + F;
+    float *o = out + r * F;
+    for (int64_t i = 0; i < F; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
+  }
+}
+
+void sdc_add(float *x, const float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Softmax of each row of s (rows, n) in place; row r may see keys [0, lim(r)). */
+static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_q0, int causal) {
+  for (int64_t r = 0; r < rows; r++) {
+    float *p = s + r * n;
+    int64_t lim = causal ? causal_q0 + r + 1 : n;
+    if (lim > n) lim = n;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+    double sum = 0.0;
+    for (int64_t j = 0; j < lim; j++) {
+      p[j] = expf(p[j] - mx);
+      sum += p[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < lim; j++) p[j] *= inv;
+    for (int64_t j = lim; j < n; j++) p[j] = 0.0f;
+  }
+}
+
+/* Query rows per tile: bounds the score matrix to tile x Nk floats. */
+#define SDC__ATTN_TILE 256
+
+int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s) {
+  const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *scores = sdc_arena_floats(a, tile * s->Nk);
+  if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));
+  for (int64_t b = 0; b < s->B; b++)
+    for (int64_t h = 0; h < s->heads; h++) {
+      const float *kb = k + b * s->Nk * s->ldk + h * s->dh, *vb = v + b * s->Nk * s->ldv + h * s->dh;
+      for (int64_t q0 = 0; q0 < s->Nq; q0 += tile) {
+        int64_t nq = s->Nq - q0 < tile ? s->Nq - q0 : tile;
+        const float *qb = q + (b * s->Nq + q0) * s->ldq + h * s->dh;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)s->Nk, (int)s->dh, s->scale, qb, (int)s->ldq,
+                    kb, (int)s->ldk, 0.0f, scores, (int)s->Nk);
+        sdc__softmax_rows(scores, nq, s->Nk, q0, s->causal);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)s->dh, (int)s->Nk, 1.0f, scores, (int)s->Nk,
+                    vb, (int)s->ldv, 0.0f, out + (b * s->Nq + q0) * D + h * s->dh, (int)D);
+      }
+    }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
+void sdc_nchw_to_nhwc(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t i = 0; i < HW; i++) out[(b * HW + i) * C + c] = in[(b * C + c) * HW + i];
+}
+
+void sdc_nhwc_to_nchw(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < HW; i++)
+      for (int64_t c = 0; c < C; c++) out[(b * C + c) * HW + i] = in[(b * HW + i) * C + c];
+}
+
+void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                          int64_t Wo) {
+  /* torch: scale = in/out as float, src = min(floor(dst * scale), in - 1) */
+  const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
+  for (int64_t p = 0; p < B * C; p++) {
+    const float *src = in + p * H * W;
+    float *dst = out + p * Ho * Wo;
+    for (int64_t y = 0; y < Ho; y++) {
+      int64_t iy = (int64_t)floorf((float)y * sy);
+      if (iy > H - 1) iy = H - 1;
+      for (int64_t x = 0; x < Wo; x++) {
+        int64_t ix = (int64_t)floorf((float)x * sx);
+        if (ix > W - 1) ix = W - 1;
+        dst[y * Wo + x] = src[iy * W + ix];
+      }
+    }
+  }
+}
+
+void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW) {
+  for (int64_t n = 0; n < B; n++) {
+    memcpy(out + n * (C1 + C2) * HW, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof *out);
+    memcpy(out + (n * (C1 + C2) + C1) * HW, b + n * C2 * HW, (size_t)(C2 * HW) * sizeof *out);
+  }
+}

@@ -1,1 +1,305 @@
-/* placeholder */ typedef int sdc__placeholder_unet;
+/* unet.c - the conditional UNet: time embedding, down blocks with skips, mid block, up blocks. */
+#include "unet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+
+#define SDC__ALLOC(ptr, a, n)                                                                    \
+  do {                                                                                           \
+    if (!((ptr) = sdc_arena_floats((a), (n))))                                                   \
+      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld floats)", (long long)(n)); \
+  } while (0)
+
+static int sdc__unet_check_cfg(const sdc_unet_config *c) {
+  if (c->n_blocks < 1) return sdc_seterr(SDC_ECONFIG, "unet config: no blocks");
+  for (int i = 0; i < c->n_blocks; i++) {
+    if (c->layers_per_block[i] > SDC_MAX_LAYERS - 1)
+      return sdc_seterr(SDC_ECONFIG, "unet config: layers_per_block %lld exceeds %d", (long long)c->layers_per_block[i],
+                        SDC_MAX_LAYERS - 1);
+    if (c->transformer_layers[i] > SDC_MAX_TLAYERS)
+      return sdc_seterr(SDC_ECONFIG, "unet config: transformer_layers_per_block %lld exceeds %d",
+                        (long long)c->transformer_layers[i], SDC_MAX_TLAYERS);
+  }
+  return SDC_OK;
+}
+
+static sdc_transformer *sdc__load_attns(sdc_weights *w, const char *block, int64_t n, int64_t C, int64_t heads,
+                                        const sdc_unet_config *c, int64_t depth) {
+  sdc_transformer *t = calloc((size_t)n, sizeof *t);
+  if (!t) {
+    if (!w->err) w->err = SDC_ENOMEM, snprintf(w->msg, sizeof w->msg, "out of memory loading %s", block);
+    return NULL;
+  }
+  for (int64_t j = 0; j < n; j++) {
+    char p[256];
+    snprintf(p, sizeof p, "%s.attentions.%lld", block, (long long)j);
+    sdc_transformer_load(&t[j], w, p, C, heads, c->cross_attention_dim, c->norm_num_groups, depth);
+  }
+  return t;
+}
+
+int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsigned parts) {
+  *out = NULL;
+  int err = sdc__unet_check_cfg(c);
+  if (err) return err;
+  sdc_unet *u = calloc(1, sizeof *u);
+  if (!u) return sdc_seterr(SDC_ENOMEM, "out of memory loading the unet");
+  u->cfg = *c;
+  u->parts = parts;
+  const int nb = c->n_blocks;
+  const int64_t temb = c->time_embed_dim, C0 = c->block_out_channels[0];
+  const double eps = c->norm_eps;
+  const int64_t G = c->norm_num_groups;
+  char p[256];
+  /* Down blocks; channel bookkeeping is needed by every shard. */
+  int64_t ch = C0;
+  for (int i = 0; i < nb; i++) {
+    sdc__unet_block *b = &u->down[i];
+    b->cin = ch, b->cout = c->block_out_channels[i], b->n_layers = c->layers_per_block[i];
+    b->has_attn = c->down_blocks[i] == SDC_BLOCK_CROSS_ATTN;
+    b->has_resample = i != nb - 1;
+    ch = b->cout;
+  }
+  if (parts & SDC_UNET_DOWN) {
+    sdc_conv_load(&u->conv_in, w, "conv_in", c->in_channels, C0, c->conv_in_kernel);
+    u->time_w1 = sdc_weights_get(w, "time_embedding.linear_1.weight", 2, (int64_t[]){temb, C0});
+    u->time_b1 = sdc_weights_get(w, "time_embedding.linear_1.bias", 1, (int64_t[]){temb});
+    u->time_w2 = sdc_weights_get(w, "time_embedding.linear_2.weight", 2, (int64_t[]){temb, temb});
+    u->time_b2 = sdc_weights_get(w, "time_embedding.linear_2.bias", 1, (int64_t[]){temb});
+    for (int i = 0; i < nb; i++) {
+      sdc__unet_block *b = &u->down[i];
+      for (int64_t j = 0; j < b->n_layers; j++) {
+        snprintf(p, sizeof p, "down_blocks.%d.resnets.%lld", i, (long long)j);
+        sdc_resnet_load(&b->res[j], w, p, j ? b->cout : b->cin, b->cout, temb, G, eps, 1.0);
+      }
+      snprintf(p, sizeof p, "down_blocks.%d", i);
+      if (b->has_attn)
+        b->attn = sdc__load_attns(w, p, b->n_layers, b->cout, c->heads[i], c, c->transformer_layers[i]);
+      if (b->has_resample) {
+        snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
+        sdc_resample_load(&b->resample, w, p, b->cout, c->downsample_padding);
+      }
+    }
+  }
+  const int64_t Cm = c->block_out_channels[nb - 1];
+  if (parts & SDC_UNET_MID) {
+    for (int j = 0; j < 2; j++) {
+      snprintf(p, sizeof p, "mid_block.resnets.%d", j);
+      sdc_resnet_load(&u->mid_res[j], w, p, Cm, Cm, temb, G, eps, c->mid_block_scale_factor);
+    }
+    u->mid_attn = sdc__load_attns(w, "mid_block", 1, Cm, c->heads[nb - 1], c, c->transformer_layers[nb - 1]);
+  }
+  /* Up blocks mirror the down blocks (diffusers' reversed lists). */
+  int64_t out_ch = c->block_out_channels[nb - 1];
+  for (int i = 0; i < nb; i++) {
+    sdc__unet_block *b = &u->up[i];
+    int r = nb - 1 - i;
+    int64_t prev = out_ch;
+    out_ch = c->block_out_channels[r];
+    int64_t in_ch = c->block_out_channels[r > 0 ? r - 1 : 0];
+    b->cin = prev, b->cout = out_ch, b->n_layers = c->layers_per_block[r] + 1;
+    b->has_attn = c->up_blocks[i] == SDC_BLOCK_CROSS_ATTN;
+    b->has_resample = i != nb - 1;
+    if (!(parts & SDC_UNET_UP)) continue;
+    for (int64_t j = 0; j < b->n_layers; j++) {
+      int64_t skip_ch = j == b->n_layers - 1 ? in_ch : out_ch, res_in = j == 0 ? prev : out_ch;
+      snprintf(p, sizeof p, "up_blocks.%d.resnets.%lld", i, (long long)j);
+      sdc_resnet_load(&b->res[j], w, p, res_in + skip_ch, out_ch, temb, G, eps, 1.0);
+    }
+    snprintf(p, sizeof p, "up_blocks.%d", i);
+    if (b->has_attn) b->attn = sdc__load_attns(w, p, b->n_layers, out_ch, c->heads[r], c, c->transformer_layers[r]);
+    if (b->has_resample) {
+      snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
+      sdc_resample_load(&b->resample, w, p, out_ch, 1);
+    }
+  }
+  if (parts & SDC_UNET_UP) {
+    u->norm_out_w = sdc_weights_get(w, "conv_norm_out.weight", 1, (int64_t[]){C0});
+    u->norm_out_b = sdc_weights_get(w, "conv_norm_out.bias", 1, (int64_t[]){C0});
+    sdc_conv_load(&u->conv_out, w, "conv_out", C0, c->out_channels, c->conv_out_kernel);
+  }
+  if (w->err) {
+    err = sdc_seterr(w->err, "%s", w->msg);
+    sdc_unet_free(u);
+    return err;
+  }
+  *out = u;
+  return SDC_OK;
+}
+
+void sdc_unet_free(sdc_unet *u) {
+  if (!u) return;
+  for (int i = 0; i < SDC_MAX_BLOCKS; i++) {
+    free(u->down[i].attn);
+    free(u->up[i].attn);
+  }
+  free(u->mid_attn);
+  free(u);
+}
+
+void sdc_unet_shapes(const sdc_unet_config *c, int64_t H, int64_t W, sdc_unet_acts *s) {
+  memset(s, 0, sizeof *s);
+  int64_t ch = c->block_out_channels[0];
+  int n = 0;
+  s->skip_c[n] = ch, s->skip_h[n] = H, s->skip_w[n++] = W;
+  for (int i = 0; i < c->n_blocks; i++) {
+    ch = c->block_out_channels[i];
+    for (int64_t j = 0; j < c->layers_per_block[i]; j++) s->skip_c[n] = ch, s->skip_h[n] = H, s->skip_w[n++] = W;
+    if (i != c->n_blocks - 1) {
+      H = sdc_downsample_size(H, c->downsample_padding), W = sdc_downsample_size(W, c->downsample_padding);
+      s->skip_c[n] = ch, s->skip_h[n] = H, s->skip_w[n++] = W;
+    }
+  }
+  s->n_skips = n;
+  s->C = ch, s->H = H, s->W = W;
+}
+
+/* Sinusoidal embedding of each timestep (diffusers' get_timestep_embedding),
+ * in double: the timesteps are fractional and reach 999. */
+static void sdc__timestep_embedding(float *out, const float *t, int64_t B, int64_t dim, int flip, double shift) {
+  int64_t half = dim / 2;
+  for (int64_t n = 0; n < B; n++) {
+    float *o = out + n * dim;
+    for (int64_t i = 0; i < half; i++) {
+      double freq = exp(-log(10000.0) * (double)i / ((double)half - shift)), arg = (double)t[n] * freq;
+      o[flip ? half + i : i] = (float)sin(arg);
+      o[flip ? i : half + i] = (float)cos(arg);
+    }
+    if (dim % 2) o[dim - 1] = 0.0f;
+  }
+}
+
+int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const float *timestep, const float *ctx,
+                  int64_t B, int64_t H, int64_t W, int64_t Nctx, sdc_unet_acts *acts) {
+  const sdc_unet_config *c = &u->cfg;
+  if (!(u->parts & SDC_UNET_DOWN)) return sdc_seterr(SDC_EINVAL, "unet-down: weights of this shard are not loaded");
+  sdc_unet_shapes(c, H, W, acts);
+  acts->B = B;
+  const int64_t C0 = c->block_out_channels[0], T = c->time_embed_dim;
+  float *tproj, *t1;
+  SDC__ALLOC(acts->temb, a, B * T);
+  SDC__ALLOC(tproj, a, B * C0);
+  SDC__ALLOC(t1, a, B * T);
+  sdc__timestep_embedding(tproj, timestep, B, C0, c->flip_sin_to_cos, c->freq_shift);
+  sdc_linear(t1, tproj, u->time_w1, u->time_b1, B, C0, T);
+  sdc_silu(t1, B * T);
+  sdc_linear(acts->temb, t1, u->time_w2, u->time_b2, B, T, T);
+  /* resnets take SiLU(temb); computed once for all of them */
+  float *temb_silu = t1;
+  memcpy(temb_silu, acts->temb, (size_t)(B * T) * sizeof *t1);
+  sdc_silu(temb_silu, B * T);
+
+  int k = 0, err;
+  float *h;
+  SDC__ALLOC(h, a, B * C0 * H * W);
+  if ((err = sdc_conv_forward(&u->conv_in, a, h, sample, B, H, W))) return err;
+  acts->skips[k++] = h;
+  for (int i = 0; i < c->n_blocks; i++) {
+    const sdc__unet_block *b = &u->down[i];
+    for (int64_t j = 0; j < b->n_layers; j++) {
+      float *r;
+      SDC__ALLOC(r, a, B * b->cout * H * W);
+      if ((err = sdc_resnet_forward(&b->res[j], a, r, h, temb_silu, B, H, W))) return err;
+      if (b->has_attn) {
+        float *t;
+        SDC__ALLOC(t, a, B * b->cout * H * W);
+        if ((err = sdc_transformer_forward(&b->attn[j], a, t, r, ctx, B, H, W, Nctx))) return err;
+        r = t;
+      }
+      acts->skips[k++] = h = r;
+    }
+    if (b->has_resample) {
+      int64_t Ho = sdc_downsample_size(H, b->resample.padding), Wo = sdc_downsample_size(W, b->resample.padding);
+      float *d;
+      SDC__ALLOC(d, a, B * b->cout * Ho * Wo);
+      if ((err = sdc_downsample_forward(&b->resample, a, d, h, B, H, W, &H, &W))) return err;
+      acts->skips[k++] = h = d;
+    }
+  }
+  acts->h = h;
+  return SDC_OK;
+}
+
+int sdc_unet_mid(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx, sdc_unet_acts *acts) {
+  if (!(u->parts & SDC_UNET_MID)) return sdc_seterr(SDC_EINVAL, "unet-mid: weights of this shard are not loaded");
+  const int64_t B = acts->B, C = acts->C, H = acts->H, W = acts->W, T = u->cfg.time_embed_dim;
+  float *ts, *h1, *h2;
+  SDC__ALLOC(ts, a, B * T);
+  SDC__ALLOC(h1, a, B * C * H * W);
+  SDC__ALLOC(h2, a, B * C * H * W);
+  memcpy(ts, acts->temb, (size_t)(B * T) * sizeof *ts);
+  sdc_silu(ts, B * T);
+  int err;
+  if ((err = sdc_resnet_forward(&u->mid_res[0], a, h1, acts->h, ts, B, H, W))) return err;
+  if ((err = sdc_transformer_forward(&u->mid_attn[0], a, h2, h1, ctx, B, H, W, Nctx))) return err;
+  if ((err = sdc_resnet_forward(&u->mid_res[1], a, h1, h2, ts, B, H, W))) return err;
+  acts->h = h1;
+  return SDC_OK;
+}
+
+int sdc_unet_up(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx, const sdc_unet_acts *acts, float *out) {
+  const sdc_unet_config *c = &u->cfg;
+  if (!(u->parts & SDC_UNET_UP)) return sdc_seterr(SDC_EINVAL, "unet-up: weights of this shard are not loaded");
+  const int64_t B = acts->B, T = c->time_embed_dim, C0 = c->block_out_channels[0];
+  int64_t H = acts->H, W = acts->W, C = acts->C;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *ts;
+  SDC__ALLOC(ts, a, B * T);
+  memcpy(ts, acts->temb, (size_t)(B * T) * sizeof *ts);
+  sdc_silu(ts, B * T);
+  int k = acts->n_skips, err;
+  const float *h = acts->h;
+  for (int i = 0; i < c->n_blocks; i++) {
+    const sdc__unet_block *b = &u->up[i];
+    for (int64_t j = 0; j < b->n_layers; j++) {
+      k--;
+      if (k < 0 || acts->skip_h[k] != H || acts->skip_w[k] != W)
+        return sdc_seterr(SDC_ESHAPE, "unet-up: skip %d does not match the hidden state's size", k);
+      int64_t Cs = acts->skip_c[k];
+      float *cat, *r;
+      SDC__ALLOC(cat, a, B * (C + Cs) * H * W);
+      SDC__ALLOC(r, a, B * b->cout * H * W);
+      sdc_concat_channels(cat, h, C, acts->skips[k], Cs, B, H * W);
+      if ((err = sdc_resnet_forward(&b->res[j], a, r, cat, ts, B, H, W))) return err;
+      C = b->cout;
+      if (b->has_attn) {
+        float *t;
+        SDC__ALLOC(t, a, B * C * H * W);
+        if ((err = sdc_transformer_forward(&b->attn[j], a, t, r, ctx, B, H, W, Nctx))) return err;
+        r = t;
+      }
+      h = r;
+    }
+    if (b->has_resample) {
+      /* resize to the next skip's size: 2x, or odd sizes as diffusers' upsample_size */
+      int64_t Ho = k > 0 ? acts->skip_h[k - 1] : 2 * H, Wo = k > 0 ? acts->skip_w[k - 1] : 2 * W;
+      float *up;
+      SDC__ALLOC(up, a, B * C * Ho * Wo);
+      if ((err = sdc_upsample_forward(&b->resample, a, up, h, B, H, W, Ho, Wo))) return err;
+      h = up, H = Ho, W = Wo;
+    }
+  }
+  float *n;
+  SDC__ALLOC(n, a, B * C0 * H * W);
+  memcpy(n, h, (size_t)(B * C0 * H * W) * sizeof *n);
+  sdc_group_norm(n, u->norm_out_w, u->norm_out_b, B, C0, H * W, c->norm_num_groups, c->norm_eps, 1);
+  err = sdc_conv_forward(&u->conv_out, a, out, n, B, H, W);
+  sdc_arena_reset(a, m);
+  return err;
+}
+
+int sdc_unet_forward(const sdc_unet *u, sdc_arena *a, const float *sample, const float *timestep, const float *ctx,
+                     int64_t B, int64_t H, int64_t W, int64_t Nctx, float *out) {
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  sdc_unet_acts acts;
+  int err = sdc_unet_down(u, a, sample, timestep, ctx, B, H, W, Nctx, &acts);
+  if (!err) err = sdc_unet_mid(u, a, ctx, Nctx, &acts);
+  if (!err) err = sdc_unet_up(u, a, ctx, Nctx, &acts, out);
+  sdc_arena_reset(a, m);
+  return err;
+}

@@ -1,0 +1,8 @@
+/* cli.h - the sdc subcommands. */
+#ifndef SDC_CLI_H
+#define SDC_CLI_H
+
+/* Each returns the process exit code: 0 success, 1 failure, 2 bad usage/input. */
+int sdc_cmd_verify(int argc, char **argv);
+
+#endif

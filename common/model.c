@@ -1,0 +1,139 @@
+/* model.c - resolve a model path into configs and lazily mapped weight files. */
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+static const char *const sdc__comp_dirs[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
+
+static int sdc__is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int sdc__exists(const char *p) { return access(p, F_OK) == 0; }
+
+static int sdc__load_config(sdc_model *m, sdc_component comp, const char *json, const char *label) {
+  switch (comp) {
+    case SDC_COMP_UNET: return sdc_unet_config_parse(&m->unet, json, label);
+    case SDC_COMP_VAE: return sdc_vae_config_parse(&m->vae, json, label);
+    default: return sdc_clip_config_parse(&m->clip, json, label);
+  }
+}
+
+/* Reads <dir>/<component>/config.json (and the scheduler's) into m. */
+static int sdc__load_folder_configs(sdc_model *m, const char *dir) {
+  char p[1200];
+  snprintf(p, sizeof p, "%s/model_index.json", dir);
+  if (!sdc__exists(p)) return sdc_seterr(SDC_EIO, "%s: not a diffusers model folder (no model_index.json)", dir);
+  for (int c = 0; c < SDC_COMP_COUNT; c++) {
+    char *json;
+    snprintf(p, sizeof p, "%s/%s/config.json", dir, sdc__comp_dirs[c]);
+    int err = sdc_read_file(p, &json, NULL);
+    if (err) return err;
+    err = sdc__load_config(m, (sdc_component)c, json, p);
+    free(json);
+    if (err) return err;
+  }
+  snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);
+  return sdc_read_file(p, &m->scheduler_json, NULL);
+}
+
+static int sdc__load_std_configs(sdc_model *m) {
+  for (int c = 0; c < SDC_COMP_COUNT; c++) {
+    const char *json = sdc_checkpoint_std_config(m->family, sdc__comp_dirs[c]);
+    char label[96];
+    snprintf(label, sizeof label, "built-in %s %s config", sdc_family_name(m->family), sdc__comp_dirs[c]);
+    int err = json ? sdc__load_config(m, (sdc_component)c, json, label) : sdc_seterr(SDC_ECONFIG, "no %s", label);
+    if (err) return err;
+  }
+  const char *s = sdc_checkpoint_std_config(m->family, "scheduler");
+  if (!s || !(m->scheduler_json = strdup(s))) return sdc_seterr(SDC_ENOMEM, "out of memory");
+  return SDC_OK;
+}
+
+int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
+  memset(m, 0, sizeof *m);
+  snprintf(m->path, sizeof m->path, "%s", path);
+  int err;
+  if (sdc__is_dir(path)) {
+    if (config_dir && config_dir[0] && strcmp(config_dir, path) != 0)
+      return sdc_seterr(SDC_EINVAL, "%s: a diffusers folder brings its own configs; --config applies to single files", path);
+    snprintf(m->config_dir, sizeof m->config_dir, "%s", path);
+    if ((err = sdc__load_folder_configs(m, path))) goto fail;
+    return SDC_OK;
+  }
+  if (!sdc__exists(path)) return sdc_seterr(SDC_EIO, "%s: no such file or folder", path);
+  m->single_file = 1;
+  /* The single file is one mapping shared by all components. */
+  if ((err = sdc_st_open(&m->files[0], path))) goto fail;
+  m->opened[0] = 1;
+  if ((err = sdc_checkpoint_detect(&m->files[0], &m->family))) goto fail;
+  if (config_dir && config_dir[0]) {
+    snprintf(m->config_dir, sizeof m->config_dir, "%s", config_dir);
+    err = sdc__load_folder_configs(m, config_dir);
+  } else {
+    err = sdc__load_std_configs(m);
+  }
+  if (err) goto fail;
+  return SDC_OK;
+fail:
+  sdc_model_close(m);
+  return err;
+}
+
+void sdc_model_close(sdc_model *m) {
+  for (int c = 0; c < SDC_COMP_COUNT; c++)
+    if (m->opened[c]) sdc_st_close(&m->files[c]);
+  free(m->scheduler_json);
+  memset(m, 0, sizeof *m);
+}
+
+/* Finds the component's weight file in a diffusers folder. */
+static int sdc__component_file(const sdc_model *m, sdc_component comp, char *out, size_t n) {
+  static const char *const names[SDC_COMP_COUNT][2] = {
+      {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"},
+      {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"},
+      {"model.safetensors", "model.fp16.safetensors"},
+  };
+  for (int i = 0; i < 2; i++) {
+    snprintf(out, n, "%s/%s/%s", m->path, sdc__comp_dirs[comp], names[comp][i]);
+    if (sdc__exists(out)) return SDC_OK;
+  }
+  char idx[1200];
+  snprintf(idx, sizeof idx, "%s/%s/%s.index.json", m->path, sdc__comp_dirs[comp], names[comp][0]);
+  if (sdc__exists(idx)) return sdc_seterr(SDC_EUNSUPPORTED, "%s: sharded weights are not supported yet", idx);
+  snprintf(out, n, "%s/%s/%s", m->path, sdc__comp_dirs[comp], names[comp][0]);
+  return sdc_seterr(SDC_EIO, "%s: no such file (only .safetensors weights are read)", out);
+}
+
+int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w) {
+  memset(w, 0, sizeof *w);
+  if (m->single_file) {
+    static const char *const comps[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
+    const void *cfg = comp == SDC_COMP_UNET ? (const void *)&m->unet
+                      : comp == SDC_COMP_VAE ? (const void *)&m->vae
+                                             : (const void *)&m->clip;
+    return sdc_checkpoint_weights(w, &m->files[0], m->family, comps[comp], cfg);
+  }
+  if (!m->opened[comp]) {
+    char p[1200];
+    int err = sdc__component_file(m, comp, p, sizeof p);
+    if (err) return err;
+    if ((err = sdc_st_open(&m->files[comp], p))) return err;
+    m->opened[comp] = 1;
+  }
+  return sdc_weights_init(w, &m->files[comp], "", NULL, NULL);
+}
+
+const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n) {
+  if (m->config_dir[0]) snprintf(buf, n, "%s/tokenizer", m->config_dir);
+  else if (n) buf[0] = 0;
+  return buf;
+}

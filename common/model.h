@@ -1,0 +1,42 @@
+/* model.h - where a model's configs and weights come from: a diffusers folder or a single checkpoint file. */
+#ifndef SDC_MODEL_H
+#define SDC_MODEL_H
+
+#include "checkpoint.h"
+#include "config.h"
+#include "safetensors.h"
+#include "weights.h"
+
+typedef enum { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT_ENCODER, SDC_COMP_COUNT } sdc_component;
+
+typedef struct {
+  char path[1024];        /* what the user named */
+  char config_dir[1024];  /* diffusers folder supplying configs/tokenizer/scheduler, "" when built-in */
+  int single_file;        /* weights come from one original-layout checkpoint */
+  sdc_family family;      /* meaningful for single files */
+  sdc_unet_config unet;
+  sdc_vae_config vae;
+  sdc_clip_config clip;
+  char *scheduler_json;   /* scheduler_config.json text (heap), or a built-in one */
+  /* weight files, opened on first use so a shard worker maps only its own */
+  sdc_st_file files[SDC_COMP_COUNT];
+  int opened[SDC_COMP_COUNT];
+} sdc_model;
+
+/* Opens `path`: a diffusers folder (model_index.json + component folders) or a
+ * single .safetensors checkpoint. For a single file, `config_dir` (may be NULL)
+ * names a diffusers folder whose configs, tokenizer and scheduler config apply;
+ * without it the family is recognised from the keys and its standard configs
+ * are used. Errors name the file and the field. Free with sdc_model_close(). */
+int sdc_model_open(sdc_model *m /* OUT */, const char *path, const char *config_dir);
+void sdc_model_close(sdc_model *m);
+
+/* A weight view of one component under diffusers names (file mapped on first
+ * use). The view must be freed (sdc_weights_free) before the model is closed. */
+int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w /* OUT */);
+
+/* The tokenizer folder ("<config_dir>/tokenizer") into buf, or "" when the
+ * built-in vocabulary applies. */
+const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,290 @@
+/* blocks.c - resnet, spatial transformer, VAE attention and resampling, shared by UNet and VAE. */
+#include "blocks.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+
+#define SDC__NAME_MAX 320
+
+const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int64_t d0, int64_t d1, int64_t d2,
+                      int64_t d3) {
+  char key[SDC__NAME_MAX];
+  snprintf(key, sizeof key, "%s.%s", prefix, name);
+  int64_t shape[4] = {d0, d1, d2, d3};
+  int ndim = 4;
+  while (ndim > 1 && shape[ndim - 1] == 0) ndim--;
+  return sdc_weights_get(w, key, ndim, shape);
+}
+
+const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in) {
+  char key[SDC__NAME_MAX];
+  snprintf(key, sizeof key, "%s.%s", prefix, name);
+  return sdc_weights_get_linear(w, key, n_out, n_in);
+}
+
+/* Arena allocation that turns exhaustion into an error return. */
+#define SDC__ALLOC(ptr, a, n)                                                                    \
+  do {                                                                                           \
+    if (!((ptr) = sdc_arena_floats((a), (n))))                                                   \
+      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld floats)", (long long)(n)); \
+  } while (0)
+
+/* ------------------------------------------------------------------ resnet */
+
+void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t temb_dim,
+                     int64_t groups, double eps, double out_scale) {
+  *r = (sdc_resnet){.cin = cin, .cout = cout, .temb_dim = temb_dim, .groups = groups, .eps = eps, .out_scale = out_scale};
+  r->norm1_w = sdc_wget(w, p, "norm1.weight", cin, 0, 0, 0);
+  r->norm1_b = sdc_wget(w, p, "norm1.bias", cin, 0, 0, 0);
+  r->conv1_w = sdc_wget(w, p, "conv1.weight", cout, cin, 3, 3);
+  r->conv1_b = sdc_wget(w, p, "conv1.bias", cout, 0, 0, 0);
+  if (temb_dim) {
+    r->temb_w = sdc_wget(w, p, "time_emb_proj.weight", cout, temb_dim, 0, 0);
+    r->temb_b = sdc_wget(w, p, "time_emb_proj.bias", cout, 0, 0, 0);
+  }
+  r->norm2_w = sdc_wget(w, p, "norm2.weight", cout, 0, 0, 0);
+  r->norm2_b = sdc_wget(w, p, "norm2.bias", cout, 0, 0, 0);
+  r->conv2_w = sdc_wget(w, p, "conv2.weight", cout, cout, 3, 3);
+  r->conv2_b = sdc_wget(w, p, "conv2.bias", cout, 0, 0, 0);
+  if (cin != cout) {
+    r->short_w = sdc_wget(w, p, "conv_shortcut.weight", cout, cin, 1, 1);
+    r->short_b = sdc_wget(w, p, "conv_shortcut.bias", cout, 0, 0, 0);
+  }
+}
+
+int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const float *x, const float *temb_silu, int64_t B,
+                       int64_t H, int64_t W) {
+  const int64_t HW = H * W;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *h, *h2;
+  SDC__ALLOC(h, a, B * r->cin * HW);
+  SDC__ALLOC(h2, a, B * r->cout * HW);
+  memcpy(h, x, (size_t)(B * r->cin * HW) * sizeof *h);
+  sdc_group_norm(h, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
+  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W};
+  int err = sdc_conv2d(a, h2, h, r->conv1_w, r->conv1_b, &cs);
+  if (err) return err;
+  if (r->temb_dim && temb_silu) {
+    float *t;
+    SDC__ALLOC(t, a, B * r->cout);
+    sdc_linear(t, temb_silu, r->temb_w, r->temb_b, B, r->temb_dim, r->cout);
+    for (int64_t n = 0; n < B; n++)
+      for (int64_t c = 0; c < r->cout; c++) {
+        float *p = h2 + (n * r->cout + c) * HW, tv = t[n * r->cout + c];
+        for (int64_t i = 0; i < HW; i++) p[i] += tv;
+      }
+  }
+  sdc_group_norm(h2, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
+  cs.Cin = r->cout;
+  if ((err = sdc_conv2d(a, out, h2, r->conv2_w, r->conv2_b, &cs))) return err;
+  if (r->short_w) {
+    sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W};
+    if ((err = sdc_conv2d(a, h2, x, r->short_w, r->short_b, &ss))) return err;
+    sdc_add(out, h2, B * r->cout * HW);
+  } else {
+    sdc_add(out, x, B * r->cout * HW);
+  }
+  if (r->out_scale != 1.0) {
+    float inv = (float)(1.0 / r->out_scale);
+    for (int64_t i = 0; i < B * r->cout * HW; i++) out[i] *= inv;
+  }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
+/* ------------------------------------------------------------- transformer */
+
+void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int64_t C, int64_t heads, int64_t ctx_dim,
+                          int64_t groups, int64_t n_layers) {
+  memset(t, 0, sizeof *t);
+  t->C = C, t->heads = heads, t->ctx_dim = ctx_dim, t->groups = groups, t->n_layers = n_layers, t->ff_inner = 4 * C;
+  if (n_layers > SDC_MAX_TLAYERS) {
+    /* recorded like a weight error so the loader reports it once */
+    if (!w->err) {
+      w->err = SDC_ECONFIG;
+      snprintf(w->msg, sizeof w->msg, "%s: %lld transformer layers, at most %d supported", p, (long long)n_layers,
+               SDC_MAX_TLAYERS);
+    }
+    return;
+  }
+  t->norm_w = sdc_wget(w, p, "norm.weight", C, 0, 0, 0);
+  t->norm_b = sdc_wget(w, p, "norm.bias", C, 0, 0, 0);
+  /* conv 1x1 (SD 1.x) and linear (SD 2.x) projections are the same matrix */
+  t->proj_in_w = sdc_wget_linear(w, p, "proj_in.weight", C, C);
+  t->proj_in_b = sdc_wget(w, p, "proj_in.bias", C, 0, 0, 0);
+  t->proj_out_w = sdc_wget_linear(w, p, "proj_out.weight", C, C);
+  t->proj_out_b = sdc_wget(w, p, "proj_out.bias", C, 0, 0, 0);
+  for (int64_t l = 0; l < n_layers; l++) {
+    char q[SDC__NAME_MAX];
+    snprintf(q, sizeof q, "%s.transformer_blocks.%lld", p, (long long)l);
+    sdc__tblock *b = &t->blocks[l];
+    b->norm1_w = sdc_wget(w, q, "norm1.weight", C, 0, 0, 0);
+    b->norm1_b = sdc_wget(w, q, "norm1.bias", C, 0, 0, 0);
+    b->q1 = sdc_wget(w, q, "attn1.to_q.weight", C, C, 0, 0);
+    b->k1 = sdc_wget(w, q, "attn1.to_k.weight", C, C, 0, 0);
+    b->v1 = sdc_wget(w, q, "attn1.to_v.weight", C, C, 0, 0);
+    b->o1_w = sdc_wget(w, q, "attn1.to_out.0.weight", C, C, 0, 0);
+    b->o1_b = sdc_wget(w, q, "attn1.to_out.0.bias", C, 0, 0, 0);
+    b->norm2_w = sdc_wget(w, q, "norm2.weight", C, 0, 0, 0);
+    b->norm2_b = sdc_wget(w, q, "norm2.bias", C, 0, 0, 0);
+    b->q2 = sdc_wget(w, q, "attn2.to_q.weight", C, C, 0, 0);
+    b->k2 = sdc_wget(w, q, "attn2.to_k.weight", C, ctx_dim, 0, 0);
+    b->v2 = sdc_wget(w, q, "attn2.to_v.weight", C, ctx_dim, 0, 0);
+    b->o2_w = sdc_wget(w, q, "attn2.to_out.0.weight", C, C, 0, 0);
+    b->o2_b = sdc_wget(w, q, "attn2.to_out.0.bias", C, 0, 0, 0);
+    b->norm3_w = sdc_wget(w, q, "norm3.weight", C, 0, 0, 0);
+    b->norm3_b = sdc_wget(w, q, "norm3.bias", C, 0, 0, 0);
+    b->ff1_w = sdc_wget(w, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0, 0);
+    b->ff1_b = sdc_wget(w, q, "ff.net.0.proj.bias", 2 * t->ff_inner, 0, 0, 0);
+    b->ff2_w = sdc_wget(w, q, "ff.net.2.weight", C, t->ff_inner, 0, 0);
+    b->ff2_b = sdc_wget(w, q, "ff.net.2.bias", C, 0, 0, 0);
+  }
+}
+
+int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
+                            int64_t B, int64_t H, int64_t W, int64_t Nctx) {
+  const int64_t C = t->C, N = H * W, rows = B * N, dh = C / t->heads;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *h, *tok, *nrm, *q, *k, *v, *o, *ff;
+  int64_t kv_rows = rows > B * Nctx ? rows : B * Nctx;
+  SDC__ALLOC(h, a, B * C * N);
+  SDC__ALLOC(tok, a, rows * C);
+  SDC__ALLOC(nrm, a, rows * C);
+  SDC__ALLOC(q, a, rows * C);
+  SDC__ALLOC(k, a, kv_rows * C);
+  SDC__ALLOC(v, a, kv_rows * C);
+  SDC__ALLOC(o, a, rows * C);
+  SDC__ALLOC(ff, a, rows * 2 * t->ff_inner);
+  memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
+  sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  sdc_nchw_to_nhwc(nrm, h, B, C, N);
+  sdc_linear(tok, nrm, t->proj_in_w, t->proj_in_b, rows, C, C);
+  int err;
+  for (int64_t l = 0; l < t->n_layers; l++) {
+    const sdc__tblock *b = &t->blocks[l];
+    /* self-attention */
+    sdc_layer_norm(nrm, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
+    sdc_linear(q, nrm, b->q1, NULL, rows, C, C);
+    sdc_linear(k, nrm, b->k1, NULL, rows, C, C);
+    sdc_linear(v, nrm, b->v1, NULL, rows, C, C);
+    sdc_attn_shape as = {B, N, N, t->heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
+    if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
+    sdc_linear(nrm, o, b->o1_w, b->o1_b, rows, C, C);
+    sdc_add(tok, nrm, rows * C);
+    /* cross-attention to the text context */
+    sdc_layer_norm(nrm, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
+    sdc_linear(q, nrm, b->q2, NULL, rows, C, C);
+    sdc_linear(k, ctx, b->k2, NULL, B * Nctx, t->ctx_dim, C);
+    sdc_linear(v, ctx, b->v2, NULL, B * Nctx, t->ctx_dim, C);
+    as.Nk = Nctx;
+    if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
+    sdc_linear(nrm, o, b->o2_w, b->o2_b, rows, C, C);
+    sdc_add(tok, nrm, rows * C);
+    /* GEGLU feed-forward */
+    sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
+    sdc_linear(ff, nrm, b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner);
+    sdc_geglu(ff, ff, rows, t->ff_inner); /* in-place safe: row r's output ends before row r's input is read */
+    sdc_linear(nrm, ff, b->ff2_w, b->ff2_b, rows, t->ff_inner, C);
+    sdc_add(tok, nrm, rows * C);
+  }
+  sdc_linear(nrm, tok, t->proj_out_w, t->proj_out_b, rows, C, C);
+  sdc_nhwc_to_nchw(out, nrm, B, C, N);
+  sdc_add(out, x, B * C * N);
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
+/* ----------------------------------------------------------- VAE attention */
+
+void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const char *p, int64_t C, int64_t groups) {
+  memset(t, 0, sizeof *t);
+  t->C = C, t->groups = groups;
+  char probe[SDC__NAME_MAX];
+  snprintf(probe, sizeof probe, "%s.to_q.weight", p);
+  /* Many real files still carry the pre-0.14 names query/key/value/proj_attn. */
+  int old = !sdc_weights_has(w, probe);
+  t->norm_w = sdc_wget(w, p, "group_norm.weight", C, 0, 0, 0);
+  t->norm_b = sdc_wget(w, p, "group_norm.bias", C, 0, 0, 0);
+  t->q_w = sdc_wget_linear(w, p, old ? "query.weight" : "to_q.weight", C, C);
+  t->q_b = sdc_wget(w, p, old ? "query.bias" : "to_q.bias", C, 0, 0, 0);
+  t->k_w = sdc_wget_linear(w, p, old ? "key.weight" : "to_k.weight", C, C);
+  t->k_b = sdc_wget(w, p, old ? "key.bias" : "to_k.bias", C, 0, 0, 0);
+  t->v_w = sdc_wget_linear(w, p, old ? "value.weight" : "to_v.weight", C, C);
+  t->v_b = sdc_wget(w, p, old ? "value.bias" : "to_v.bias", C, 0, 0, 0);
+  t->o_w = sdc_wget_linear(w, p, old ? "proj_attn.weight" : "to_out.0.weight", C, C);
+  t->o_b = sdc_wget(w, p, old ? "proj_attn.bias" : "to_out.0.bias", C, 0, 0, 0);
+}
+
+int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *out, const float *x, int64_t B,
+                              int64_t H, int64_t W) {
+  const int64_t C = t->C, N = H * W, rows = B * N;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *h, *tok, *q, *k, *v, *o;
+  SDC__ALLOC(h, a, B * C * N);
+  SDC__ALLOC(tok, a, rows * C);
+  SDC__ALLOC(q, a, rows * C);
+  SDC__ALLOC(k, a, rows * C);
+  SDC__ALLOC(v, a, rows * C);
+  SDC__ALLOC(o, a, rows * C);
+  memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
+  sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  sdc_nchw_to_nhwc(tok, h, B, C, N);
+  sdc_linear(q, tok, t->q_w, t->q_b, rows, C, C);
+  sdc_linear(k, tok, t->k_w, t->k_b, rows, C, C);
+  sdc_linear(v, tok, t->v_w, t->v_b, rows, C, C);
+  sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0};
+  int err = sdc_attention(a, o, q, k, v, &as);
+  if (err) return err;
+  sdc_linear(tok, o, t->o_w, t->o_b, rows, C, C);
+  sdc_nhwc_to_nchw(out, tok, B, C, N);
+  sdc_add(out, x, B * C * N);
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
+/* -------------------------------------------------------------- resampling */
+
+void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *p, int64_t C, int64_t padding) {
+  r->C = C, r->padding = padding;
+  r->w = sdc_wget(w, p, "conv.weight", C, C, 3, 3);
+  r->b = sdc_wget(w, p, "conv.bias", C, 0, 0, 0);
+}
+
+int64_t sdc_downsample_size(int64_t in, int64_t padding) {
+  return padding ? sdc_conv_out_size(in, 3, 2, padding, padding) : sdc_conv_out_size(in, 3, 2, 0, 1);
+}
+
+int sdc_downsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H,
+                           int64_t W, int64_t *Ho, int64_t *Wo) {
+  *Ho = sdc_downsample_size(H, r->padding);
+  *Wo = sdc_downsample_size(W, r->padding);
+  sdc_conv_shape cs = {B, r->C, H, W, r->C, 3, 3, 2, r->padding, r->padding, *Ho, *Wo};
+  return sdc_conv2d(a, out, x, r->w, r->b, &cs);
+}
+
+int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W,
+                         int64_t Ho, int64_t Wo) {
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *up;
+  SDC__ALLOC(up, a, B * r->C * Ho * Wo);
+  sdc_upsample_nearest(up, x, B, r->C, H, W, Ho, Wo);
+  sdc_conv_shape cs = {B, r->C, Ho, Wo, r->C, 3, 3, 1, 1, 1, Ho, Wo};
+  int err = sdc_conv2d(a, out, up, r->w, r->b, &cs);
+  sdc_arena_reset(a, m);
+  return err;
+}
+
+void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t k) {
+  c->cin = cin, c->cout = cout, c->k = k;
+  c->w = sdc_wget(w, p, "weight", cout, cin, k, k);
+  c->b = sdc_wget(w, p, "bias", cout, 0, 0, 0);
+}
+
+int sdc_conv_forward(const sdc_conv *c, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W) {
+  sdc_conv_shape cs = {B, c->cin, H, W, c->cout, c->k, c->k, 1, c->k / 2, c->k / 2, H, W};
+  return sdc_conv2d(a, out, x, c->w, c->b, &cs);
+}

@@ -1,0 +1,88 @@
+/* blocks.h - the building blocks UNet and VAE share: resnet, spatial transformer, VAE attention, resampling. */
+#ifndef SDC_BLOCKS_H
+#define SDC_BLOCKS_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "weights.h"
+
+#define SDC_MAX_TLAYERS 16
+
+/* Looks up "<prefix>.<name>" with the given shape (trailing zero dims are
+ * dropped); NULL and a recorded error in w when missing or mis-shaped. */
+const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int64_t d0, int64_t d1, int64_t d2,
+                      int64_t d3);
+/* Same for a linear weight that may be stored as a 1x1 conv. */
+const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in);
+
+/* ResnetBlock2D: GroupNorm-SiLU-conv3x3 (+ time projection) GroupNorm-SiLU-conv3x3, plus shortcut. */
+typedef struct {
+  int64_t cin, cout, temb_dim, groups;
+  double eps, out_scale;
+  const float *norm1_w, *norm1_b, *conv1_w, *conv1_b, *temb_w, *temb_b;
+  const float *norm2_w, *norm2_b, *conv2_w, *conv2_b, *short_w, *short_b;
+} sdc_resnet;
+
+/* temb_dim 0: no time embedding (VAE). A 1x1 conv_shortcut is loaded when cin != cout. */
+void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *prefix, int64_t cin, int64_t cout, int64_t temb_dim,
+                     int64_t groups, double eps, double out_scale);
+/* out (B,cout,H,W) from x (B,cin,H,W); temb_silu (B,temb_dim) is SiLU(temb), NULL without. */
+int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const float *x, const float *temb_silu, int64_t B,
+                       int64_t H, int64_t W);
+
+/* Transformer2DModel with BasicTransformerBlocks (self-attn, cross-attn, GEGLU feed-forward). */
+typedef struct {
+  const float *norm1_w, *norm1_b, *q1, *k1, *v1, *o1_w, *o1_b;
+  const float *norm2_w, *norm2_b, *q2, *k2, *v2, *o2_w, *o2_b;
+  const float *norm3_w, *norm3_b, *ff1_w, *ff1_b, *ff2_w, *ff2_b;
+} sdc__tblock;
+
+typedef struct {
+  int64_t C, heads, ctx_dim, groups, n_layers, ff_inner;
+  const float *norm_w, *norm_b, *proj_in_w, *proj_in_b, *proj_out_w, *proj_out_b;
+  sdc__tblock blocks[SDC_MAX_TLAYERS];
+} sdc_transformer;
+
+void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *prefix, int64_t C, int64_t heads,
+                          int64_t ctx_dim, int64_t groups, int64_t n_layers);
+/* out (B,C,H,W) from x (B,C,H,W) attending to ctx (B,Nctx,ctx_dim). out may not alias x. */
+int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
+                            int64_t B, int64_t H, int64_t W, int64_t Nctx);
+
+/* The VAE mid-block's single-head self-attention (either key spelling). */
+typedef struct {
+  int64_t C, groups;
+  const float *norm_w, *norm_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+} sdc_vae_attention;
+
+void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const char *prefix, int64_t C, int64_t groups);
+int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *out, const float *x, int64_t B,
+                              int64_t H, int64_t W);
+
+/* Resampling convs: a 3x3 conv with stride 2 (pad = padding on every side, or
+ * the VAE's asymmetric (0,1,0,1) when padding is 0), and nearest-resize + 3x3 conv. */
+typedef struct {
+  int64_t C, padding;
+  const float *w, *b;
+} sdc_resample;
+
+void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *prefix, int64_t C, int64_t padding);
+int sdc_downsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H,
+                           int64_t W, int64_t *Ho /* OUT */, int64_t *Wo /* OUT */);
+int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W,
+                         int64_t Ho, int64_t Wo);
+/* Output size of sdc_downsample_forward along one axis. */
+int64_t sdc_downsample_size(int64_t in, int64_t padding);
+
+/* A plain conv layer's weights. */
+typedef struct {
+  int64_t cin, cout, k;
+  const float *w, *b;
+} sdc_conv;
+
+void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *prefix, int64_t cin, int64_t cout, int64_t k);
+/* Same-size conv (stride 1, pad k/2). */
+int sdc_conv_forward(const sdc_conv *c, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W);
+
+#endif

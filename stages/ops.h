@@ -1,0 +1,66 @@
+/* ops.h - the tensor operations of latent diffusion, f32, NCHW, each with a naive reference. */
+#ifndef SDC_OPS_H
+#define SDC_OPS_H
+
+#include <stdint.h>
+
+#include "arena.h"
+
+/* Scratch space comes from an arena; every op releases what it took. */
+
+/* out (B,Cout,Ho,Wo) = conv(in (B,Cin,H,W), w (Cout,Cin,kh,kw)) + b (Cout, may be NULL).
+ * Zero padding pad_t/pad_l at top/left; bottom/right padding is whatever Ho/Wo imply
+ * (so the VAE encoder's asymmetric (0,1,0,1) pad is pad_t = pad_l = 0 with Ho = H/2). */
+typedef struct {
+  int64_t B, Cin, H, W, Cout, kh, kw, stride, pad_t, pad_l, Ho, Wo;
+} sdc_conv_shape;
+/* Output size of a symmetric-pad conv along one axis. */
+static inline int64_t sdc_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad_before, int64_t pad_after) {
+  return (in + pad_before + pad_after - k) / stride + 1;
+}
+int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s);
+void sdc_conv2d_ref(float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s);
+
+/* out (M,N) = in (M,K) @ w (N,K)^T + b (N, may be NULL). out may not alias in. */
+void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
+void sdc_linear_ref(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
+
+/* In place on x (B,C,HW): per (batch, group) normalisation, then gamma/beta per
+ * channel, then SiLU if silu. Statistics in double, as the fp64 goldens. */
+void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
+                    double eps, int silu);
+/* out (rows,C) = layer_norm(in (rows,C)) * gamma + beta. out may alias in. */
+void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
+                    double eps);
+
+void sdc_silu(float *x, int64_t n);
+void sdc_gelu(float *x, int64_t n);       /* exact erf form, torch's default */
+void sdc_quick_gelu(float *x, int64_t n); /* x * sigmoid(1.702 x), OpenAI CLIP */
+/* out (rows,F) = h * gelu(g) where in (rows,2F) = [h | g] (diffusers' GEGLU). */
+void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F);
+void sdc_add(float *x, const float *y, int64_t n); /* x += y */
+
+/* Multi-head scaled dot-product attention, tokens-major.
+ * q (B,Nq,H*dh) row stride ldq, k/v (B,Nk,H*dh) row stride ldk/ldv, out (B,Nq,H*dh)
+ * contiguous. scale usually 1/sqrt(dh). causal masks key j > query i. */
+typedef struct {
+  int64_t B, Nq, Nk, heads, dh, ldq, ldk, ldv;
+  float scale;
+  int causal;
+} sdc_attn_shape;
+int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
+void sdc_attention_ref(float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
+
+/* (B,C,HW) <-> (B,HW,C) */
+void sdc_nchw_to_nhwc(float *out, const float *in, int64_t B, int64_t C, int64_t HW);
+void sdc_nhwc_to_nchw(float *out, const float *in, int64_t B, int64_t C, int64_t HW);
+
+/* Nearest-neighbour resize (B,C,H,W) -> (B,C,Ho,Wo) with torch's index rule
+ * src = floor(dst * in / out); 2x upsampling is Ho = 2H. */
+void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                          int64_t Wo);
+
+/* out (B,C1+C2,HW) = concat(a (B,C1,HW), b (B,C2,HW)) along channels. */
+void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW);
+
+#endif
