@@ -4,5 +4,6 @@
 
 /* Each returns the process exit code: 0 success, 1 failure, 2 bad usage/input. */
 int sdc_cmd_verify(int argc, char **argv);
+int sdc_cmd_inspect(int argc, char **argv);
 
 #endif

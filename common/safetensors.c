@@ -43,22 +43,24 @@ static int sdc__parse_entry(sdc_st_entry *e, const cJSON *item, const char *path
     return sdc_seterr(SDC_EFORMAT, "%s: tensor '%s': data_offsets must be [begin, end]", path, key);
   e->dtype = (sdc_dtype)dtype;
   e->ndim = 0;
-  /* numel * elsize must not overflow: bound it by the data section's size as we go. */
+  /* numel * elsize must not overflow: a hostile shape is caught here, not in a later multiply. */
   uint64_t n_bytes = sdc_dtype_size(e->dtype);
-  int zero = 0;
+  int overflow = 0, empty = 0;
   const cJSON *d;
   cJSON_ArrayForEach(d, shape) {
     if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 9.0e15 || d->valuedouble != (double)(int64_t)d->valuedouble)
       return sdc_seterr(SDC_EFORMAT, "%s: tensor '%s': bad dimension in shape", path, key);
     int64_t v = (int64_t)d->valuedouble;
     e->shape[e->ndim++] = v;
-    if (v == 0) zero = 1;
-    else if (!zero) {
-      if (n_bytes > data_bytes / (uint64_t)v + 1) n_bytes = (uint64_t)data_bytes + 1; /* saturate */
-      else n_bytes *= (uint64_t)v;
-    }
+    overflow |= __builtin_mul_overflow(n_bytes, (uint64_t)v, &n_bytes);
+    empty |= v == 0;
   }
-  if (zero) n_bytes = 0;
+  if (empty) n_bytes = 0;
+  if (overflow && !empty) {
+    char s[160];
+    return sdc_seterr(SDC_EFORMAT, "%s: tensor '%s': shape %s overflows a 64-bit byte count", path, key,
+                      sdc_shape_str(s, sizeof s, e->ndim, e->shape));
+  }
   double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
   if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 || en < b ||
       b != (double)(uint64_t)b || en != (double)(uint64_t)en)

@@ -1,0 +1,120 @@
+/* bench_unet.c - UNet step time and peak memory for a model and latent size, beside the sgemm peak of this machine. */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "arena.h"
+#include "error.h"
+#include "model.h"
+#include "runtime.h"
+#include "unet.h"
+
+/* OpenBLAS extensions (not in cblas.h on every version). */
+extern char *openblas_get_corename(void);
+extern int openblas_get_num_threads(void);
+
+static double sdc__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double sdc__rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Best of a few runs of a square sgemm: the yardstick for everything else. */
+static double sdc__sgemm_peak_gflops(int n) {
+  float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
+  if (!a || !b || !c) return 0.0;
+  for (int i = 0; i < n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+  double best = 1e30;
+  for (int r = 0; r < 5; r++) {
+    double t0 = sdc__now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double t = sdc__now() - t0;
+    if (t < best) best = t;
+  }
+  free(a), free(b), free(c);
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+int main(int argc, char **argv) {
+  const char *model = NULL;
+  int64_t size = 64, batch = 2, steps = 3;
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"latent", required_argument, 0, 'l'},
+                                       {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'},
+                                       {0, 0, 0, 0}};
+  sdc_runtime_init(argv);
+  int ch;
+  while ((ch = getopt_long(argc, argv, "m:l:b:s:", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'm': model = optarg; break;
+      case 'l': size = atoll(optarg); break;
+      case 'b': batch = atoll(optarg); break;
+      case 's': steps = atoll(optarg); break;
+      default:
+        fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3]\n");
+        return 2;
+    }
+  }
+  if (!model || size < 1 || batch < 1 || steps < 1) {
+    fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3]\n");
+    return 2;
+  }
+  double peak = sdc__sgemm_peak_gflops(1024);
+  printf("openblas      core %s, %d threads, OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), openblas_get_num_threads(),
+         getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
+  printf("sgemm peak    %.1f GFLOP/s (1024^3, best of 5)\n", peak);
+  double rss0 = sdc__rss_mib();
+  sdc_model m;
+  sdc_weights w;
+  sdc_unet *u = NULL;
+  int err = sdc_model_open(&m, model, NULL);
+  if (!err) err = sdc_model_weights(&m, SDC_COMP_UNET, &w);
+  if (!err) err = sdc_unet_load(&u, &w, &m.unet, SDC_UNET_ALL);
+  if (err) {
+    fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  const int64_t C = m.unet.in_channels, D = m.unet.cross_attention_dim, N = 77;
+  float *x = calloc((size_t)(batch * C * size * size), 4), *ctx = calloc((size_t)(batch * N * D), 4),
+        *t = calloc((size_t)batch, 4), *out = calloc((size_t)(batch * C * size * size), 4);
+  for (int64_t i = 0; i < batch * C * size * size; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  for (int64_t i = 0; i < batch * N * D; i++) ctx[i] = (float)((i * 13) % 29) / 14.0f - 1.0f;
+  for (int64_t i = 0; i < batch; i++) t[i] = 500.0f;
+  sdc_arena a;
+  sdc_arena_init(&a, 0);
+  double best = 1e30, total = 0.0;
+  for (int64_t s = 0; s < steps; s++) {
+    double t0 = sdc__now();
+    if ((err = sdc_unet_forward(u, &a, x, t, ctx, batch, size, size, N, out))) {
+      fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(err));
+      return 1;
+    }
+    double dt = sdc__now() - t0;
+    total += dt;
+    if (dt < best) best = dt;
+  }
+  printf("model         %s\n", model);
+  printf("latent        %lldx%lld, batch %lld, %lld steps\n", (long long)size, (long long)size, (long long)batch,
+         (long long)steps);
+  printf("step time     best %.4f s, mean %.4f s\n", best, total / (double)steps);
+  printf("weights       %.1f MiB as f32 (%.1f MiB widened on the heap)\n", w.n_bytes_used / 1048576.0,
+         w.n_bytes_owned / 1048576.0);
+  printf("activations   peak %.1f MiB in the arena (%.1f MiB reserved)\n", a.peak_bytes / 1048576.0,
+         a.reserved_bytes / 1048576.0);
+  printf("process RSS   peak %.1f MiB (%.1f MiB before loading)\n", sdc__rss_mib(), rss0);
+  sdc_arena_free(&a);
+  free(x), free(ctx), free(t), free(out);
+  sdc_unet_free(u);
+  sdc_weights_free(&w);
+  sdc_model_close(&m);
+  return 0;
+}

@@ -1,0 +1,75 @@
+/* checkpoint.h - single-file (original LDM/CompVis layout) SD 1.x / 2.x checkpoints seen under diffusers names. */
+#ifndef SDC_CHECKPOINT_H
+#define SDC_CHECKPOINT_H
+
+#include "config.h"
+#include "safetensors.h"
+#include "weights.h"
+
+/* Key prefixes of the components inside a single-file checkpoint. */
+#define SDC_CKPT_UNET_PREFIX "model.diffusion_model."
+#define SDC_CKPT_VAE_PREFIX "first_stage_model."
+#define SDC_CKPT_CLIP_PREFIX "cond_stage_model.transformer."  /* SD 1.x: transformers' CLIPTextModel */
+#define SDC_CKPT_OPENCLIP_PREFIX "cond_stage_model.model."    /* SD 2.x: OpenCLIP ViT-H/14 text tower */
+
+typedef enum {
+  SDC_FAMILY_SD1, /* CLIP ViT-L/14 text encoder, epsilon prediction (stable-diffusion-v1-5) */
+  SDC_FAMILY_SD2, /* OpenCLIP ViT-H/14 text encoder; configs of stable-diffusion-2-1 (768-v) */
+  SDC_FAMILY_COUNT
+} sdc_family;
+
+/* "sd1", "sd2" (or "?"); never NULL. */
+const char *sdc_family_name(sdc_family fam);
+
+/* Key maps (see sdc_key_map_fn in weights.h). Each takes a key with its
+ * component prefix already stripped and returns how many diffusers names it
+ * wrote to outs (0: the key is not used, or does not fit the config).
+ *
+ * unet:     ctx is a const sdc_unet_config * (required; block arithmetic
+ *           follows its n_blocks, layers_per_block and block kinds).
+ * vae:      ctx is a const sdc_vae_config * (required; the decoder's up.i is
+ *           diffusers' up_blocks.(n_blocks-1-i)). Attention q/k/v/proj_out
+ *           keep their [C, C, 1, 1] shape.
+ * clip:     ctx is a const sdc_clip_config * or NULL. Keys with or without the
+ *           "text_model." level; position_ids and layers >= n_layers dropped.
+ * openclip: ctx is a const sdc_clip_config * or NULL (layers >= n_layers are
+ *           dropped: SD 2.x runs 23 of OpenCLIP's 24). The fused in_proj
+ *           weight and bias become q/k/v parts 0, 1, 2 of 3 along dim 0;
+ *           text_projection and logit_scale are not used. */
+int sdc_checkpoint_map_unet(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx);
+int sdc_checkpoint_map_vae(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx);
+int sdc_checkpoint_map_clip(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx);
+int sdc_checkpoint_map_openclip(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx);
+
+/* Tells SD 1.x from SD 2.x by the keys of f: SD2 when OpenCLIP text encoder
+ * keys are present or the UNet's cross-attention (attn2.to_k) takes 1024-wide
+ * context; SD1 when CLIP ViT-L keys are present or the context is 768 wide.
+ * Returns SDC_EFORMAT naming the file when there are no UNet keys at all, and
+ * SDC_EUNSUPPORTED for other families (SDXL's "conditioner." keys, unknown
+ * context widths without text encoder keys).
+ *
+ * Prediction type cannot be read from the keys: SD2 is taken to be the 768-v
+ * model (v_prediction, as stable-diffusion-2-1), which is what
+ * sdc_checkpoint_std_config(SDC_FAMILY_SD2, "scheduler") says. An SD 2.x
+ * 512-base (epsilon) file needs a scheduler config from the caller. */
+int sdc_checkpoint_detect(const sdc_st_file *f, sdc_family *fam /* OUT */);
+
+/* The standard diffusers config.json of a family's component: "unet", "vae",
+ * "text_encoder" or "scheduler" as stable-diffusion-v1-5 (SD1) and
+ * stable-diffusion-2-1 (SD2) ship them (the vae ones also spell out
+ * scaling_factor 0.18215, diffusers' default). Static strings; NULL for an
+ * unknown family or component. */
+const char *sdc_checkpoint_std_config(sdc_family fam, const char *component);
+
+/* A weight view of one component of a single-file checkpoint, under diffusers
+ * names: component "unet" (cfg: const sdc_unet_config *), "vae" (cfg: const
+ * sdc_vae_config *) or "text_encoder" (cfg: const sdc_clip_config *, may be
+ * NULL). The text encoder's layout follows fam, falling back to the other
+ * layout when the file holds only that one. f must outlive w; free w with
+ * sdc_weights_free(). Errors: SDC_EINVAL (unknown component or family, NULL
+ * cfg), SDC_EMISSING (no keys for the component, message names file and
+ * prefix), or sdc_weights_init's. On error *w is left empty. */
+int sdc_checkpoint_weights(sdc_weights *w /* OUT */, const sdc_st_file *f, sdc_family fam, const char *component,
+                           const void *cfg);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: the whole suite on the normal build, then again under ASan + UBSan.
+# Reference models are found through SDC_REF (default ../shared/ref); tests that need
+# them report SKIP when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SDC_REF="${SDC_REF:-$(cd .. && pwd)/shared/ref}"
+
+cmake -S . -B build -DSDC_WERROR=ON >/dev/null
+cmake --build build -j"$(nproc)"
+(cd build && ctest --output-on-failure)
+
+if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
+  cmake -S . -B build-asan -DSDC_SANITIZE=ON -DSDC_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
+  cmake --build build-asan -j"$(nproc)"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure)
+fi

@@ -1,0 +1,187 @@
+/* test_ops.c - every fast kernel against its naive reference, over awkward shapes (one table, one loop per op). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "test_util.h"
+
+static float *buf(int64_t n, uint32_t seed) {
+  float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+  if (!p) abort();
+  sdc_test_fill(p, n, seed);
+  return p;
+}
+
+static void test_conv2d(sdc_arena *a) {
+  /* B, Cin, H, W, Cout, kh, kw, stride, pad_t, pad_l, pad_b, pad_r */
+  static const int64_t cases[][12] = {
+      {2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1},   /* same 3x3 */
+      {1, 4, 8, 8, 6, 3, 3, 2, 1, 1, 1, 1},   /* UNet downsample */
+      {1, 4, 8, 6, 4, 3, 3, 2, 0, 0, 1, 1},   /* VAE encoder (0,1,0,1) pad */
+      {1, 4, 7, 5, 4, 3, 3, 2, 0, 0, 1, 1},   /* odd sizes, asymmetric */
+      {2, 5, 4, 3, 7, 1, 1, 1, 0, 0, 0, 0},   /* 1x1 direct GEMM path */
+      {1, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1},   /* 1x1 image, all padding */
+      {1, 3, 6, 6, 2, 5, 5, 1, 2, 2, 2, 2},   /* 5x5 kernel */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const int64_t *c = cases[i];
+    sdc_conv_shape s = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 0, 0};
+    s.Ho = sdc_conv_out_size(s.H, s.kh, s.stride, c[8], c[10]);
+    s.Wo = sdc_conv_out_size(s.W, s.kw, s.stride, c[9], c[11]);
+    int64_t n_out = s.B * s.Cout * s.Ho * s.Wo;
+    float *in = buf(s.B * s.Cin * s.H * s.W, 1 + i), *w = buf(s.Cout * s.Cin * s.kh * s.kw, 2 + i), *b = buf(s.Cout, 3 + i);
+    float *got = buf(n_out, 4), *ref = buf(n_out, 5);
+    CHECK(sdc_conv2d(a, got, in, w, i % 2 ? b : NULL, &s) == 0, "conv case %zu failed", i);
+    sdc_conv2d_ref(ref, in, w, i % 2 ? b : NULL, &s);
+    double e = sdc_test_rel_err(got, ref, n_out);
+    CHECK(e < 1e-5, "conv case %zu: rel err %g", i, e);
+    free(in), free(w), free(b), free(got), free(ref);
+  }
+}
+
+static void test_linear(void) {
+  static const int64_t cases[][3] = {{1, 1, 1}, {3, 5, 7}, {77, 64, 192}, {10, 33, 2}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    int64_t M = cases[i][0], K = cases[i][1], N = cases[i][2];
+    float *in = buf(M * K, 10 + i), *w = buf(N * K, 11 + i), *b = buf(N, 12 + i), *got = buf(M * N, 0), *ref = buf(M * N, 0);
+    sdc_linear(got, in, w, i % 2 ? b : NULL, M, K, N);
+    sdc_linear_ref(ref, in, w, i % 2 ? b : NULL, M, K, N);
+    double e = sdc_test_rel_err(got, ref, M * N);
+    CHECK(e < 1e-5, "linear %lldx%lldx%lld: rel err %g", (long long)M, (long long)K, (long long)N, e);
+    free(in), free(w), free(b), free(got), free(ref);
+  }
+}
+
+static void test_attention(sdc_arena *a) {
+  /* B, Nq, Nk, heads, dh, causal, row padding of q/k/v (strided views) */
+  static const int64_t cases[][7] = {
+      {1, 5, 5, 1, 4, 0, 0}, {2, 7, 77, 4, 8, 0, 0}, {2, 9, 9, 3, 2, 1, 0},
+      {1, 300, 300, 2, 4, 0, 3}, /* more queries than one tile */
+      {1, 77, 77, 4, 16, 1, 5},  /* CLIP-like causal, strided rows */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const int64_t *c = cases[i], D = c[3] * c[4], ld = D + c[6];
+    sdc_attn_shape s = {c[0], c[1], c[2], c[3], c[4], ld, ld, ld, (float)(1.0 / sqrt((double)c[4])), (int)c[5]};
+    float *q = buf(s.B * s.Nq * ld, 20 + i), *k = buf(s.B * s.Nk * ld, 21 + i), *v = buf(s.B * s.Nk * ld, 22 + i);
+    float *got = buf(s.B * s.Nq * D, 0), *ref = buf(s.B * s.Nq * D, 0);
+    CHECK(sdc_attention(a, got, q, k, v, &s) == 0, "attention case %zu failed", i);
+    sdc_attention_ref(ref, q, k, v, &s);
+    double e = sdc_test_rel_err(got, ref, s.B * s.Nq * D);
+    CHECK(e < 1e-5, "attention case %zu: rel err %g", i, e);
+    free(q), free(k), free(v), free(got), free(ref);
+  }
+}
+
+static void test_norms(void) {
+  const int64_t B = 2, C = 64, HW = 15, G = 32;
+  float *x = buf(B * C * HW, 30), *g = buf(C, 31), *b = buf(C, 32), *y = buf(B * C * HW, 0);
+  for (int64_t i = 0; i < B * C * HW; i++) x[i] = 3.0f + 5.0f * x[i]; /* offset mean: tests the two-pass variance */
+  for (int silu = 0; silu < 2; silu++) {
+    memcpy(y, x, (size_t)(B * C * HW) * sizeof *y);
+    sdc_group_norm(y, g, b, B, C, HW, G, 1e-6, silu);
+    double worst = 0.0;
+    for (int64_t n = 0; n < B; n++)
+      for (int64_t grp = 0; grp < G; grp++) {
+        const int64_t cpg = C / G;
+        const float *p = x + (n * C + grp * cpg) * HW;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < cpg * HW; i++) mean += p[i];
+        mean /= (double)(cpg * HW);
+        for (int64_t i = 0; i < cpg * HW; i++) var += (p[i] - mean) * (p[i] - mean);
+        var /= (double)(cpg * HW);
+        for (int64_t i = 0; i < cpg * HW; i++) {
+          int64_t ch = grp * cpg + i / HW;
+          double r = (p[i] - mean) / sqrt(var + 1e-6) * g[ch] + b[ch];
+          if (silu) r = r / (1.0 + exp(-r));
+          double d = fabs(r - y[(n * C + grp * cpg) * HW + i]);
+          if (d > worst) worst = d;
+        }
+      }
+    CHECK(worst < 1e-5, "group_norm (silu=%d): max err %g", silu, worst);
+  }
+  /* layer norm in place against the same definition */
+  const int64_t rows = 7, D = 48;
+  float *z = buf(rows * D, 33), *zr = buf(rows * D, 0), *lg = buf(D, 34), *lb = buf(D, 35);
+  memcpy(zr, z, (size_t)(rows * D) * sizeof *z);
+  sdc_layer_norm(z, z, lg, lb, rows, D, 1e-5);
+  double worst = 0.0;
+  for (int64_t r = 0; r < rows; r++) {
+    double mean = 0.0, var = 0.0;
+    for (int64_t i = 0; i < D; i++) mean += zr[r * D + i];
+    mean /= (double)D;
+    for (int64_t i = 0; i < D; i++) var += (zr[r * D + i] - mean) * (zr[r * D + i] - mean);
+    var /= (double)D;
+    for (int64_t i = 0; i < D; i++) {
+      double d = fabs((zr[r * D + i] - mean) / sqrt(var + 1e-5) * lg[i] + lb[i] - z[r * D + i]);
+      if (d > worst) worst = d;
+    }
+  }
+  CHECK(worst < 1e-5, "layer_norm: max err %g", worst);
+  free(x), free(g), free(b), free(y), free(z), free(zr), free(lg), free(lb);
+}
+
+static void test_activations(void) {
+  const int64_t n = 1000;
+  float *x = buf(n, 40), *y = buf(n, 0), *gg = buf(2 * n, 41), *out = buf(n, 0);
+  for (int64_t i = 0; i < n; i++) x[i] *= 6.0f;
+  double e_silu = 0, e_gelu = 0, e_qg = 0, e_geglu = 0;
+  memcpy(y, x, (size_t)n * sizeof *y), sdc_silu(y, n);
+  for (int64_t i = 0; i < n; i++) e_silu = fmax(e_silu, fabs(y[i] - x[i] / (1.0 + exp(-(double)x[i]))));
+  memcpy(y, x, (size_t)n * sizeof *y), sdc_gelu(y, n);
+  for (int64_t i = 0; i < n; i++) e_gelu = fmax(e_gelu, fabs(y[i] - 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)))));
+  memcpy(y, x, (size_t)n * sizeof *y), sdc_quick_gelu(y, n);
+  for (int64_t i = 0; i < n; i++) e_qg = fmax(e_qg, fabs(y[i] - x[i] / (1.0 + exp(-1.702 * x[i]))));
+  sdc_geglu(out, gg, 10, n / 10); /* 10 rows of [h | g], F = 100 */
+  for (int64_t r = 0; r < 10; r++)
+    for (int64_t i = 0; i < n / 10; i++) {
+      double h = gg[r * 2 * (n / 10) + i], g = gg[r * 2 * (n / 10) + n / 10 + i];
+      e_geglu = fmax(e_geglu, fabs(out[r * (n / 10) + i] - h * 0.5 * g * (1.0 + erf(g / sqrt(2.0)))));
+    }
+  CHECK(e_silu < 1e-5 && e_gelu < 1e-5 && e_qg < 1e-5 && e_geglu < 1e-5, "activations: silu %g gelu %g quick_gelu %g geglu %g",
+        e_silu, e_gelu, e_qg, e_geglu);
+  free(x), free(y), free(gg), free(out);
+}
+
+static void test_layout_and_resize(void) {
+  const int64_t B = 2, C = 3, H = 5, W = 4;
+  float *x = buf(B * C * H * W, 50), *t = buf(B * C * H * W, 0), *back = buf(B * C * H * W, 0);
+  sdc_nchw_to_nhwc(t, x, B, C, H * W);
+  CHECK(t[(1 * H * W + 7) * C + 2] == x[(1 * C + 2) * H * W + 7], "nchw->nhwc indexing");
+  sdc_nhwc_to_nchw(back, t, B, C, H * W);
+  CHECK(memcmp(back, x, (size_t)(B * C * H * W) * sizeof *x) == 0, "nhwc->nchw is not the inverse");
+  /* 2x nearest: every output pixel copies input (y/2, x/2); odd target uses floor(dst*in/out) */
+  float *up = buf(B * C * 2 * H * 2 * W, 0);
+  sdc_upsample_nearest(up, x, B, C, H, W, 2 * H, 2 * W);
+  int ok = 1;
+  for (int64_t p = 0; p < B * C; p++)
+    for (int64_t y = 0; y < 2 * H; y++)
+      for (int64_t xx = 0; xx < 2 * W; xx++) ok &= up[(p * 2 * H + y) * 2 * W + xx] == x[(p * H + y / 2) * W + xx / 2];
+  CHECK(ok, "2x nearest upsample");
+  float *odd = buf(B * C * 9 * 7, 0);
+  sdc_upsample_nearest(odd, x, B, C, H, W, 9, 7);
+  ok = 1;
+  for (int64_t y = 0; y < 9; y++)
+    for (int64_t xx = 0; xx < 7; xx++) ok &= odd[y * 7 + xx] == x[(y * H / 9) * W + xx * W / 7];
+  CHECK(ok, "nearest resize to 9x7");
+  float *cat = buf(B * (C + 2) * H * W, 0);
+  sdc_concat_channels(cat, x, C, x, 2, B, H * W);
+  /* b is x read as (B,2,HW): batch 1 channel 1 starts at (1*2+1)*HW */
+  CHECK(cat[((1 * (C + 2)) + C + 1) * H * W + 3] == x[(1 * 2 + 1) * H * W + 3], "concat channels");
+  CHECK(cat[((1 * (C + 2)) + 2) * H * W + 3] == x[(1 * C + 2) * H * W + 3], "concat channels (first part)");
+  free(x), free(t), free(back), free(up), free(odd), free(cat);
+}
+
+int main(void) {
+  sdc_arena a;
+  sdc_arena_init(&a, 1 << 20); /* small blocks: exercises growth across blocks */
+  test_conv2d(&a);
+  test_linear();
+  test_attention(&a);
+  test_norms();
+  test_activations();
+  test_layout_and_resize();
+  CHECK(a.used_bytes == 0, "ops leaked %zu arena bytes", a.used_bytes);
+  sdc_arena_free(&a);
+  return sdc_test_finish("test_ops");
+}
