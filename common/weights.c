@@ -1,6 +1,7 @@
 /* weights.c - diffusers-name lookup over one safetensors file, with dtype widening. */
 #include "weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,13 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #include "error.h"
+
+struct sdc__recorded {
+  char *name;
+  int ndim;
+  int64_t shape[SDC_MAX_DIMS];
+  float *data;
+};
 
 static int sdc__cmp_ref(const void *a, const void *b) {
   return strcmp(((const sdc__weight_ref *)a)->name, ((const sdc__weight_ref *)b)->name);
@@ -67,6 +75,8 @@ int sdc_weights_init(sdc_weights *w, const sdc_st_file *file, const char *prefix
 }
 
 void sdc_weights_free(sdc_weights *w) {
+  for (int64_t i = 0; i < w->n_rec; i++) free(w->rec[i].name), free(w->rec[i].data);
+  free(w->rec);
   for (int64_t i = 0; i < w->n_refs; i++) free(w->refs[i].name);
   for (int64_t i = 0; i < w->n_owned; i++) free(w->owned[i]);
   free(w->refs);
@@ -114,8 +124,11 @@ static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   return dst;
 }
 
+static const float *sdc__record(sdc_weights *w, const char *name, int ndim, const int64_t *shape);
+
 const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
   if (w->err) return NULL;
+  if (w->recording) return sdc__record(w, name, ndim, shape);
   const sdc__weight_ref *r = sdc__find(w, name);
   if (!r) return sdc__fail(w, SDC_EMISSING, "%s: missing tensor '%s'%s", w->source, name, "");
   const sdc_st_entry *e = r->entry;
@@ -132,9 +145,96 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
   return sdc__materialize(w, r);
 }
 
-const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in) {
+const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int prefer_conv) {
   if (w->err) return NULL;
+  if (w->recording)
+    return prefer_conv ? sdc__record(w, name, 4, (int64_t[]){n_out, n_in, 1, 1})
+                       : sdc__record(w, name, 2, (int64_t[]){n_out, n_in});
   const sdc__weight_ref *r = sdc__find(w, name);
   if (r && r->entry->ndim == 4) return sdc_weights_get(w, name, 4, (int64_t[]){n_out, n_in, 1, 1});
   return sdc_weights_get(w, name, 2, (int64_t[]){n_out, n_in});
+}
+
+/* ---------------------------------------------------------------- recorder */
+
+void sdc_weights_init_recorder(sdc_weights *w, uint64_t seed) {
+  memset(w, 0, sizeof *w);
+  w->recording = 1;
+  w->seed = seed;
+  snprintf(w->source, sizeof w->source, "recorder");
+}
+
+static uint64_t sdc__splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static int sdc__ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Values that keep activations of a random network in a sane range. */
+static void sdc__invent(float *x, int64_t n, const char *name, int ndim, const int64_t *shape, uint64_t seed) {
+  uint64_t s = seed;
+  for (const char *c = name; *c; c++) s = (s ^ (uint8_t)*c) * 0x100000001b3ull; /* FNV-1a over the name */
+  int is_norm = ndim == 1 && sdc__ends_with(name, ".weight") && strstr(name, "norm");
+  int is_bias = sdc__ends_with(name, ".bias");
+  double fan_in = ndim > 1 && shape[0] ? (double)n / (double)shape[0] : 1.0;
+  double scale = is_norm || is_bias ? 0.05 : strstr(name, "embedding") ? 0.5 : sqrt(3.0 / fan_in);
+  for (int64_t i = 0; i < n; i++) {
+    double u = (double)(sdc__splitmix(&s) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
+    x[i] = (float)((is_norm ? 1.0 : 0.0) + scale * u);
+  }
+}
+
+static const float *sdc__record(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
+  int64_t lo = 0, hi = w->n_rec;
+  while (lo < hi) { /* binary search for the insertion point */
+    int64_t mid = (lo + hi) / 2;
+    int c = strcmp(w->rec[mid].name, name);
+    if (c == 0) {
+      struct sdc__recorded *r = &w->rec[mid];
+      int same = r->ndim == ndim;
+      for (int i = 0; same && i < ndim; i++) same = r->shape[i] == shape[i];
+      if (!same) return sdc__fail(w, SDC_ESHAPE, "recorder: tensor '%s' asked for with two shapes%s%s", name, "", "");
+      return r->data;
+    }
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (w->n_rec == w->cap_rec) {
+    int64_t cap = w->cap_rec ? 2 * w->cap_rec : 256;
+    struct sdc__recorded *p = realloc(w->rec, (size_t)cap * sizeof *p);
+    if (!p) return sdc__fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'%s%s", name, "", "");
+    w->rec = p, w->cap_rec = cap;
+  }
+  int64_t n = sdc_shape_numel(ndim, shape);
+  struct sdc__recorded r = {.name = strdup(name), .ndim = ndim, .data = malloc((size_t)(n ? n : 1) * sizeof(float))};
+  if (!r.name || !r.data) {
+    free(r.name), free(r.data);
+    return sdc__fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'%s%s", name, "", "");
+  }
+  memcpy(r.shape, shape, (size_t)ndim * sizeof *shape);
+  sdc__invent(r.data, n, name, ndim, shape, w->seed);
+  memmove(&w->rec[lo + 1], &w->rec[lo], (size_t)(w->n_rec - lo) * sizeof *w->rec);
+  w->rec[lo] = r;
+  w->n_rec++;
+  w->n_bytes_owned += n * 4;
+  w->n_bytes_used += n * 4;
+  return r.data;
+}
+
+int64_t sdc_weights_n_recorded(const sdc_weights *w) { return w->n_rec; }
+
+void sdc_weights_recorded(const sdc_weights *w, int64_t i, const char **name, sdc_tensor *t) {
+  const struct sdc__recorded *r = &w->rec[i];
+  *name = r->name;
+  memset(t, 0, sizeof *t);
+  t->dtype = SDC_F32;
+  t->ndim = r->ndim;
+  memcpy(t->shape, r->shape, sizeof r->shape);
+  t->data = r->data;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "safetensors.h"
+#include "tensor.h"
 
 #define SDC_KEY_MAX 256
 #define SDC_KEY_MAP_MAX_OUT 4
@@ -37,6 +38,11 @@ typedef struct {
   int64_t n_owned, cap_owned;
   int64_t n_bytes_owned;  /* heap bytes held for widened weights */
   int64_t n_bytes_used;   /* bytes of every tensor handed out */
+  /* recorder mode: every tensor asked for is invented and remembered */
+  int recording;
+  uint64_t seed;
+  struct sdc__recorded *rec; /* sorted by name */
+  int64_t n_rec, cap_rec;
   char source[400];       /* "file" or "file (keys prefix*)", for messages */
   int err;
   char msg[512];
@@ -56,7 +62,18 @@ int sdc_weights_has(const sdc_weights *w, const char *name);
 const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape);
 
 /* A linear layer's [n_out, n_in] weight that may be stored as a 1x1 conv
- * [n_out, n_in, 1, 1] (VAE attention, conv proj_in/proj_out). */
-const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in);
+ * [n_out, n_in, 1, 1] (VAE attention, conv proj_in/proj_out). prefer_conv
+ * says which layout a recorder writes. */
+const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int prefer_conv);
+
+/* A recorder: a view with no file behind it that invents every tensor a
+ * loader asks for (deterministic from seed and name: norm scales near 1,
+ * small biases, weights uniform with unit-variance fan-in scaling) and keeps
+ * it. Running a model's loader against it yields a complete random model of
+ * that architecture, in the loader's own names and shapes. */
+void sdc_weights_init_recorder(sdc_weights *w /* OUT */, uint64_t seed);
+/* The i-th recorded tensor in name order; data stays owned by w. */
+int64_t sdc_weights_n_recorded(const sdc_weights *w);
+void sdc_weights_recorded(const sdc_weights *w, int64_t i, const char **name /* OUT */, sdc_tensor *t /* OUT */);
 
 #endif

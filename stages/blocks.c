@@ -20,10 +20,11 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
   return sdc_weights_get(w, key, ndim, shape);
 }
 
-const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in) {
+const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
+                             int prefer_conv) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
-  return sdc_weights_get_linear(w, key, n_out, n_in);
+  return sdc_weights_get_linear(w, key, n_out, n_in, prefer_conv);
 }
 
 /* Arena allocation that turns exhaustion into an error return. */
@@ -99,7 +100,7 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
 /* ------------------------------------------------------------- transformer */
 
 void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int64_t C, int64_t heads, int64_t ctx_dim,
-                          int64_t groups, int64_t n_layers) {
+                          int64_t groups, int64_t n_layers, int linear_proj) {
   memset(t, 0, sizeof *t);
   t->C = C, t->heads = heads, t->ctx_dim = ctx_dim, t->groups = groups, t->n_layers = n_layers, t->ff_inner = 4 * C;
   if (n_layers > SDC_MAX_TLAYERS) {
@@ -114,9 +115,9 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
   t->norm_w = sdc_wget(w, p, "norm.weight", C, 0, 0, 0);
   t->norm_b = sdc_wget(w, p, "norm.bias", C, 0, 0, 0);
   /* conv 1x1 (SD 1.x) and linear (SD 2.x) projections are the same matrix */
-  t->proj_in_w = sdc_wget_linear(w, p, "proj_in.weight", C, C);
+  t->proj_in_w = sdc_wget_linear(w, p, "proj_in.weight", C, C, !linear_proj);
   t->proj_in_b = sdc_wget(w, p, "proj_in.bias", C, 0, 0, 0);
-  t->proj_out_w = sdc_wget_linear(w, p, "proj_out.weight", C, C);
+  t->proj_out_w = sdc_wget_linear(w, p, "proj_out.weight", C, C, !linear_proj);
   t->proj_out_b = sdc_wget(w, p, "proj_out.bias", C, 0, 0, 0);
   for (int64_t l = 0; l < n_layers; l++) {
     char q[SDC__NAME_MAX];
@@ -204,18 +205,18 @@ void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const char *p,
   memset(t, 0, sizeof *t);
   t->C = C, t->groups = groups;
   char probe[SDC__NAME_MAX];
-  snprintf(probe, sizeof probe, "%s.to_q.weight", p);
+  snprintf(probe, sizeof probe, "%s.query.weight", p);
   /* Many real files still carry the pre-0.14 names query/key/value/proj_attn. */
-  int old = !sdc_weights_has(w, probe);
+  int old = sdc_weights_has(w, probe);
   t->norm_w = sdc_wget(w, p, "group_norm.weight", C, 0, 0, 0);
   t->norm_b = sdc_wget(w, p, "group_norm.bias", C, 0, 0, 0);
-  t->q_w = sdc_wget_linear(w, p, old ? "query.weight" : "to_q.weight", C, C);
+  t->q_w = sdc_wget_linear(w, p, old ? "query.weight" : "to_q.weight", C, C, 0);
   t->q_b = sdc_wget(w, p, old ? "query.bias" : "to_q.bias", C, 0, 0, 0);
-  t->k_w = sdc_wget_linear(w, p, old ? "key.weight" : "to_k.weight", C, C);
+  t->k_w = sdc_wget_linear(w, p, old ? "key.weight" : "to_k.weight", C, C, 0);
   t->k_b = sdc_wget(w, p, old ? "key.bias" : "to_k.bias", C, 0, 0, 0);
-  t->v_w = sdc_wget_linear(w, p, old ? "value.weight" : "to_v.weight", C, C);
+  t->v_w = sdc_wget_linear(w, p, old ? "value.weight" : "to_v.weight", C, C, 0);
   t->v_b = sdc_wget(w, p, old ? "value.bias" : "to_v.bias", C, 0, 0, 0);
-  t->o_w = sdc_wget_linear(w, p, old ? "proj_attn.weight" : "to_out.0.weight", C, C);
+  t->o_w = sdc_wget_linear(w, p, old ? "proj_attn.weight" : "to_out.0.weight", C, C, 0);
   t->o_b = sdc_wget(w, p, old ? "proj_attn.bias" : "to_out.0.bias", C, 0, 0, 0);
 }
 

@@ -13,8 +13,10 @@
  * dropped); NULL and a recorded error in w when missing or mis-shaped. */
 const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int64_t d0, int64_t d1, int64_t d2,
                       int64_t d3);
-/* Same for a linear weight that may be stored as a 1x1 conv. */
-const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in);
+/* Same for a linear weight that may be stored as a 1x1 conv (prefer_conv:
+ * the layout a recorder writes, as the real files of that architecture). */
+const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
+                             int prefer_conv);
 
 /* ResnetBlock2D: GroupNorm-SiLU-conv3x3 (+ time projection) GroupNorm-SiLU-conv3x3, plus shortcut. */
 typedef struct {
@@ -44,8 +46,10 @@ typedef struct {
   sdc__tblock blocks[SDC_MAX_TLAYERS];
 } sdc_transformer;
 
+/* linear_proj: proj_in/proj_out are linear layers (SD 2.x) rather than 1x1 convs
+ * (SD 1.x); either storage is accepted when loading. */
 void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *prefix, int64_t C, int64_t heads,
-                          int64_t ctx_dim, int64_t groups, int64_t n_layers);
+                          int64_t ctx_dim, int64_t groups, int64_t n_layers, int linear_proj);
 /* out (B,C,H,W) from x (B,C,H,W) attending to ctx (B,Nctx,ctx_dim). out may not alias x. */
 int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
                             int64_t B, int64_t H, int64_t W, int64_t Nctx);

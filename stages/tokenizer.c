@@ -412,7 +412,12 @@ static size_t sdc__match_lit(const int32_t *c, size_t n, const char *lit) {
   return len;
 }
 
-/* Length of the CLIP regex match at w[0..n), 0 if w[0] starts none (whitespace):
+/* Whether the CLIP regex can never match c: whitespace, and U+0345, which under
+ * re.IGNORECASE is neither in [\p{L}] nor in [^\s\p{L}\p{N}] (its case
+ * variants are letters, it is a mark), so the regex module skips it. */
+static int sdc__regex_skips(int32_t c) { return sdc__is_white_space(c) || c == 0x345; }
+
+/* Length of the CLIP regex match at w[0..n), 0 if none starts at w[0]:
  * <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ */
 static size_t sdc__regex_match(const int32_t *w, size_t n) {
   static const char *const lits[] = {sdc__sot, sdc__eot, "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
@@ -426,7 +431,7 @@ static size_t sdc__regex_match(const int32_t *w, size_t n) {
     return i;
   }
   if (sdc__is_number(w[0])) return 1;
-  while (i < n && !sdc__is_white_space(w[i]) && !sdc__is_letter(w[i]) && !sdc__is_number(w[i])) i++;
+  while (i < n && !sdc__regex_skips(w[i]) && !sdc__is_letter(w[i]) && !sdc__is_number(w[i])) i++;
   return i;
 }
 
@@ -619,8 +624,11 @@ static int sdc__load_vocab(sdc_tokenizer *t, const char *json, const char *label
   for (const cJSON *e = root->child; e; e = e->next) {
     double v = e->valuedouble;
     if (!cJSON_IsNumber(e) || !(v >= 0 && v < INT32_MAX) || v != (double)(int32_t)v) {
-      err = sdc_seterr(SDC_EFORMAT, "%s: token \"%.60s\" has id %.60s, want an integer in [0, 2^31)", label,
-                       e->string, cJSON_IsNumber(e) ? "out of range" : "that is not a number");
+      if (cJSON_IsNumber(e))
+        err = sdc_seterr(SDC_EFORMAT, "%s: token \"%.60s\" has id %g, want an integer in [0, 2^31)", label,
+                         e->string, v);
+      else
+        err = sdc_seterr(SDC_EFORMAT, "%s: token \"%.60s\" has an id that is not a number", label, e->string);
       goto done;
     }
     int32_t sym;

@@ -38,7 +38,8 @@ static sdc_transformer *sdc__load_attns(sdc_weights *w, const char *block, int64
   for (int64_t j = 0; j < n; j++) {
     char p[256];
     snprintf(p, sizeof p, "%s.attentions.%lld", block, (long long)j);
-    sdc_transformer_load(&t[j], w, p, C, heads, c->cross_attention_dim, c->norm_num_groups, depth);
+    sdc_transformer_load(&t[j], w, p, C, heads, c->cross_attention_dim, c->norm_num_groups, depth,
+                         c->use_linear_projection);
   }
   return t;
 }

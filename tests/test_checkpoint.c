@@ -236,7 +236,7 @@ static void check_openclip(const char *dir) {
     for (int p = 0; p < 3; p++) {
       char name[128], what[160];
       snprintf(name, sizeof name, "%sweight", proj_names[p]);
-      const float *x = sdc_weights_get_linear(&v, name, 4, 4);
+      const float *x = sdc_weights_get_linear(&v, name, 4, 4, 0);
       int ok = x != NULL;
       for (int i = 0; ok && i < 16; i++) ok = x[i] == (float)(16 * p + i);
       snprintf(what, sizeof what, "openclip in_proj_weight rows %d-%d -> %c_proj.weight", 4 * p, 4 * p + 3, "qkv"[p]);
