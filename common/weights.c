@@ -85,6 +85,7 @@ void sdc_weights_free(sdc_weights *w) {
 }
 
 static const sdc__weight_ref *sdc__find(const sdc_weights *w, const char *name) {
+  if (w->n_refs == 0) return NULL; /* a recorder has no refs array at all */
   sdc__weight_ref key = {.name = (char *)name};
   return bsearch(&key, w->refs, (size_t)w->n_refs, sizeof *w->refs, sdc__cmp_ref);
 }
