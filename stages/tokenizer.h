@@ -26,8 +26,9 @@ void sdc_tokenizer_free(sdc_tokenizer *tok);
 
 /* Tokenizes NUL-terminated UTF-8 text into exactly n_ids ids (normally
  * sdc_tokenizer_max_length()): bos, the tokens truncated to n_ids - 2, eos,
- * then the pad id. Invalid UTF-8 or n_ids < 2 => SDC_EINVAL; ids untouched
- * on error. Thread-safe: tok is only read. */
+ * then the pad id. Invalid UTF-8 or n_ids < 2 => SDC_EINVAL (checked before
+ * anything is written); on SDC_ENOMEM ids may be partly written. Thread-safe:
+ * tok is only read; scratch memory is allocated per call. */
 int sdc_tokenizer_encode(const sdc_tokenizer *tok, const char *text, int32_t *ids /* OUT [n_ids] */,
                          int64_t n_ids);
 

@@ -1,0 +1,6 @@
+/* placeholder: sched_multistep is being written */
+#include "error.h"
+#include "sched_impl.h"
+static int sdc__stub_init(sdc_scheduler *s) { (void)s; return sdc_seterr(SDC_EUNSUPPORTED, "scheduler not implemented yet"); }
+const sdc__sched_ops sdc__dpm_ops = {.init = sdc__stub_init};
+const sdc__sched_ops sdc__unipc_ops = {.init = sdc__stub_init};
