@@ -5,5 +5,7 @@
 /* Each returns the process exit code: 0 success, 1 failure, 2 bad usage/input. */
 int sdc_cmd_verify(int argc, char **argv);
 int sdc_cmd_inspect(int argc, char **argv);
+int sdc_cmd_generate(int argc, char **argv);
+int sdc_cmd_model_init(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@ static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc <command> [options]\n"
           "commands:\n"
+          "  generate --model PATH --prompt TEXT  make an image (see sdc generate --help)\n"
+          "  model-init --arch sd15|sd21|tiny --out DIR  write a random-weight model folder\n"
           "  inspect --model PATH  load a model (diffusers folder or .safetensors) and describe it\n"
           "  verify --ref DIR      check every stage against diffusers' golden vectors\n"
           "run 'sdc <command> --help' for a command's options.\n");
@@ -25,6 +27,8 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "verify") == 0) return sdc_cmd_verify(argc - 1, argv + 1);
   if (strcmp(cmd, "inspect") == 0) return sdc_cmd_inspect(argc - 1, argv + 1);
+  if (strcmp(cmd, "generate") == 0) return sdc_cmd_generate(argc - 1, argv + 1);
+  if (strcmp(cmd, "model-init") == 0) return sdc_cmd_model_init(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;

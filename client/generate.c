@@ -1,0 +1,261 @@
+/* generate.c - `sdc generate`: one process, prompt in, PNG out, same image as diffusers for the same seed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+#include "cli.h"
+#include "error.h"
+#include "pipeline.h"
+#include "pngio.h"
+
+#define SDC__DEFAULT_MAX_PIXELS (2048 * 2048)
+
+static void sdc__generate_usage(FILE *fp) {
+  fprintf(fp,
+          "usage: sdc generate --model PATH --prompt TEXT [options]\n"
+          "  --model PATH            diffusers folder, or one original-layout .safetensors checkpoint\n"
+          "  --config DIR            diffusers folder lending a single file its configs, tokenizer, scheduler\n"
+          "  --prompt TEXT           what to draw (UTF-8)\n"
+          "  --negative-prompt TEXT  what to steer away from (default: empty)\n"
+          "  --width N, --height N   image size in pixels, multiples of 8 (default: the model's native size)\n"
+          "  --steps N               denoising steps, 1..1000 (default 50)\n"
+          "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
+          "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
+          "                          unipc (default: the model's own scheduler config)\n"
+          "  --seed N                torch-compatible seed (default: random, printed and stored in the PNG)\n"
+          "  --num-images N          images from one seed, 1..64 (default 1); FILE-0.png, FILE-1.png, ...\n"
+          "  --output FILE.png       where to write (default out.png)\n"
+          "  --max-pixels N          refuse width*height above N (default %d)\n"
+          "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
+          "Bad input gets a one-line error and exit code 2; nothing is written.\n",
+          SDC__DEFAULT_MAX_PIXELS);
+}
+
+/* Strict integer option: the whole string, in range. */
+static int sdc__parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi)
+    return sdc_seterr(SDC_EINVAL, "%s '%s': expected an integer in [%lld, %lld]", flag, s, (long long)lo, (long long)hi);
+  *out = v;
+  return SDC_OK;
+}
+
+static int sdc__utf8_ok(const char *s) {
+  const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+  utf8proc_ssize_t n = (utf8proc_ssize_t)strlen(s);
+  while (n > 0) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t k = utf8proc_iterate(p, n, &cp);
+    if (k <= 0 || cp < 0) return 0;
+    p += k, n -= k;
+  }
+  return 1;
+}
+
+/* FILE.png -> FILE-i.png when several images are written. */
+static void sdc__output_name(char *buf, size_t n, const char *out, int64_t i, int64_t count) {
+  if (count == 1) {
+    snprintf(buf, n, "%s", out);
+    return;
+  }
+  const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+  if (!dot || (slash && dot < slash)) snprintf(buf, n, "%s-%lld", out, (long long)i);
+  else snprintf(buf, n, "%.*s-%lld%s", (int)(dot - out), out, (long long)i, dot);
+}
+
+/* The output's folder must exist and take new files; the path must not be a folder. */
+static int sdc__check_output(const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return sdc_seterr(SDC_EINVAL, "output '%s': is a directory", path);
+  char copy[4096];
+  snprintf(copy, sizeof copy, "%s", path);
+  const char *dir = dirname(copy);
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return sdc_seterr(SDC_EINVAL, "output '%s': folder '%s' does not exist", path, dir);
+  if (access(dir, W_OK) != 0) return sdc_seterr(SDC_EINVAL, "output '%s': folder '%s' is not writable", path, dir);
+  if (access(path, F_OK) == 0 && access(path, W_OK) != 0)
+    return sdc_seterr(SDC_EINVAL, "output '%s': file exists and is not writable", path);
+  return SDC_OK;
+}
+
+typedef struct {
+  double t0;
+  int tty;
+} sdc__progress;
+
+static double sdc__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sdc__on_progress(void *ctx, int64_t call, int64_t n) {
+  sdc__progress *pr = ctx;
+  if (!pr->tty) return;
+  double el = sdc__now() - pr->t0, per = el / (double)call, eta = per * (double)(n - call);
+  char bar[31];
+  int fill = (int)(30 * call / n);
+  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  bar[30] = 0;
+  fprintf(stderr, "\rstep %lld/%lld [%s] %.2f s/step, ETA %.0f s ", (long long)call, (long long)n, bar, per, eta);
+  if (call == n) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+static uint64_t sdc__random_seed(void) {
+  uint64_t s = 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = 0;
+    close(fd);
+  }
+  if (!s) s = (uint64_t)time(NULL) * 6364136223846793005ull;
+  return s & ((1ull << 53) - 1); /* survives a round trip through JSON numbers */
+}
+
+int sdc_cmd_generate(int argc, char **argv) {
+  const char *model = NULL, *config = NULL, *output = "out.png";
+  sdc_gen_params g = {.steps = 50, .guidance_scale = 7.5, .scheduler = -1, .num_images = 1};
+  int64_t max_pixels = SDC__DEFAULT_MAX_PIXELS;
+  int have_seed = 0, quiet = 0, err = SDC_OK;
+  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET };
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
+      {"prompt", required_argument, 0, 'p'},     {"negative-prompt", required_argument, 0, O_NEG},
+      {"width", required_argument, 0, 'W'},      {"height", required_argument, 0, 'H'},
+      {"steps", required_argument, 0, 's'},      {"guidance-scale", required_argument, 0, O_GS},
+      {"scheduler", required_argument, 0, O_SCHED}, {"seed", required_argument, 0, 'S'},
+      {"num-images", required_argument, 0, O_NUM}, {"output", required_argument, 0, 'o'},
+      {"max-pixels", required_argument, 0, O_MAXPX}, {"quiet", no_argument, 0, O_QUIET},
+      {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+  int ch;
+  optind = 1;
+  opterr = 0;
+  while (!err && (ch = getopt_long(argc, argv, "m:c:p:W:H:s:S:o:h", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'm': model = optarg; break;
+      case 'c': config = optarg; break;
+      case 'p': g.prompt = optarg; break;
+      case O_NEG: g.negative_prompt = optarg; break;
+      case 'W': err = sdc__parse_int("--width", optarg, 8, 1 << 16, &g.width); break;
+      case 'H': err = sdc__parse_int("--height", optarg, 8, 1 << 16, &g.height); break;
+      case 's': err = sdc__parse_int("--steps", optarg, 1, 1000, &g.steps); break;
+      case O_GS: {
+        char *end;
+        g.guidance_scale = strtod(optarg, &end);
+        if (end == optarg || *end || !isfinite(g.guidance_scale) || g.guidance_scale < 0)
+          err = sdc_seterr(SDC_EINVAL, "--guidance-scale '%s': expected a finite number >= 0", optarg);
+        break;
+      }
+      case O_SCHED:
+        if ((g.scheduler = sdc_sched_parse_name(optarg)) < 0)
+          err = sdc_seterr(SDC_EINVAL, "--scheduler '%s': unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
+                                       "dpmpp_2m, dpmpp_2m_karras, unipc)", optarg);
+        break;
+      case 'S': {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(optarg, &end, 10);
+        if (errno || end == optarg || *end || optarg[0] == '-')
+          err = sdc_seterr(SDC_EINVAL, "--seed '%s': expected a non-negative integer", optarg);
+        g.seed = s, have_seed = 1;
+        break;
+      }
+      case O_NUM: err = sdc__parse_int("--num-images", optarg, 1, 64, &g.num_images); break;
+      case 'o': output = optarg; break;
+      case O_MAXPX: err = sdc__parse_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
+      case O_QUIET: quiet = 1; break;
+      case 'h': sdc__generate_usage(stdout); return 0;
+      default:
+        err = sdc_seterr(SDC_EINVAL, "unknown or incomplete option '%s' (see sdc generate --help)", argv[optind - 1]);
+    }
+  }
+  if (!err && optind != argc) err = sdc_seterr(SDC_EINVAL, "unexpected argument '%s'", argv[optind]);
+  if (!err && !model) err = sdc_seterr(SDC_EINVAL, "--model is required");
+  if (!err && !g.prompt) err = sdc_seterr(SDC_EINVAL, "--prompt is required");
+  if (!err && !sdc__utf8_ok(g.prompt)) err = sdc_seterr(SDC_EINVAL, "--prompt is not valid UTF-8");
+  if (!err && g.negative_prompt && !sdc__utf8_ok(g.negative_prompt))
+    err = sdc_seterr(SDC_EINVAL, "--negative-prompt is not valid UTF-8");
+  char name[4200];
+  for (int64_t i = 0; !err && i < g.num_images; i++) {
+    sdc__output_name(name, sizeof name, output, i, g.num_images);
+    err = sdc__check_output(name);
+  }
+  /* sizes are checked before the model is loaded when given; defaults after */
+  if (!err && (g.width || g.height)) {
+    sdc_gen_params probe = g;
+    if (!probe.width) probe.width = 8;
+    if (!probe.height) probe.height = 8;
+    err = sdc_gen_params_check(&probe, max_pixels);
+  }
+  if (err) {
+    fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  if (!have_seed) g.seed = sdc__random_seed();
+  sdc_pipeline *p = NULL;
+  if ((err = sdc_pipeline_load(&p, model, config))) {
+    fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  const int64_t native = p->model.unet.sample_size * sdc_vae_scale(&p->model.vae);
+  if (!g.width) g.width = native;
+  if (!g.height) g.height = native;
+  if ((err = sdc_gen_params_check(&g, max_pixels))) {
+    fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    sdc_pipeline_free(p);
+    return 2;
+  }
+  const int64_t n_px = g.width * g.height * 3;
+  float *img = malloc((size_t)(g.num_images * n_px) * sizeof *img);
+  uint8_t *u8 = malloc((size_t)(g.num_images * n_px));
+  if (!img || !u8) {
+    fprintf(stderr, "sdc generate: out of memory for %lld images\n", (long long)g.num_images);
+    free(img), free(u8), sdc_pipeline_free(p);
+    return 1;
+  }
+  const char *sched = g.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g.scheduler) : "model default";
+  if (!quiet) fprintf(stderr, "seed %llu, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, (long long)g.width,
+                      (long long)g.height, (long long)g.steps, sched);
+  sdc__progress pr = {sdc__now(), !quiet && isatty(2)};
+  err = sdc_pipeline_generate(p, &g, img, NULL, sdc__on_progress, &pr);
+  int rc = 0;
+  if (err) {
+    fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    rc = 1;
+  } else {
+    sdc_images_to_u8(img, g.num_images * n_px, u8);
+    char params[8192];
+    for (int64_t i = 0; i < g.num_images && !rc; i++) {
+      /* the A1111-style "parameters" text that image tools already read */
+      snprintf(params, sizeof params,
+               "%s\nNegative prompt: %s\nSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
+               "Batch: %lld of %lld, Model: %s, Generator: sdcluster",
+               g.prompt, g.negative_prompt ? g.negative_prompt : "", (long long)g.steps, sched, g.guidance_scale,
+               (unsigned long long)g.seed, (long long)g.width, (long long)g.height, (long long)i + 1,
+               (long long)g.num_images, model);
+      const char *keys[] = {"parameters"}, *vals[] = {params};
+      sdc__output_name(name, sizeof name, output, i, g.num_images);
+      if ((err = sdc_png_write(name, u8 + i * n_px, g.width, g.height, 1, keys, vals))) {
+        fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+        rc = 1;
+      } else if (!quiet) {
+        fprintf(stderr, "wrote %s\n", name);
+      }
+    }
+  }
+  free(img), free(u8);
+  sdc_pipeline_free(p);
+  return rc;
+}
