@@ -1,7 +1,6 @@
 /* test_bad_models.c - broken files, tensors and configs each give one clear error line, exit 2, no crash. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -136,15 +135,9 @@ static void rewrite_weights(const char *dir, const char *comp, const char *file,
 /* Runs `sdc inspect --model dir`: exit 2, exactly one stderr line holding each needle. */
 static void expect_inspect_error(const char *what, const char *dir, const char *n1, const char *n2, const char *n3) {
   char cmd[2048], out[4096] = {0};
-  snprintf(cmd, sizeof cmd, "'%s' inspect --model '%s' 2>&1 >/dev/null", g_sdc, dir);
-  FILE *fp = popen(cmd, "r");
-  size_t len = fp ? fread(out, 1, sizeof out - 1, fp) : 0;
-  int st = fp ? pclose(fp) : -1;
-  out[len] = 0;
-  int lines = 0;
-  for (char *c = out; *c; c++) lines += *c == '\n';
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit status %d, expected 2; output: %s", what,
-        WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+  snprintf(cmd, sizeof cmd, "'%s' inspect --model '%s'", g_sdc, dir);
+  int st = sdc_test_run(cmd, out, sizeof out), lines = sdc_test_lines(out);
+  CHECK(st == 2, "%s: exit status %d, expected 2; output: %s", what, st, out);
   CHECK(lines == 1, "%s: %d lines on stderr, expected one: %s", what, lines, out);
   CHECK(strstr(out, n1), "%s: error lacks '%s': %s", what, n1, out);
   CHECK(!n2 || strstr(out, n2), "%s: error lacks '%s': %s", what, n2, out);

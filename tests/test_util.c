@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int sdc_test_failures = 0;
@@ -62,4 +63,21 @@ int sdc_test_finish(const char *name) {
   if (sdc_test_failures) printf("%s: %d check(s) failed\n", name, sdc_test_failures);
   else printf("%s: all checks passed\n", name);
   return sdc_test_failures ? 1 : 0;
+}
+
+int sdc_test_run(const char *cmd, char *err, size_t n) {
+  char full[8192];
+  snprintf(full, sizeof full, "%s 2>&1 >/dev/null", cmd);
+  FILE *fp = popen(full, "r");
+  if (!fp) return -1;
+  size_t len = fread(err, 1, n - 1, fp);
+  err[len] = 0;
+  int st = pclose(fp);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int sdc_test_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
 }

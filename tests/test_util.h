@@ -2,6 +2,7 @@
 #ifndef SDC_TEST_UTIL_H
 #define SDC_TEST_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -30,6 +31,11 @@ void sdc_test_rmtree(const char *dir);
 void sdc_test_fill(float *x, int64_t n, uint32_t seed);
 /* max |a - b| / max(1, max |b|) */
 double sdc_test_rel_err(const float *a, const float *b, int64_t n);
+/* Runs a shell command with stdout discarded; its stderr goes to err (NUL-
+ * terminated, cut at n). Returns the exit status, or -1 when it did not exit. */
+int sdc_test_run(const char *cmd, char *err, size_t n);
+/* Lines in s (count of '\n'). */
+int sdc_test_lines(const char *s);
 /* Prints "N passed, N failed" style summary and returns the exit code. */
 int sdc_test_finish(const char *name);
 

@@ -1,0 +1,111 @@
+/* test_generate_cli.c - sdc generate on a model-init'd tiny model: bad input is one line, exit 2, nothing written. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "pngio.h"
+#include "test_util.h"
+
+static const char *g_sdc, *g_tmp;
+static char g_model[1024], g_out[1024];
+
+static int dir_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+  if (d) closedir(d);
+  return n;
+}
+
+/* `sdc generate --model <tiny> --output <out>/img.png <args>` must fail with exit 2,
+ * one stderr line containing needle, and leave the output folder empty. */
+static void expect_bad(const char *what, const char *args, const char *needle) {
+  char cmd[4096], err[4096];
+  snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --output '%s/img.png' --steps 2 --quiet %s", g_sdc, g_model,
+           g_out, args);
+  int st = sdc_test_run(cmd, err, sizeof err);
+  CHECK(st == 2, "%s: exit %d, expected 2 (%s)", what, st, err);
+  CHECK(sdc_test_lines(err) == 1, "%s: expected one line of error, got: %s", what, err);
+  CHECK(strstr(err, needle) != NULL, "%s: error lacks '%s': %s", what, needle, err);
+  CHECK(dir_entries(g_out) == 0, "%s: something was written to %s", what, g_out);
+  printf("%-30s -> %s", what, err);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  g_sdc = argv[1];
+  g_tmp = sdc_test_tmpdir();
+  snprintf(g_model, sizeof g_model, "%s/tiny", g_tmp);
+  snprintf(g_out, sizeof g_out, "%s/out", g_tmp);
+  mkdir(g_out, 0755);
+  char cmd[4096], err[4096];
+  snprintf(cmd, sizeof cmd, "'%s' model-init --arch tiny --dtype f32 --seed 3 --out '%s'", g_sdc, g_model);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "model-init failed: %s", err);
+
+  expect_bad("width not a multiple of 8", "--prompt cat --width 100 --height 64", "multiples of 8");
+  expect_bad("height not a multiple of 8", "--prompt cat --width 64 --height 63", "multiples of 8");
+  expect_bad("size over the limit", "--prompt cat --width 4096 --height 4096", "limit");
+  expect_bad("size over --max-pixels", "--prompt cat --width 128 --height 128 --max-pixels 4096", "limit");
+  expect_bad("steps 0", "--prompt cat --steps 0", "--steps");
+  expect_bad("steps 1001", "--prompt cat --steps 1001", "--steps");
+  expect_bad("steps not a number", "--prompt cat --steps ten", "--steps");
+  expect_bad("unknown scheduler", "--prompt cat --scheduler karras9000", "karras9000");
+  expect_bad("NaN guidance", "--prompt cat --guidance-scale nan", "--guidance-scale");
+  expect_bad("negative guidance", "--prompt cat --guidance-scale -1", "--guidance-scale");
+  expect_bad("prompt not UTF-8", "--prompt 'caf\xe9'", "UTF-8");
+  expect_bad("negative prompt not UTF-8", "--prompt cat --negative-prompt '\xff\xfe'", "UTF-8");
+  expect_bad("missing prompt", "", "--prompt");
+  expect_bad("unknown flag", "--prompt cat --colour red", "--colour");
+  expect_bad("bad seed", "--prompt cat --seed -5", "--seed");
+  expect_bad("num-images 0", "--prompt cat --num-images 0", "--num-images");
+
+  /* the model itself: missing, or a weights file that is not safetensors */
+  char saved[1024];
+  snprintf(saved, sizeof saved, "%s", g_model);
+  snprintf(g_model, sizeof g_model, "%s/no-such-model", g_tmp);
+  expect_bad("missing model", "--prompt cat", "no-such-model");
+  snprintf(g_model, sizeof g_model, "%s/broken", g_tmp);
+  snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && echo garbage > '%s/unet/diffusion_pytorch_model.safetensors'", saved, g_model,
+           g_model);
+  CHECK(system(cmd) == 0, "could not make a broken model");
+  expect_bad("unreadable weights", "--prompt cat", "unet/diffusion_pytorch_model.safetensors");
+  snprintf(g_model, sizeof g_model, "%s", saved);
+
+  /* the output: a folder that does not exist, a folder as the file, a read-only folder */
+  snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt cat --steps 2 --output '%s/nope/img.png'", g_sdc,
+           g_model, g_tmp);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 2 && strstr(err, "does not exist"), "missing output folder: %s", err);
+  snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt cat --steps 2 --output '%s'", g_sdc, g_model, g_out);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 2 && strstr(err, "is a directory"), "output is a folder: %s", err);
+  char ro[1100];
+  snprintf(ro, sizeof ro, "%s/ro", g_tmp);
+  mkdir(ro, 0555);
+  if (geteuid() != 0) { /* root writes anywhere: the permission case only means something for others */
+    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt cat --steps 2 --output '%s/img.png'", g_sdc, g_model, ro);
+    CHECK(sdc_test_run(cmd, err, sizeof err) == 2 && strstr(err, "not writable"), "read-only folder: %s", err);
+  }
+
+  /* and a good run: two images, readable PNGs carrying their parameters */
+  snprintf(cmd, sizeof cmd,
+           "'%s' generate --model '%s' --prompt 'a red cube' --width 64 --height 48 --steps 2 --scheduler ddim --seed 5 "
+           "--num-images 2 --output '%s/img.png'",
+           g_sdc, g_model, g_out);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "good run failed: %s", err);
+  for (int i = 0; i < 2; i++) {
+    char path[1200], *params = NULL;
+    uint8_t *rgb = NULL;
+    int64_t w = 0, h = 0;
+    snprintf(path, sizeof path, "%s/img-%d.png", g_out, i);
+    int e = sdc_png_read(path, &rgb, &w, &h, &params);
+    CHECK(e == 0 && w == 64 && h == 48, "%s: %s (%lldx%lld)", path, e ? sdc_errmsg(e) : "ok", (long long)w, (long long)h);
+    CHECK(params && strstr(params, "a red cube") && strstr(params, "Seed: 5") && strstr(params, "Steps: 2"),
+          "%s: parameters chunk: %s", path, params ? params : "(none)");
+    free(rgb), free(params);
+  }
+  CHECK(dir_entries(g_out) == 2, "expected exactly img-0.png and img-1.png in %s", g_out);
+  sdc_test_rmtree(g_tmp);
+  return sdc_test_finish("test_generate_cli");
+}
