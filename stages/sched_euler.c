@@ -25,7 +25,8 @@ static int sdc__sigma_schedule(sdc_scheduler *s, const sdc__sched_opts *o) {
   const int64_t n_sig = (log_linear ? n + 1 : n) + 1;
   s->timesteps = malloc((size_t)(n + 1) * sizeof(double));
   s->sigmas = malloc((size_t)n_sig * sizeof(double));
-  if (!s->timesteps || !s->sigmas) return sdc_seterr(SDC_ENOMEM, "scheduler %s: out of memory", sdc_sched_name(c->kind));
+  if (!s->timesteps || !s->sigmas)
+    return sdc_seterr(SDC_ENOMEM, "scheduler %s: out of memory", sdc_sched_name(c->kind));
   sdc__sched_spacing(s, n, s->timesteps);
   /* numpy builds the timesteps in float32, and interpolates at those values */
   for (int64_t i = 0; i < n; i++) s->timesteps[i] = (double)(float)s->timesteps[i];

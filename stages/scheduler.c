@@ -187,7 +187,9 @@ int sdc_sched_config_parse(sdc_sched_config *c, const char *json, int kind, cons
   }
   sdc__sj_enum(&j, "timestep_spacing", c->timestep_spacing, sizeof c->timestep_spacing, spacings);
   sdc__sj_int(&j, "steps_offset", &c->steps_offset, 0, 1000);
-  sdc__sj_bool(&j, "rescale_betas_zero_snr", &c->rescale_betas_zero_snr);
+  /* from_config drops keys the chosen class does not take */
+  if (kind != SDC_SCHED_HEUN && kind != SDC_SCHED_LMS && kind != SDC_SCHED_PNDM)
+    sdc__sj_bool(&j, "rescale_betas_zero_snr", &c->rescale_betas_zero_snr);
   sdc__sj_bool(&j, "set_alpha_to_one", &c->set_alpha_to_one);
   sdc__sj_bool(&j, "skip_prk_steps", &c->skip_prk_steps);
   sdc__sj_bool(&j, "clip_sample", &c->clip_sample);

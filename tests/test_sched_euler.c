@@ -1,4 +1,4 @@
-/* test_sched_euler.c - Euler / Euler-ancestral / Heun / LMS behaviour the goldens do not pin down (karras, spacings, call counts, noise contract). */
+/* test_sched_euler.c - what the goldens leave open for Euler, Euler-a, Heun, LMS: karras, spacings, calls, noise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
