@@ -2,6 +2,8 @@
 #include "weights.h"
 
 #include <math.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,12 @@ static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
   if (!dst) return sdc__fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory%s", r->file->path, e->name, "");
   sdc_convert_to_f32(dst, src, e->dtype, n);
+  /* The narrow copy in the page cache is no longer needed by this process:
+   * drop its whole pages from our resident set (they are file-backed, so a
+   * later read simply faults them in again). */
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)src + page - 1) & ~(page - 1),
+                  hi = ((uintptr_t)src + (size_t)n * sdc_dtype_size(e->dtype)) & ~(page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
   w->owned[w->n_owned++] = dst;
   w->n_bytes_owned += n * 4;
   return dst;
