@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "rng.h"
 
 int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir) {
   *out = NULL;
@@ -78,75 +77,116 @@ static int sdc__encode(sdc_pipeline *p, const char *text, int64_t N, float *ctx)
   return err;
 }
 
-int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *images, float *init_latents,
-                          sdc_progress_fn progress, void *pctx) {
+int sdc_denoise_init(sdc_denoise *d, const sdc_gen_params *g, const char *scheduler_json, int64_t C, int64_t vae_scale,
+                     double scaling_factor, float *init_latents) {
+  memset(d, 0, sizeof *d);
   int err = sdc_gen_params_check(g, 0);
   if (err) return err;
-  const sdc_model *m = &p->model;
-  const int64_t N = g->num_images, s = sdc_vae_scale(&m->vae), h = g->height / s, w = g->width / s;
-  const int64_t C = m->unet.in_channels, n_lat = N * C * h * w, L = sdc_tokenizer_max_length(p->tok),
-                D = m->clip.hidden_size;
-  /* diffusers: guidance only when the scale exceeds 1 */
-  const int cfg = g->guidance_scale > 1.0;
-  const int64_t B = cfg ? 2 * N : N;
+  d->N = g->num_images, d->C = C, d->h = g->height / vae_scale, d->w = g->width / vae_scale;
+  d->n_lat = d->N * C * d->h * d->w;
+  d->cfg = g->guidance_scale > 1.0; /* diffusers: guidance only above 1 */
+  d->guidance_scale = g->guidance_scale;
+  d->scaling_factor = scaling_factor;
   sdc_sched_config sc;
-  sdc_scheduler *sched = NULL;
-  if ((err = sdc_sched_config_parse(&sc, m->scheduler_json, g->scheduler, "scheduler_config.json"))) return err;
-  if ((err = sdc_scheduler_create(&sched, &sc, g->steps))) return err;
-  sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);
-  float *ctx = sdc_arena_floats(&p->arena, B * L * D), *lat = sdc_arena_floats(&p->arena, n_lat),
-        *in = sdc_arena_floats(&p->arena, B * C * h * w), *pred = sdc_arena_floats(&p->arena, B * C * h * w),
-        *noise = sdc_arena_floats(&p->arena, n_lat), *t = sdc_arena_floats(&p->arena, B);
-  if (!ctx || !lat || !in || !pred || !noise || !t) {
-    err = sdc_seterr(SDC_ENOMEM, "out of memory for %lldx%lld", (long long)g->width, (long long)g->height);
-    goto done;
+  if ((err = sdc_sched_config_parse(&sc, scheduler_json, g->scheduler, "scheduler_config.json"))) return err;
+  if ((err = sdc_scheduler_create(&d->sched, &sc, g->steps))) return err;
+  d->lat = malloc((size_t)d->n_lat * sizeof *d->lat);
+  d->noise = malloc((size_t)d->n_lat * sizeof *d->noise);
+  if (!d->lat || !d->noise) {
+    sdc_denoise_free(d);
+    return sdc_seterr(SDC_ENOMEM, "out of memory for %lld latents", (long long)d->n_lat);
   }
-  /* [uncond; cond] as diffusers concatenates them */
-  if (cfg && (err = sdc__encode(p, g->negative_prompt ? g->negative_prompt : "", N, ctx))) goto done;
-  if ((err = sdc__encode(p, g->prompt, N, ctx + (cfg ? N * L * D : 0)))) goto done;
-  sdc_rng rng;
-  sdc_rng_seed(&rng, g->seed);
-  sdc_rng_randn(&rng, lat, n_lat);
-  if (init_latents) memcpy(init_latents, lat, (size_t)n_lat * sizeof *lat);
-  const float sigma0 = (float)sdc_scheduler_init_noise_sigma(sched);
-  for (int64_t i = 0; i < n_lat; i++) lat[i] *= sigma0;
-  const int64_t n_calls = sdc_scheduler_n_calls(sched);
-  for (int64_t call = 0; call < n_calls; call++) {
-    sdc_scheduler_scale_input(sched, lat, in, n_lat);
-    if (cfg) memcpy(in + n_lat, in, (size_t)n_lat * sizeof *in);
-    for (int64_t b = 0; b < B; b++) t[b] = (float)sdc_scheduler_timestep(sched, call);
-    if ((err = sdc_unet_forward(p->unet, &p->arena, in, t, ctx, B, h, w, L, pred))) goto done;
-    if (cfg) {
-      const float gs = (float)g->guidance_scale;
-      for (int64_t i = 0; i < n_lat; i++) pred[i] = pred[i] + gs * (pred[n_lat + i] - pred[i]);
-    }
-    const float *z = NULL;
-    if (sdc_scheduler_needs_noise(sched)) {
-      sdc_rng_randn(&rng, noise, n_lat);
-      z = noise;
-    }
-    if ((err = sdc_scheduler_step(sched, pred, lat, n_lat, z))) goto done;
-    if (progress) progress(pctx, call + 1, n_calls);
+  sdc_rng_seed(&d->rng, g->seed);
+  sdc_rng_randn(&d->rng, d->lat, d->n_lat);
+  if (init_latents) memcpy(init_latents, d->lat, (size_t)d->n_lat * sizeof *d->lat);
+  const float sigma0 = (float)sdc_scheduler_init_noise_sigma(d->sched);
+  for (int64_t i = 0; i < d->n_lat; i++) d->lat[i] *= sigma0;
+  return SDC_OK;
+}
+
+void sdc_denoise_free(sdc_denoise *d) {
+  sdc_scheduler_free(d->sched);
+  free(d->lat);
+  free(d->noise);
+  memset(d, 0, sizeof *d);
+}
+
+int64_t sdc_denoise_calls_left(const sdc_denoise *d) {
+  return sdc_scheduler_n_calls(d->sched) - sdc_scheduler_call_index(d->sched);
+}
+
+void sdc_denoise_model_input(const sdc_denoise *d, float *in, float *timesteps) {
+  sdc_scheduler_scale_input(d->sched, d->lat, in, d->n_lat);
+  if (d->cfg) memcpy(in + d->n_lat, in, (size_t)d->n_lat * sizeof *in);
+  const float t = (float)sdc_scheduler_timestep(d->sched, sdc_scheduler_call_index(d->sched));
+  for (int64_t b = 0; b < sdc_denoise_batch(d); b++) timesteps[b] = t;
+}
+
+int sdc_denoise_step(sdc_denoise *d, float *pred) {
+  if (d->cfg) {
+    const float gs = (float)d->guidance_scale;
+    for (int64_t i = 0; i < d->n_lat; i++) pred[i] = pred[i] + gs * (pred[d->n_lat + i] - pred[i]);
   }
-  /* decode latents / scaling_factor, then (x / 2 + 0.5) clamped, NHWC */
-  const float inv = (float)(1.0 / m->vae.scaling_factor);
-  for (int64_t i = 0; i < n_lat; i++) lat[i] *= inv;
-  const int64_t HW = g->height * g->width, Co = m->vae.out_channels;
-  float *pix = sdc_arena_floats(&p->arena, N * Co * HW);
-  if (!pix) {
-    err = sdc_seterr(SDC_ENOMEM, "out of memory decoding %lldx%lld", (long long)g->width, (long long)g->height);
-    goto done;
+  const float *z = NULL;
+  if (sdc_scheduler_needs_noise(d->sched)) {
+    sdc_rng_randn(&d->rng, d->noise, d->n_lat);
+    z = d->noise;
   }
-  if ((err = sdc_vae_decode(p->vae, &p->arena, lat, N, h, w, pix))) goto done;
+  return sdc_scheduler_step(d->sched, pred, d->lat, d->n_lat, z);
+}
+
+void sdc_denoise_vae_input(const sdc_denoise *d, float *out) {
+  const float inv = (float)(1.0 / d->scaling_factor);
+  for (int64_t i = 0; i < d->n_lat; i++) out[i] = d->lat[i] * inv;
+}
+
+void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, int64_t W, float *images) {
+  const int64_t HW = H * W;
   for (int64_t n = 0; n < N; n++)
     for (int64_t i = 0; i < HW; i++)
       for (int64_t c = 0; c < 3; c++) {
         float v = pix[(n * Co + (c < Co ? c : Co - 1)) * HW + i] / 2.0f + 0.5f;
         images[(n * HW + i) * 3 + c] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
       }
+}
+
+int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *images, float *init_latents,
+                          sdc_progress_fn progress, void *pctx) {
+  const sdc_model *m = &p->model;
+  sdc_denoise d;
+  int err = sdc_denoise_init(&d, g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
+                             m->vae.scaling_factor, init_latents);
+  if (err) return err;
+  const int64_t N = d.N, B = sdc_denoise_batch(&d), L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
+  sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);
+  float *ctx = sdc_arena_floats(&p->arena, B * L * D), *in = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w),
+        *pred = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w), *t = sdc_arena_floats(&p->arena, B);
+  if (!ctx || !in || !pred || !t) {
+    err = sdc_seterr(SDC_ENOMEM, "out of memory for %lldx%lld", (long long)g->width, (long long)g->height);
+    goto done;
+  }
+  /* [uncond; cond] as diffusers concatenates them */
+  if (d.cfg && (err = sdc__encode(p, g->negative_prompt ? g->negative_prompt : "", N, ctx))) goto done;
+  if ((err = sdc__encode(p, g->prompt, N, ctx + (d.cfg ? N * L * D : 0)))) goto done;
+  const int64_t n_calls = sdc_denoise_calls_left(&d);
+  for (int64_t call = 0; call < n_calls; call++) {
+    sdc_denoise_model_input(&d, in, t);
+    if ((err = sdc_unet_forward(p->unet, &p->arena, in, t, ctx, B, d.h, d.w, L, pred))) goto done;
+    if ((err = sdc_denoise_step(&d, pred))) goto done;
+    if (progress) progress(pctx, call + 1, n_calls);
+  }
+  sdc_denoise_vae_input(&d, in);
+  const int64_t Co = m->vae.out_channels;
+  float *pix = sdc_arena_floats(&p->arena, N * Co * g->height * g->width);
+  if (!pix) {
+    err = sdc_seterr(SDC_ENOMEM, "out of memory decoding %lldx%lld", (long long)g->width, (long long)g->height);
+    goto done;
+  }
+  if ((err = sdc_vae_decode(p->vae, &p->arena, in, N, d.h, d.w, pix))) goto done;
+  sdc_pixels_to_images(pix, N, Co, g->height, g->width, images);
 done:
   sdc_arena_reset(&p->arena, mk);
-  sdc_scheduler_free(sched);
+  sdc_denoise_free(&d);
   return err;
 }
 

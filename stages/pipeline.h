@@ -7,6 +7,7 @@
 #include "arena.h"
 #include "clip.h"
 #include "model.h"
+#include "rng.h"
 #include "scheduler.h"
 #include "tokenizer.h"
 #include "unet.h"
@@ -50,6 +51,39 @@ int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels);
  * first randn draw when non-NULL. */
 int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *images, float *init_latents,
                           sdc_progress_fn progress, void *ctx);
+
+/* The denoising loop of one request, without the models: the scheduler, the
+ * generator and the latents, so that the in-process pipeline and the
+ * cluster's coordinator run literally the same arithmetic. Sequence:
+ *   init -> repeat { model_input, (run the UNet on it), step } -> vae_input. */
+typedef struct {
+  sdc_scheduler *sched;
+  sdc_rng rng;
+  int64_t N, C, h, w, n_lat; /* images, latent channels, latent size */
+  int cfg;                   /* classifier-free guidance: batch 2N = [uncond; cond] */
+  double guidance_scale, scaling_factor;
+  float *lat, *noise;        /* n_lat each, heap */
+} sdc_denoise;
+
+/* Draws the initial latents (the run's first randn) and prepares the
+ * scheduler from a scheduler_config.json text. init_latents gets the raw draw
+ * when non-NULL. Free with sdc_denoise_free(). */
+int sdc_denoise_init(sdc_denoise *d /* OUT */, const sdc_gen_params *g, const char *scheduler_json, int64_t latent_channels,
+                     int64_t vae_scale, double scaling_factor, float *init_latents);
+void sdc_denoise_free(sdc_denoise *d);
+/* Batch of the UNet input: 2N with guidance, else N. */
+static inline int64_t sdc_denoise_batch(const sdc_denoise *d) { return d->cfg ? 2 * d->N : d->N; }
+/* Calls left (0 when done). */
+int64_t sdc_denoise_calls_left(const sdc_denoise *d);
+/* The next UNet input (batch x C x h x w) and its timesteps (batch). */
+void sdc_denoise_model_input(const sdc_denoise *d, float *in, float *timesteps);
+/* Guidance on the prediction (batch x C x h x w; overwritten), the noise draw
+ * when the scheduler wants one, the scheduler step. */
+int sdc_denoise_step(sdc_denoise *d, float *pred);
+/* latents / scaling_factor, what the VAE decoder takes (n_lat floats). */
+void sdc_denoise_vae_input(const sdc_denoise *d, float *out);
+/* Decoded pixels (N, Co, H, W) in [-1,1] -> images (N, H, W, 3) in [0,1]. */
+void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, int64_t W, float *images);
 
 /* round(x * 255) of [0,1] floats, as diffusers' numpy_to_pil. */
 void sdc_images_to_u8(const float *images, int64_t n, uint8_t *out);
