@@ -15,7 +15,9 @@
   XX(CONFIG, "invalid or unsupported config")                        \
   XX(INVAL, "invalid argument")                                      \
   XX(UNSUPPORTED, "unsupported")                                     \
-  XX(MISMATCH, "result does not match the reference")
+  XX(MISMATCH, "result does not match the reference")                \
+  XX(AGAIN, "try again: nothing to receive now")                     \
+  XX(PROTOCOL, "malformed or unexpected message")
 
 typedef enum {
   SDC_OK = 0,

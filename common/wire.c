@@ -1,0 +1,1 @@
+int sdc__wire_placeholder;
