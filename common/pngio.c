@@ -11,28 +11,51 @@
 
 #include "error.h"
 
-int sdc_png_write(const char *path, const uint8_t *rgb, int64_t width, int64_t height, int n_text,
-                  const char *const *keys, const char *const *values) {
+typedef struct {
+  uint8_t *buf;
+  size_t len, cap;
+  int oom;
+} sdc__membuf;
+
+static void sdc__png_mem_write(png_structp png, png_bytep data, png_size_t n) {
+  sdc__membuf *m = png_get_io_ptr(png);
+  if (m->oom) return;
+  if (m->len + n > m->cap) {
+    size_t cap = m->cap ? m->cap : 65536;
+    while (cap < m->len + n) cap *= 2;
+    uint8_t *b = realloc(m->buf, cap);
+    if (!b) {
+      m->oom = 1;
+      return;
+    }
+    m->buf = b, m->cap = cap;
+  }
+  memcpy(m->buf + m->len, data, n);
+  m->len += n;
+}
+
+static void sdc__png_mem_flush(png_structp png) { (void)png; }
+
+int sdc_png_encode(const uint8_t *rgb, int64_t width, int64_t height, int n_text, const char *const *keys,
+                   const char *const *values, uint8_t **out, size_t *n) {
+  *out = NULL, *n = 0;
   if (width < 1 || height < 1 || width > 65535 || height > 65535)
-    return sdc_seterr(SDC_EINVAL, "%s: image size %lldx%lld out of range", path, (long long)width, (long long)height);
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-  FILE *fp = fopen(tmp, "wb");
-  if (!fp) return sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
+    return sdc_seterr(SDC_EINVAL, "png: image size %lldx%lld out of range", (long long)width, (long long)height);
+  sdc__membuf m = {0};
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   png_textp text = calloc((size_t)(n_text > 0 ? n_text : 1), sizeof *text);
   png_bytep *rows = malloc((size_t)height * sizeof *rows);
   int err = SDC_OK;
   if (!png || !info || !text || !rows) {
-    err = sdc_seterr(SDC_ENOMEM, "%s: out of memory", path);
+    err = sdc_seterr(SDC_ENOMEM, "png: out of memory");
     goto done;
   }
   if (setjmp(png_jmpbuf(png))) {
-    err = sdc_seterr(SDC_EIO, "%s: libpng failed while writing", path);
+    err = sdc_seterr(SDC_EIO, "png: libpng failed while encoding");
     goto done;
   }
-  png_init_io(png, fp);
+  png_set_write_fn(png, &m, sdc__png_mem_write, sdc__png_mem_flush);
   png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   for (int i = 0; i < n_text; i++) {
@@ -45,13 +68,37 @@ int sdc_png_write(const char *path, const uint8_t *rgb, int64_t width, int64_t h
   png_write_info(png, info);
   png_write_image(png, rows);
   png_write_end(png, NULL);
+  if (m.oom) err = sdc_seterr(SDC_ENOMEM, "png: out of memory");
 done:
   if (png) png_destroy_write_struct(&png, info ? &info : NULL);
   free(text);
   free(rows);
-  if (fclose(fp) != 0 && !err) err = sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
-  if (!err && rename(tmp, path) != 0) err = sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
-  if (err) unlink(tmp);
+  if (err) free(m.buf);
+  else *out = m.buf, *n = m.len;
+  return err;
+}
+
+int sdc_png_write(const char *path, const uint8_t *rgb, int64_t width, int64_t height, int n_text,
+                  const char *const *keys, const char *const *values) {
+  uint8_t *png;
+  size_t n;
+  int err = sdc_png_encode(rgb, width, height, n_text, keys, values, &png, &n);
+  if (err) return sdc_adderr(err, "%s", path);
+  /* beside the target, then renamed: the file appears whole or not at all */
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+  FILE *fp = fopen(tmp, "wb");
+  if (!fp) {
+    free(png);
+    return sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
+  }
+  int ok = fwrite(png, 1, n, fp) == n;
+  ok &= fclose(fp) == 0;
+  free(png);
+  if (!ok || rename(tmp, path) != 0) {
+    err = sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
+    unlink(tmp);
+  }
   return err;
 }
 

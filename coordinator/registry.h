@@ -1,0 +1,41 @@
+/* registry.h - the workers a coordinator knows: registration, liveness, and least-loaded choice per stage. */
+#ifndef SDC_REGISTRY_H
+#define SDC_REGISTRY_H
+
+#include <stdint.h>
+
+#include "sdc.pb-c.h"
+
+#define SDC_MAX_WORKERS 256
+
+typedef struct {
+  char id[128];
+  char endpoint[256];
+  unsigned stages;        /* bit (1 << Sdcpb__Stage) */
+  uint64_t last_seen_ms;
+  int outstanding;        /* requests issued through it and not answered */
+  uint64_t served;        /* hops it completed for us */
+  int draining, alive;
+  void *push;             /* PUSH socket connected to its data endpoint */
+} sdc_worker_info;
+
+typedef struct {
+  sdc_worker_info w[SDC_MAX_WORKERS];
+  int n;
+} sdc_registry;
+
+/* Adds or refreshes a worker; returns its index, or -1 when full. A changed
+ * endpoint replaces the PUSH socket (the caller connects a new one when
+ * push is NULL). */
+int sdc_registry_upsert(sdc_registry *r, const char *id, const char *endpoint, unsigned stages, uint64_t now_ms);
+int sdc_registry_find(const sdc_registry *r, const char *id);
+/* The live, non-draining worker with the fewest outstanding requests that
+ * serves stage; ties go to the one that served least. -1 when none. */
+int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage);
+/* Marks workers silent for longer than timeout_ms dead; returns how many died
+ * now (their indices in died[], at most SDC_MAX_WORKERS). */
+int sdc_registry_expire(sdc_registry *r, uint64_t now_ms, uint64_t timeout_ms, int *died);
+/* Whether every stage in `needed` has at least one live, non-draining worker. */
+int sdc_registry_complete(const sdc_registry *r, unsigned needed);
+
+#endif

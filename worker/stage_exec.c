@@ -1,0 +1,425 @@
+/* stage_exec.c - one hop of a route: validate the request against the model, compute, build the next message. */
+#include "stage_exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "pipeline.h"
+#include "pngio.h"
+#include "wire.h"
+
+#define SDC__MAX_BATCH 128
+#define SDC__MAX_LATENT 512 /* latent cells per side: 4096 px */
+
+static const char *const sdc__stage_names[] = {
+    [SDCPB__STAGE__TEXT] = "text",         [SDCPB__STAGE__UNET_DOWN] = "unet-down", [SDCPB__STAGE__UNET_MID] = "unet-mid",
+    [SDCPB__STAGE__UNET_UP] = "unet-up",   [SDCPB__STAGE__VAE] = "vae",
+};
+
+const char *sdc_stage_name(Sdcpb__Stage s) {
+  return s >= SDCPB__STAGE__TEXT && s <= SDCPB__STAGE__VAE ? sdc__stage_names[s] : "invalid";
+}
+
+unsigned sdc_stage_parse_list(const char *list) {
+  unsigned bits = 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (int s = SDCPB__STAGE__TEXT; s <= SDCPB__STAGE__VAE; s++)
+      if (strcmp(tok, sdc__stage_names[s]) == 0) bits |= 1u << s, found = 1;
+    if (!found) {
+      sdc_seterr(SDC_EINVAL, "--stage: unknown stage '%s' (text, unet-down, unet-mid, unet-up, vae)", tok);
+      return 0;
+    }
+  }
+  if (!bits) sdc_seterr(SDC_EINVAL, "--stage: empty list");
+  return bits;
+}
+
+int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages) {
+  memset(h, 0, sizeof *h);
+  h->stages = stages;
+  sdc_arena_init(&h->arena, 0);
+  int err = sdc_model_open(&h->model, model, config_dir);
+  if (err) return err;
+  /* configs identify the model; a cluster refuses workers whose configs differ */
+  uint32_t fp = sdc_crc32c(&h->model.unet, sizeof h->model.unet);
+  fp ^= sdc_crc32c(&h->model.vae, sizeof h->model.vae) * 31u;
+  fp ^= sdc_crc32c(&h->model.clip, sizeof h->model.clip) * 131u;
+  fp ^= sdc_crc32c(h->model.scheduler_json, strlen(h->model.scheduler_json)) * 1031u;
+  snprintf(h->fingerprint, sizeof h->fingerprint, "%08x", fp);
+  if (stages & (1u << SDCPB__STAGE__TEXT)) {
+    char tokdir[1200];
+    if (!sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0])
+      err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", model);
+    if (!err) err = sdc_tokenizer_load(&h->tok, tokdir);
+    if (!err) err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &h->w[SDC_COMP_TEXT_ENCODER]);
+    if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip);
+  }
+  unsigned parts = (stages & (1u << SDCPB__STAGE__UNET_DOWN) ? SDC_UNET_DOWN : 0) |
+                   (stages & (1u << SDCPB__STAGE__UNET_MID) ? SDC_UNET_MID : 0) |
+                   (stages & (1u << SDCPB__STAGE__UNET_UP) ? SDC_UNET_UP : 0);
+  if (!err && parts) {
+    err = sdc_model_weights(&h->model, SDC_COMP_UNET, &h->w[SDC_COMP_UNET]);
+    if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts);
+  }
+  if (!err && (stages & (1u << SDCPB__STAGE__VAE))) {
+    err = sdc_model_weights(&h->model, SDC_COMP_VAE, &h->w[SDC_COMP_VAE]);
+    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER);
+  }
+  if (err) sdc_stage_host_free(h);
+  return err;
+}
+
+void sdc_stage_host_free(sdc_stage_host *h) {
+  sdc_tokenizer_free(h->tok);
+  sdc_clip_free(h->clip);
+  sdc_unet_free(h->unet);
+  sdc_vae_free(h->vae);
+  for (int i = 0; i < SDC_COMP_COUNT; i++) sdc_weights_free(&h->w[i]);
+  sdc_model_close(&h->model);
+  sdc_arena_free(&h->arena);
+  memset(h, 0, sizeof *h);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Buffers that must outlive packing of the outgoing message. */
+typedef struct {
+  void *p[SDC_MAX_SKIPS + 8];
+  int n;
+} sdc__owned;
+
+static void sdc__own(sdc__owned *o, void *p) {
+  if (o->n < (int)(sizeof o->p / sizeof *o->p)) o->p[o->n++] = p;
+  else free(p);
+}
+
+static void sdc__owned_free(sdc__owned *o) {
+  for (int i = 0; i < o->n; i++) free(o->p[i]);
+  o->n = 0;
+}
+
+static Sdcpb__DType sdc__wire_dtype(const Sdcpb__StageRequest *r) {
+  return r->wire_dtype == SDCPB__DTYPE__F16 || r->wire_dtype == SDCPB__DTYPE__BF16 ? r->wire_dtype : SDCPB__DTYPE__F32;
+}
+
+/* A tensor into arena floats, checked against shape (-1 = any). */
+static float *sdc__take(sdc_stage_host *h, const Sdcpb__Tensor *t, const char *what, int ndim, const int64_t *shape,
+                        int64_t *dims /* OUT: actual shape, may be NULL */, int *err) {
+  if (*err) return NULL;
+  if (!t) {
+    *err = sdc_seterr(SDC_EPROTOCOL, "request has no %s tensor", what);
+    return NULL;
+  }
+  int nd;
+  int64_t sh[SDC_MAX_DIMS];
+  if ((*err = sdc_wire_tensor_check(t, what, &nd, sh))) return NULL;
+  int64_t n = sdc_shape_numel(nd, sh);
+  float *out = sdc_arena_floats(&h->arena, n);
+  if (!out) {
+    *err = sdc_seterr(SDC_ENOMEM, "%s: out of memory for %lld floats", what, (long long)n);
+    return NULL;
+  }
+  if ((*err = sdc_wire_tensor_get(t, what, ndim, shape, out, NULL))) return NULL;
+  if (dims) memcpy(dims, sh, (size_t)nd * sizeof *sh);
+  return out;
+}
+
+static uint64_t sdc__now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ------------------------------------------------------------------ stages */
+
+/* Everything a hop produces; the caller turns it into the next message. */
+typedef struct {
+  Sdcpb__Tensor out, hidden, temb, skips[SDC_MAX_SKIPS];
+  Sdcpb__Tensor *skip_ptrs[SDC_MAX_SKIPS];
+  int n_skips;
+  ProtobufCBinaryData *images;
+  int n_images;
+} sdc__result;
+
+static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  if (r->n_prompts < 1 || r->n_prompts > 64) return sdc_seterr(SDC_EPROTOCOL, "text: %zu prompts, expected 1..64", r->n_prompts);
+  const int64_t L = sdc_tokenizer_max_length(h->tok), D = h->model.clip.hidden_size, P = (int64_t)r->n_prompts;
+  float *ctx = sdc_arena_floats(&h->arena, P * L * D);
+  int32_t *ids = malloc((size_t)L * sizeof *ids);
+  int err = ctx && ids ? SDC_OK : sdc_seterr(SDC_ENOMEM, "text: out of memory");
+  /* one prompt at a time, exactly as the in-process pipeline encodes */
+  for (int64_t i = 0; !err && i < P; i++) {
+    if ((err = sdc_tokenizer_encode(h->tok, r->prompts[i], ids, L))) break;
+    err = sdc_clip_encode(h->clip, &h->arena, ids, 1, L, ctx + i * L * D);
+  }
+  free(ids);
+  void *buf;
+  if (!err && !(err = sdc_wire_tensor_set(&res->out, ctx, 3, (int64_t[]){P, L, D}, sdc__wire_dtype(r), &buf)))
+    sdc__own(o, buf);
+  return err;
+}
+
+static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  const sdc_unet_config *c = &h->model.unet;
+  int err = SDC_OK;
+  int64_t sd[4], cd[3];
+  float *x = sdc__take(h, r->sample, "sample", 4, (int64_t[]){-1, c->in_channels, -1, -1}, sd, &err);
+  float *ctx = sdc__take(h, r->context, "context", 3, (int64_t[]){-1, -1, c->cross_attention_dim}, cd, &err);
+  if (err) return err;
+  const int64_t B = sd[0], H = sd[2], W = sd[3];
+  if (B < 1 || B > SDC__MAX_BATCH || H < 1 || W < 1 || H > SDC__MAX_LATENT || W > SDC__MAX_LATENT || cd[0] != B ||
+      cd[1] < 1 || cd[1] > 1024 || (int64_t)r->n_timestep != B)
+    return sdc_seterr(SDC_EPROTOCOL, "unet-down: sample [%lld, %lld, %lld, %lld], context batch %lld, %zu timesteps disagree",
+                      (long long)B, (long long)sd[1], (long long)H, (long long)W, (long long)cd[0], r->n_timestep);
+  sdc_unet_acts acts;
+  if ((err = sdc_unet_down(h->unet, &h->arena, x, r->timestep, ctx, B, H, W, cd[1], &acts))) return err;
+  const Sdcpb__DType dt = sdc__wire_dtype(r);
+  void *buf;
+  if ((err = sdc_wire_tensor_set(&res->hidden, acts.h, 4, (int64_t[]){B, acts.C, acts.H, acts.W}, dt, &buf))) return err;
+  sdc__own(o, buf);
+  if ((err = sdc_wire_tensor_set(&res->temb, acts.temb, 2, (int64_t[]){B, c->time_embed_dim}, dt, &buf))) return err;
+  sdc__own(o, buf);
+  for (int k = 0; k < acts.n_skips; k++) {
+    sdcpb__tensor__init(&res->skips[k]);
+    err = sdc_wire_tensor_set(&res->skips[k], acts.skips[k], 4,
+                              (int64_t[]){B, acts.skip_c[k], acts.skip_h[k], acts.skip_w[k]}, dt, &buf);
+    if (err) return err;
+    sdc__own(o, buf);
+    res->skip_ptrs[k] = &res->skips[k];
+  }
+  res->n_skips = acts.n_skips;
+  return SDC_OK;
+}
+
+/* The activations a mid/up hop receives, checked against the model and the skips' own latent size. */
+static int sdc__take_acts(sdc_stage_host *h, const Sdcpb__StageRequest *r, int with_skips, sdc_unet_acts *a,
+                          float **ctx, int64_t *n_ctx) {
+  const sdc_unet_config *c = &h->model.unet;
+  int err = SDC_OK;
+  int64_t hd[4], cd[3];
+  a->h = sdc__take(h, r->hidden, "hidden", 4, (int64_t[]){-1, -1, -1, -1}, hd, &err);
+  if (err) return err;
+  const int64_t B = hd[0];
+  if (B < 1 || B > SDC__MAX_BATCH) return sdc_seterr(SDC_EPROTOCOL, "hidden: batch %lld out of range", (long long)B);
+  a->temb = sdc__take(h, r->temb, "temb", 2, (int64_t[]){B, c->time_embed_dim}, NULL, &err);
+  *ctx = sdc__take(h, r->context, "context", 3, (int64_t[]){B, -1, c->cross_attention_dim}, cd, &err);
+  if (err) return err;
+  if (cd[1] < 1 || cd[1] > 1024) return sdc_seterr(SDC_EPROTOCOL, "context: %lld tokens", (long long)cd[1]);
+  *n_ctx = cd[1];
+  a->B = B, a->C = hd[1], a->H = hd[2], a->W = hd[3];
+  if (!with_skips) {
+    sdc_unet_acts want;
+    /* mid takes the lowest resolution: channels must be the last block's */
+    sdc_unet_shapes(c, 1, 1, &want);
+    if (a->C != c->block_out_channels[c->n_blocks - 1])
+      return sdc_seterr(SDC_EPROTOCOL, "hidden: %lld channels, the mid block takes %lld", (long long)a->C,
+                        (long long)c->block_out_channels[c->n_blocks - 1]);
+    return SDC_OK;
+  }
+  if (r->n_skips < 1 || !r->skips[0] || r->skips[0]->n_shape != 4)
+    return sdc_seterr(SDC_EPROTOCOL, "unet-up: no skips in the request");
+  sdc_unet_acts want;
+  const int64_t H0 = r->skips[0]->shape[2], W0 = r->skips[0]->shape[3];
+  if (H0 < 1 || W0 < 1 || H0 > SDC__MAX_LATENT || W0 > SDC__MAX_LATENT)
+    return sdc_seterr(SDC_EPROTOCOL, "skips[0]: latent size %lldx%lld out of range", (long long)H0, (long long)W0);
+  sdc_unet_shapes(c, H0, W0, &want);
+  if ((int)r->n_skips != want.n_skips || a->C != want.C || a->H != want.H || a->W != want.W)
+    return sdc_seterr(SDC_EPROTOCOL, "unet-up: %zu skips and hidden [%lld, %lld, %lld] do not fit a %lldx%lld latent",
+                      r->n_skips, (long long)a->C, (long long)a->H, (long long)a->W, (long long)H0, (long long)W0);
+  a->n_skips = want.n_skips;
+  for (int k = 0; k < want.n_skips && !err; k++) {
+    char what[32];
+    snprintf(what, sizeof what, "skips[%d]", k);
+    a->skips[k] = sdc__take(h, r->skips[k], what, 4, (int64_t[]){B, want.skip_c[k], want.skip_h[k], want.skip_w[k]},
+                            NULL, &err);
+    a->skip_c[k] = want.skip_c[k], a->skip_h[k] = want.skip_h[k], a->skip_w[k] = want.skip_w[k];
+  }
+  return err;
+}
+
+static int sdc__run_unet_mid(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  sdc_unet_acts a;
+  float *ctx;
+  int64_t n_ctx;
+  int err = sdc__take_acts(h, r, 0, &a, &ctx, &n_ctx);
+  if (!err) err = sdc_unet_mid(h->unet, &h->arena, ctx, n_ctx, &a);
+  void *buf;
+  if (!err && !(err = sdc_wire_tensor_set(&res->hidden, a.h, 4, (int64_t[]){a.B, a.C, a.H, a.W}, sdc__wire_dtype(r), &buf)))
+    sdc__own(o, buf);
+  return err;
+}
+
+static int sdc__run_unet_up(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  sdc_unet_acts a;
+  float *ctx;
+  int64_t n_ctx;
+  int err = sdc__take_acts(h, r, 1, &a, &ctx, &n_ctx);
+  if (err) return err;
+  const int64_t B = a.B, Co = h->model.unet.out_channels, H0 = a.skip_h[0], W0 = a.skip_w[0];
+  float *pred = sdc_arena_floats(&h->arena, B * Co * H0 * W0);
+  if (!pred) return sdc_seterr(SDC_ENOMEM, "unet-up: out of memory");
+  if ((err = sdc_unet_up(h->unet, &h->arena, ctx, n_ctx, &a, pred))) return err;
+  void *buf;
+  if (!(err = sdc_wire_tensor_set(&res->out, pred, 4, (int64_t[]){B, Co, H0, W0}, sdc__wire_dtype(r), &buf)))
+    sdc__own(o, buf);
+  return err;
+}
+
+static int sdc__run_vae(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  const sdc_vae_config *c = &h->model.vae;
+  int err = SDC_OK;
+  int64_t ld[4];
+  float *z = sdc__take(h, r->latent, "latent", 4, (int64_t[]){-1, c->latent_channels, -1, -1}, ld, &err);
+  if (err) return err;
+  const int64_t N = ld[0], s = sdc_vae_scale(c), H = ld[2] * s, W = ld[3] * s, Co = c->out_channels;
+  if (N < 1 || N > 64 || ld[2] > SDC__MAX_LATENT || ld[3] > SDC__MAX_LATENT)
+    return sdc_seterr(SDC_EPROTOCOL, "latent: [%lld, %lld, %lld, %lld] out of range", (long long)N, (long long)ld[1],
+                      (long long)ld[2], (long long)ld[3]);
+  float *pix = sdc_arena_floats(&h->arena, N * Co * H * W), *img = sdc_arena_floats(&h->arena, N * H * W * 3);
+  uint8_t *u8 = malloc((size_t)(N * H * W * 3));
+  res->images = calloc((size_t)N, sizeof *res->images);
+  if (!pix || !img || !u8 || !res->images) err = sdc_seterr(SDC_ENOMEM, "vae: out of memory");
+  if (!err) err = sdc_vae_decode(h->vae, &h->arena, z, N, ld[2], ld[3], pix);
+  if (!err) {
+    sdc_pixels_to_images(pix, N, Co, H, W, img);
+    sdc_images_to_u8(img, N * H * W * 3, u8);
+  }
+  for (int64_t i = 0; !err && i < N; i++) {
+    const char *keys[] = {"parameters"}, *vals[] = {i < (int64_t)r->n_png_text ? r->png_text[i] : ""};
+    uint8_t *png;
+    size_t n;
+    if (!(err = sdc_png_encode(u8 + i * H * W * 3, W, H, 1, keys, vals, &png, &n))) {
+      res->images[i] = (ProtobufCBinaryData){n, png};
+      res->n_images++;
+      sdc__own(o, png);
+    }
+  }
+  free(u8);
+  return err;
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+static int sdc__host_has(const sdc_stage_host *h, Sdcpb__Stage s) {
+  return s >= SDCPB__STAGE__TEXT && s <= SDCPB__STAGE__VAE && (h->stages & (1u << s));
+}
+
+static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, const char *error, sdc__result *res,
+                           const char *worker_id, uint32_t hop_us, uint8_t **out, size_t *out_n) {
+  Sdcpb__StageReply rep = SDCPB__STAGE_REPLY__INIT;
+  rep.job_id = r->job_id;
+  rep.step = r->step;
+  rep.request_id = r->request_id;
+  rep.stage = stage;
+  rep.error = (char *)(error ? error : "");
+  if (!error && res && res->out.data.data) rep.output = &res->out;
+  if (!error && res) rep.n_images = (size_t)res->n_images, rep.images = res->images;
+  /* the route actually taken, and each hop's compute time */
+  char *ids[16];
+  uint32_t us[17];
+  size_t n = r->n_route < 16 ? r->n_route : 16;
+  for (size_t i = 0; i < n; i++) ids[i] = r->route[i]->worker_id;
+  size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
+  memcpy(us, r->hop_us, n_us * sizeof *us);
+  us[n_us++] = hop_us;
+  rep.n_route_taken = n, rep.route_taken = ids;
+  rep.n_hop_us = n_us, rep.hop_us = us;
+  (void)worker_id;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REPLY;
+  env.reply = &rep;
+  return sdc_wire_pack(&env, out, out_n);
+}
+
+int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
+                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us) {
+  *out = NULL, *out_n = 0, *next_is_reply = 1, *next_endpoint = NULL, *compute_us = 0;
+  sdc__owned owned = {0};
+  sdc__result res;
+  Sdcpb__StageRequest fwd;
+  const Sdcpb__StageRequest *r = req;
+  uint32_t hop_us_buf[17];
+  /* tensors handed to the next hop; they outlive each iteration's `res` */
+  Sdcpb__Tensor temb_keep, hidden_keep, skips_keep[SDC_MAX_SKIPS], *skip_ptr_keep[SDC_MAX_SKIPS];
+  int err = SDC_OK;
+  for (;;) {
+    memset(&res, 0, sizeof res);
+    sdcpb__tensor__init(&res.out), sdcpb__tensor__init(&res.hidden), sdcpb__tensor__init(&res.temb);
+    sdc_arena_mark mk = sdc_arena_get_mark(&h->arena);
+    Sdcpb__Stage stage = r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
+    uint64_t t0 = sdc__now_us();
+    if (!sdc__host_has(h, stage)) {
+      err = sdc_seterr(SDC_EPROTOCOL, "hop %u asks for stage %s, which this worker does not serve", r->hop,
+                       sdc_stage_name(stage));
+    } else if (stage == SDCPB__STAGE__TEXT) {
+      err = sdc__run_text(h, r, &res, &owned);
+    } else if (stage == SDCPB__STAGE__UNET_DOWN) {
+      err = sdc__run_unet_down(h, r, &res, &owned);
+    } else if (stage == SDCPB__STAGE__UNET_MID) {
+      err = sdc__run_unet_mid(h, r, &res, &owned);
+    } else if (stage == SDCPB__STAGE__UNET_UP) {
+      err = sdc__run_unet_up(h, r, &res, &owned);
+    } else {
+      err = sdc__run_vae(h, r, &res, &owned);
+    }
+    sdc_arena_reset(&h->arena, mk);
+    uint64_t dt = sdc__now_us() - t0;
+    *compute_us += dt;
+    uint32_t hop_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    int last = r->hop + 1 >= r->n_route || stage == SDCPB__STAGE__TEXT || stage == SDCPB__STAGE__VAE ||
+               stage == SDCPB__STAGE__UNET_UP;
+    if (err || last) {
+      const char *msg = err ? sdc_errmsg(err) : NULL;
+      char full[600];
+      if (err) snprintf(full, sizeof full, "%s: %s", sdc_stage_name(stage), msg), msg = full;
+      int perr = sdc__pack_reply(r, stage, msg, &res, worker_id, hop_us, out, out_n);
+      free(res.images);
+      sdc__owned_free(&owned);
+      return perr;
+    }
+    /* forward to the next hop with this hop's outputs */
+    const Sdcpb__Hop *next = r->route[r->hop + 1];
+    Sdcpb__Stage want = stage == SDCPB__STAGE__UNET_DOWN ? SDCPB__STAGE__UNET_MID : SDCPB__STAGE__UNET_UP;
+    if (!next || next->stage != want) {
+      err = sdc_seterr(SDC_EPROTOCOL, "route: %s must be followed by %s", sdc_stage_name(stage), sdc_stage_name(want));
+      int perr = sdc__pack_reply(r, stage, sdc_errmsg(err), NULL, worker_id, hop_us, out, out_n);
+      sdc__owned_free(&owned);
+      return perr;
+    }
+    Sdcpb__StageRequest nx = *r; /* shallow: route, context and skips (mid) travel as received */
+    nx.hop = r->hop + 1;
+    nx.sample = NULL, nx.n_timestep = 0, nx.timestep = NULL;
+    size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
+    memmove(hop_us_buf, r->hop_us, n_us * sizeof *hop_us_buf); /* may be hop_us_buf itself */
+    hop_us_buf[n_us++] = hop_us;
+    nx.n_hop_us = n_us, nx.hop_us = hop_us_buf;
+    if (stage == SDCPB__STAGE__UNET_DOWN) {
+      temb_keep = res.temb;
+      for (int k = 0; k < res.n_skips; k++) skips_keep[k] = res.skips[k], skip_ptr_keep[k] = &skips_keep[k];
+      nx.temb = &temb_keep;
+      nx.n_skips = (size_t)res.n_skips, nx.skips = skip_ptr_keep;
+    }
+    hidden_keep = res.hidden;
+    nx.hidden = &hidden_keep;
+    if (next->worker_id && strcmp(next->worker_id, worker_id) == 0 && sdc__host_has(h, next->stage)) {
+      /* our own next stage: no network hop */
+      fwd = nx;
+      r = &fwd;
+      continue;
+    }
+    Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+    env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+    env.request = &nx;
+    err = sdc_wire_pack(&env, out, out_n);
+    *next_is_reply = 0;
+    *next_endpoint = next->endpoint;
+    sdc__owned_free(&owned);
+    return err;
+  }
+}

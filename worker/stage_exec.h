@@ -1,0 +1,44 @@
+/* stage_exec.h - what a worker computes for one StageRequest: no sockets, no event loop. */
+#ifndef SDC_STAGE_EXEC_H
+#define SDC_STAGE_EXEC_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "clip.h"
+#include "model.h"
+#include "sdc.pb-c.h"
+#include "tokenizer.h"
+#include "unet.h"
+#include "vae.h"
+
+/* The models one worker hosts: only the weights of its stages are loaded. */
+typedef struct {
+  sdc_model model;
+  unsigned stages;          /* bit (1 << Sdcpb__Stage) per hosted stage */
+  sdc_tokenizer *tok;
+  sdc_clip *clip;
+  sdc_unet *unet;           /* loaded with the parts of the hosted UNet shards */
+  sdc_vae *vae;
+  sdc_weights w[SDC_COMP_COUNT];
+  sdc_arena arena;
+  char fingerprint[32];     /* same configs on every worker of a cluster */
+} sdc_stage_host;
+
+/* Parses "text,unet-down,..." into a stage bit set; 0 and a message on error. */
+unsigned sdc_stage_parse_list(const char *list);
+const char *sdc_stage_name(Sdcpb__Stage s);
+
+int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const char *config_dir, unsigned stages);
+void sdc_stage_host_free(sdc_stage_host *h);
+
+/* Runs hop req->hop of req (whose stage this host must have) and produces the
+ * message to send next: a StageRequest for the next hop (*next_is_reply = 0)
+ * or a StageReply for the coordinator (*next_is_reply = 1), packed into *out
+ * (heap, caller frees). Consecutive hops this host also serves run here too,
+ * without a network round trip. Bad input yields a StageReply with `error`
+ * naming the culprit, never a crash. *compute_us gets the time spent. */
+int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
+                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us);
+
+#endif
