@@ -15,6 +15,11 @@ static void sdc__usage(FILE *fp) {
           "  model-init --arch sd15|sd21|tiny --out DIR  write a random-weight model folder\n"
           "  inspect --model PATH  load a model (diffusers folder or .safetensors) and describe it\n"
           "  verify --ref DIR      check every stage against diffusers' golden vectors\n"
+          "  submit --prompt TEXT [--redis URL]  queue a job on a cluster; prints its id\n"
+          "  wait ID [--output FILE.png]  wait for a job, with progress, and write its image(s)\n"
+          "  status ID             print a job's state hash\n"
+          "  cancel ID             ask the cluster to cancel a job\n"
+          "  cluster --model PATH  run a coordinator and workers (and redis) on this machine\n"
           "run 'sdc <command> --help' for a command's options.\n");
 }
 
@@ -29,6 +34,11 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "inspect") == 0) return sdc_cmd_inspect(argc - 1, argv + 1);
   if (strcmp(cmd, "generate") == 0) return sdc_cmd_generate(argc - 1, argv + 1);
   if (strcmp(cmd, "model-init") == 0) return sdc_cmd_model_init(argc - 1, argv + 1);
+  if (strcmp(cmd, "submit") == 0) return sdc_cmd_submit(argc - 1, argv + 1);
+  if (strcmp(cmd, "wait") == 0) return sdc_cmd_wait(argc - 1, argv + 1);
+  if (strcmp(cmd, "status") == 0) return sdc_cmd_status(argc - 1, argv + 1);
+  if (strcmp(cmd, "cancel") == 0) return sdc_cmd_cancel(argc - 1, argv + 1);
+  if (strcmp(cmd, "cluster") == 0) return sdc_cmd_cluster(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;

@@ -11,6 +11,11 @@
 #define SDC_PROTOCOL_VERSION 1
 /* Set as ZMQ_MAXMSGSIZE on every socket: a 1024x1024 SD job's skips fit easily. */
 #define SDC_WIRE_MAX_MSG_BYTES ((int64_t)1 << 30)
+/* Absurd repeated counts make sdc_wire_unpack drop a frame: route hops,
+ * prompts per request, and every other repeated field (skips, images...). */
+#define SDC_WIRE_MAX_ROUTE 16
+#define SDC_WIRE_MAX_PROMPTS 64
+#define SDC_WIRE_MAX_REPEATED 1024
 
 /* Process-wide counters, for /metrics. Updated atomically. */
 typedef struct {
@@ -23,6 +28,8 @@ void sdc_wire_stats_get(sdc_wire_stats *out /* OUT */);
 
 /* CRC-32C (Castagnoli) of n bytes. */
 uint32_t sdc_crc32c(const void *data, size_t n);
+/* The table-driven path sdc_crc32c takes without SSE4.2 (exposed for tests). */
+uint32_t sdc_crc32c_portable(const void *data, size_t n);
 
 /* Fills pb (already sdcpb__tensor__init'ed) from n floats of shape (ndim, shape),
  * converted to wire_dtype (F32, F16 or BF16), with its checksum. The bytes
@@ -53,7 +60,11 @@ int sdc_zmq_configure(void *sock);
 int sdc_zmq_send(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, int flags);
 /* Receives one envelope without blocking: SDC_EAGAIN when nothing is there,
  * SDC_EPROTOCOL for a dropped frame (try again), SDC_OK with *env set. For a
- * ROUTER socket pass id/id_cap to get the sender's identity (*id_n). */
+ * ROUTER socket pass id/id_cap to get the sender's identity (*id_n); it is
+ * also set for a dropped frame, for logs, unless it did not fit in id_cap
+ * (then the frame is dropped and *id_n is 0). Other sockets: id may be NULL.
+ * A message of more than one frame (after the ROUTER's identity) is dropped
+ * whole. */
 int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n);
 
 #endif

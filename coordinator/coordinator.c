@@ -460,6 +460,28 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
   sdc__issue(j);
 }
 
+/* The "id" of a job whose JSON was refused, so its failure lands under the id
+ * the client chose. A scan of the first bytes, not a parse: the JSON may be
+ * huge or broken. Leaves out untouched when there is no usable id. */
+static void sdc__sniff_id(const char *json, size_t n, char *out, size_t cap) {
+  const char *end = json + (n < 4096 ? n : 4096);
+  for (const char *p = json; p && p + 4 < end; p++) {
+    if (memcmp(p, "\"id\"", 4) != 0) continue;
+    const char *q = p + 4;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) q++;
+    if (q >= end || *q++ != ':') continue;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) q++;
+    if (q >= end || *q++ != '"') continue;
+    const char *v = q;
+    while (q < end && *q != '"') q++;
+    if (q >= end || (size_t)(q - v) >= cap) return;
+    char id[SDC_JOB_ID_MAX + 1];
+    snprintf(id, sizeof id, "%.*s", (int)(q - v), v);
+    if (sdc_job_id_valid(id)) snprintf(out, cap, "%s", id);
+    return;
+  }
+}
+
 static void sdc__start_job(const char *entry, const char *json, size_t n) {
   for (sdc__job *o = C.jobs; o; o = o->next)
     if (strcmp(o->entry, entry) == 0) return; /* already ours (a touch or reclaim returned it) */
@@ -470,6 +492,7 @@ static void sdc__start_job(const char *entry, const char *json, size_t n) {
   sdc_job_init(&j->spec);
   int err = json ? sdc_job_parse(&j->spec, json, n, entry) : sdc_seterr(SDC_EINVAL, "stream entry has no 'job' field");
   snprintf(j->id, sizeof j->id, "%s", j->spec.id[0] ? j->spec.id : entry);
+  if (err && json) sdc__sniff_id(json, n, j->id, sizeof j->id);
   if (!sdc_job_id_valid(j->id)) snprintf(j->id, sizeof j->id, "%s", entry);
   sdc_job_key(j->key, SDC_JOB_KEY_FMT, j->id);
   if (err) {
@@ -629,7 +652,8 @@ static void sdc__drain_router(void) {
   Sdcpb__Envelope *env;
   int err;
   while ((err = sdc_zmq_recv(C.router, &env, rid, sizeof rid, &rid_n)) != SDC_EAGAIN) {
-    if (err) continue;
+    if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
+    if (err) break;                    /* the socket itself failed */
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) {
       sdc__on_register(rid, rid_n, env->register_);
     } else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) {

@@ -24,7 +24,7 @@ typedef struct sdc__item {
   size_t out_n;
   int is_reply, err;
   char endpoint[256];
-  uint64_t us;
+  uint64_t us, start_ms, end_ms;
   struct sdc__item *next;
 } sdc__item;
 
@@ -45,7 +45,7 @@ typedef struct {
   } peers[SDC__MAX_PEERS];
   int n_peers;
   uint64_t served, dropped_late, dropped_full, errors;
-  int draining, registered, closing;
+  int draining, registered, closing, log_hops;
   unsigned beat_ms;
 } sdc__worker;
 
@@ -125,8 +125,10 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__worker *w = req->data;
   sdc__item *it = w->running;
   const char *ep = NULL;
+  it->start_ms = sdc__now_ms();
   it->err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->us);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
+  it->end_ms = sdc__now_ms();
 }
 
 static void sdc__after_work_cb(uv_work_t *req, int status) {
@@ -135,6 +137,11 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   w->running = NULL;
   (void)status;
   const Sdcpb__StageRequest *r = it->env->request;
+  /* one line per hop when asked: the pipeline's overlap can be read off the logs */
+  if (w->log_hops)
+    sdc__log(w, "hop job=%s step=%u stage=%s start_ms=%llu end_ms=%llu", r->job_id, r->step,
+             r->hop < r->n_route ? sdc_stage_name(r->route[r->hop]->stage) : "?", (unsigned long long)it->start_ms,
+             (unsigned long long)it->end_ms);
   if (it->err) {
     w->errors++;
     sdc__log(w, "job %s step %u: %s", r->job_id, r->step, sdc_errmsg(it->err));
@@ -223,8 +230,9 @@ static void sdc__drain(sdc__worker *w) {
     Sdcpb__Envelope *env;
     int err;
     while ((err = sdc_zmq_recv(w->data, &env, NULL, 0, NULL)) != SDC_EAGAIN) {
+      if (err == SDC_EPROTOCOL) continue; /* malformed: dropped and counted */
+      if (err) break;
       progress = 1;
-      if (err) continue; /* malformed: dropped and counted */
       if (env->body_case != SDCPB__ENVELOPE__BODY_REQUEST || w->draining) {
         sdc_wire_free(env);
         continue;
@@ -232,8 +240,10 @@ static void sdc__drain(sdc__worker *w) {
       sdc__on_request(w, env);
     }
     while ((err = sdc_zmq_recv(w->ctrl, &env, NULL, 0, NULL)) != SDC_EAGAIN) {
+      if (err == SDC_EPROTOCOL) continue;
+      if (err) break;
       progress = 1;
-      if (!err) sdc__on_control(w, env);
+      sdc__on_control(w, env);
     }
   }
 }
@@ -354,6 +364,7 @@ int main(int argc, char **argv) {
   w.sig_term.data = w.sig_int.data = &w;
   uv_signal_start(&w.sig_term, sdc__on_signal, SIGTERM);
   uv_signal_start(&w.sig_int, sdc__on_signal, SIGINT);
+  w.log_hops = getenv("SDC_LOG_HOPS") && strcmp(getenv("SDC_LOG_HOPS"), "1") == 0;
   sdc__log(&w, "serving %s on %s (model %s, fingerprint %s)", stages, w.endpoint, model, w.host.fingerprint);
   uv_run(w.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < w.n_peers; i++) zmq_close(w.peers[i].sock);

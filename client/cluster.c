@@ -1,0 +1,214 @@
+/* cluster.c - `sdc cluster`: a coordinator and its workers (and Redis when none is given) on loopback. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+extern char **environ;
+
+#define SDC__MAX_CHILDREN 80
+
+typedef struct {
+  pid_t pid;
+  char name[64];
+  char *argv[24];
+  int restarts;
+} sdc__child;
+
+static volatile sig_atomic_t sdc__stop_signal = 0;
+static void sdc__on_stop(int sig) { sdc__stop_signal = sig; }
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+static int sdc__free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+static int sdc__spawn(sdc__child *c) {
+  int rc = posix_spawn(&c->pid, c->argv[0], NULL, NULL, c->argv, environ);
+  if (rc != 0) {
+    fprintf(stderr, "sdc cluster: cannot start %s: %s\n", c->argv[0], strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+static void sdc__usage(FILE *fp) {
+  fprintf(fp,
+          "usage: sdc cluster --model PATH [--config DIR] [--redis URL] [--replicas STAGE=N,...] [options]\n"
+          "  Starts a coordinator and one worker process per stage replica on loopback, and a\n"
+          "  redis-server on a free port when --redis is omitted; runs until SIGTERM/SIGINT, then drains.\n"
+          "  --replicas LIST   e.g. unet-down=2,unet-mid=2,unet-up=2 (stages: text, unet-down, unet-mid,\n"
+          "                    unet-up, vae; default 1 each)\n"
+          "  --port N          coordinator control port (default: a free one)\n"
+          "  --max-jobs N      jobs in flight at once (default 8)\n"
+          "  --wire f32|f16|bf16\n");
+}
+
+int sdc_cmd_cluster(int argc, char **argv) {
+  const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8";
+  int port = 0;
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
+                                       {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
+                                       {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
+                                       {"wire", required_argument, 0, 'w'},     {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:h", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'm': model = optarg; break;
+      case 'c': config = optarg; break;
+      case 'r': redis = optarg; break;
+      case 'R': replicas = optarg; break;
+      case 'p': port = atoi(optarg); break;
+      case 'j': max_jobs = optarg; break;
+      case 'w': wire = optarg; break;
+      case 'h': sdc__usage(stdout); return 0;
+      default: sdc__usage(stderr); return 2;
+    }
+  }
+  if (!model || optind != argc) {
+    sdc__usage(stderr);
+    return 2;
+  }
+  static const char *const stages[] = {"text", "unet-down", "unet-mid", "unet-up", "vae"};
+  int count[5] = {1, 1, 1, 1, 1};
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", replicas);
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(tok, '=');
+    int found = -1, n = eq ? atoi(eq + 1) : -1;
+    if (eq) *eq = 0;
+    for (int s = 0; s < 5; s++)
+      if (strcmp(tok, stages[s]) == 0) found = s;
+    if (found < 0 || n < 1 || n > 16) {
+      fprintf(stderr, "sdc cluster: --replicas: '%s' is not STAGE=N with N in 1..16 (stages: text, unet-down, "
+                      "unet-mid, unet-up, vae)\n", tok);
+      return 2;
+    }
+    count[found] = n;
+  }
+  struct stat st;
+  if (stat(model, &st) != 0) {
+    fprintf(stderr, "sdc cluster: %s: %s\n", model, strerror(errno));
+    return 2;
+  }
+  /* our siblings: sdc-coordinator and sdc-worker live beside this binary */
+  char self[4096], dir[4096], coord_bin[4200], worker_bin[4200];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 2;
+  self[n] = 0;
+  snprintf(dir, sizeof dir, "%s", dirname(self));
+  snprintf(coord_bin, sizeof coord_bin, "%s/sdc-coordinator", dir);
+  snprintf(worker_bin, sizeof worker_bin, "%s/sdc-worker", dir);
+
+  static sdc__child kids[SDC__MAX_CHILDREN];
+  int n_kids = 0;
+  static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128];
+  sdc__child redis_child = {0};
+  if (!redis) {
+    int rp = sdc__free_port();
+    snprintf(redis_port_s, sizeof redis_port_s, "%d", rp);
+    snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d", rp);
+    char *rargv[] = {"/usr/bin/redis-server", "--port", redis_port_s, "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", NULL};
+    memcpy(redis_child.argv, rargv, sizeof rargv);
+    if (access(rargv[0], X_OK) != 0) {
+      fprintf(stderr, "sdc cluster: no --redis given and %s is missing (apt-get install redis-server)\n", rargv[0]);
+      return 2;
+    }
+    if (sdc__spawn(&redis_child) != 0) return 1;
+    redis = redis_url;
+    struct timespec ts = {0, 200 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  if (!port) port = sdc__free_port();
+  snprintf(bind_url, sizeof bind_url, "tcp://127.0.0.1:%d", port);
+  snprintf(coord_url, sizeof coord_url, "tcp://127.0.0.1:%d", port);
+  /* no SA_RESTART: the supervising waitpid() must return on a signal */
+  struct sigaction sa = {.sa_handler = sdc__on_stop};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  {
+    sdc__child *c = &kids[n_kids++];
+    snprintf(c->name, sizeof c->name, "coordinator");
+    char **a = c->argv;
+    int k = 0;
+    a[k++] = coord_bin, a[k++] = "--model", a[k++] = (char *)model, a[k++] = "--redis", a[k++] = (char *)redis;
+    a[k++] = "--bind", a[k++] = bind_url, a[k++] = "--wire", a[k++] = (char *)wire, a[k++] = "--max-jobs";
+    a[k++] = (char *)max_jobs;
+    if (config) a[k++] = "--config", a[k++] = (char *)config;
+    a[k] = NULL;
+  }
+  static char ids[SDC__MAX_CHILDREN][64];
+  for (int s = 0; s < 5; s++)
+    for (int r = 0; r < count[s] && n_kids < SDC__MAX_CHILDREN; r++) {
+      sdc__child *c = &kids[n_kids];
+      snprintf(ids[n_kids], sizeof ids[n_kids], "%s-%d", stages[s], r);
+      snprintf(c->name, sizeof c->name, "%s", ids[n_kids]);
+      char **a = c->argv;
+      int k = 0;
+      a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)stages[s], a[k++] = "--model", a[k++] = (char *)model;
+      a[k++] = "--coordinator", a[k++] = coord_url, a[k++] = "--id", a[k++] = ids[n_kids];
+      if (config) a[k++] = "--config", a[k++] = (char *)config;
+      a[k] = NULL;
+      n_kids++;
+    }
+  for (int i = 0; i < n_kids; i++)
+    if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
+  fprintf(stderr, "sdc cluster: redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop\n", redis, coord_url,
+          n_kids - 1);
+  printf("%s\n", redis);
+  fflush(stdout);
+  /* supervise: a child that dies is restarted (a few times) until we are told to stop */
+  while (!sdc__stop_signal) {
+    int status;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < n_kids; i++)
+      if (kids[i].pid == pid && !sdc__stop_signal) {
+        fprintf(stderr, "sdc cluster: %s exited (status %d)%s\n", kids[i].name, status,
+                kids[i].restarts < 5 ? "; restarting" : "; giving up on it");
+        kids[i].pid = 0;
+        if (kids[i].restarts++ < 5) sdc__spawn(&kids[i]);
+      }
+  }
+  /* drain: workers first keep serving until the coordinator finishes its jobs */
+  fprintf(stderr, "sdc cluster: stopping (signal %d)\n", (int)sdc__stop_signal);
+  if (kids[0].pid > 0) kill(kids[0].pid, SIGTERM);
+  int status;
+  if (kids[0].pid > 0) waitpid(kids[0].pid, &status, 0);
+  for (int i = 1; i < n_kids; i++)
+    if (kids[i].pid > 0) kill(kids[i].pid, SIGTERM);
+  for (int i = 1; i < n_kids; i++)
+    if (kids[i].pid > 0) waitpid(kids[i].pid, &status, 0);
+  if (redis_child.pid > 0) {
+    kill(redis_child.pid, SIGTERM);
+    waitpid(redis_child.pid, &status, 0);
+  }
+  return 0;
+}

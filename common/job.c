@@ -1,0 +1,403 @@
+/* job.c - parsing, validating and writing the job JSON of the Redis job contract (docs/jobs.md). */
+#include "job.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+static const char *const sdc__states[] = {"unknown", "queued", "running", "done", "failed", "cancelled"};
+
+/* In sdc_sched_kind order; tests/test_job.c checks it against stages/scheduler.c. */
+static const char *const sdc__schedulers[] = {"ddim", "pndm", "ddpm",     "euler",           "euler_a",
+                                              "heun", "lms",  "dpmpp_2m", "dpmpp_2m_karras", "unipc"};
+#define SDC__N_SCHEDULERS ((int)(sizeof sdc__schedulers / sizeof *sdc__schedulers))
+
+const char *sdc_job_state_name(sdc_job_state s) {
+  return (unsigned)s < sizeof sdc__states / sizeof *sdc__states ? sdc__states[s] : "unknown";
+}
+
+sdc_job_state sdc_job_state_parse(const char *s) {
+  for (int i = SDC_JOB_QUEUED; s && i <= SDC_JOB_CANCELLED; i++)
+    if (strcmp(s, sdc__states[i]) == 0) return (sdc_job_state)i;
+  return SDC_JOB_UNKNOWN;
+}
+
+int sdc_job_state_final(sdc_job_state s) { return s == SDC_JOB_DONE || s == SDC_JOB_FAILED || s == SDC_JOB_CANCELLED; }
+
+const char *sdc_job_scheduler_name(int i) { return i >= 0 && i < SDC__N_SCHEDULERS ? sdc__schedulers[i] : NULL; }
+
+int sdc_job_scheduler_valid(const char *name) {
+  for (int i = 0; name && i < SDC__N_SCHEDULERS; i++)
+    if (strcmp(name, sdc__schedulers[i]) == 0) return 1;
+  return 0;
+}
+
+int sdc_job_id_valid(const char *id) {
+  size_t n = id ? strlen(id) : 0;
+  if (n < 1 || n > SDC_JOB_ID_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == ':' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+void sdc_job_key(char *out, const char *fmt, const char *id) { snprintf(out, SDC_JOB_KEY_MAX, fmt, id); }
+
+void sdc_job_image_key(char *out, const char *id, int i) {
+  snprintf(out, SDC_JOB_KEY_MAX, SDC_JOB_IMAGE_KEY_FMT, id, i);
+}
+
+void sdc_job_init(sdc_job *job) {
+  memset(job, 0, sizeof *job);
+  job->steps = 50;
+  job->guidance_scale = 7.5;
+  job->num_images = 1;
+}
+
+void sdc_job_free(sdc_job *job) {
+  free(job->prompt);
+  free(job->negative_prompt);
+  sdc_job_init(job);
+}
+
+/* ------------------------------------------------------------ messages */
+
+/* s as a short one-line quote for an error message: printable ASCII kept,
+ * every other byte as \xNN, cut after 40 bytes with "...". Returns buf. */
+static const char *sdc__quote(char *buf, size_t cap, const char *s) {
+  size_t o = 0, i = 0;
+  buf[o++] = '"';
+  for (; s[i] && i < 40 && o + 8 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+      buf[o++] = (char)c;
+    else
+      o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+  }
+  if (s[i] && o + 5 < cap) memcpy(buf + o, "...", 3), o += 3;
+  buf[o++] = '"';
+  buf[o] = 0;
+  return buf;
+}
+
+/* What a JSON value is, for "expected X, got Y". */
+static const char *sdc__describe(char *buf, size_t cap, const cJSON *v) {
+  if (cJSON_IsString(v)) {
+    char q[200];
+    snprintf(buf, cap, "the string %s", sdc__quote(q, sizeof q, v->valuestring));
+  } else if (cJSON_IsNumber(v)) {
+    snprintf(buf, cap, "%.17g", v->valuedouble);
+  } else {
+    snprintf(buf, cap, "%s",
+             cJSON_IsBool(v)    ? (cJSON_IsTrue(v) ? "true" : "false")
+             : cJSON_IsNull(v)  ? "null"
+             : cJSON_IsArray(v) ? "an array"
+                                : "an object");
+  }
+  return buf;
+}
+
+/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or -1 when valid.
+ * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
+static long sdc__utf8_bad_at(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = p[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0)
+      k = 1, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+      k = 2, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+      k = 3, cp = c & 0x07, min = 0x10000;
+    else
+      return (long)i;
+    if (n - i <= k) return (long)i;
+    for (size_t j = 1; j <= k; j++) {
+      if ((p[i + j] & 0xc0) != 0x80) return (long)i;
+      cp = cp << 6 | (p[i + j] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return (long)i;
+    i += k + 1;
+  }
+  return -1;
+}
+
+/* ---------------------------------------------------------- validation */
+
+static int sdc__check_text(const char *field, const char *s) {
+  size_t n = strlen(s);
+  if (n > SDC_JOB_MAX_PROMPT_BYTES)
+    return sdc_seterr(SDC_EINVAL, "job field '%s': %zu bytes; the limit is %d", field, n, SDC_JOB_MAX_PROMPT_BYTES);
+  long bad = sdc__utf8_bad_at(s, n);
+  if (bad >= 0) return sdc_seterr(SDC_EINVAL, "job field '%s': not valid UTF-8 at byte %ld", field, bad);
+  return SDC_OK;
+}
+
+static int sdc__check_size(const char *field, int64_t v) {
+  if (v == 0 || (v >= SDC_JOB_MIN_SIZE && v <= SDC_JOB_MAX_SIZE && v % 8 == 0)) return SDC_OK;
+  return sdc_seterr(SDC_EINVAL,
+                    "job field '%s': %lld is not a multiple of 8 in [%d, %d] (or 0 for the model's native size)", field,
+                    (long long)v, SDC_JOB_MIN_SIZE, SDC_JOB_MAX_SIZE);
+}
+
+int sdc_job_validate(const sdc_job *job) {
+  char q[200];
+  int err;
+  if (job->id[0] && !sdc_job_id_valid(job->id))
+    return sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
+                      sdc__quote(q, sizeof q, job->id), SDC_JOB_ID_MAX);
+  if (!job->prompt) return sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
+  if ((err = sdc__check_text("prompt", job->prompt))) return err;
+  if (job->negative_prompt && (err = sdc__check_text("negative_prompt", job->negative_prompt))) return err;
+  if ((err = sdc__check_size("width", job->width)) || (err = sdc__check_size("height", job->height))) return err;
+  if (job->steps < 1 || job->steps > SDC_JOB_MAX_STEPS)
+    return sdc_seterr(SDC_EINVAL, "job field 'steps': %lld is out of range [1, %d]", (long long)job->steps,
+                      SDC_JOB_MAX_STEPS);
+  if (!isfinite(job->guidance_scale) || job->guidance_scale < 0)
+    return sdc_seterr(SDC_EINVAL, "job field 'guidance_scale': %g is not a finite number >= 0", job->guidance_scale);
+  if (job->scheduler[0] && !sdc_job_scheduler_valid(job->scheduler))
+    return sdc_seterr(SDC_EINVAL,
+                      "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, "
+                      "dpmpp_2m_karras, unipc)",
+                      sdc__quote(q, sizeof q, job->scheduler));
+  if (job->has_seed && job->seed >= SDC_JOB_SEED_LIMIT)
+    return sdc_seterr(SDC_EINVAL, "job field 'seed': %llu is not below 2^53", (unsigned long long)job->seed);
+  if (job->num_images < 1 || job->num_images > SDC_JOB_MAX_IMAGES)
+    return sdc_seterr(SDC_EINVAL, "job field 'num_images': %lld is out of range [1, %d]", (long long)job->num_images,
+                      SDC_JOB_MAX_IMAGES);
+  return SDC_OK;
+}
+
+/* --------------------------------------------------------------- parse */
+
+enum { F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_COUNT };
+static const char *const sdc__fields[F_COUNT] = {"id",    "prompt",         "negative_prompt", "width", "height",
+                                                 "steps", "guidance_scale", "scheduler",       "seed",  "num_images"};
+
+/* A JSON number with an integral value (JSON has no integer type: 20 and
+ * 20.0 are the same number). The caller checks the range. */
+static int sdc__get_int(const cJSON *v, const char *field, int64_t *out) {
+  char d[240];
+  if (!cJSON_IsNumber(v))
+    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an integer, got %s", field, sdc__describe(d, sizeof d, v));
+  double x = v->valuedouble;
+  if (!isfinite(x) || x != floor(x))
+    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an integer, got %.17g", field, x);
+  if (fabs(x) >= 9e18) return sdc_seterr(SDC_EINVAL, "job field '%s': %.17g is out of range", field, x);
+  *out = (int64_t)x;
+  return SDC_OK;
+}
+
+static int sdc__get_string(const cJSON *v, const char *field, const char **out) {
+  char d[240];
+  if (!cJSON_IsString(v))
+    return sdc_seterr(SDC_EINVAL, "job field '%s': expected a string, got %s", field, sdc__describe(d, sizeof d, v));
+  *out = v->valuestring;
+  return SDC_OK;
+}
+
+/* cJSON decodes \u0000 into a NUL that would silently cut the string; refuse it. */
+static int sdc__has_escaped_nul(const char *s, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (s[i] != '\\') continue;
+    if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0) return 1;
+    i++; /* skip the escaped character, so "\\u0000" (an escaped backslash) is text */
+  }
+  return 0;
+}
+
+static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
+  int seen[F_COUNT] = {0}, err = SDC_OK;
+  char q[200];
+  const char *s = NULL;
+  int64_t v;
+  for (const cJSON *f = root->child; f && !err; f = f->next) {
+    int k = 0;
+    while (k < F_COUNT && strcmp(f->string, sdc__fields[k]) != 0) k++;
+    if (k == F_COUNT)
+      return sdc_seterr(SDC_EINVAL,
+                        "job field %s: unknown (known: id, prompt, negative_prompt, width, height, steps, "
+                        "guidance_scale, scheduler, seed, num_images)",
+                        sdc__quote(q, sizeof q, f->string));
+    if (seen[k]++) return sdc_seterr(SDC_EINVAL, "job field '%s': given more than once", sdc__fields[k]);
+    if (cJSON_IsNull(f) && k != F_PROMPT) continue; /* null = absent = default */
+    const char *name = sdc__fields[k];
+    switch (k) {
+      case F_ID:
+        if ((err = sdc__get_string(f, name, &s))) break;
+        if (!sdc_job_id_valid(s))
+          err = sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
+                           sdc__quote(q, sizeof q, s), SDC_JOB_ID_MAX);
+        else
+          snprintf(job->id, sizeof job->id, "%s", s);
+        break;
+      case F_PROMPT:
+      case F_NEG: {
+        if ((err = sdc__get_string(f, name, &s))) break;
+        char *copy = strdup(s);
+        if (!copy) return sdc_seterr(SDC_ENOMEM, "job field '%s': out of memory", name);
+        *(k == F_PROMPT ? &job->prompt : &job->negative_prompt) = copy;
+        break;
+      }
+      case F_WIDTH: err = sdc__get_int(f, name, &job->width); break;
+      case F_HEIGHT: err = sdc__get_int(f, name, &job->height); break;
+      case F_STEPS: err = sdc__get_int(f, name, &job->steps); break;
+      case F_NUM: err = sdc__get_int(f, name, &job->num_images); break;
+      case F_GUIDANCE: {
+        char d[240];
+        if (!cJSON_IsNumber(f))
+          err = sdc_seterr(SDC_EINVAL, "job field 'guidance_scale': expected a number, got %s",
+                           sdc__describe(d, sizeof d, f));
+        else
+          job->guidance_scale = f->valuedouble;
+        break;
+      }
+      case F_SCHED:
+        if ((err = sdc__get_string(f, name, &s))) break;
+        if (!sdc_job_scheduler_valid(s))
+          err = sdc_seterr(SDC_EINVAL,
+                           "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
+                           "dpmpp_2m, dpmpp_2m_karras, unipc)",
+                           sdc__quote(q, sizeof q, s));
+        else
+          snprintf(job->scheduler, sizeof job->scheduler, "%s", s);
+        break;
+      case F_SEED:
+        if ((err = sdc__get_int(f, name, &v))) break;
+        if (v < 0) err = sdc_seterr(SDC_EINVAL, "job field 'seed': %lld is negative", (long long)v);
+        job->seed = (uint64_t)v, job->has_seed = 1;
+        break;
+    }
+  }
+  if (!err && !seen[F_PROMPT]) err = sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
+  if (!err && !job->prompt) err = sdc_seterr(SDC_EINVAL, "job field 'prompt': expected a string, got null");
+  return err;
+}
+
+int sdc_job_parse(sdc_job *job, const char *json, size_t n, const char *fallback_id) {
+  sdc_job_init(job);
+  if (n > SDC_JOB_MAX_JSON_BYTES)
+    return sdc_seterr(SDC_EINVAL, "job JSON: %zu bytes; the limit is %d", n, SDC_JOB_MAX_JSON_BYTES);
+  if (sdc__has_escaped_nul(json, n))
+    return sdc_seterr(SDC_EINVAL, "job JSON: a string contains \\u0000, which is not allowed");
+  /* a private NUL-terminated copy: the input need not be terminated */
+  char *text = malloc(n + 1);
+  if (!text) return sdc_seterr(SDC_ENOMEM, "job JSON: out of memory");
+  memcpy(text, json, n);
+  text[n] = 0;
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+  int err = SDC_OK;
+  if (!root) {
+    size_t at = end && end >= text ? (size_t)(end - text) : 0;
+    err = sdc_seterr(SDC_EINVAL, "job JSON: syntax error at byte %zu of %zu", at, n);
+  } else {
+    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') end++;
+    if ((size_t)(end - text) != n)
+      err = sdc_seterr(SDC_EINVAL, "job JSON: unexpected data after the object at byte %zu", (size_t)(end - text));
+    else if (!cJSON_IsObject(root))
+      err = sdc_seterr(SDC_EINVAL, "job JSON: expected an object, got %s", sdc__describe((char[240]){0}, 240, root));
+  }
+  if (!err) err = sdc__parse_fields(job, root);
+  if (!err && !job->id[0]) {
+    if (!fallback_id)
+      err = sdc_seterr(SDC_EINVAL, "job field 'id': missing, and no stream entry id to use instead");
+    else if (!sdc_job_id_valid(fallback_id))
+      err = sdc_seterr(SDC_EINVAL, "job id: stream entry id %s is not a valid job id",
+                       sdc__quote((char[200]){0}, 200, fallback_id));
+    else
+      snprintf(job->id, sizeof job->id, "%s", fallback_id);
+  }
+  if (!err) err = sdc_job_validate(job);
+  cJSON_Delete(root);
+  free(text);
+  if (err) sdc_job_free(job);
+  return err;
+}
+
+/* ------------------------------------------------------------- writing */
+
+/* An integer as a raw JSON number (cJSON would print large ones with %g). */
+static int sdc__add_int(cJSON *o, const char *name, int64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", (long long)v);
+  return cJSON_AddRawToObject(o, name, buf) != NULL;
+}
+
+/* The shortest %g form that reads back to the same double. */
+static void sdc__fmt_double(char *buf, size_t n, double v) {
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(buf, n, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) return;
+  }
+}
+
+int sdc_job_to_json(const sdc_job *job, char **json) {
+  *json = NULL;
+  int err = sdc_job_validate(job);
+  if (err) return err;
+  cJSON *o = cJSON_CreateObject();
+  int ok = o != NULL;
+  if (ok && job->id[0]) ok = cJSON_AddStringToObject(o, "id", job->id) != NULL;
+  if (ok) ok = cJSON_AddStringToObject(o, "prompt", job->prompt) != NULL;
+  if (ok && job->negative_prompt) ok = cJSON_AddStringToObject(o, "negative_prompt", job->negative_prompt) != NULL;
+  if (ok && job->width) ok = sdc__add_int(o, "width", job->width);
+  if (ok && job->height) ok = sdc__add_int(o, "height", job->height);
+  if (ok && job->steps != 50) ok = sdc__add_int(o, "steps", job->steps);
+  if (ok && job->guidance_scale != 7.5) {
+    char buf[40];
+    sdc__fmt_double(buf, sizeof buf, job->guidance_scale);
+    ok = cJSON_AddRawToObject(o, "guidance_scale", buf) != NULL;
+  }
+  if (ok && job->scheduler[0]) ok = cJSON_AddStringToObject(o, "scheduler", job->scheduler) != NULL;
+  if (ok && job->has_seed) ok = sdc__add_int(o, "seed", (int64_t)job->seed);
+  if (ok && job->num_images != 1) ok = sdc__add_int(o, "num_images", job->num_images);
+  if (ok) ok = (*json = cJSON_PrintUnformatted(o)) != NULL;
+  cJSON_Delete(o);
+  return ok ? SDC_OK : sdc_seterr(SDC_ENOMEM, "job JSON: out of memory");
+}
+
+/* -------------------------------------------------------------- events */
+
+int sdc_job_event_json(char **out, sdc_job_state state, int64_t step, int64_t steps, const char *error) {
+  *out = NULL;
+  cJSON *o = cJSON_CreateObject();
+  int ok = o && cJSON_AddStringToObject(o, "state", sdc_job_state_name(state));
+  if (ok && step >= 0) ok = sdc__add_int(o, "step", step);
+  if (ok && steps >= 0) ok = sdc__add_int(o, "steps", steps);
+  if (ok && error) ok = cJSON_AddStringToObject(o, "error", error) != NULL;
+  if (ok) ok = (*out = cJSON_PrintUnformatted(o)) != NULL;
+  cJSON_Delete(o);
+  return ok ? SDC_OK : sdc_seterr(SDC_ENOMEM, "job event: out of memory");
+}
+
+int sdc_job_event_parse(const char *json, size_t n, sdc_job_state *state, int64_t *step, int64_t *steps) {
+  *state = SDC_JOB_UNKNOWN, *step = -1, *steps = -1;
+  if (n > SDC_JOB_MAX_JSON_BYTES) return sdc_seterr(SDC_EINVAL, "job event: %zu bytes, too long", n);
+  cJSON *o = cJSON_ParseWithLength(json, n);
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "state");
+  int err = SDC_OK;
+  if (!cJSON_IsObject(o) || !cJSON_IsString(s) || !(*state = sdc_job_state_parse(s->valuestring))) {
+    err = sdc_seterr(SDC_EINVAL, "job event: not an object with a known \"state\"");
+  } else {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "step"), *b = cJSON_GetObjectItemCaseSensitive(o, "steps");
+    if (cJSON_IsNumber(a) && a->valuedouble >= 0 && a->valuedouble < 1e15) *step = (int64_t)a->valuedouble;
+    if (cJSON_IsNumber(b) && b->valuedouble >= 0 && b->valuedouble < 1e15) *steps = (int64_t)b->valuedouble;
+  }
+  cJSON_Delete(o);
+  return err;
+}

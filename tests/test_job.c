@@ -1,0 +1,288 @@
+/* test_job.c - every rule of the job JSON: limits, strict types, unknown fields, UTF-8, ids, the scheduler list. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "job.h"
+#include "scheduler.h"
+#include "test_util.h"
+
+/* json must parse (with fallback id "1700000000000-0") into *job. */
+static int parse_ok(const char *what, const char *json, sdc_job *job) {
+  int err = sdc_job_parse(job, json, strlen(json), "1700000000000-0");
+  CHECK(err == SDC_OK, "%s: %s", what, sdc_errmsg(err));
+  return err == SDC_OK;
+}
+
+/* json must fail with SDC_EINVAL, a one-line message holding each needle,
+ * and leave the job owning nothing. */
+static void expect_bad_n(const char *what, const char *json, size_t n, const char *needle1, const char *needle2) {
+  sdc_job job;
+  sdc_clearerr();
+  int err = sdc_job_parse(&job, json, n, "1700000000000-0");
+  const char *msg = sdc_errmsg(err);
+  CHECK(err == SDC_EINVAL, "%s: got %s (%s)", what, sdc_err_name(err), msg);
+  CHECK(strchr(msg, '\n') == NULL, "%s: message is not one line: %s", what, msg);
+  CHECK(strstr(msg, needle1) != NULL, "%s: message lacks '%s': %s", what, needle1, msg);
+  CHECK(!needle2 || strstr(msg, needle2) != NULL, "%s: message lacks '%s': %s", what, needle2, msg);
+  CHECK(job.prompt == NULL && job.negative_prompt == NULL, "%s: failed parse left strings behind", what);
+  if (err == SDC_EINVAL && strlen(msg) < 300) printf("%-34s -> %s\n", what, msg);
+  sdc_job_free(&job);
+}
+
+static void expect_bad(const char *what, const char *json, const char *needle1, const char *needle2) {
+  expect_bad_n(what, json, strlen(json), needle1, needle2);
+}
+
+static void test_job_defaults_and_full(void) {
+  sdc_job j;
+  if (parse_ok("minimal", "{\"prompt\":\"a cat\"}", &j)) {
+    CHECK(strcmp(j.id, "1700000000000-0") == 0, "id falls back to the entry id, got '%s'", j.id);
+    CHECK(strcmp(j.prompt, "a cat") == 0 && !j.negative_prompt, "prompt/negative");
+    CHECK(j.width == 0 && j.height == 0 && j.steps == 50 && j.guidance_scale == 7.5 && !j.scheduler[0] && !j.has_seed &&
+              j.num_images == 1,
+          "defaults: %lldx%lld steps %lld gs %g sched '%s' seed? %d n %lld", (long long)j.width, (long long)j.height,
+          (long long)j.steps, j.guidance_scale, j.scheduler, j.has_seed, (long long)j.num_images);
+    char *json = NULL;
+    CHECK(sdc_job_to_json(&j, &json) == SDC_OK && json, "to_json minimal");
+    /* the fallback id is the job's id now, so it is written */
+    CHECK(json && strcmp(json, "{\"id\":\"1700000000000-0\",\"prompt\":\"a cat\"}") == 0, "to_json: %s", json);
+    free(json);
+    sdc_job_free(&j);
+  }
+  const char *full =
+      " {\"id\":\"job.A_1:x-2\",\"prompt\":\"\\u65e5\\u672c "
+      "\xf0\x9f\x90\xb1\",\"negative_prompt\":\"blurry\",\"width\":768,"
+      "\"height\":64,\"steps\":20.0,\"guidance_scale\":0.1,\"scheduler\":\"dpmpp_2m_karras\",\"seed\":9007199254740991,"
+      "\"num_images\":8}\n";
+  if (parse_ok("full", full, &j)) {
+    CHECK(strcmp(j.id, "job.A_1:x-2") == 0, "explicit id wins: %s", j.id);
+    CHECK(strcmp(j.prompt, "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xb1") == 0, "unicode prompt");
+    CHECK(j.width == 768 && j.height == 64 && j.steps == 20 && j.guidance_scale == 0.1 && j.has_seed &&
+              j.seed == 9007199254740991ull && j.num_images == 8 && strcmp(j.scheduler, "dpmpp_2m_karras") == 0,
+          "full fields");
+    char *json = NULL;
+    CHECK(sdc_job_to_json(&j, &json) == SDC_OK, "to_json full: %s", sdc_errmsg(SDC_EINVAL));
+    sdc_job k;
+    if (json && parse_ok("round trip", json, &k)) {
+      CHECK(strcmp(k.id, j.id) == 0 && strcmp(k.prompt, j.prompt) == 0 &&
+                strcmp(k.negative_prompt, j.negative_prompt) == 0 && k.width == j.width && k.height == j.height &&
+                k.steps == j.steps && k.guidance_scale == j.guidance_scale && strcmp(k.scheduler, j.scheduler) == 0 &&
+                k.has_seed && k.seed == j.seed && k.num_images == j.num_images,
+            "round trip differs: %s", json);
+      CHECK(strstr(json, "\"seed\":9007199254740991") && strstr(json, "\"guidance_scale\":0.1,"), "numbers: %s", json);
+      sdc_job_free(&k);
+    }
+    free(json);
+    sdc_job_free(&j);
+  }
+  /* null in an optional field is absent; the buffer need not end at n */
+  if (parse_ok("nulls", "{\"prompt\":\"x\",\"seed\":null,\"width\":null,\"scheduler\":null,\"id\":null}", &j)) {
+    CHECK(!j.has_seed && j.width == 0 && !j.scheduler[0] && strcmp(j.id, "1700000000000-0") == 0, "nulls are absent");
+    sdc_job_free(&j);
+  }
+  const char *tail = "{\"prompt\":\"a\"}GARBAGE";
+  CHECK(sdc_job_parse(&j, tail, 14, "1-0") == SDC_OK, "length-delimited input: %s", sdc_errmsg(SDC_EINVAL));
+  sdc_job_free(&j);
+  CHECK(sdc_job_parse(&j, "{\"prompt\":\"a\"}", 14, NULL) == SDC_EINVAL, "no id and no fallback must fail");
+  CHECK(strstr(sdc_errmsg(SDC_EINVAL), "'id'") != NULL, "no id: %s", sdc_errmsg(SDC_EINVAL));
+}
+
+static void test_job_limits(void) {
+  /* a 10 MB prompt: refused by size, before any parsing */
+  size_t big = 10u << 20;
+  char *json = malloc(big + 64);
+  strcpy(json, "{\"prompt\":\"");
+  memset(json + 11, 'a', big);
+  strcpy(json + 11 + big, "\"}");
+  expect_bad("10 MB prompt", json, "65536", "bytes");
+  /* just over the prompt limit but well inside the JSON limit */
+  strcpy(json + 11 + 4097, "\"}");
+  expect_bad("prompt of 4097 bytes", json, "'prompt'", "4096");
+  sdc_job j;
+  strcpy(json + 11 + 4096, "\"}");
+  if (parse_ok("prompt of 4096 bytes", json, &j)) sdc_job_free(&j);
+  snprintf(json, big, "{\"prompt\":\"x\",\"negative_prompt\":\"%4097s\"}", "n");
+  expect_bad("negative prompt of 4097 bytes", json, "'negative_prompt'", "4096");
+  free(json);
+
+  expect_bad("width 100", "{\"prompt\":\"x\",\"width\":100}", "'width'", "100");
+  expect_bad("height 56", "{\"prompt\":\"x\",\"height\":56}", "'height'", "56");
+  expect_bad("width 2056", "{\"prompt\":\"x\",\"width\":2056}", "'width'", "2056");
+  expect_bad("width -8", "{\"prompt\":\"x\",\"width\":-8}", "'width'", "-8");
+  if (parse_ok("width 64, height 2048", "{\"prompt\":\"x\",\"width\":64,\"height\":2048}", &j)) sdc_job_free(&j);
+  if (parse_ok("width 0 = native", "{\"prompt\":\"x\",\"width\":0}", &j)) sdc_job_free(&j);
+  expect_bad("steps 0", "{\"prompt\":\"x\",\"steps\":0}", "'steps'", "0");
+  expect_bad("steps 1001", "{\"prompt\":\"x\",\"steps\":1001}", "'steps'", "1001");
+  expect_bad("steps 20.5", "{\"prompt\":\"x\",\"steps\":20.5}", "'steps'", "20.5");
+  expect_bad("steps 1e300", "{\"prompt\":\"x\",\"steps\":1e300}", "'steps'", "out of range");
+  if (parse_ok("steps 1 and 1000", "{\"prompt\":\"x\",\"steps\":1000}", &j)) sdc_job_free(&j);
+  expect_bad("guidance -1", "{\"prompt\":\"x\",\"guidance_scale\":-1}", "'guidance_scale'", "-1");
+  expect_bad("guidance 1e400 (inf)", "{\"prompt\":\"x\",\"guidance_scale\":1e400}", "'guidance_scale'", "finite");
+  if (parse_ok("guidance 0", "{\"prompt\":\"x\",\"guidance_scale\":0}", &j)) sdc_job_free(&j);
+  expect_bad("seed -1", "{\"prompt\":\"x\",\"seed\":-1}", "'seed'", "-1");
+  expect_bad("seed 2^53", "{\"prompt\":\"x\",\"seed\":9007199254740992}", "'seed'", "not below 2^53");
+  expect_bad("seed 1.5", "{\"prompt\":\"x\",\"seed\":1.5}", "'seed'", "1.5");
+  if (parse_ok("seed 0", "{\"prompt\":\"x\",\"seed\":0}", &j)) {
+    CHECK(j.has_seed && j.seed == 0, "seed 0 is a seed");
+    sdc_job_free(&j);
+  }
+  expect_bad("num_images 0", "{\"prompt\":\"x\",\"num_images\":0}", "'num_images'", "0");
+  expect_bad("num_images 9", "{\"prompt\":\"x\",\"num_images\":9}", "'num_images'", "9");
+}
+
+static void test_job_types_and_fields(void) {
+  expect_bad("steps as string \"20\"", "{\"prompt\":\"x\",\"steps\":\"20\"}", "'steps'", "\"20\"");
+  expect_bad("width as bool", "{\"prompt\":\"x\",\"width\":true}", "'width'", "true");
+  expect_bad("guidance as string", "{\"prompt\":\"x\",\"guidance_scale\":\"7.5\"}", "'guidance_scale'", "\"7.5\"");
+  expect_bad("prompt as number", "{\"prompt\":5}", "'prompt'", "5");
+  expect_bad("prompt as array", "{\"prompt\":[\"a\"]}", "'prompt'", "array");
+  expect_bad("prompt null", "{\"prompt\":null}", "'prompt'", "null");
+  expect_bad("prompt missing", "{\"steps\":20}", "'prompt'", "missing");
+  expect_bad("scheduler as number", "{\"prompt\":\"x\",\"scheduler\":3}", "'scheduler'", "3");
+  expect_bad("unknown scheduler", "{\"prompt\":\"x\",\"scheduler\":\"karras9000\"}", "'scheduler'", "karras9000");
+  expect_bad("scheduler in upper case", "{\"prompt\":\"x\",\"scheduler\":\"DDIM\"}", "'scheduler'", "DDIM");
+  expect_bad("unknown field", "{\"prompt\":\"x\",\"colour\":\"red\"}", "\"colour\"", "unknown");
+  expect_bad("field in other case", "{\"Prompt\":\"x\"}", "\"Prompt\"", "unknown");
+  expect_bad("field given twice", "{\"prompt\":\"x\",\"steps\":2,\"steps\":3}", "'steps'", "more than once");
+  expect_bad("not JSON", "prompt=cat", "syntax", NULL);
+  expect_bad("empty input", "", "syntax", NULL);
+  expect_bad("array at top", "[{\"prompt\":\"x\"}]", "object", "array");
+  expect_bad("trailing data", "{\"prompt\":\"x\"} {}", "after the object", NULL);
+  expect_bad("truncated JSON", "{\"prompt\":\"x\"", "syntax", NULL);
+  expect_bad_n("NUL byte in the JSON", "{\"prompt\":\"x\"}\0", 15, "after the object", NULL);
+}
+
+static void test_job_utf8(void) {
+  expect_bad("prompt not UTF-8 (latin-1)", "{\"prompt\":\"caf\xe9\"}", "'prompt'", "UTF-8");
+  expect_bad("negative prompt \\xff", "{\"prompt\":\"x\",\"negative_prompt\":\"\xff\xfe\"}", "'negative_prompt'",
+             "UTF-8");
+  expect_bad("overlong '/'", "{\"prompt\":\"\xc0\xaf\"}", "'prompt'", "UTF-8");
+  expect_bad("UTF-8 surrogate", "{\"prompt\":\"\xed\xa0\x80\"}", "'prompt'", "UTF-8");
+  expect_bad("past U+10FFFF", "{\"prompt\":\"\xf4\x90\x80\x80\"}", "'prompt'", "UTF-8");
+  expect_bad("truncated sequence", "{\"prompt\":\"ab\xe6\x97\"}", "'prompt'", "byte 2");
+  expect_bad("\\u0000 in a string", "{\"prompt\":\"a\\u0000b\"}", "\\u0000", NULL);
+  sdc_job j;
+  /* an escaped backslash followed by the text u0000 is fine */
+  if (parse_ok("escaped backslash", "{\"prompt\":\"a\\\\u0000b\"}", &j)) {
+    CHECK(strcmp(j.prompt, "a\\u0000b") == 0, "escaped backslash: %s", j.prompt);
+    sdc_job_free(&j);
+  }
+  if (parse_ok("surrogate pair escape", "{\"prompt\":\"\\ud83d\\udc31\"}", &j)) {
+    CHECK(strcmp(j.prompt, "\xf0\x9f\x90\xb1") == 0, "surrogate pair decodes to U+1F431");
+    sdc_job_free(&j);
+  }
+}
+
+static void test_job_ids(void) {
+  char long_id[200], json[400];
+  memset(long_id, 'a', 129);
+  long_id[129] = 0;
+  snprintf(json, sizeof json, "{\"id\":\"%s\",\"prompt\":\"x\"}", long_id);
+  expect_bad("id of 129 chars", json, "'id'", "128");
+  long_id[128] = 0;
+  snprintf(json, sizeof json, "{\"id\":\"%s\",\"prompt\":\"x\"}", long_id);
+  sdc_job j;
+  if (parse_ok("id of 128 chars", json, &j)) sdc_job_free(&j);
+  expect_bad("id with '/'", "{\"id\":\"a/b\",\"prompt\":\"x\"}", "'id'", "a/b");
+  expect_bad("id with a space", "{\"id\":\"a b\",\"prompt\":\"x\"}", "'id'", "a b");
+  expect_bad("id with '*' (key glob)", "{\"id\":\"a*\",\"prompt\":\"x\"}", "'id'", "a*");
+  expect_bad("id non-ASCII", "{\"id\":\"caf\xc3\xa9\",\"prompt\":\"x\"}", "'id'", "\\xc3");
+  expect_bad("empty id", "{\"id\":\"\",\"prompt\":\"x\"}", "'id'", NULL);
+  expect_bad("id as number", "{\"id\":7,\"prompt\":\"x\"}", "'id'", "7");
+  CHECK(sdc_job_id_valid("1700000000000-0") && sdc_job_id_valid("A.z_0:9-") && !sdc_job_id_valid("") &&
+            !sdc_job_id_valid(NULL) && !sdc_job_id_valid("a\nb") && !sdc_job_id_valid("{x}"),
+        "id charset");
+  CHECK(sdc_job_parse(&j, "{\"prompt\":\"x\"}", 14, "bad id!") == SDC_EINVAL, "an invalid fallback id is refused");
+}
+
+static void test_job_validate_built(void) {
+  sdc_job j;
+  sdc_job_init(&j);
+  char *json = (char *)"unset";
+  CHECK(sdc_job_to_json(&j, &json) == SDC_EINVAL && json == NULL, "a job without a prompt has no JSON");
+  j.prompt = (char *)"x";
+  j.width = 100;
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'width'"), "built: width 100");
+  j.width = 512, j.has_seed = 1, j.seed = SDC_JOB_SEED_LIMIT;
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'seed'"), "built: seed 2^53");
+  j.seed = 42;
+  snprintf(j.scheduler, sizeof j.scheduler, "nope");
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "nope"), "built: scheduler");
+  snprintf(j.scheduler, sizeof j.scheduler, "euler_a");
+  CHECK(sdc_job_to_json(&j, &json) == SDC_OK && json &&
+            strcmp(json, "{\"prompt\":\"x\",\"width\":512,\"scheduler\":\"euler_a\",\"seed\":42}") == 0,
+        "built to_json: %s", json ? json : "(null)");
+  free(json);
+}
+
+/* common/ keeps its own copy of the names (it may not see stages/): they must agree. */
+static void test_job_scheduler_names_match_stages(void) {
+  int n = 0;
+  for (const char *name; (name = sdc_job_scheduler_name(n)); n++) {
+    CHECK(sdc_sched_parse_name(name) == n, "job scheduler '%s' is kind %d in stages/", name,
+          sdc_sched_parse_name(name));
+    CHECK(sdc_job_scheduler_valid(name), "'%s' valid", name);
+  }
+  CHECK(n == SDC_SCHED_COUNT, "job knows %d schedulers, stages/ %d", n, SDC_SCHED_COUNT);
+  for (int k = 0; k < SDC_SCHED_COUNT; k++)
+    CHECK(sdc_job_scheduler_valid(sdc_sched_name((sdc_sched_kind)k)), "stages' '%s' unknown to jobs",
+          sdc_sched_name((sdc_sched_kind)k));
+  CHECK(!sdc_job_scheduler_valid("") && !sdc_job_scheduler_valid(NULL), "empty scheduler name is not a name");
+}
+
+static void test_job_states_keys_events(void) {
+  for (int s = SDC_JOB_QUEUED; s <= SDC_JOB_CANCELLED; s++)
+    CHECK((int)sdc_job_state_parse(sdc_job_state_name((sdc_job_state)s)) == s, "state %d round trip", s);
+  CHECK(sdc_job_state_parse("Done") == SDC_JOB_UNKNOWN && sdc_job_state_parse(NULL) == SDC_JOB_UNKNOWN, "state parse");
+  CHECK(!sdc_job_state_final(SDC_JOB_RUNNING) && !sdc_job_state_final(SDC_JOB_QUEUED) &&
+            sdc_job_state_final(SDC_JOB_DONE) && sdc_job_state_final(SDC_JOB_FAILED) &&
+            sdc_job_state_final(SDC_JOB_CANCELLED),
+        "final states");
+  char key[SDC_JOB_KEY_MAX];
+  sdc_job_key(key, SDC_JOB_KEY_FMT, "j1");
+  CHECK(strcmp(key, "sdc:job:j1") == 0, "%s", key);
+  sdc_job_key(key, SDC_JOB_EVENTS_FMT, "j1");
+  CHECK(strcmp(key, "sdc:job:j1:events") == 0, "%s", key);
+  sdc_job_key(key, SDC_JOB_CONTROL_FMT, "j1");
+  CHECK(strcmp(key, "sdc:job:j1:control") == 0, "%s", key);
+  sdc_job_image_key(key, "j1", 3);
+  CHECK(strcmp(key, "sdc:job:j1:image:3") == 0, "%s", key);
+  char long_id[SDC_JOB_ID_MAX + 1];
+  memset(long_id, 'z', SDC_JOB_ID_MAX);
+  long_id[SDC_JOB_ID_MAX] = 0;
+  sdc_job_image_key(key, long_id, 7);
+  CHECK(strlen(key) == strlen("sdc:job:") + SDC_JOB_ID_MAX + strlen(":image:7"), "longest key fits");
+  CHECK(strcmp(SDC_JOBS_STREAM, "sdc:jobs") == 0 && strcmp(SDC_JOBS_GROUP, "sdc-coordinators") == 0 &&
+            strcmp(SDC_JOBS_DEAD_STREAM, "sdc:jobs:dead") == 0,
+        "stream names");
+
+  char *ev = NULL;
+  CHECK(sdc_job_event_json(&ev, SDC_JOB_RUNNING, 3, 20, NULL) == SDC_OK && ev &&
+            strcmp(ev, "{\"state\":\"running\",\"step\":3,\"steps\":20}") == 0,
+        "event: %s", ev ? ev : "(null)");
+  sdc_job_state s;
+  int64_t step, steps;
+  CHECK(ev && sdc_job_event_parse(ev, strlen(ev), &s, &step, &steps) == SDC_OK && s == SDC_JOB_RUNNING && step == 3 &&
+            steps == 20,
+        "event parse");
+  free(ev);
+  CHECK(sdc_job_event_json(&ev, SDC_JOB_FAILED, -1, -1, "boom") == SDC_OK && ev &&
+            strcmp(ev, "{\"state\":\"failed\",\"error\":\"boom\"}") == 0,
+        "failed event: %s", ev ? ev : "(null)");
+  free(ev);
+  CHECK(sdc_job_event_parse("{\"state\":\"weird\"}", 17, &s, &step, &steps) == SDC_EINVAL, "unknown event state");
+  CHECK(sdc_job_event_parse("nope", 4, &s, &step, &steps) == SDC_EINVAL, "event not JSON");
+}
+
+int main(void) {
+  test_job_defaults_and_full();
+  test_job_limits();
+  test_job_types_and_fields();
+  test_job_utf8();
+  test_job_ids();
+  test_job_validate_built();
+  test_job_scheduler_names_match_stages();
+  test_job_states_keys_events();
+  return sdc_test_finish("test_job");
+}
