@@ -50,6 +50,7 @@ typedef struct sdc__job {
   uint64_t req_id, issued_ms;
   int attempts, route[3], n_route;
   char last_error[512];
+  char *raw; /* first KiB of the job's JSON, for the dead-letter stream */
   char route_log[1024];
   int cancelled, storing_pending, store_failed;
   uint64_t started_ms;
@@ -118,6 +119,7 @@ static void sdc__job_free(sdc__job *j) {
   C.n_jobs--;
   if (j->denoise_ready) sdc_denoise_free(&j->d);
   sdc_job_free(&j->spec);
+  free(j->raw);
   free(j->ctx), free(j->in), free(j->t);
   free(j);
 }
@@ -136,6 +138,16 @@ static void sdc__release_route(sdc__job *j) {
 
 static void sdc__on_final_stored(redisAsyncContext *ac, void *reply, void *priv);
 
+/* A copy in the dead-letter stream: entry, id, reason, attempts and (the first
+ * KiB of) the original JSON, per docs/jobs.md. */
+static void sdc__dead_letter(const sdc__job *j, const char *reason) {
+  char attempts[16];
+  snprintf(attempts, sizeof attempts, "%d", j->attempts);
+  const char *argv[] = {"XADD", SDC_JOBS_DEAD_STREAM, "*", "job", j->raw ? j->raw : "", "entry", j->entry,
+                        "id", j->id, "reason", reason, "attempts", attempts};
+  redisAsyncCommandArgv(C.rc, NULL, NULL, 13, argv, NULL);
+}
+
 /* Ends a job with a final state; acks once Redis confirms the state write. */
 static void sdc__finish(sdc__job *j, sdc_job_state st, const char *error) {
   sdc__release_route(j);
@@ -147,10 +159,7 @@ static void sdc__finish(sdc__job *j, sdc_job_state st, const char *error) {
                         SDC_JOB_F_ERROR, error ? error : "", SDC_JOB_F_ROUTE, j->route_log};
   redisAsyncCommandArgv(C.rc, NULL, NULL, 10, argv, NULL);
   redisAsyncCommand(C.rc, NULL, NULL, "EXPIRE %s %s", j->key, ttl);
-  if (st == SDC_JOB_FAILED && error) {
-    const char *dl[] = {"XADD", SDC_JOBS_DEAD_STREAM, "*", "job", j->id, "error", error};
-    redisAsyncCommandArgv(C.rc, NULL, NULL, 7, dl, NULL);
-  }
+  if (st == SDC_JOB_FAILED && error) sdc__dead_letter(j, error);
   sdc__publish(j, st, error);
   if (st == SDC_JOB_DONE) C.jobs_done++;
   else if (st == SDC_JOB_FAILED) C.jobs_failed++;
@@ -400,17 +409,31 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
   sdc__job *j = priv;
   redisReply *rep = r;
   if (!rep) return;
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+    sdc__fail(j, "reading the job's state from Redis failed");
+    return;
+  }
+  /* another entry already owns this id: leave that job alone */
+  const redisReply *owner = rep->element[3];
+  if (owner->type == REDIS_REPLY_STRING && strcmp(owner->str, j->entry) != 0) {
+    char reason[300];
+    snprintf(reason, sizeof reason, "duplicate job id '%s' (already used by entry %s)", j->id, owner->str);
+    sdc__log(j->id, "%s", reason);
+    sdc__dead_letter(j, reason);
+    sdc__ack(j);
+    sdc__job_free(j);
+    sdc__claim_more();
+    return;
+  }
   /* re-delivered after it ended (a coordinator died between storing and acking) */
-  if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING &&
-      sdc_job_state_final(sdc_job_state_parse(rep->element[0]->str))) {
+  if (rep->element[0]->type == REDIS_REPLY_STRING && sdc_job_state_final(sdc_job_state_parse(rep->element[0]->str))) {
     sdc__log(j->id, "already %s; acknowledging", rep->element[0]->str);
     sdc__ack(j);
     sdc__job_free(j);
     sdc__claim_more();
     return;
   }
-  if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING &&
-      strcmp(rep->element[1]->str, "1") == 0) {
+  if (rep->element[1]->type == REDIS_REPLY_STRING && strcmp(rep->element[1]->str, "1") == 0) {
     sdc__finish(j, SDC_JOB_CANCELLED, NULL);
     return;
   }
@@ -422,7 +445,11 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
                           .steps = j->spec.steps, .guidance_scale = j->spec.guidance_scale,
                           .seed = j->spec.seed, .scheduler = j->spec.scheduler[0] ? sdc_sched_parse_name(j->spec.scheduler) : -1,
                           .num_images = j->spec.num_images};
-  if (!j->spec.has_seed) j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc__now_ms()) & (SDC_JOB_SEED_LIMIT - 1);
+  /* a seed recorded by an earlier claim wins: a takeover makes the same image */
+  if (!j->spec.has_seed && rep->element[2]->type == REDIS_REPLY_STRING)
+    j->g.seed = strtoull(rep->element[2]->str, NULL, 10);
+  else if (!j->spec.has_seed)
+    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc__now_ms()) & (SDC_JOB_SEED_LIMIT - 1);
   int err = sdc_gen_params_check(&j->g, C.max_pixels);
   if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
                                    m->vae.scaling_factor, NULL);
@@ -452,6 +479,7 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
                         SDC_JOB_F_SCHEDULER, sched, SDC_JOB_F_COORDINATOR, C.id, SDC_JOB_F_ENTRY, j->entry};
   redisAsyncCommandArgv(C.rc, NULL, NULL, 22, argv, NULL);
   redisAsyncCommand(C.rc, NULL, NULL, "HINCRBY %s %s 1", j->key, SDC_JOB_F_ATTEMPTS);
+  redisAsyncCommand(C.rc, NULL, NULL, "PERSIST %s", j->key); /* no expiry while it runs */
   sdc__publish(j, SDC_JOB_RUNNING, NULL);
   sdc__log(j->id, "running: %lldx%lld, %s calls, %s, seed %s", (long long)j->g.width, (long long)j->g.height, steps,
            sched, seed);
@@ -489,6 +517,7 @@ static void sdc__start_job(const char *entry, const char *json, size_t n) {
   if (!j) return; /* stays pending; claimed again later */
   j->next = C.jobs, C.jobs = j, C.n_jobs++;
   snprintf(j->entry, sizeof j->entry, "%s", entry);
+  if (json && (j->raw = malloc(n < 1024 ? n + 1 : 1025))) snprintf(j->raw, n < 1024 ? n + 1 : 1025, "%.*s", (int)(n < 1024 ? n : 1024), json);
   sdc_job_init(&j->spec);
   int err = json ? sdc_job_parse(&j->spec, json, n, entry) : sdc_seterr(SDC_EINVAL, "stream entry has no 'job' field");
   snprintf(j->id, sizeof j->id, "%s", j->spec.id[0] ? j->spec.id : entry);
@@ -500,7 +529,8 @@ static void sdc__start_job(const char *entry, const char *json, size_t n) {
     return;
   }
   j->phase = SDC__J_CHECKING;
-  redisAsyncCommand(C.rc, sdc__on_state_checked, j, "HMGET %s %s %s", j->key, SDC_JOB_F_STATE, SDC_JOB_F_CANCEL);
+  redisAsyncCommand(C.rc, sdc__on_state_checked, j, "HMGET %s %s %s %s %s", j->key, SDC_JOB_F_STATE, SDC_JOB_F_CANCEL,
+                    SDC_JOB_F_SEED, SDC_JOB_F_ENTRY);
 }
 
 /* Entries of an XREADGROUP / XAUTOCLAIM reply: [[id, [field, value, ...]], ...]. */
