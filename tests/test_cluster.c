@@ -105,12 +105,19 @@ static pid_t start_cluster(const char *model, const char *config, const char *lo
   return rc == 0 ? pid : -1;
 }
 
-static void stop_cluster(pid_t pid) {
+/* The cluster restarts a crashed worker, so a crash would otherwise go unseen: read the log. */
+static void stop_cluster(pid_t pid, const char *log) {
   if (pid <= 0) return;
   kill(pid, SIGTERM);
   int st;
   waitpid(pid, &st, 0);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sdc cluster did not stop cleanly (status %d)", st);
+  FILE *fp = fopen(log, "r");
+  char line[2048];
+  while (fp && fgets(line, sizeof line, fp))
+    CHECK(!strstr(line, "exited (status") && !strstr(line, "Sanitizer") && !strstr(line, "runtime error"),
+          "%s: %s", log, line);
+  if (fp) fclose(fp);
 }
 
 /* The job's images against `sdc generate` with the same parameters: identical RGB. */
@@ -224,7 +231,7 @@ static void run_model(const char *name, const char *model, const char *config, c
       CHECK(served > 0, "replica %s served no step", replicas[r]);
     }
   }
-  stop_cluster(cl);
+  stop_cluster(cl, log);
 }
 
 static void run_bad_jobs(const char *model) {
@@ -266,7 +273,7 @@ static void run_bad_jobs(const char *model) {
   char *st = wait_final("good-after-bad", 60);
   CHECK(st && !strcmp(st, "done"), "the cluster stopped serving after bad jobs: %s", st ? st : "timeout");
   free(st);
-  stop_cluster(cl);
+  stop_cluster(cl, log);
 }
 
 int main(int argc, char **argv) {

@@ -326,7 +326,7 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   size_t n = r->n_route < 16 ? r->n_route : 16;
   for (size_t i = 0; i < n; i++) ids[i] = r->route[i]->worker_id;
   size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
-  memcpy(us, r->hop_us, n_us * sizeof *us);
+  if (n_us) memcpy(us, r->hop_us, n_us * sizeof *us);
   us[n_us++] = hop_us;
   rep.n_route_taken = n, rep.route_taken = ids;
   rep.n_hop_us = n_us, rep.hop_us = us;
@@ -396,7 +396,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     nx.hop = r->hop + 1;
     nx.sample = NULL, nx.n_timestep = 0, nx.timestep = NULL;
     size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
-    memmove(hop_us_buf, r->hop_us, n_us * sizeof *hop_us_buf); /* may be hop_us_buf itself */
+    if (n_us) memmove(hop_us_buf, r->hop_us, n_us * sizeof *hop_us_buf); /* may be hop_us_buf itself */
     hop_us_buf[n_us++] = hop_us;
     nx.n_hop_us = n_us, nx.hop_us = hop_us_buf;
     if (stage == SDCPB__STAGE__UNET_DOWN) {
