@@ -12,5 +12,6 @@ int sdc_cmd_wait(int argc, char **argv);
 int sdc_cmd_status(int argc, char **argv);
 int sdc_cmd_cancel(int argc, char **argv);
 int sdc_cmd_cluster(int argc, char **argv);
+int sdc_cmd_bench_engine(int argc, char **argv);
 
 #endif

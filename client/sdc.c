@@ -20,6 +20,7 @@ static void sdc__usage(FILE *fp) {
           "  status ID             print a job's state hash\n"
           "  cancel ID             ask the cluster to cancel a job\n"
           "  cluster --model PATH  run a coordinator and workers (and redis) on this machine\n"
+          "  bench-engine --model DIR  time each stage against the machine's measured peak\n"
           "run 'sdc <command> --help' for a command's options.\n");
 }
 
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "status") == 0) return sdc_cmd_status(argc - 1, argv + 1);
   if (strcmp(cmd, "cancel") == 0) return sdc_cmd_cancel(argc - 1, argv + 1);
   if (strcmp(cmd, "cluster") == 0) return sdc_cmd_cluster(argc - 1, argv + 1);
+  if (strcmp(cmd, "bench-engine") == 0) return sdc_cmd_bench_engine(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;

@@ -53,6 +53,7 @@ typedef struct sdc__job {
   char *raw; /* first KiB of the job's JSON, for the dead-letter stream */
   char route_log[1024];
   int cancelled, storing_pending, store_failed;
+  int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
   uint64_t started_ms;
 } sdc__job;
 
@@ -232,6 +233,7 @@ static void sdc__issue(sdc__job *j) {
     static const Sdcpb__Stage st[] = {SDCPB__STAGE__TEXT};
     err = sdc__route_and_send(j, &req, st, 1);
   } else if (j->phase == SDC__J_DENOISE) {
+    if (sdc_denoise_calls_left(&j->d) == 0) return; /* the move to VAE is made by the step's cancel check */
     const int64_t B = sdc_denoise_batch(&j->d);
     sdc_denoise_model_input(&j->d, j->in, j->t);
     Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, ctx = SDCPB__TENSOR__INIT;
@@ -271,6 +273,11 @@ static void sdc__issue(sdc__job *j) {
 
 /* --------------------------------------------------------------- replies */
 
+static const char *sdc_stage_name_of(Sdcpb__Stage s) {
+  static const char *const names[] = {"invalid", "text", "unet-down", "unet-mid", "unet-up", "vae"};
+  return s >= 0 && s <= SDCPB__STAGE__VAE ? names[s] : "invalid";
+}
+
 static void sdc__append_route(sdc__job *j, const Sdcpb__StageReply *rep) {
   size_t len = strlen(j->route_log);
   for (size_t i = 0; i < rep->n_route_taken && len + 2 < sizeof j->route_log; i++)
@@ -287,6 +294,7 @@ static void sdc__after_step(sdc__job *j) {
   redisAsyncCommand(C.rc, NULL, NULL, "HSET %s %s %s", j->key, SDC_JOB_F_STEP, step);
   sdc__publish(j, SDC_JOB_RUNNING, NULL);
   /* a cancel asked for since the last step stops the job here */
+  j->awaiting_redis = 1;
   redisAsyncCommand(C.rc, sdc__on_cancel_checked, j, "HGET %s %s", j->key, SDC_JOB_F_CANCEL);
 }
 
@@ -304,6 +312,7 @@ static void sdc__on_cancel_checked(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   sdc__job *j = priv;
   redisReply *rep = r;
+  j->awaiting_redis = 0;
   if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0) {
     sdc__broadcast_cancel(j->id);
     sdc__finish(j, SDC_JOB_CANCELLED, NULL);
@@ -333,6 +342,14 @@ static void sdc__on_reply(const Sdcpb__StageReply *rep) {
   sdc__job *j = C.jobs;
   while (j && !(j->req_id == rep->request_id && strcmp(j->id, rep->job_id) == 0)) j = j->next;
   if (!j || !j->n_route || j->phase == SDC__J_STORING) return; /* stale: re-issued or cancelled */
+  /* the stage that answers must be the one this phase waits for */
+  const Sdcpb__Stage want = j->phase == SDC__J_TEXT ? SDCPB__STAGE__TEXT
+                            : j->phase == SDC__J_DENOISE ? SDCPB__STAGE__UNET_UP
+                                                         : SDCPB__STAGE__VAE;
+  if (rep->stage != want && !(rep->error && rep->error[0])) {
+    sdc__log(j->id, "dropped a %s reply while waiting for %s", sdc_stage_name_of(rep->stage), sdc_stage_name_of(want));
+    return;
+  }
   for (int i = 0; i < j->n_route; i++) C.reg.w[j->route[i]].served++;
   sdc__release_route(j);
   if (rep->error && rep->error[0]) {
@@ -372,6 +389,7 @@ static void sdc__on_reply(const Sdcpb__StageReply *rep) {
       sdc__issue(j);
     }
   } else if (j->phase == SDC__J_DENOISE) {
+    if (sdc_denoise_calls_left(&j->d) == 0) return; /* the move to VAE is made by the step's cancel check */
     const int64_t B = sdc_denoise_batch(&j->d);
     float *pred = j->in; /* the input is no longer needed: reuse its buffer */
     err = sdc_wire_tensor_get(rep->output, "prediction", 4, (int64_t[]){B, j->d.C, j->d.h, j->d.w}, pred, NULL);
@@ -595,7 +613,7 @@ static void sdc__on_tick(uv_timer_t *t) {
   for (int i = 0; i < n_died; i++) sdc__log(NULL, "worker %s is dead (no heartbeat)", C.reg.w[died[i]].id);
   for (sdc__job *j = C.jobs, *next; j; j = next) {
     next = j->next;
-    if (j->phase == SDC__J_STORING || j->phase == SDC__J_CHECKING) continue;
+    if (j->phase == SDC__J_STORING || j->phase == SDC__J_CHECKING || j->awaiting_redis) continue;
     int lost = 0;
     for (int i = 0; i < j->n_route; i++) lost |= !C.reg.w[j->route[i]].alive;
     if (j->n_route && (lost || now > j->issued_ms + C.step_timeout_ms)) {

@@ -7,6 +7,12 @@
 
 #include "error.h"
 
+static uint64_t sdc__flops;
+
+static inline void sdc__count(double flops) { __atomic_add_fetch(&sdc__flops, (uint64_t)flops, __ATOMIC_RELAXED); }
+uint64_t sdc_ops_flops(void) { return __atomic_load_n(&sdc__flops, __ATOMIC_RELAXED); }
+void sdc_ops_flops_reset(void) { __atomic_store_n(&sdc__flops, 0, __ATOMIC_RELAXED); }
+
 /* col (Cin*kh*kw, Ho*Wo) for one image: each row is one (c, ky, kx) tap. */
 static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
   const int64_t HoWo = s->Ho * s->Wo;
@@ -44,6 +50,7 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
   const int64_t HoWo = s->Ho * s->Wo, K = s->Cin * s->kh * s->kw;
   const int direct = s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_t == 0 && s->pad_l == 0 && s->Ho == s->H &&
                      s->Wo == s->W;
+  sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)K * (double)HoWo);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *col = direct ? NULL : sdc_arena_floats(a, K * HoWo);
   if (!direct && !col) return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for im2col (%lld floats)", (long long)(K * HoWo));
@@ -67,6 +74,7 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
 }
 
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N) {
+  sdc__count(2.0 * (double)M * (double)K * (double)N);
   for (int64_t i = 0; i < M; i++) {
     if (b) memcpy(out + i * N, b, (size_t)N * sizeof *out);
     else memset(out + i * N, 0, (size_t)N * sizeof *out);
@@ -165,6 +173,7 @@ static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_
 
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s) {
   const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
+  sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));

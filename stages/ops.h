@@ -8,6 +8,11 @@
 
 /* Scratch space comes from an arena; every op releases what it took. */
 
+/* Multiply-add FLOPs (2 per MAC) of every conv, linear and attention GEMM
+ * since the last reset, all threads together: what benchmarks divide by. */
+uint64_t sdc_ops_flops(void);
+void sdc_ops_flops_reset(void);
+
 /* out (B,Cout,Ho,Wo) = conv(in (B,Cin,H,W), w (Cout,Cin,kh,kw)) + b (Cout, may be NULL).
  * Zero padding pad_t/pad_l at top/left; bottom/right padding is whatever Ho/Wo imply
  * (so the VAE encoder's asymmetric (0,1,0,1) pad is pad_t = pad_l = 0 with Ho = H/2). */

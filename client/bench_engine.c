@@ -1,0 +1,265 @@
+/* bench_engine.c - `sdc bench-engine`: each stage timed in-process beside the machine's peak measured in the same run. */
+#include <cblas.h>
+#include <getopt.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "error.h"
+#include "ops.h"
+#include "pipeline.h"
+
+extern char *openblas_get_corename(void);
+extern int openblas_get_num_threads(void);
+
+static double sdc__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the yardstick: best of OpenBLAS sgemm 4096^3 and a register-resident FMA loop on every core ---- */
+
+static double sdc__sgemm_gflops(int n, int reps) {
+  float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+  double best = 0;
+  if (a && b && c) {
+    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = (float)(i % 13) * 0.01f, b[i] = (float)(i % 7) * 0.01f;
+    for (int r = 0; r < reps; r++) {
+      double t0 = sdc__now();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+      double g = 2.0 * n * n * (double)n / (sdc__now() - t0) / 1e9;
+      if (g > best) best = g;
+    }
+  }
+  free(a), free(b), free(c);
+  return best;
+}
+
+typedef struct {
+  double seconds;
+  uint64_t flops;
+} sdc__fma_arg;
+
+__attribute__((target("avx512f"))) static void *sdc__fma512(void *p) {
+  sdc__fma_arg *a = p;
+  __m512 x[8], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < 8; i++) x[i] = _mm512_set1_ps((float)i);
+  uint64_t iters = 0;
+  double t0 = sdc__now();
+  while (sdc__now() - t0 < a->seconds) {
+    for (int k = 0; k < 4096; k++)
+      for (int i = 0; i < 8; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
+    iters += 4096;
+  }
+  float sink = 0;
+  for (int i = 0; i < 8; i++) sink += _mm512_reduce_add_ps(x[i]);
+  a->flops = iters * 8 * 16 * 2 + (sink == 12345.0f);
+  return NULL;
+}
+
+__attribute__((target("avx2,fma"))) static void *sdc__fma256(void *p) {
+  sdc__fma_arg *a = p;
+  __m256 x[8], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < 8; i++) x[i] = _mm256_set1_ps((float)i);
+  uint64_t iters = 0;
+  double t0 = sdc__now();
+  while (sdc__now() - t0 < a->seconds) {
+    for (int k = 0; k < 4096; k++)
+      for (int i = 0; i < 8; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
+    iters += 4096;
+  }
+  float v[8], sink = 0;
+  for (int i = 0; i < 8; i++) _mm256_storeu_ps(v, x[i]), sink += v[0];
+  a->flops = iters * 8 * 8 * 2 + (sink == 12345.0f);
+  return NULL;
+}
+
+static double sdc__fma_gflops(int threads) {
+  __builtin_cpu_init();
+  void *(*fn)(void *) = __builtin_cpu_supports("avx512f") ? sdc__fma512
+                        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? sdc__fma256
+                                                                                          : NULL;
+  if (!fn) return 0;
+  pthread_t tid[64];
+  sdc__fma_arg args[64];
+  if (threads > 64) threads = 64;
+  double t0 = sdc__now();
+  for (int i = 0; i < threads; i++) {
+    args[i] = (sdc__fma_arg){.seconds = 0.5};
+    pthread_create(&tid[i], NULL, fn, &args[i]);
+  }
+  uint64_t total = 0;
+  for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL), total += args[i].flops;
+  return (double)total / (sdc__now() - t0) / 1e9;
+}
+
+/* ---- stage timing ---- */
+
+typedef struct {
+  const char *name;
+  double min_s, median_s, gflop;
+} sdc__stage_time;
+
+static int sdc__cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void sdc__finish_times(sdc__stage_time *st, double *t, int runs, uint64_t flops_per_run) {
+  qsort(t, (size_t)runs, sizeof *t, sdc__cmp_double);
+  st->min_s = t[0];
+  st->median_s = t[runs / 2];
+  st->gflop = (double)flops_per_run / 1e9;
+}
+
+static void sdc__usage(FILE *fp) {
+  fprintf(fp,
+          "usage: sdc bench-engine --model DIR [--width 512] [--height 512] [--runs 3] [--precision fp32] [--json]\n"
+          "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), and the\n"
+          "  VAE decode, in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
+          "  efficiency against the peak measured in the same run (best of OpenBLAS sgemm 4096^3 and an FMA\n"
+          "  loop on every core), peak RSS, and the BLAS core and threads in use.\n"
+          "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n");
+}
+
+int sdc_cmd_bench_engine(int argc, char **argv) {
+  const char *model = NULL, *precision = "fp32";
+  int64_t width = 512, height = 512;
+  int runs = 3, json = 0;
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"width", required_argument, 0, 'W'},
+                                       {"height", required_argument, 0, 'H'},    {"runs", required_argument, 0, 'r'},
+                                       {"precision", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "m:W:H:r:p:jh", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'm': model = optarg; break;
+      case 'W': width = atoll(optarg); break;
+      case 'H': height = atoll(optarg); break;
+      case 'r': runs = atoi(optarg); break;
+      case 'p': precision = optarg; break;
+      case 'j': json = 1; break;
+      case 'h': sdc__usage(stdout); return 0;
+      default: sdc__usage(stderr); return 2;
+    }
+  }
+  if (!model || optind != argc || width < 8 || height < 8 || width % 8 || height % 8 || runs < 1 || runs > 50) {
+    sdc__usage(stderr);
+    return 2;
+  }
+  if (strcmp(precision, "fp32") != 0) {
+    fprintf(stderr, "sdc bench-engine: --precision '%s': only fp32 is implemented so far\n", precision);
+    return 2;
+  }
+  sdc_pipeline *p = NULL;
+  int err = sdc_pipeline_load(&p, model, NULL);
+  if (err) {
+    fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  const int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  double sgemm = sdc__sgemm_gflops(4096, 3), fma = sdc__fma_gflops(threads), peak = sgemm > fma ? sgemm : fma;
+  const sdc_model *m = &p->model;
+  const int64_t s = sdc_vae_scale(&m->vae), h = height / s, w = width / s, B = 2, C = m->unet.in_channels;
+  const int64_t L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
+  sdc_arena *a = &p->arena;
+  float *x = calloc((size_t)(B * C * h * w), 4), *ctx = calloc((size_t)(B * L * D), 4), *out = calloc((size_t)(B * C * h * w), 4);
+  float *pix = calloc((size_t)(3 * width * height), 4), t[2] = {500.0f, 500.0f};
+  int32_t *ids = calloc((size_t)(B * L), sizeof *ids);
+  double *tm = calloc((size_t)runs, sizeof *tm);
+  for (int64_t i = 0; i < B * C * h * w; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  for (int64_t i = 0; i < B * L; i++) ids[i] = (int32_t)(i % 1000);
+  sdc__stage_time st[6] = {{"text_encoder_2x77", 0, 0, 0}, {"unet_step", 0, 0, 0}, {"unet_down", 0, 0, 0},
+                           {"unet_mid", 0, 0, 0},         {"unet_up", 0, 0, 0},   {"vae_decode", 0, 0, 0}};
+  uint64_t f;
+  /* warm-up: first touches of weights and arena blocks are not what we measure */
+  sdc_clip_encode(p->clip, a, ids, B, L, ctx);
+  sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+  for (int r = 0; r < runs; r++) {
+    sdc_ops_flops_reset();
+    double t0 = sdc__now();
+    err |= sdc_clip_encode(p->clip, a, ids, B, L, ctx);
+    tm[r] = sdc__now() - t0;
+  }
+  f = sdc_ops_flops() / (uint64_t)runs;
+  sdc__finish_times(&st[0], tm, runs, f);
+  for (int r = 0; r < runs; r++) {
+    sdc_ops_flops_reset();
+    double t0 = sdc__now();
+    err |= sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+    tm[r] = sdc__now() - t0;
+  }
+  f = sdc_ops_flops() / (uint64_t)runs;
+  sdc__finish_times(&st[1], tm, runs, f);
+  /* the shards, one at a time, as three workers would run them */
+  double *td = calloc((size_t)runs, 8), *tmid = calloc((size_t)runs, 8), *tu = calloc((size_t)runs, 8);
+  uint64_t fd = 0, fmid = 0, fu = 0;
+  for (int r = 0; r < runs; r++) {
+    sdc_arena_mark mk = sdc_arena_get_mark(a);
+    sdc_unet_acts acts;
+    sdc_ops_flops_reset();
+    double t0 = sdc__now();
+    err |= sdc_unet_down(p->unet, a, x, t, ctx, B, h, w, L, &acts);
+    double t1 = sdc__now();
+    fd += sdc_ops_flops(), sdc_ops_flops_reset();
+    err |= sdc_unet_mid(p->unet, a, ctx, L, &acts);
+    double t2 = sdc__now();
+    fmid += sdc_ops_flops(), sdc_ops_flops_reset();
+    err |= sdc_unet_up(p->unet, a, ctx, L, &acts, out);
+    double t3 = sdc__now();
+    fu += sdc_ops_flops();
+    td[r] = t1 - t0, tmid[r] = t2 - t1, tu[r] = t3 - t2;
+    sdc_arena_reset(a, mk);
+  }
+  sdc__finish_times(&st[2], td, runs, fd / (uint64_t)runs);
+  sdc__finish_times(&st[3], tmid, runs, fmid / (uint64_t)runs);
+  sdc__finish_times(&st[4], tu, runs, fu / (uint64_t)runs);
+  for (int r = 0; r < runs; r++) {
+    sdc_ops_flops_reset();
+    double t0 = sdc__now();
+    err |= sdc_vae_decode(p->vae, a, x, 1, h, w, pix);
+    tm[r] = sdc__now() - t0;
+  }
+  f = sdc_ops_flops() / (uint64_t)runs;
+  sdc__finish_times(&st[5], tm, runs, f);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss_mb = (double)ru.ru_maxrss / 1024.0;
+  const char *core = openblas_get_corename();
+  const int blas_threads = openblas_get_num_threads();
+  if (err) fprintf(stderr, "sdc bench-engine: a stage failed: %s\n", sdc_errmsg(err));
+  if (json) {
+    printf("{\"model\":\"%s\",\"width\":%lld,\"height\":%lld,\"precision\":\"%s\",\"runs\":%d,", model, (long long)width,
+           (long long)height, precision, runs);
+    printf("\"blas_core\":\"%s\",\"threads\":%d,\"sgemm_gflops\":%.1f,\"fma_gflops\":%.1f,\"peak_gflops\":%.1f,", core,
+           blas_threads, sgemm, fma, peak);
+    printf("\"te_s\":%.4f,\"unet_step_s\":%.4f,\"unet_gflops\":%.1f,\"efficiency\":%.3f,\"vae_decode_s\":%.4f,",
+           st[0].min_s, st[1].min_s, st[1].gflop / st[1].min_s, st[1].gflop / st[1].min_s / peak, st[5].min_s);
+    printf("\"stages\":{");
+    for (int i = 0; i < 6; i++)
+      printf("%s\"%s\":{\"min_s\":%.4f,\"median_s\":%.4f,\"gflop\":%.2f,\"gflops\":%.1f,\"efficiency\":%.3f}", i ? "," : "",
+             st[i].name, st[i].min_s, st[i].median_s, st[i].gflop, st[i].gflop / st[i].min_s,
+             st[i].gflop / st[i].min_s / peak);
+    printf("},\"peak_rss_mb\":%.0f}\n", rss_mb);
+  } else {
+    printf("model %s, %lldx%lld, %s, %d runs\n", model, (long long)width, (long long)height, precision, runs);
+    printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", core,
+           blas_threads, peak, sgemm, threads, fma);
+    printf("%-20s %10s %10s %10s %10s %10s\n", "stage", "min s", "median s", "GFLOP", "GFLOP/s", "efficiency");
+    for (int i = 0; i < 6; i++)
+      printf("%-20s %10.4f %10.4f %10.2f %10.1f %10.3f\n", st[i].name, st[i].min_s, st[i].median_s, st[i].gflop,
+             st[i].gflop / st[i].min_s, st[i].gflop / st[i].min_s / peak);
+    printf("peak RSS %.0f MiB\n", rss_mb);
+  }
+  free(x), free(ctx), free(out), free(pix), free(ids), free(tm), free(td), free(tmid), free(tu);
+  sdc_pipeline_free(p);
+  return err ? 1 : 0;
+}
