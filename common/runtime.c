@@ -1,20 +1,25 @@
-/* runtime.c - choose OPENBLAS_CORETYPE from the CPU's features and re-exec once. */
+/* runtime.c - set the environment the numeric libraries read at load time, then re-exec once. */
 #include "runtime.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
 void sdc_runtime_init(char **argv) {
-  if (getenv("OPENBLAS_CORETYPE") || getenv("SDC_NO_REEXEC")) return;
-  const char *core = NULL;
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    core = "SkylakeX";
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    core = "Haswell";
-  if (!core) return;
-  setenv("OPENBLAS_CORETYPE", core, 1);
+  if (getenv("SDC_NO_REEXEC")) return;
+  int changed = 0;
+  if (!getenv("OPENBLAS_CORETYPE")) {
+    const char *core = NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+      core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      core = "Haswell";
+    if (core) setenv("OPENBLAS_CORETYPE", core, 1), changed = 1;
+  }
+  /* OpenMP's idle threads must not spin on the cores OpenBLAS is about to use */
+  if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1), changed = 1;
+  if (!changed) return;
   setenv("SDC_NO_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
-  /* exec failed: carry on with whatever OpenBLAS picked */
+  /* exec failed: carry on with the libraries' own choices */
 }

@@ -1,14 +1,15 @@
-/* runtime.h - process start-up: make OpenBLAS pick a real kernel for this CPU. */
+/* runtime.h - process start-up: the environment OpenBLAS and OpenMP read at load time. */
 #ifndef SDC_RUNTIME_H
 #define SDC_RUNTIME_H
 
-/* Debian's OpenBLAS 0.3.21 does not recognise newer x86 cores and silently
- * falls back to a generic kernel about 5x slower. It reads OPENBLAS_CORETYPE
- * when the library loads, so the fix has to happen before exec: when the
- * variable is unset, pick the best kernel family the CPU supports (SkylakeX
- * for AVX-512, Haswell for AVX2) and re-exec this program once. A user's own
- * OPENBLAS_CORETYPE always wins; SDC_NO_REEXEC=1 turns this off. Returns only
- * when no re-exec happened. */
+/* The libraries read their settings when they load, so they must be in the
+ * environment before exec: when unset, this sets OPENBLAS_CORETYPE (Debian's
+ * OpenBLAS 0.3.21 does not recognise recent x86 cores and silently falls back
+ * to a generic kernel about 5x slower; SkylakeX with AVX-512, Haswell with
+ * AVX2) and OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads must not spin on the
+ * cores OpenBLAS is using), then re-execs this program once. A user's own
+ * settings always win; SDC_NO_REEXEC=1 turns this off. Returns only when no
+ * re-exec happened. */
 void sdc_runtime_init(char **argv);
 
 #endif

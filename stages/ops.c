@@ -2,12 +2,16 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "error.h"
 
 static uint64_t sdc__flops;
+
+/* Elementwise loops smaller than this stay on one core: a fork costs more. */
+#define SDC__PAR_MIN 65536
 
 static inline void sdc__count(double flops) { __atomic_add_fetch(&sdc__flops, (uint64_t)flops, __ATOMIC_RELAXED); }
 uint64_t sdc_ops_flops(void) { return __atomic_load_n(&sdc__flops, __ATOMIC_RELAXED); }
@@ -16,6 +20,7 @@ void sdc_ops_flops_reset(void) { __atomic_store_n(&sdc__flops, 0, __ATOMIC_RELAX
 /* col (Cin*kh*kw, Ho*Wo) for one image: each row is one (c, ky, kx) tap. */
 static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
   const int64_t HoWo = s->Ho * s->Wo;
+#pragma omp parallel for schedule(static) if (s->Cin * s->kh * s->kw * HoWo > SDC__PAR_MIN)
   for (int64_t c = 0; c < s->Cin; c++)
     for (int64_t ky = 0; ky < s->kh; ky++)
       for (int64_t kx = 0; kx < s->kw; kx++) {
@@ -86,6 +91,7 @@ void sdc_linear(float *out, const float *in, const float *w, const float *b, int
 void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
                     double eps, int silu) {
   const int64_t cpg = C / groups, n = cpg * HW;
+#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
   for (int64_t bg = 0; bg < B * groups; bg++) {
     float *p = x + bg * n;
     double sum = 0.0, sq = 0.0;
@@ -110,6 +116,7 @@ void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, 
 
 void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
                     double eps) {
+#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const float *p = in + r * C;
     float *q = out + r * C;
@@ -126,14 +133,17 @@ void sdc_layer_norm(float *out, const float *in, const float *gamma, const float
 }
 
 void sdc_silu(float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
   for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
 void sdc_gelu(float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
   for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
 void sdc_quick_gelu(float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
   for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
@@ -146,21 +156,78 @@ void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
 }
 
 void sdc_add(float *x, const float *y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-/* Softmax of each row of s (rows, n) in place; row r may see keys [0, lim(r)). */
+/* exp(x - mx) over a row, returning the sum, and the row's max. The AVX-512
+ * path computes exp by range reduction x = k ln2 + r, |r| <= ln2/2, a
+ * degree-6 polynomial for e^r and scalef for 2^k: within 2 ulp of expf. */
+__attribute__((target("avx512f"))) static float sdc__row_max_avx512(const float *p, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(p + j));
+  float mx = _mm512_reduce_max_ps(m);
+  for (; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+  return mx;
+}
+
+__attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, int64_t n, float mx) {
+  const __m512 vmx = _mm512_set1_ps(mx), log2e = _mm512_set1_ps(1.44269504088896341f),
+               ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f),
+               c1 = _mm512_set1_ps(1.0f), c2 = _mm512_set1_ps(0.5f), c3 = _mm512_set1_ps(1.6666665459e-1f),
+               c4 = _mm512_set1_ps(4.1665795894e-2f), c5 = _mm512_set1_ps(8.3334519073e-3f),
+               c6 = _mm512_set1_ps(1.3981999507e-3f), c7 = _mm512_set1_ps(1.9875691500e-4f),
+               lo = _mm512_set1_ps(-87.0f);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512 x = _mm512_max_ps(_mm512_sub_ps(_mm512_loadu_ps(p + j), vmx), lo);
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
+    r = _mm512_fnmadd_ps(k, ln2_lo, r);
+    __m512 y = _mm512_fmadd_ps(c7, r, c6);
+    y = _mm512_fmadd_ps(y, r, c5);
+    y = _mm512_fmadd_ps(y, r, c4);
+    y = _mm512_fmadd_ps(y, r, c3);
+    y = _mm512_fmadd_ps(y, r, c2);
+    y = _mm512_fmadd_ps(y, r, c1);
+    y = _mm512_fmadd_ps(y, r, c1);
+    y = _mm512_scalef_ps(y, k);
+    _mm512_storeu_ps(p + j, y);
+    acc = _mm512_add_ps(acc, y);
+  }
+  double sum = (double)_mm512_reduce_add_ps(acc);
+  for (; j < n; j++) sum += (p[j] = expf(p[j] - mx));
+  return sum;
+}
+
+static int sdc__have_avx512(void) {
+  static int have = -1;
+  if (have < 0) {
+    __builtin_cpu_init();
+    have = __builtin_cpu_supports("avx512f");
+  }
+  return have;
+}
+
+/* Softmax of each row of s (rows, n) in place; row r may see keys [0, lim(r)).
+ * Rows are independent: they are split across cores. */
 static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_q0, int causal) {
+  const int fast = sdc__have_avx512();
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
   for (int64_t r = 0; r < rows; r++) {
     float *p = s + r * n;
     int64_t lim = causal ? causal_q0 + r + 1 : n;
     if (lim > n) lim = n;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
-    double sum = 0.0;
-    for (int64_t j = 0; j < lim; j++) {
-      p[j] = expf(p[j] - mx);
-      sum += p[j];
+    double sum;
+    if (fast) {
+      sum = sdc__row_exp_avx512(p, lim, sdc__row_max_avx512(p, lim));
+    } else {
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+      sum = 0.0;
+      for (int64_t j = 0; j < lim; j++) sum += (p[j] = expf(p[j] - mx));
     }
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < lim; j++) p[j] *= inv;
@@ -195,15 +262,18 @@ int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, cons
 }
 
 void sdc_nchw_to_nhwc(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
+  /* each thread writes its own rows of out */
   for (int64_t b = 0; b < B; b++)
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t i = 0; i < HW; i++) out[(b * HW + i) * C + c] = in[(b * C + c) * HW + i];
+#pragma omp parallel for schedule(static) if (C * HW > SDC__PAR_MIN)
+    for (int64_t i = 0; i < HW; i++)
+      for (int64_t c = 0; c < C; c++) out[(b * HW + i) * C + c] = in[(b * C + c) * HW + i];
 }
 
 void sdc_nhwc_to_nchw(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
   for (int64_t b = 0; b < B; b++)
-    for (int64_t i = 0; i < HW; i++)
-      for (int64_t c = 0; c < C; c++) out[(b * C + c) * HW + i] = in[(b * HW + i) * C + c];
+#pragma omp parallel for schedule(static) if (C * HW > SDC__PAR_MIN)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t i = 0; i < HW; i++) out[(b * C + c) * HW + i] = in[(b * HW + i) * C + c];
 }
 
 void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,

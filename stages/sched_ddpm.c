@@ -197,12 +197,8 @@ static int sdc__pndm_init(sdc_scheduler *s) {
   int64_t m = 0;
   if (s->cfg.skip_prk_steps) {
     ts[m++] = desc[0];
+    if (n > 1) ts[m++] = desc[1]; /* the second timestep, twice */
     for (int64_t i = 1; i < n; i++) ts[m++] = desc[i];
-    if (n > 1) { /* repeat the second timestep */
-      memmove(ts + 2, ts + 1, (size_t)(n - 1) * sizeof *ts);
-      ts[1] = desc[1];
-      m++;
-    }
   } else {
     const int64_t h = T / n / 2, a3 = desc[0], a2 = desc[1], a1 = desc[2], a0 = desc[3];
     const int64_t prk[12] = {a3, a2 + h, a2 + h, a2, a2, a1 + h, a1 + h, a1, a1, a0 + h, a0 + h, a0};

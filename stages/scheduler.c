@@ -353,11 +353,18 @@ void sdc__sched_spacing(const sdc_scheduler *s, int64_t n, double *out) {
     int64_t ratio = T / n;
     for (int64_t i = 0; i < n; i++) out[i] = (double)((n - 1 - i) * ratio + s->cfg.steps_offset);
   } else if (strcmp(s->cfg.timestep_spacing, "trailing") == 0) {
-    double ratio = (double)T / (double)n;
-    for (int64_t i = 0; i < n; i++) out[i] = nearbyint((double)T - (double)i * ratio) - 1.0;
-  } else { /* linspace(0, T-1, n), descending */
-    for (int64_t i = 0; i < n; i++)
-      out[i] = n > 1 ? (double)(T - 1) * (double)(n - 1 - i) / (double)(n - 1) : 0.0;
+    /* numpy's float arange(T, 0, -T/n): element i is start + i * delta with
+     * delta = (start + step) - start, rounded as numpy rounds (half to even);
+     * the arithmetic matters at ties (n = 48 gives 937, not 938) */
+    const double step = -(double)T / (double)n, delta = ((double)T + step) - (double)T;
+    for (int64_t i = 0; i < n; i++) out[i] = nearbyint((double)T + (double)i * delta) - 1.0;
+  } else {
+    /* numpy's linspace(0, T-1, n): i * ((T-1)/(n-1)), the last exactly T-1 */
+    const double step = n > 1 ? (double)(T - 1) / (double)(n - 1) : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t k = n - 1 - i;
+      out[i] = n == 1 ? 0.0 : k == n - 1 ? (double)(T - 1) : (double)k * step; /* linspace(.., 1) is [start] */
+    }
   }
 }
 
