@@ -183,16 +183,16 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   /* warm-up: first touches of weights and arena blocks are not what we measure */
   sdc_clip_encode(p->clip, a, ids, B, L, ctx);
   sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+  sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
-    sdc_ops_flops_reset();
     double t0 = sdc__now();
     err |= sdc_clip_encode(p->clip, a, ids, B, L, ctx);
     tm[r] = sdc__now() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[0], tm, runs, f);
+  sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
-    sdc_ops_flops_reset();
     double t0 = sdc__now();
     err |= sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
     tm[r] = sdc__now() - t0;
@@ -222,8 +222,8 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   sdc__finish_times(&st[2], td, runs, fd / (uint64_t)runs);
   sdc__finish_times(&st[3], tmid, runs, fmid / (uint64_t)runs);
   sdc__finish_times(&st[4], tu, runs, fu / (uint64_t)runs);
+  sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
-    sdc_ops_flops_reset();
     double t0 = sdc__now();
     err |= sdc_vae_decode(p->vae, a, x, 1, h, w, pix);
     tm[r] = sdc__now() - t0;

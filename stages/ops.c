@@ -51,8 +51,72 @@ static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
       }
 }
 
+/* A stride-1 conv as kh*kw accumulated GEMMs over shifted views of one padded
+ * copy of the input: output position p = y*Wp + x reads in_pad[ci][p + ky*Wp + kx],
+ * a contiguous slice, so no im2col matrix (kh*kw times the input) is written.
+ * The Wp - Wo extra columns per row are computed and dropped. */
+static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
+                             const sdc_conv_shape *s) {
+  const int64_t taps = s->kh * s->kw, Wp = s->Wo + s->kw - 1, Hp = s->Ho + s->kh - 1, S = Hp * Wp;
+  const int64_t N = s->Ho * Wp, Cin = s->Cin, Cout = s->Cout;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *pad = sdc_arena_floats(a, Cin * S + s->kw), *wt = sdc_arena_floats(a, taps * Cout * Cin),
+        *acc = sdc_arena_floats(a, Cout * N);
+  if (!pad || !wt || !acc) return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a %lldx%lld conv", (long long)s->Cout,
+                                             (long long)s->Cin);
+  /* weights (Cout, Cin, kh, kw) -> one (Cout, Cin) matrix per tap */
+#pragma omp parallel for schedule(static) if (taps * Cout * Cin > SDC__PAR_MIN)
+  for (int64_t o = 0; o < Cout; o++)
+    for (int64_t c = 0; c < Cin; c++)
+      for (int64_t t = 0; t < taps; t++) wt[(t * Cout + o) * Cin + c] = w[(o * Cin + c) * taps + t];
+  memset(pad + Cin * S, 0, (size_t)s->kw * sizeof *pad);
+  for (int64_t n = 0; n < s->B; n++) {
+    const float *src = in + n * Cin * s->H * s->W;
+#pragma omp parallel for schedule(static) if (Cin * S > SDC__PAR_MIN)
+    for (int64_t c = 0; c < Cin; c++) {
+      float *dst = pad + c * S;
+      for (int64_t y = 0; y < Hp; y++) {
+        int64_t iy = y - s->pad_t;
+        float *row = dst + y * Wp;
+        if (iy < 0 || iy >= s->H) {
+          memset(row, 0, (size_t)Wp * sizeof *row);
+          continue;
+        }
+        const float *srow = src + (c * s->H + iy) * s->W;
+        for (int64_t x = 0; x < Wp; x++) {
+          int64_t ix = x - s->pad_l;
+          row[x] = ix >= 0 && ix < s->W ? srow[ix] : 0.0f;
+        }
+      }
+    }
+    for (int64_t t = 0; t < taps; t++) {
+      const int64_t off = (t / s->kw) * Wp + (t % s->kw);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)N, (int)Cin, 1.0f, wt + t * Cout * Cin,
+                  (int)Cin, pad + off, (int)S, t ? 1.0f : 0.0f, acc, (int)N);
+    }
+    float *dst = out + n * Cout * s->Ho * s->Wo;
+#pragma omp parallel for schedule(static) if (Cout * N > SDC__PAR_MIN)
+    for (int64_t o = 0; o < Cout; o++) {
+      const float bv = b ? b[o] : 0.0f;
+      for (int64_t y = 0; y < s->Ho; y++) {
+        const float *arow = acc + o * N + y * Wp;
+        float *orow = dst + (o * s->Ho + y) * s->Wo;
+        for (int64_t x = 0; x < s->Wo; x++) orow[x] = arow[x] + bv;
+      }
+    }
+  }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
 int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s) {
   const int64_t HoWo = s->Ho * s->Wo, K = s->Cin * s->kh * s->kw;
+  /* stride 1 with enough input channels for each tap's GEMM to be efficient */
+  if (s->stride == 1 && s->kh * s->kw > 1 && s->Cin >= 32 && s->Ho == s->H + 2 * s->pad_t - s->kh + 1 &&
+      s->Wo == s->W + 2 * s->pad_l - s->kw + 1) {
+    sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)K * (double)HoWo);
+    return sdc__conv_shifted(a, out, in, w, b, s);
+  }
   const int direct = s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_t == 0 && s->pad_l == 0 && s->Ho == s->H &&
                      s->Wo == s->W;
   sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)K * (double)HoWo);

@@ -23,6 +23,9 @@ static void test_conv2d(sdc_arena *a) {
       {2, 5, 4, 3, 7, 1, 1, 1, 0, 0, 0, 0},   /* 1x1 direct GEMM path */
       {1, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1},   /* 1x1 image, all padding */
       {1, 3, 6, 6, 2, 5, 5, 1, 2, 2, 2, 2},   /* 5x5 kernel */
+      {2, 40, 9, 7, 33, 3, 3, 1, 1, 1, 1, 1}, /* shifted-GEMM path: stride 1, Cin >= 32 */
+      {1, 64, 1, 5, 16, 3, 3, 1, 1, 1, 1, 1}, /* shifted path, one-row image */
+      {1, 32, 6, 6, 8, 5, 5, 1, 2, 2, 2, 2},  /* shifted path, 5x5 taps */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i];
