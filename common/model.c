@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "wire.h"
 
 static const char *const sdc__comp_dirs[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
 
@@ -136,4 +137,13 @@ const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n) {
   if (m->config_dir[0]) snprintf(buf, n, "%s/tokenizer", m->config_dir);
   else if (n) buf[0] = 0;
   return buf;
+}
+
+void sdc_model_fingerprint(const sdc_model *m, char *out, size_t n) {
+  /* the config structs are zeroed before parsing, so their bytes are deterministic */
+  uint32_t fp = sdc_crc32c(&m->unet, sizeof m->unet);
+  fp ^= sdc_crc32c(&m->vae, sizeof m->vae) * 31u;
+  fp ^= sdc_crc32c(&m->clip, sizeof m->clip) * 131u;
+  if (m->scheduler_json) fp ^= sdc_crc32c(m->scheduler_json, strlen(m->scheduler_json)) * 1031u;
+  snprintf(out, n, "%08x", fp);
 }

@@ -35,6 +35,11 @@ void sdc_model_close(sdc_model *m);
  * use). The view must be freed (sdc_weights_free) before the model is closed. */
 int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w /* OUT */);
 
+/* A short hex digest of the model's configs (unet, vae, text encoder,
+ * scheduler), written into out (>= 9 bytes). Workers and the coordinator of a
+ * cluster compare it: the same configs everywhere or a worker is refused. */
+void sdc_model_fingerprint(const sdc_model *m, char *out, size_t n);
+
 /* The tokenizer folder ("<config_dir>/tokenizer") into buf, or "" when the
  * built-in vocabulary applies. */
 const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n);

@@ -861,12 +861,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(err));
     return 2;
   }
-  /* the same fingerprint the workers compute: configs, not weights */
-  uint32_t fp = sdc_crc32c(&C.model.unet, sizeof C.model.unet);
-  fp ^= sdc_crc32c(&C.model.vae, sizeof C.model.vae) * 31u;
-  fp ^= sdc_crc32c(&C.model.clip, sizeof C.model.clip) * 131u;
-  fp ^= sdc_crc32c(C.model.scheduler_json, strlen(C.model.scheduler_json)) * 1031u;
-  snprintf(C.fingerprint, sizeof C.fingerprint, "%08x", fp);
+  sdc_model_fingerprint(&C.model, C.fingerprint, sizeof C.fingerprint); /* what workers must match */
   srand((unsigned)(sdc__now_ms() ^ (uint64_t)getpid()));
   C.loop = uv_default_loop();
   C.zctx = zmq_ctx_new();

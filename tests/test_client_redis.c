@@ -51,21 +51,10 @@ static void on_signal(int sig) {
   raise(sig);
 }
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t n = sizeof a;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &n) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
-}
-
 /* Starts redis-server on a free loopback port; 0 once it answers PING. */
 static int start_redis(void) {
   for (int attempt = 0; attempt < 5; attempt++) {
-    g_port = free_port();
+    g_port = sdc_test_free_port();
     if (g_port <= 0) continue;
     char port[16], log[1100];
     snprintf(port, sizeof port, "%d", g_port);
@@ -272,7 +261,7 @@ static void test_connect_errors(void) {
   CHECK(sdc_client_connect(&c, "redis://127.0.0.1:99999") == SDC_EINVAL, "bad port");
   CHECK(sdc_client_connect(&c, "redis://127.0.0.1:6379/x") == SDC_EINVAL, "bad db");
   CHECK(sdc_client_connect(&c, "redis://pass@127.0.0.1") == SDC_EINVAL, "credentials without ':'");
-  int port = free_port();
+  int port = sdc_test_free_port();
   char url[64];
   snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
   int err = sdc_client_connect(&c, url);
@@ -377,7 +366,7 @@ static void test_submit_cli(char *id_multi /* OUT */) {
           "sdc submit %s: exit %d, stderr: %s", bad[i].args, st, err);
   }
   CHECK(xlen() == n, "bad submits queued nothing");
-  snprintf(cmd, sizeof cmd, "'%s' submit --redis redis://127.0.0.1:%d --prompt x", g_sdc, free_port());
+  snprintf(cmd, sizeof cmd, "'%s' submit --redis redis://127.0.0.1:%d --prompt x", g_sdc, sdc_test_free_port());
   st = run(cmd, out, err);
   CHECK(st == 1 && sdc_test_lines(err) == 1 && strstr(err, "connect"), "unreachable redis: %d %s", st, err);
 }

@@ -24,17 +24,6 @@ static int g_redis_port;
 static pid_t g_redis_pid;
 static redisContext *g_rc;
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
-}
-
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   nanosleep(&ts, NULL);
@@ -283,7 +272,7 @@ int main(int argc, char **argv) {
   if (!g_ref) sdc_test_skip("reference folder not found (set SDC_REF)");
   if (access("/usr/bin/redis-server", X_OK) != 0) sdc_test_skip("redis-server not installed");
   g_tmp = sdc_test_tmpdir();
-  g_redis_port = free_port();
+  g_redis_port = sdc_test_free_port();
   char port[16];
   snprintf(port, sizeof port, "%d", g_redis_port);
   char *rargv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -34,6 +34,8 @@ double sdc_test_rel_err(const float *a, const float *b, int64_t n);
 /* Runs a shell command with stdout discarded; its stderr goes to err (NUL-
  * terminated, cut at n). Returns the exit status, or -1 when it did not exit. */
 int sdc_test_run(const char *cmd, char *err, size_t n);
+/* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
+int sdc_test_free_port(void);
 /* Lines in s (count of '\n'). */
 int sdc_test_lines(const char *s);
 /* Prints "N passed, N failed" style summary and returns the exit code. */

@@ -46,12 +46,7 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   sdc_arena_init(&h->arena, 0);
   int err = sdc_model_open(&h->model, model, config_dir);
   if (err) return err;
-  /* configs identify the model; a cluster refuses workers whose configs differ */
-  uint32_t fp = sdc_crc32c(&h->model.unet, sizeof h->model.unet);
-  fp ^= sdc_crc32c(&h->model.vae, sizeof h->model.vae) * 31u;
-  fp ^= sdc_crc32c(&h->model.clip, sizeof h->model.clip) * 131u;
-  fp ^= sdc_crc32c(h->model.scheduler_json, strlen(h->model.scheduler_json)) * 1031u;
-  snprintf(h->fingerprint, sizeof h->fingerprint, "%08x", fp);
+  sdc_model_fingerprint(&h->model, h->fingerprint, sizeof h->fingerprint);
   if (stages & (1u << SDCPB__STAGE__TEXT)) {
     char tokdir[1200];
     if (!sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0])
