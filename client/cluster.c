@@ -43,8 +43,13 @@ static int sdc__free_port(void) {
   return port;
 }
 
+/* Children's stdout goes to our stderr: our stdout carries only the Redis URL. */
 static int sdc__spawn(sdc__child *c) {
-  int rc = posix_spawn(&c->pid, c->argv[0], NULL, NULL, c->argv, environ);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  int rc = posix_spawn(&c->pid, c->argv[0], &fa, NULL, c->argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     fprintf(stderr, "sdc cluster: cannot start %s: %s\n", c->argv[0], strerror(rc));
     return -1;
