@@ -670,6 +670,18 @@ static void sdc__on_register(const uint8_t *rid, size_t rid_n, const Sdcpb__Regi
     snprintf(reason, sizeof reason, "worker id '%s' differs from its socket identity '%s'", r->worker_id, id);
   else if (!stages || !r->data_endpoint[0])
     snprintf(reason, sizeof reason, "no stages or no data endpoint");
+  /* a known worker registering again has restarted: what it held is lost, so
+   * the steps routed through it are issued again (same inputs, same image) */
+  int known = sdc_registry_find(&C.reg, id);
+  if (!reason[0] && known >= 0)
+    for (sdc__job *j = C.jobs; j; j = j->next)
+      for (int k = 0; k < j->n_route; k++)
+        if (j->route[k] == known) {
+          sdc__log(j->id, "worker %s restarted with this step in flight; re-issuing", id);
+          sdc__release_route(j);
+          j->attempts++;
+          break;
+        }
   int i = reason[0] ? -1 : sdc_registry_upsert(&C.reg, id, r->data_endpoint, stages, sdc__now_ms());
   if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers");
   if (i >= 0) {
