@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-dev libcjson-dev libutf8proc-dev libpng-dev
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev
-  redis-server
+  redis-server procps
 )
 
 missing=()
