@@ -57,8 +57,14 @@ static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
  * The Wp - Wo extra columns per row are computed and dropped. */
 static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
                              const sdc_conv_shape *s) {
-  const int64_t taps = s->kh * s->kw, Wp = s->Wo + s->kw - 1, Hp = s->Ho + s->kh - 1, S = Hp * Wp;
-  const int64_t N = s->Ho * Wp, Cin = s->Cin, Cout = s->Cout;
+  const int64_t taps = s->kh * s->kw, Wp = s->Wo + s->kw - 1, Cin = s->Cin, Cout = s->Cout;
+  /* output rows per block: the block's padded input (Cin x (R+kh-1) x Wp) stays
+   * around 8 MiB (within the last-level cache), so the kh*kw GEMMs re-read it
+   * from cache, not memory; UNet-sized layers stay one block */
+  int64_t R = (int64_t)(8 << 20) / (int64_t)sizeof(float) / (Cin * Wp) - (s->kh - 1);
+  if (R < 4) R = 4;
+  if (R > s->Ho) R = s->Ho;
+  const int64_t S = (R + s->kh - 1) * Wp, N = R * Wp;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *pad = sdc_arena_floats(a, Cin * S + s->kw), *wt = sdc_arena_floats(a, taps * Cout * Cin),
         *acc = sdc_arena_floats(a, Cout * N);
@@ -72,36 +78,38 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
   memset(pad + Cin * S, 0, (size_t)s->kw * sizeof *pad);
   for (int64_t n = 0; n < s->B; n++) {
     const float *src = in + n * Cin * s->H * s->W;
-#pragma omp parallel for schedule(static) if (Cin * S > SDC__PAR_MIN)
-    for (int64_t c = 0; c < Cin; c++) {
-      float *dst = pad + c * S;
-      for (int64_t y = 0; y < Hp; y++) {
-        int64_t iy = y - s->pad_t;
-        float *row = dst + y * Wp;
-        if (iy < 0 || iy >= s->H) {
-          memset(row, 0, (size_t)Wp * sizeof *row);
-          continue;
-        }
-        const float *srow = src + (c * s->H + iy) * s->W;
-        for (int64_t x = 0; x < Wp; x++) {
-          int64_t ix = x - s->pad_l;
-          row[x] = ix >= 0 && ix < s->W ? srow[ix] : 0.0f;
+    float *dst = out + n * Cout * s->Ho * s->Wo;
+    for (int64_t y0 = 0; y0 < s->Ho; y0 += R) {
+      const int64_t rows = s->Ho - y0 < R ? s->Ho - y0 : R, n_cols = rows * Wp, in_rows = rows + s->kh - 1;
+#pragma omp parallel for schedule(static) if (Cin * in_rows * Wp > SDC__PAR_MIN)
+      for (int64_t c = 0; c < Cin; c++) {
+        for (int64_t y = 0; y < in_rows; y++) {
+          int64_t iy = y0 + y - s->pad_t;
+          float *row = pad + c * S + y * Wp;
+          if (iy < 0 || iy >= s->H) {
+            memset(row, 0, (size_t)Wp * sizeof *row);
+            continue;
+          }
+          const float *srow = src + (c * s->H + iy) * s->W;
+          for (int64_t x = 0; x < Wp; x++) {
+            int64_t ix = x - s->pad_l;
+            row[x] = ix >= 0 && ix < s->W ? srow[ix] : 0.0f;
+          }
         }
       }
-    }
-    for (int64_t t = 0; t < taps; t++) {
-      const int64_t off = (t / s->kw) * Wp + (t % s->kw);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)N, (int)Cin, 1.0f, wt + t * Cout * Cin,
-                  (int)Cin, pad + off, (int)S, t ? 1.0f : 0.0f, acc, (int)N);
-    }
-    float *dst = out + n * Cout * s->Ho * s->Wo;
-#pragma omp parallel for schedule(static) if (Cout * N > SDC__PAR_MIN)
-    for (int64_t o = 0; o < Cout; o++) {
-      const float bv = b ? b[o] : 0.0f;
-      for (int64_t y = 0; y < s->Ho; y++) {
-        const float *arow = acc + o * N + y * Wp;
-        float *orow = dst + (o * s->Ho + y) * s->Wo;
-        for (int64_t x = 0; x < s->Wo; x++) orow[x] = arow[x] + bv;
+      for (int64_t t = 0; t < taps; t++) {
+        const int64_t off = (t / s->kw) * Wp + (t % s->kw);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)n_cols, (int)Cin, 1.0f,
+                    wt + t * Cout * Cin, (int)Cin, pad + off, (int)S, t ? 1.0f : 0.0f, acc, (int)n_cols);
+      }
+#pragma omp parallel for schedule(static) if (Cout * n_cols > SDC__PAR_MIN)
+      for (int64_t o = 0; o < Cout; o++) {
+        const float bv = b ? b[o] : 0.0f;
+        for (int64_t y = 0; y < rows; y++) {
+          const float *arow = acc + o * n_cols + y * Wp;
+          float *orow = dst + (o * s->Ho + y0 + y) * s->Wo;
+          for (int64_t x = 0; x < s->Wo; x++) orow[x] = arow[x] + bv;
+        }
       }
     }
   }

@@ -26,6 +26,7 @@ static void test_conv2d(sdc_arena *a) {
       {2, 40, 9, 7, 33, 3, 3, 1, 1, 1, 1, 1}, /* shifted-GEMM path: stride 1, Cin >= 32 */
       {1, 64, 1, 5, 16, 3, 3, 1, 1, 1, 1, 1}, /* shifted path, one-row image */
       {1, 32, 6, 6, 8, 5, 5, 1, 2, 2, 2, 2},  /* shifted path, 5x5 taps */
+      {1, 64, 40, 2000, 4, 3, 3, 1, 1, 1, 1, 1}, /* shifted path in row blocks of 14, last one partial */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i];
