@@ -150,7 +150,7 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
                             int64_t B, int64_t H, int64_t W, int64_t Nctx) {
   const int64_t C = t->C, N = H * W, rows = B * N, dh = C / t->heads;
   sdc_arena_mark m = sdc_arena_get_mark(a);
-  float *h, *tok, *nrm, *q, *k, *v, *o, *ff;
+  float *h, *tok, *nrm, *q, *k, *v, *o, *ff, *gg;
   int64_t kv_rows = rows > B * Nctx ? rows : B * Nctx;
   SDC__ALLOC(h, a, B * C * N);
   SDC__ALLOC(tok, a, rows * C);
@@ -160,6 +160,7 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
   SDC__ALLOC(v, a, kv_rows * C);
   SDC__ALLOC(o, a, rows * C);
   SDC__ALLOC(ff, a, rows * 2 * t->ff_inner);
+  SDC__ALLOC(gg, a, rows * t->ff_inner);
   memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
   sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   sdc_nchw_to_nhwc(nrm, h, B, C, N);
@@ -188,8 +189,8 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
     /* GEGLU feed-forward */
     sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     sdc_linear(ff, nrm, b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner);
-    sdc_geglu(ff, ff, rows, t->ff_inner); /* in-place safe: row r's output ends before row r's input is read */
-    sdc_linear(nrm, ff, b->ff2_w, b->ff2_b, rows, t->ff_inner, C);
+    sdc_geglu(gg, ff, rows, t->ff_inner);
+    sdc_linear(nrm, gg, b->ff2_w, b->ff2_b, rows, t->ff_inner, C);
     sdc_add(tok, nrm, rows * C);
   }
   sdc_linear(nrm, tok, t->proj_out_w, t->proj_out_b, rows, C, C);

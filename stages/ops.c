@@ -219,14 +219,6 @@ void sdc_quick_gelu(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
-void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
-  for (int64_t r = 0; r < rows; r++) {
-    const float *h = in + r * 2 * F, *g = h + F;
-    float *o = out + r * F;
-    for (int64_t i = 0; i < F; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
-  }
-}
-
 void sdc_add(float *x, const float *y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
@@ -244,28 +236,29 @@ __attribute__((target("avx512f"))) static float sdc__row_max_avx512(const float 
   return mx;
 }
 
+/* e^x for x >= -87 (clamped below): Cephes' range reduction and polynomial, 2^k by scalef. */
+__attribute__((target("avx512f"))) static inline __m512 sdc__exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, k);
+}
+
 __attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, int64_t n, float mx) {
-  const __m512 vmx = _mm512_set1_ps(mx), log2e = _mm512_set1_ps(1.44269504088896341f),
-               ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f),
-               c1 = _mm512_set1_ps(1.0f), c2 = _mm512_set1_ps(0.5f), c3 = _mm512_set1_ps(1.6666665459e-1f),
-               c4 = _mm512_set1_ps(4.1665795894e-2f), c5 = _mm512_set1_ps(8.3334519073e-3f),
-               c6 = _mm512_set1_ps(1.3981999507e-3f), c7 = _mm512_set1_ps(1.9875691500e-4f),
-               lo = _mm512_set1_ps(-87.0f);
+  const __m512 vmx = _mm512_set1_ps(mx);
   __m512 acc = _mm512_setzero_ps();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    __m512 x = _mm512_max_ps(_mm512_sub_ps(_mm512_loadu_ps(p + j), vmx), lo);
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
-    r = _mm512_fnmadd_ps(k, ln2_lo, r);
-    __m512 y = _mm512_fmadd_ps(c7, r, c6);
-    y = _mm512_fmadd_ps(y, r, c5);
-    y = _mm512_fmadd_ps(y, r, c4);
-    y = _mm512_fmadd_ps(y, r, c3);
-    y = _mm512_fmadd_ps(y, r, c2);
-    y = _mm512_fmadd_ps(y, r, c1);
-    y = _mm512_fmadd_ps(y, r, c1);
-    y = _mm512_scalef_ps(y, k);
+    __m512 y = sdc__exp512(_mm512_sub_ps(_mm512_loadu_ps(p + j), vmx));
     _mm512_storeu_ps(p + j, y);
     acc = _mm512_add_ps(acc, y);
   }
@@ -304,6 +297,47 @@ static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < lim; j++) p[j] *= inv;
     for (int64_t j = lim; j < n; j++) p[j] = 0.0f;
+  }
+}
+
+/* h * gelu(g) for n values: erf by Abramowitz & Stegun 7.1.26 (absolute error
+ * below 1.5e-7) on the vector exp, the scalar erff for the tail. */
+__attribute__((target("avx512f"))) static void sdc__geglu_row_avx512(float *o, const float *h, const float *g, int64_t n) {
+  const __m512 p = _mm512_set1_ps(0.3275911f), a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f),
+               a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f), a5 = _mm512_set1_ps(1.061405429f),
+               one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f), rsqrt2 = _mm512_set1_ps((float)M_SQRT1_2);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(g + i), z = _mm512_mul_ps(x, rsqrt2);
+    __m512 az = _mm512_abs_ps(z);
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(p, az, one));
+    __m512 poly = _mm512_fmadd_ps(a5, t, a4);
+    poly = _mm512_fmadd_ps(poly, t, a3);
+    poly = _mm512_fmadd_ps(poly, t, a2);
+    poly = _mm512_fmadd_ps(poly, t, a1);
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = sdc__exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(az, az)));
+    __m512 erf_abs = _mm512_fnmadd_ps(poly, e, one);
+    /* odd function: give erf the sign of z */
+    __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs),
+                                                    _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32((int)0x80000000))));
+    __m512 gelu = _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, erf));
+    _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(h + i), gelu));
+  }
+  for (; i < n; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
+}
+
+void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
+  const int fast = sdc__have_avx512();
+#pragma omp parallel for schedule(static) if (rows * F > SDC__PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *h = in + r * 2 * F, *g = h + F;
+    float *o = out + r * F;
+    if (fast) {
+      sdc__geglu_row_avx512(o, h, g, F);
+    } else {
+      for (int64_t i = 0; i < F; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
+    }
   }
 }
 

@@ -41,7 +41,7 @@ void sdc_layer_norm(float *out, const float *in, const float *gamma, const float
 void sdc_silu(float *x, int64_t n);
 void sdc_gelu(float *x, int64_t n);       /* exact erf form, torch's default */
 void sdc_quick_gelu(float *x, int64_t n); /* x * sigmoid(1.702 x), OpenAI CLIP */
-/* out (rows,F) = h * gelu(g) where in (rows,2F) = [h | g] (diffusers' GEGLU). */
+/* out (rows,F) = h * gelu(g) where in (rows,2F) = [h | g] (diffusers' GEGLU). out may not alias in. */
 void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F);
 void sdc_add(float *x, const float *y, int64_t n); /* x += y */
 
