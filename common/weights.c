@@ -247,3 +247,63 @@ void sdc_weights_recorded(const sdc_weights *w, int64_t i, const char **name, sd
   memcpy(t->shape, r->shape, sizeof r->shape);
   t->data = r->data;
 }
+
+/* Keeps p (heap) until the view is freed; NULL and a recorded error when memory runs out. */
+static float *sdc__own_floats(sdc_weights *w, int64_t n, const char *name) {
+  if (w->n_owned == w->cap_owned) {
+    int64_t cap = w->cap_owned ? 2 * w->cap_owned : 64;
+    void **p = realloc(w->owned, (size_t)cap * sizeof *p);
+    if (!p) return (float *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory%s%s", name, "", "");
+    w->owned = p;
+    w->cap_owned = cap;
+  }
+  float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
+  if (!dst) return (float *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory%s%s", name, "", "");
+  w->owned[w->n_owned++] = dst;
+  w->n_bytes_owned += n * 4;
+  return dst;
+}
+
+const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int64_t kh, int64_t kw) {
+  if (w->err) return NULL;
+  const int64_t shape[4] = {n_out, n_in, kh, kw}, taps = kh * kw, n = n_out * n_in * taps;
+  const float *src = NULL;
+  const sdc__weight_ref *r = w->recording ? NULL : sdc__find(w, name);
+  const uint8_t *raw = NULL;
+  sdc_dtype dt = SDC_F32;
+  if (w->recording) {
+    if (!(src = sdc__record(w, name, 4, shape))) return NULL; /* the file keeps the usual layout */
+  } else {
+    if (!r) return sdc__fail(w, SDC_EMISSING, "%s: missing tensor '%s'%s", w->source, name, "");
+    /* shape check (and error message) exactly as get() */
+    const sdc_st_entry *e = r->entry;
+    int same = e->ndim == 4 && r->n_parts == 1;
+    for (int i = 0; same && i < 4; i++) same = e->shape[i] == shape[i];
+    if (!same) return sdc_weights_get(w, name, 4, shape);
+    dt = e->dtype;
+    if (dt != SDC_F32 && dt != SDC_F16 && dt != SDC_BF16)
+      return sdc__fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
+                       sdc_dtype_name(dt));
+    raw = sdc_st_ptr(r->file, e);
+    w->n_bytes_used += n * 4;
+  }
+  float *dst = sdc__own_floats(w, n, name);
+  if (!dst) return NULL;
+  for (int64_t o = 0; o < n_out; o++)
+    for (int64_t c = 0; c < n_in; c++)
+      for (int64_t t = 0; t < taps; t++) {
+        const int64_t i = (o * n_in + c) * taps + t;
+        float v;
+        if (src) v = src[i];
+        else if (dt == SDC_F32) memcpy(&v, raw + 4 * i, 4);
+        else if (dt == SDC_F16) v = sdc_f16_to_f32((uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8));
+        else v = sdc_bf16_to_f32((uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8));
+        dst[(t * n_out + o) * n_in + c] = v;
+      }
+  if (raw) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)raw + page - 1) & ~(page - 1),
+                    hi = ((uintptr_t)raw + (size_t)n * sdc_dtype_size(dt)) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  }
+  return dst;
+}

@@ -66,6 +66,12 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
  * says which layout a recorder writes. */
 const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int prefer_conv);
 
+/* A conv weight stored [n_out, n_in, kh, kw] in the file, returned tap-major
+ * (kh*kw, n_out, n_in): converted once from the file's dtype into memory the
+ * view owns (the file's pages are then dropped). Shape errors as get(). A
+ * recorder records the file layout and hands out the packed copy. */
+const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int64_t kh, int64_t kw);
+
 /* A recorder: a view with no file behind it that invents every tensor a
  * loader asks for (deterministic from seed and name: norm scales near 1,
  * small biases, weights uniform with unit-variance fan-in scaling) and keeps

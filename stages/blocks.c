@@ -20,6 +20,15 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
   return sdc_weights_get(w, key, ndim, shape);
 }
 
+const float *sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
+                           int64_t stride, int *taps) {
+  *taps = sdc_conv_packs(cin, k, stride);
+  if (!*taps) return sdc_wget(w, prefix, name, cout, cin, k, k);
+  char key[SDC__NAME_MAX];
+  snprintf(key, sizeof key, "%s.%s", prefix, name);
+  return sdc_weights_get_taps(w, key, cout, cin, k, k);
+}
+
 const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
                              int prefer_conv) {
   char key[SDC__NAME_MAX];
@@ -41,7 +50,7 @@ void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, 
   *r = (sdc_resnet){.cin = cin, .cout = cout, .temb_dim = temb_dim, .groups = groups, .eps = eps, .out_scale = out_scale};
   r->norm1_w = sdc_wget(w, p, "norm1.weight", cin, 0, 0, 0);
   r->norm1_b = sdc_wget(w, p, "norm1.bias", cin, 0, 0, 0);
-  r->conv1_w = sdc_wget(w, p, "conv1.weight", cout, cin, 3, 3);
+  r->conv1_w = sdc_wget_conv(w, p, "conv1.weight", cout, cin, 3, 1, &r->conv1_taps);
   r->conv1_b = sdc_wget(w, p, "conv1.bias", cout, 0, 0, 0);
   if (temb_dim) {
     r->temb_w = sdc_wget(w, p, "time_emb_proj.weight", cout, temb_dim, 0, 0);
@@ -49,7 +58,7 @@ void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, 
   }
   r->norm2_w = sdc_wget(w, p, "norm2.weight", cout, 0, 0, 0);
   r->norm2_b = sdc_wget(w, p, "norm2.bias", cout, 0, 0, 0);
-  r->conv2_w = sdc_wget(w, p, "conv2.weight", cout, cout, 3, 3);
+  r->conv2_w = sdc_wget_conv(w, p, "conv2.weight", cout, cout, 3, 1, &r->conv2_taps);
   r->conv2_b = sdc_wget(w, p, "conv2.bias", cout, 0, 0, 0);
   if (cin != cout) {
     r->short_w = sdc_wget(w, p, "conv_shortcut.weight", cout, cin, 1, 1);
@@ -66,7 +75,7 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
   SDC__ALLOC(h2, a, B * r->cout * HW);
   memcpy(h, x, (size_t)(B * r->cin * HW) * sizeof *h);
   sdc_group_norm(h, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
-  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W};
+  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, r->conv1_taps};
   int err = sdc_conv2d(a, h2, h, r->conv1_w, r->conv1_b, &cs);
   if (err) return err;
   if (r->temb_dim && temb_silu) {
@@ -81,9 +90,10 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
   }
   sdc_group_norm(h2, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
   cs.Cin = r->cout;
+  cs.w_taps = r->conv2_taps;
   if ((err = sdc_conv2d(a, out, h2, r->conv2_w, r->conv2_b, &cs))) return err;
   if (r->short_w) {
-    sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W};
+    sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W, 0};
     if ((err = sdc_conv2d(a, h2, x, r->short_w, r->short_b, &ss))) return err;
     sdc_add(out, h2, B * r->cout * HW);
   } else {
@@ -250,9 +260,9 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
 
 /* -------------------------------------------------------------- resampling */
 
-void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *p, int64_t C, int64_t padding) {
+void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *p, int64_t C, int64_t padding, int64_t stride) {
   r->C = C, r->padding = padding;
-  r->w = sdc_wget(w, p, "conv.weight", C, C, 3, 3);
+  r->w = sdc_wget_conv(w, p, "conv.weight", C, C, 3, stride, &r->taps);
   r->b = sdc_wget(w, p, "conv.bias", C, 0, 0, 0);
 }
 
@@ -264,7 +274,7 @@ int sdc_downsample_forward(const sdc_resample *r, sdc_arena *a, float *out, cons
                            int64_t W, int64_t *Ho, int64_t *Wo) {
   *Ho = sdc_downsample_size(H, r->padding);
   *Wo = sdc_downsample_size(W, r->padding);
-  sdc_conv_shape cs = {B, r->C, H, W, r->C, 3, 3, 2, r->padding, r->padding, *Ho, *Wo};
+  sdc_conv_shape cs = {B, r->C, H, W, r->C, 3, 3, 2, r->padding, r->padding, *Ho, *Wo, 0};
   return sdc_conv2d(a, out, x, r->w, r->b, &cs);
 }
 
@@ -274,7 +284,7 @@ int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const 
   float *up;
   SDC__ALLOC(up, a, B * r->C * Ho * Wo);
   sdc_upsample_nearest(up, x, B, r->C, H, W, Ho, Wo);
-  sdc_conv_shape cs = {B, r->C, Ho, Wo, r->C, 3, 3, 1, 1, 1, Ho, Wo};
+  sdc_conv_shape cs = {B, r->C, Ho, Wo, r->C, 3, 3, 1, 1, 1, Ho, Wo, r->taps};
   int err = sdc_conv2d(a, out, up, r->w, r->b, &cs);
   sdc_arena_reset(a, m);
   return err;
@@ -282,11 +292,12 @@ int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const 
 
 void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t k) {
   c->cin = cin, c->cout = cout, c->k = k;
-  c->w = sdc_wget(w, p, "weight", cout, cin, k, k);
+  /* prefix is the conv itself: its weight is "<prefix>.weight" */
+  c->w = sdc_wget_conv(w, p, "weight", cout, cin, k, 1, &c->taps);
   c->b = sdc_wget(w, p, "bias", cout, 0, 0, 0);
 }
 
 int sdc_conv_forward(const sdc_conv *c, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W) {
-  sdc_conv_shape cs = {B, c->cin, H, W, c->cout, c->k, c->k, 1, c->k / 2, c->k / 2, H, W};
+  sdc_conv_shape cs = {B, c->cin, H, W, c->cout, c->k, c->k, 1, c->k / 2, c->k / 2, H, W, c->taps};
   return sdc_conv2d(a, out, x, c->w, c->b, &cs);
 }

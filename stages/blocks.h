@@ -13,6 +13,11 @@
  * dropped); NULL and a recorded error in w when missing or mis-shaped. */
 const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int64_t d0, int64_t d1, int64_t d2,
                       int64_t d3);
+/* A same-size conv's weight "<prefix>.<name>" [cout, cin, k, k]: tap-major when
+ * sdc_conv_packs() says the conv will want it so (*taps set to 1). */
+const float *sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
+                           int64_t stride, int *taps /* OUT */);
+
 /* Same for a linear weight that may be stored as a 1x1 conv (prefer_conv:
  * the layout a recorder writes, as the real files of that architecture). */
 const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
@@ -21,6 +26,7 @@ const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *nam
 /* ResnetBlock2D: GroupNorm-SiLU-conv3x3 (+ time projection) GroupNorm-SiLU-conv3x3, plus shortcut. */
 typedef struct {
   int64_t cin, cout, temb_dim, groups;
+  int conv1_taps, conv2_taps; /* weights stored tap-major (see sdc_conv_packs) */
   double eps, out_scale;
   const float *norm1_w, *norm1_b, *conv1_w, *conv1_b, *temb_w, *temb_b;
   const float *norm2_w, *norm2_b, *conv2_w, *conv2_b, *short_w, *short_b;
@@ -68,10 +74,12 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
  * the VAE's asymmetric (0,1,0,1) when padding is 0), and nearest-resize + 3x3 conv. */
 typedef struct {
   int64_t C, padding;
+  int taps; /* weights stored tap-major: the upsampler's stride-1 conv */
   const float *w, *b;
 } sdc_resample;
 
-void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *prefix, int64_t C, int64_t padding);
+/* stride 2: a downsampler; stride 1: the conv after an upsampler's resize. */
+void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *prefix, int64_t C, int64_t padding, int64_t stride);
 int sdc_downsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H,
                            int64_t W, int64_t *Ho /* OUT */, int64_t *Wo /* OUT */);
 int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W,
@@ -82,6 +90,7 @@ int64_t sdc_downsample_size(int64_t in, int64_t padding);
 /* A plain conv layer's weights. */
 typedef struct {
   int64_t cin, cout, k;
+  int taps; /* weights stored tap-major (see sdc_conv_packs) */
   const float *w, *b;
 } sdc_conv;
 

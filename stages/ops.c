@@ -66,15 +66,19 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
   if (R > s->Ho) R = s->Ho;
   const int64_t S = (R + s->kh - 1) * Wp, N = R * Wp;
   sdc_arena_mark m = sdc_arena_get_mark(a);
-  float *pad = sdc_arena_floats(a, Cin * S + s->kw), *wt = sdc_arena_floats(a, taps * Cout * Cin),
+  float *pad = sdc_arena_floats(a, Cin * S + s->kw), *wt = s->w_taps ? (float *)w : sdc_arena_floats(a, taps * Cout * Cin),
         *acc = sdc_arena_floats(a, Cout * N);
   if (!pad || !wt || !acc) return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a %lldx%lld conv", (long long)s->Cout,
                                              (long long)s->Cin);
-  /* weights (Cout, Cin, kh, kw) -> one (Cout, Cin) matrix per tap */
+  /* weights (Cout, Cin, kh, kw) -> one (Cout, Cin) matrix per tap, unless the loader did it once */
+  if (s->w_taps) {
+    wt = (float *)w;
+  } else {
 #pragma omp parallel for schedule(static) if (taps * Cout * Cin > SDC__PAR_MIN)
-  for (int64_t o = 0; o < Cout; o++)
-    for (int64_t c = 0; c < Cin; c++)
-      for (int64_t t = 0; t < taps; t++) wt[(t * Cout + o) * Cin + c] = w[(o * Cin + c) * taps + t];
+    for (int64_t o = 0; o < Cout; o++)
+      for (int64_t c = 0; c < Cin; c++)
+        for (int64_t t = 0; t < taps; t++) wt[(t * Cout + o) * Cin + c] = w[(o * Cin + c) * taps + t];
+  }
   memset(pad + Cin * S, 0, (size_t)s->kw * sizeof *pad);
   for (int64_t n = 0; n < s->B; n++) {
     const float *src = in + n * Cin * s->H * s->W;
@@ -120,8 +124,11 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
 int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s) {
   const int64_t HoWo = s->Ho * s->Wo, K = s->Cin * s->kh * s->kw;
   /* stride 1 with enough input channels for each tap's GEMM to be efficient */
-  if (s->stride == 1 && s->kh * s->kw > 1 && s->Cin >= 32 && s->Ho == s->H + 2 * s->pad_t - s->kh + 1 &&
-      s->Wo == s->W + 2 * s->pad_l - s->kw + 1) {
+  const int shifted = s->stride == 1 && s->kh * s->kw > 1 && s->Cin >= 32 && s->Ho == s->H + 2 * s->pad_t - s->kh + 1 &&
+                      s->Wo == s->W + 2 * s->pad_l - s->kw + 1;
+  if (s->w_taps && !shifted)
+    return sdc_seterr(SDC_EINVAL, "conv2d: tap-major weights given to a conv that cannot use them");
+  if (shifted) {
     sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)K * (double)HoWo);
     return sdc__conv_shifted(a, out, in, w, b, s);
   }

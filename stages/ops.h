@@ -18,7 +18,12 @@ void sdc_ops_flops_reset(void);
  * (so the VAE encoder's asymmetric (0,1,0,1) pad is pad_t = pad_l = 0 with Ho = H/2). */
 typedef struct {
   int64_t B, Cin, H, W, Cout, kh, kw, stride, pad_t, pad_l, Ho, Wo;
+  int w_taps; /* w is already (kh*kw, Cout, Cin), as sdc_conv_packs() convs are loaded */
 } sdc_conv_shape;
+/* Whether a same-size conv with these sizes runs as shifted GEMMs, which read
+ * their weights as one (Cout, Cin) matrix per tap: loaders store such weights
+ * tap-major once instead of the conv repacking them on every call. */
+static inline int sdc_conv_packs(int64_t Cin, int64_t k, int64_t stride) { return stride == 1 && k > 1 && Cin >= 32; }
 /* Output size of a symmetric-pad conv along one axis. */
 static inline int64_t sdc_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad_before, int64_t pad_after) {
   return (in + pad_before + pad_after - k) / stride + 1;

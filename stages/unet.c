@@ -83,7 +83,7 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
         b->attn = sdc__load_attns(w, p, b->n_layers, b->cout, c->heads[i], c, c->transformer_layers[i]);
       if (b->has_resample) {
         snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, b->cout, c->downsample_padding);
+        sdc_resample_load(&b->resample, w, p, b->cout, c->downsample_padding, 2);
       }
     }
   }
@@ -116,7 +116,7 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
     if (b->has_attn) b->attn = sdc__load_attns(w, p, b->n_layers, out_ch, c->heads[r], c, c->transformer_layers[r]);
     if (b->has_resample) {
       snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
-      sdc_resample_load(&b->resample, w, p, out_ch, 1);
+      sdc_resample_load(&b->resample, w, p, out_ch, 1, 1);
     }
   }
   if (parts & SDC_UNET_UP) {

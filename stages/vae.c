@@ -59,7 +59,7 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
       }
       if (b->has_resample) {
         snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, out_ch, 1);
+        sdc_resample_load(&b->resample, w, p, out_ch, 1, 1);
       }
     }
     d->norm_out_w = sdc_weights_get(w, "decoder.conv_norm_out.weight", 1, (int64_t[]){boc[0]});
@@ -82,7 +82,7 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
       if (b->has_resample) {
         /* padding 0: the encoder pads (0,1,0,1) before its stride-2 conv */
         snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, out_ch, 0);
+        sdc_resample_load(&b->resample, w, p, out_ch, 0, 2);
       }
     }
     sdc__load_mid(e, w, "encoder", cfg);

@@ -30,7 +30,7 @@ static void test_conv2d(sdc_arena *a) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i];
-    sdc_conv_shape s = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 0, 0};
+    sdc_conv_shape s = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], 0, 0, 0};
     s.Ho = sdc_conv_out_size(s.H, s.kh, s.stride, c[8], c[10]);
     s.Wo = sdc_conv_out_size(s.W, s.kw, s.stride, c[9], c[11]);
     int64_t n_out = s.B * s.Cout * s.Ho * s.Wo;
@@ -40,6 +40,19 @@ static void test_conv2d(sdc_arena *a) {
     sdc_conv2d_ref(ref, in, w, i % 2 ? b : NULL, &s);
     double e = sdc_test_rel_err(got, ref, n_out);
     CHECK(e < 1e-5, "conv case %zu: rel err %g", i, e);
+    if (s.kh == s.kw && sdc_conv_packs(s.Cin, s.kh, s.stride) && s.pad_t == s.kh / 2 && s.Ho == s.H) {
+      /* the same conv with weights packed tap-major, as loaders store them */
+      const int64_t taps = s.kh * s.kw;
+      float *wt = buf(s.Cout * s.Cin * taps, 0);
+      for (int64_t o = 0; o < s.Cout; o++)
+        for (int64_t ci = 0; ci < s.Cin; ci++)
+          for (int64_t t = 0; t < taps; t++) wt[(t * s.Cout + o) * s.Cin + ci] = w[(o * s.Cin + ci) * taps + t];
+      s.w_taps = 1;
+      CHECK(sdc_conv2d(a, got, in, wt, i % 2 ? b : NULL, &s) == 0, "conv case %zu (tap-major) failed", i);
+      e = sdc_test_rel_err(got, ref, n_out);
+      CHECK(e < 1e-5, "conv case %zu tap-major: rel err %g", i, e);
+      free(wt);
+    }
     free(in), free(w), free(b), free(got), free(ref);
   }
 }
