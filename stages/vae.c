@@ -137,24 +137,37 @@ int sdc_vae_decode(const sdc_vae *v, sdc_arena *a, const float *z, int64_t B, in
     in = pq;
   }
   int64_t C = boc[nb - 1];
-  float *h;
-  SDC__ALLOC(h, a, B * C * H * W);
+  /* two buffers sized for the largest activation, used in turn: each layer
+   * reads one and writes the other, so a 512x512 decode keeps two
+   * full-resolution tensors alive rather than every layer's output */
+  int64_t max_n = C * H * W, hh = H, ww = W;
+  for (int i = 0; i < nb; i++) {
+    const int64_t co = v->dec.blocks[i].cout;
+    if (co * hh * ww > max_n) max_n = co * hh * ww;
+    if (v->dec.blocks[i].has_resample) {
+      hh *= 2, ww *= 2;
+      if (co * hh * ww > max_n) max_n = co * hh * ww;
+    }
+  }
+  float *pp[2], *h;
+  SDC__ALLOC(pp[0], a, B * max_n);
+  SDC__ALLOC(pp[1], a, B * max_n);
+  int k = 1;
+  h = pp[0];
   if ((err = sdc_conv_forward(&v->dec.conv_in, a, h, in, B, H, W))) return err;
   if ((err = sdc__vae_mid(&v->dec, cfg, a, &h, B, C, H, W))) return err;
   for (int i = 0; i < nb; i++) {
     const sdc__vae_block *b = &v->dec.blocks[i];
     for (int64_t j = 0; j < b->n_layers; j++) {
-      float *r;
-      SDC__ALLOC(r, a, B * b->cout * H * W);
+      float *r = pp[k] == h ? pp[k ^= 1] : pp[k];
       if ((err = sdc_resnet_forward(&b->res[j], a, r, h, NULL, B, H, W))) return err;
-      h = r;
+      h = r, k ^= 1;
     }
     C = b->cout;
     if (b->has_resample) {
-      float *u;
-      SDC__ALLOC(u, a, B * C * 4 * H * W);
+      float *u = pp[k] == h ? pp[k ^= 1] : pp[k];
       if ((err = sdc_upsample_forward(&b->resample, a, u, h, B, H, W, 2 * H, 2 * W))) return err;
-      h = u, H *= 2, W *= 2;
+      h = u, H *= 2, W *= 2, k ^= 1;
     }
   }
   sdc_group_norm(h, v->dec.norm_out_w, v->dec.norm_out_b, B, C, H * W, cfg->norm_num_groups, SDC__VAE_EPS, 1);
