@@ -236,15 +236,10 @@ int sdc_cmd_generate(int argc, char **argv) {
     rc = 1;
   } else {
     sdc_images_to_u8(img, g.num_images * n_px, u8);
-    char params[8192];
+    char params[8192], origin[4200];
+    snprintf(origin, sizeof origin, "Model: %s", model);
     for (int64_t i = 0; i < g.num_images && !rc; i++) {
-      /* the A1111-style "parameters" text that image tools already read */
-      snprintf(params, sizeof params,
-               "%s\nNegative prompt: %s\nSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
-               "Batch: %lld of %lld, Model: %s, Generator: sdcluster",
-               g.prompt, g.negative_prompt ? g.negative_prompt : "", (long long)g.steps, sched, g.guidance_scale,
-               (unsigned long long)g.seed, (long long)g.width, (long long)g.height, (long long)i + 1,
-               (long long)g.num_images, model);
+      sdc_gen_params_text(&g, i, origin, params, sizeof params);
       const char *keys[] = {"parameters"}, *vals[] = {params};
       sdc__output_name(name, sizeof name, output, i, g.num_images);
       if ((err = sdc_png_write(name, u8 + i * n_px, g.width, g.height, 1, keys, vals))) {

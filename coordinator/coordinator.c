@@ -249,15 +249,10 @@ static void sdc__issue(sdc__job *j) {
     Sdcpb__Tensor lat = SDCPB__TENSOR__INIT;
     err = sdc_wire_tensor_set(&lat, j->in, 4, (int64_t[]){j->d.N, j->d.C, j->d.h, j->d.w}, SDCPB__DTYPE__F32, &owned[0]);
     char *texts[SDC_JOB_MAX_IMAGES];
-    char buf[SDC_JOB_MAX_IMAGES][8192];
+    char buf[SDC_JOB_MAX_IMAGES][8192], origin[SDC_JOB_ID_MAX + 8];
+    snprintf(origin, sizeof origin, "Job: %s", j->id);
     for (int64_t i = 0; i < j->d.N && i < SDC_JOB_MAX_IMAGES; i++) {
-      snprintf(buf[i], sizeof buf[i],
-               "%s\nNegative prompt: %s\nSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
-               "Batch: %lld of %lld, Job: %s, Generator: sdcluster",
-               j->spec.prompt, j->spec.negative_prompt ? j->spec.negative_prompt : "", (long long)j->g.steps,
-               j->g.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)j->g.scheduler) : "model default",
-               j->g.guidance_scale, (unsigned long long)j->g.seed, (long long)j->g.width, (long long)j->g.height,
-               (long long)i + 1, (long long)j->d.N, j->id);
+      sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
       texts[i] = buf[i];
     }
     req.latent = &lat;

@@ -109,6 +109,32 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
 
 /* ------------------------------------------------------------- transformer */
 
+/* "<block>.<name>.to_q" ...: queries from C-wide tokens, keys/values from kv_dim-wide ones. */
+static void sdc__attn_load(sdc__attn *at, sdc_weights *w, const char *block, const char *name, int64_t C, int64_t kv_dim) {
+  char p[SDC__NAME_MAX];
+  snprintf(p, sizeof p, "%s.%s", block, name);
+  at->q = sdc_wget(w, p, "to_q.weight", C, C, 0, 0);
+  at->k = sdc_wget(w, p, "to_k.weight", C, kv_dim, 0, 0);
+  at->v = sdc_wget(w, p, "to_v.weight", C, kv_dim, 0, 0);
+  at->o_w = sdc_wget(w, p, "to_out.0.weight", C, C, 0, 0);
+  at->o_b = sdc_wget(w, p, "to_out.0.bias", C, 0, 0, 0);
+}
+
+/* res (rows, C) = attention of x (rows, C) over kv (B*Nk, kv_dim), projected
+ * out; q/k/v/o are (rows or B*Nk, C) scratch. */
+static int sdc__attn_forward(const sdc__attn *at, sdc_arena *a, float *res, const float *x, const float *kv, float *q,
+                             float *k, float *v, float *o, int64_t B, int64_t N, int64_t Nk, int64_t C, int64_t kv_dim,
+                             int64_t heads) {
+  const int64_t rows = B * N, dh = C / heads;
+  sdc_linear(q, x, at->q, NULL, rows, C, C);
+  sdc_linear(k, kv, at->k, NULL, B * Nk, kv_dim, C);
+  sdc_linear(v, kv, at->v, NULL, B * Nk, kv_dim, C);
+  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
+  int err = sdc_attention(a, o, q, k, v, &as);
+  if (!err) sdc_linear(res, o, at->o_w, at->o_b, rows, C, C);
+  return err;
+}
+
 void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int64_t C, int64_t heads, int64_t ctx_dim,
                           int64_t groups, int64_t n_layers, int linear_proj) {
   memset(t, 0, sizeof *t);
@@ -135,18 +161,10 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
     sdc__tblock *b = &t->blocks[l];
     b->norm1_w = sdc_wget(w, q, "norm1.weight", C, 0, 0, 0);
     b->norm1_b = sdc_wget(w, q, "norm1.bias", C, 0, 0, 0);
-    b->q1 = sdc_wget(w, q, "attn1.to_q.weight", C, C, 0, 0);
-    b->k1 = sdc_wget(w, q, "attn1.to_k.weight", C, C, 0, 0);
-    b->v1 = sdc_wget(w, q, "attn1.to_v.weight", C, C, 0, 0);
-    b->o1_w = sdc_wget(w, q, "attn1.to_out.0.weight", C, C, 0, 0);
-    b->o1_b = sdc_wget(w, q, "attn1.to_out.0.bias", C, 0, 0, 0);
+    sdc__attn_load(&b->attn1, w, q, "attn1", C, C);
     b->norm2_w = sdc_wget(w, q, "norm2.weight", C, 0, 0, 0);
     b->norm2_b = sdc_wget(w, q, "norm2.bias", C, 0, 0, 0);
-    b->q2 = sdc_wget(w, q, "attn2.to_q.weight", C, C, 0, 0);
-    b->k2 = sdc_wget(w, q, "attn2.to_k.weight", C, ctx_dim, 0, 0);
-    b->v2 = sdc_wget(w, q, "attn2.to_v.weight", C, ctx_dim, 0, 0);
-    b->o2_w = sdc_wget(w, q, "attn2.to_out.0.weight", C, C, 0, 0);
-    b->o2_b = sdc_wget(w, q, "attn2.to_out.0.bias", C, 0, 0, 0);
+    sdc__attn_load(&b->attn2, w, q, "attn2", C, ctx_dim);
     b->norm3_w = sdc_wget(w, q, "norm3.weight", C, 0, 0, 0);
     b->norm3_b = sdc_wget(w, q, "norm3.bias", C, 0, 0, 0);
     b->ff1_w = sdc_wget(w, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0, 0);
@@ -158,7 +176,7 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
 
 int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
                             int64_t B, int64_t H, int64_t W, int64_t Nctx) {
-  const int64_t C = t->C, N = H * W, rows = B * N, dh = C / t->heads;
+  const int64_t C = t->C, N = H * W, rows = B * N;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *h, *tok, *nrm, *q, *k, *v, *o, *ff, *gg;
   int64_t kv_rows = rows > B * Nctx ? rows : B * Nctx;
@@ -180,21 +198,12 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
     const sdc__tblock *b = &t->blocks[l];
     /* self-attention */
     sdc_layer_norm(nrm, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
-    sdc_linear(q, nrm, b->q1, NULL, rows, C, C);
-    sdc_linear(k, nrm, b->k1, NULL, rows, C, C);
-    sdc_linear(v, nrm, b->v1, NULL, rows, C, C);
-    sdc_attn_shape as = {B, N, N, t->heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
-    if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
-    sdc_linear(nrm, o, b->o1_w, b->o1_b, rows, C, C);
+    if ((err = sdc__attn_forward(&b->attn1, a, nrm, nrm, nrm, q, k, v, o, B, N, N, C, C, t->heads))) return err;
     sdc_add(tok, nrm, rows * C);
     /* cross-attention to the text context */
     sdc_layer_norm(nrm, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
-    sdc_linear(q, nrm, b->q2, NULL, rows, C, C);
-    sdc_linear(k, ctx, b->k2, NULL, B * Nctx, t->ctx_dim, C);
-    sdc_linear(v, ctx, b->v2, NULL, B * Nctx, t->ctx_dim, C);
-    as.Nk = Nctx;
-    if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
-    sdc_linear(nrm, o, b->o2_w, b->o2_b, rows, C, C);
+    if ((err = sdc__attn_forward(&b->attn2, a, nrm, nrm, ctx, q, k, v, o, B, N, Nctx, C, t->ctx_dim, t->heads)))
+      return err;
     sdc_add(tok, nrm, rows * C);
     /* GEGLU feed-forward */
     sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);

@@ -40,9 +40,14 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
                        int64_t H, int64_t W);
 
 /* Transformer2DModel with BasicTransformerBlocks (self-attn, cross-attn, GEGLU feed-forward). */
+/* diffusers' Attention: bias-free q/k/v projections, an output projection with bias. */
 typedef struct {
-  const float *norm1_w, *norm1_b, *q1, *k1, *v1, *o1_w, *o1_b;
-  const float *norm2_w, *norm2_b, *q2, *k2, *v2, *o2_w, *o2_b;
+  const float *q, *k, *v, *o_w, *o_b;
+} sdc__attn;
+
+typedef struct {
+  const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
+  sdc__attn attn1, attn2; /* self-attention; cross-attention to the context */
   const float *norm3_w, *norm3_b, *ff1_w, *ff1_b, *ff2_w, *ff2_b;
 } sdc__tblock;
 

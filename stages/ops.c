@@ -167,20 +167,25 @@ void sdc_linear(float *out, const float *in, const float *w, const float *b, int
               (int)N);
 }
 
+/* Mean and 1/sqrt(var + eps) of n values, two passes in double (the goldens are fp64). */
+static double sdc__inv_std(const float *p, int64_t n, double eps, double *mean) {
+  double sum = 0.0, sq = 0.0;
+  for (int64_t i = 0; i < n; i++) sum += p[i];
+  *mean = sum / (double)n;
+  for (int64_t i = 0; i < n; i++) {
+    double d = p[i] - *mean;
+    sq += d * d;
+  }
+  return 1.0 / sqrt(sq / (double)n + eps);
+}
+
 void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
                     double eps, int silu) {
   const int64_t cpg = C / groups, n = cpg * HW;
 #pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
   for (int64_t bg = 0; bg < B * groups; bg++) {
     float *p = x + bg * n;
-    double sum = 0.0, sq = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += p[i];
-    double mean = sum / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-      double d = p[i] - mean;
-      sq += d * d;
-    }
-    double inv = 1.0 / sqrt(sq / (double)n + eps);
+    double mean, inv = sdc__inv_std(p, n, eps, &mean);
     int64_t c0 = (bg % groups) * cpg;
     for (int64_t c = 0; c < cpg; c++) {
       double g = gamma[c0 + c] * inv, sh = beta[c0 + c] - mean * g;
@@ -199,14 +204,7 @@ void sdc_layer_norm(float *out, const float *in, const float *gamma, const float
   for (int64_t r = 0; r < rows; r++) {
     const float *p = in + r * C;
     float *q = out + r * C;
-    double sum = 0.0, sq = 0.0;
-    for (int64_t i = 0; i < C; i++) sum += p[i];
-    double mean = sum / (double)C;
-    for (int64_t i = 0; i < C; i++) {
-      double d = p[i] - mean;
-      sq += d * d;
-    }
-    double inv = 1.0 / sqrt(sq / (double)C + eps);
+    double mean, inv = sdc__inv_std(p, C, eps, &mean);
     for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
   }
 }

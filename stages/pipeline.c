@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +189,16 @@ done:
   sdc_arena_reset(&p->arena, mk);
   sdc_denoise_free(&d);
   return err;
+}
+
+void sdc_gen_params_text(const sdc_gen_params *g, int64_t index, const char *origin, char *out, size_t n) {
+  snprintf(out, n,
+           "%s\nNegative prompt: %s\nSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
+           "Batch: %lld of %lld, %s, Generator: sdcluster",
+           g->prompt, g->negative_prompt ? g->negative_prompt : "", (long long)g->steps,
+           g->scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g->scheduler) : "model default", g->guidance_scale,
+           (unsigned long long)g->seed, (long long)g->width, (long long)g->height, (long long)index + 1,
+           (long long)g->num_images, origin);
 }
 
 void sdc_images_to_u8(const float *images, int64_t n, uint8_t *out) {

@@ -85,6 +85,10 @@ void sdc_denoise_vae_input(const sdc_denoise *d, float *out);
 /* Decoded pixels (N, Co, H, W) in [-1,1] -> images (N, H, W, 3) in [0,1]. */
 void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, int64_t W, float *images);
 
+/* The A1111-style "parameters" text image tools read from a PNG, for image
+ * `index` (0-based) of a request; `origin` ends it ("Model: ...", "Job: ..."). */
+void sdc_gen_params_text(const sdc_gen_params *g, int64_t index, const char *origin, char *out, size_t n);
+
 /* round(x * 255) of [0,1] floats, as diffusers' numpy_to_pil. */
 void sdc_images_to_u8(const float *images, int64_t n, uint8_t *out);
 
