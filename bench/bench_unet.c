@@ -50,22 +50,29 @@ int main(int argc, char **argv) {
   int64_t size = 64, batch = 2, steps = 3;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"latent", required_argument, 0, 'l'},
                                        {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'},
-                                       {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0}};
   sdc_runtime_init(argv);
   int ch;
-  while ((ch = getopt_long(argc, argv, "m:l:b:s:", opts, NULL)) != -1) {
+  sdc_precision prec = SDC_PREC_FP32;
+  while ((ch = getopt_long(argc, argv, "m:l:b:s:p:", opts, NULL)) != -1) {
     switch (ch) {
       case 'm': model = optarg; break;
       case 'l': size = atoll(optarg); break;
       case 'b': batch = atoll(optarg); break;
       case 's': steps = atoll(optarg); break;
+      case 'p':
+        if (sdc_precision_parse(optarg, &prec) || sdc_ops_set_precision(prec)) {
+          fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        break;
       default:
-        fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3]\n");
+        fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3] [--precision fp32|bf16]\n");
         return 2;
     }
   }
   if (!model || size < 1 || batch < 1 || steps < 1) {
-    fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3]\n");
+    fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3] [--precision fp32|bf16]\n");
     return 2;
   }
   double peak = sdc__sgemm_peak_gflops(1024);

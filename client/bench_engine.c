@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "onednn.h"
 #include "ops.h"
 #include "pipeline.h"
 
@@ -155,12 +156,15 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     sdc__usage(stderr);
     return 2;
   }
-  if (strcmp(precision, "fp32") != 0) {
-    fprintf(stderr, "sdc bench-engine: --precision '%s': only fp32 is implemented so far\n", precision);
+  sdc_precision prec;
+  int err = sdc_precision_parse(precision, &prec);
+  if (!err) err = sdc_ops_set_precision(prec);
+  if (err) {
+    fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;
   }
   sdc_pipeline *p = NULL;
-  int err = sdc_pipeline_load(&p, model, NULL);
+  err = sdc_pipeline_load(&p, model, NULL);
   if (err) {
     fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;
@@ -192,12 +196,18 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[0], tm, runs, f);
   sdc_ops_flops_reset();
+  sdc_ops_seconds_reset();
   for (int r = 0; r < runs; r++) {
     double t0 = sdc__now();
     err |= sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
     tm[r] = sdc__now() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
+  /* where a UNet step's time goes, mean over the runs */
+  double split[SDC_OPS_KINDS + 1], total = 0;
+  for (int k = 0; k < SDC_OPS_KINDS; k++) split[k] = sdc_ops_seconds((sdc_ops_kind)k) / runs;
+  for (int r = 0; r < runs; r++) total += tm[r] / runs;
+  split[SDC_OPS_KINDS] = total - split[0] - split[1] - split[2];
   sdc__finish_times(&st[1], tm, runs, f);
   /* the shards, one at a time, as three workers would run them */
   double *td = calloc((size_t)runs, 8), *tmid = calloc((size_t)runs, 8), *tu = calloc((size_t)runs, 8);
@@ -234,6 +244,9 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mb = (double)ru.ru_maxrss / 1024.0;
   const char *core = openblas_get_corename();
+  char backend[128];
+  if (prec == SDC_PREC_BF16) snprintf(backend, sizeof backend, "oneDNN %s (bf16)", sdc_onednn_isa());
+  else snprintf(backend, sizeof backend, "OpenBLAS %s (fp32)", core);
   const int blas_threads = openblas_get_num_threads();
   if (err) fprintf(stderr, "sdc bench-engine: a stage failed: %s\n", sdc_errmsg(err));
   if (json) {
@@ -248,7 +261,9 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
       printf("%s\"%s\":{\"min_s\":%.4f,\"median_s\":%.4f,\"gflop\":%.2f,\"gflops\":%.1f,\"efficiency\":%.3f}", i ? "," : "",
              st[i].name, st[i].min_s, st[i].median_s, st[i].gflop, st[i].gflop / st[i].min_s,
              st[i].gflop / st[i].min_s / peak);
-    printf("},\"peak_rss_mb\":%.0f}\n", rss_mb);
+    printf("},\"unet_split_s\":{\"conv\":%.4f,\"linear\":%.4f,\"attention\":%.4f,\"other\":%.4f},", split[0], split[1],
+           split[2], split[3]);
+    printf("\"gemm_backend\":\"%s\",\"peak_rss_mb\":%.0f}\n", backend, rss_mb);
   } else {
     printf("model %s, %lldx%lld, %s, %d runs\n", model, (long long)width, (long long)height, precision, runs);
     printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", core,
@@ -257,7 +272,9 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     for (int i = 0; i < 6; i++)
       printf("%-20s %10.4f %10.4f %10.2f %10.1f %10.3f\n", st[i].name, st[i].min_s, st[i].median_s, st[i].gflop,
              st[i].gflop / st[i].min_s, st[i].gflop / st[i].min_s / peak);
-    printf("peak RSS %.0f MiB\n", rss_mb);
+    printf("UNet step, mean of %d: conv %.3f s, linear %.3f s, attention %.3f s, other (norms, activations, copies) %.3f s\n",
+           runs, split[0], split[1], split[2], split[3]);
+    printf("GEMMs on %s; peak RSS %.0f MiB\n", backend, rss_mb);
   }
   free(x), free(ctx), free(out), free(pix), free(ids), free(tm), free(td), free(tmid), free(tu);
   sdc_pipeline_free(p);

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "ops.h"
 #include "pipeline.h"
 #include "pngio.h"
 
@@ -35,6 +36,7 @@ static void sdc__generate_usage(FILE *fp) {
           "  --num-images N          images from one seed, 1..64 (default 1); FILE-0.png, FILE-1.png, ...\n"
           "  --output FILE.png       where to write (default out.png)\n"
           "  --max-pixels N          refuse width*height above N (default %d)\n"
+          "  --precision fp32|bf16   GEMM arithmetic (default fp32, exact; bf16 on AMX/AVX512-BF16 via oneDNN)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
           SDC__DEFAULT_MAX_PIXELS);
@@ -129,7 +131,8 @@ int sdc_cmd_generate(int argc, char **argv) {
   sdc_gen_params g = {.steps = 50, .guidance_scale = 7.5, .scheduler = -1, .num_images = 1};
   int64_t max_pixels = SDC__DEFAULT_MAX_PIXELS;
   int have_seed = 0, quiet = 0, err = SDC_OK;
-  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET };
+  sdc_precision prec = SDC_PREC_FP32;
+  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
       {"prompt", required_argument, 0, 'p'},     {"negative-prompt", required_argument, 0, O_NEG},
@@ -138,7 +141,8 @@ int sdc_cmd_generate(int argc, char **argv) {
       {"scheduler", required_argument, 0, O_SCHED}, {"seed", required_argument, 0, 'S'},
       {"num-images", required_argument, 0, O_NUM}, {"output", required_argument, 0, 'o'},
       {"max-pixels", required_argument, 0, O_MAXPX}, {"quiet", no_argument, 0, O_QUIET},
-      {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+      {"precision", required_argument, 0, O_PREC}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int ch;
   optind = 1;
   opterr = 0;
@@ -176,6 +180,9 @@ int sdc_cmd_generate(int argc, char **argv) {
       case 'o': output = optarg; break;
       case O_MAXPX: err = sdc__parse_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
       case O_QUIET: quiet = 1; break;
+      case O_PREC:
+        if (sdc_precision_parse(optarg, &prec)) err = sdc_seterr(SDC_EINVAL, "--precision '%s': expected fp32 or bf16", optarg);
+        break;
       case 'h': sdc__generate_usage(stdout); return 0;
       default:
         err = sdc_seterr(SDC_EINVAL, "unknown or incomplete option '%s' (see sdc generate --help)", argv[optind - 1]);
@@ -199,6 +206,11 @@ int sdc_cmd_generate(int argc, char **argv) {
     if (!probe.height) probe.height = 8;
     err = sdc_gen_params_check(&probe, max_pixels);
   }
+  if (err) {
+    fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  if (!err) err = sdc_ops_set_precision(prec);
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     return 2;
@@ -237,7 +249,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   } else {
     sdc_images_to_u8(img, g.num_images * n_px, u8);
     char params[8192], origin[4200];
-    snprintf(origin, sizeof origin, "Model: %s", model);
+    snprintf(origin, sizeof origin, "Model: %s%s", model, prec == SDC_PREC_BF16 ? ", Precision: bf16" : "");
     for (int64_t i = 0; i < g.num_images && !rc; i++) {
       sdc_gen_params_text(&g, i, origin, params, sizeof params);
       const char *keys[] = {"parameters"}, *vals[] = {params};

@@ -76,7 +76,14 @@ int sdc_weights_init(sdc_weights *w, const sdc_st_file *file, const char *prefix
   return SDC_OK;
 }
 
+struct sdc__kept {
+  void *obj;
+  void (*free_fn)(void *);
+};
+
 void sdc_weights_free(sdc_weights *w) {
+  for (int64_t i = 0; i < w->n_kept; i++) w->kept[i].free_fn(w->kept[i].obj);
+  free(w->kept);
   for (int64_t i = 0; i < w->n_rec; i++) free(w->rec[i].name), free(w->rec[i].data);
   free(w->rec);
   for (int64_t i = 0; i < w->n_refs; i++) free(w->refs[i].name);
@@ -134,6 +141,44 @@ static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
 }
 
 static const float *sdc__record(sdc_weights *w, const char *name, int ndim, const int64_t *shape);
+
+/* Drops the whole pages of [p, p + n_bytes) from the resident set (file-backed: a later read faults them in). */
+static void sdc__drop_pages(const void *p, size_t n_bytes) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1),
+                  hi = ((uintptr_t)p + n_bytes) & ~(page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+void sdc_weights_release(sdc_weights *w, const float *p, int64_t n) {
+  if (!p || w->recording) return;
+  for (int64_t i = w->n_owned - 1; i >= 0; i--)
+    if (w->owned[i] == p) {
+      free(w->owned[i]);
+      w->owned[i] = w->owned[--w->n_owned];
+      w->n_bytes_owned -= n * 4;
+      return;
+    }
+  sdc__drop_pages(p, (size_t)n * sizeof *p); /* f32 used in place from the mmap */
+}
+
+void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_t n_bytes, const char *name) {
+  if (obj && w->n_kept == w->cap_kept) {
+    int64_t cap = w->cap_kept ? 2 * w->cap_kept : 64;
+    struct sdc__kept *k = realloc(w->kept, (size_t)cap * sizeof *k);
+    if (!k) {
+      free_fn(obj);
+      obj = NULL;
+    } else {
+      w->kept = k;
+      w->cap_kept = cap;
+    }
+  }
+  if (!obj) return (void *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory (or no kernel) for packed weights%s%s",
+                                     name, "", "");
+  w->kept[w->n_kept++] = (struct sdc__kept){obj, free_fn};
+  w->n_bytes_owned += (int64_t)n_bytes;
+  return obj;
+}
 
 const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
   if (w->err) return NULL;

@@ -35,6 +35,8 @@ typedef struct {
   sdc__weight_ref *refs; /* sorted by name */
   int64_t n_refs;
   void **owned;          /* widened copies, freed with the view */
+  struct sdc__kept *kept; /* objects built from the tensors (packed weights), freed with the view */
+  int64_t n_kept, cap_kept;
   int64_t n_owned, cap_owned;
   int64_t n_bytes_owned;  /* heap bytes held for widened weights */
   int64_t n_bytes_used;   /* bytes of every tensor handed out */
@@ -71,6 +73,15 @@ const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_
  * view owns (the file's pages are then dropped). Shape errors as get(). A
  * recorder records the file layout and hands out the packed copy. */
 const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int64_t kh, int64_t kw);
+
+/* Done with p, a tensor get() returned with n floats (its content was
+ * copied elsewhere): a widened copy is freed, file pages are dropped from
+ * the resident set. A recorder keeps it (it writes the tensors later). */
+void sdc_weights_release(sdc_weights *w, const float *p, int64_t n);
+/* Keeps obj (n_bytes, built from this view's tensors) until the view is
+ * freed, then calls free_fn(obj). obj NULL records an out-of-memory error
+ * naming `name` and returns NULL; so does a failure to keep it (obj is then freed). */
+void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_t n_bytes, const char *name);
 
 /* A recorder: a view with no file behind it that invents every tensor a
  * loader asks for (deterministic from seed and name: norm scales near 1,

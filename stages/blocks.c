@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "onednn.h"
 #include "ops.h"
 
 #define SDC__NAME_MAX 320
@@ -20,20 +21,40 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
   return sdc_weights_get(w, key, ndim, shape);
 }
 
-const float *sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
-                           int64_t stride, int *taps) {
-  *taps = sdc_conv_packs(cin, k, stride);
-  if (!*taps) return sdc_wget(w, prefix, name, cout, cin, k, k);
+/* bf16 precision: weights are packed for oneDNN straight from their f32
+ * widening, which is then released, so only the 2-byte copy stays resident. */
+static int sdc__packs_bf16(const sdc_weights *w) { return sdc_ops_precision() == SDC_PREC_BF16 && !w->recording; }
+
+sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
+                     int64_t stride) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
-  return sdc_weights_get_taps(w, key, cout, cin, k, k);
+  sdc_wt r = {0};
+  if (sdc__packs_bf16(w)) {
+    const float *f = sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
+    if (!f) return r;
+    sdc_packed *pk = sdc_onednn_pack_conv(f, cout, cin, k, k, stride);
+    sdc_weights_release(w, f, cout * cin * k * k);
+    r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
+    return r;
+  }
+  r.taps = sdc_conv_packs(cin, k, stride);
+  r.f32 = r.taps ? sdc_weights_get_taps(w, key, cout, cin, k, k) : sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
+  return r;
 }
 
-const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
-                             int prefer_conv) {
+sdc_wt sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
+                       int prefer_conv) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
-  return sdc_weights_get_linear(w, key, n_out, n_in, prefer_conv);
+  sdc_wt r = {.f32 = sdc_weights_get_linear(w, key, n_out, n_in, prefer_conv)};
+  if (r.f32 && sdc__packs_bf16(w)) {
+    sdc_packed *pk = sdc_onednn_pack_linear(r.f32, n_out, n_in);
+    sdc_weights_release(w, r.f32, n_out * n_in);
+    r.f32 = NULL;
+    r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
+  }
+  return r;
 }
 
 /* Arena allocation that turns exhaustion into an error return. */
@@ -50,18 +71,18 @@ void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, 
   *r = (sdc_resnet){.cin = cin, .cout = cout, .temb_dim = temb_dim, .groups = groups, .eps = eps, .out_scale = out_scale};
   r->norm1_w = sdc_wget(w, p, "norm1.weight", cin, 0, 0, 0);
   r->norm1_b = sdc_wget(w, p, "norm1.bias", cin, 0, 0, 0);
-  r->conv1_w = sdc_wget_conv(w, p, "conv1.weight", cout, cin, 3, 1, &r->conv1_taps);
+  r->conv1_w = sdc_wget_conv(w, p, "conv1.weight", cout, cin, 3, 1);
   r->conv1_b = sdc_wget(w, p, "conv1.bias", cout, 0, 0, 0);
   if (temb_dim) {
-    r->temb_w = sdc_wget(w, p, "time_emb_proj.weight", cout, temb_dim, 0, 0);
+    r->temb_w = sdc_wget_linear(w, p, "time_emb_proj.weight", cout, temb_dim, 0);
     r->temb_b = sdc_wget(w, p, "time_emb_proj.bias", cout, 0, 0, 0);
   }
   r->norm2_w = sdc_wget(w, p, "norm2.weight", cout, 0, 0, 0);
   r->norm2_b = sdc_wget(w, p, "norm2.bias", cout, 0, 0, 0);
-  r->conv2_w = sdc_wget_conv(w, p, "conv2.weight", cout, cout, 3, 1, &r->conv2_taps);
+  r->conv2_w = sdc_wget_conv(w, p, "conv2.weight", cout, cout, 3, 1);
   r->conv2_b = sdc_wget(w, p, "conv2.bias", cout, 0, 0, 0);
   if (cin != cout) {
-    r->short_w = sdc_wget(w, p, "conv_shortcut.weight", cout, cin, 1, 1);
+    r->short_w = sdc_wget_conv(w, p, "conv_shortcut.weight", cout, cin, 1, 1);
     r->short_b = sdc_wget(w, p, "conv_shortcut.bias", cout, 0, 0, 0);
   }
 }
@@ -75,13 +96,13 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
   SDC__ALLOC(h2, a, B * r->cout * HW);
   memcpy(h, x, (size_t)(B * r->cin * HW) * sizeof *h);
   sdc_group_norm(h, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
-  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, r->conv1_taps};
-  int err = sdc_conv2d(a, h2, h, r->conv1_w, r->conv1_b, &cs);
+  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, 0};
+  int err = sdc_conv2d_wt(a, h2, h, &r->conv1_w, r->conv1_b, &cs);
   if (err) return err;
   if (r->temb_dim && temb_silu) {
     float *t;
     SDC__ALLOC(t, a, B * r->cout);
-    sdc_linear(t, temb_silu, r->temb_w, r->temb_b, B, r->temb_dim, r->cout);
+    if ((err = sdc_linear_wt(a, t, temb_silu, &r->temb_w, r->temb_b, B, r->temb_dim, r->cout))) return err;
     for (int64_t n = 0; n < B; n++)
       for (int64_t c = 0; c < r->cout; c++) {
         float *p = h2 + (n * r->cout + c) * HW, tv = t[n * r->cout + c];
@@ -90,11 +111,10 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
   }
   sdc_group_norm(h2, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
   cs.Cin = r->cout;
-  cs.w_taps = r->conv2_taps;
-  if ((err = sdc_conv2d(a, out, h2, r->conv2_w, r->conv2_b, &cs))) return err;
-  if (r->short_w) {
+  if ((err = sdc_conv2d_wt(a, out, h2, &r->conv2_w, r->conv2_b, &cs))) return err;
+  if (r->short_w.f32 || r->short_w.pk) {
     sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W, 0};
-    if ((err = sdc_conv2d(a, h2, x, r->short_w, r->short_b, &ss))) return err;
+    if ((err = sdc_conv2d_wt(a, h2, x, &r->short_w, r->short_b, &ss))) return err;
     sdc_add(out, h2, B * r->cout * HW);
   } else {
     sdc_add(out, x, B * r->cout * HW);
@@ -113,10 +133,10 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
 static void sdc__attn_load(sdc__attn *at, sdc_weights *w, const char *block, const char *name, int64_t C, int64_t kv_dim) {
   char p[SDC__NAME_MAX];
   snprintf(p, sizeof p, "%s.%s", block, name);
-  at->q = sdc_wget(w, p, "to_q.weight", C, C, 0, 0);
-  at->k = sdc_wget(w, p, "to_k.weight", C, kv_dim, 0, 0);
-  at->v = sdc_wget(w, p, "to_v.weight", C, kv_dim, 0, 0);
-  at->o_w = sdc_wget(w, p, "to_out.0.weight", C, C, 0, 0);
+  at->q = sdc_wget_linear(w, p, "to_q.weight", C, C, 0);
+  at->k = sdc_wget_linear(w, p, "to_k.weight", C, kv_dim, 0);
+  at->v = sdc_wget_linear(w, p, "to_v.weight", C, kv_dim, 0);
+  at->o_w = sdc_wget_linear(w, p, "to_out.0.weight", C, C, 0);
   at->o_b = sdc_wget(w, p, "to_out.0.bias", C, 0, 0, 0);
 }
 
@@ -126,12 +146,12 @@ static int sdc__attn_forward(const sdc__attn *at, sdc_arena *a, float *res, cons
                              float *k, float *v, float *o, int64_t B, int64_t N, int64_t Nk, int64_t C, int64_t kv_dim,
                              int64_t heads) {
   const int64_t rows = B * N, dh = C / heads;
-  sdc_linear(q, x, at->q, NULL, rows, C, C);
-  sdc_linear(k, kv, at->k, NULL, B * Nk, kv_dim, C);
-  sdc_linear(v, kv, at->v, NULL, B * Nk, kv_dim, C);
   sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
-  int err = sdc_attention(a, o, q, k, v, &as);
-  if (!err) sdc_linear(res, o, at->o_w, at->o_b, rows, C, C);
+  int err = sdc_linear_wt(a, q, x, &at->q, NULL, rows, C, C);
+  if (!err) err = sdc_linear_wt(a, k, kv, &at->k, NULL, B * Nk, kv_dim, C);
+  if (!err) err = sdc_linear_wt(a, v, kv, &at->v, NULL, B * Nk, kv_dim, C);
+  if (!err) err = sdc_attention(a, o, q, k, v, &as);
+  if (!err) err = sdc_linear_wt(a, res, o, &at->o_w, at->o_b, rows, C, C);
   return err;
 }
 
@@ -167,9 +187,9 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
     sdc__attn_load(&b->attn2, w, q, "attn2", C, ctx_dim);
     b->norm3_w = sdc_wget(w, q, "norm3.weight", C, 0, 0, 0);
     b->norm3_b = sdc_wget(w, q, "norm3.bias", C, 0, 0, 0);
-    b->ff1_w = sdc_wget(w, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0, 0);
+    b->ff1_w = sdc_wget_linear(w, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0);
     b->ff1_b = sdc_wget(w, q, "ff.net.0.proj.bias", 2 * t->ff_inner, 0, 0, 0);
-    b->ff2_w = sdc_wget(w, q, "ff.net.2.weight", C, t->ff_inner, 0, 0);
+    b->ff2_w = sdc_wget_linear(w, q, "ff.net.2.weight", C, t->ff_inner, 0);
     b->ff2_b = sdc_wget(w, q, "ff.net.2.bias", C, 0, 0, 0);
   }
 }
@@ -192,8 +212,8 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
   memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
   sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   sdc_nchw_to_nhwc(nrm, h, B, C, N);
-  sdc_linear(tok, nrm, t->proj_in_w, t->proj_in_b, rows, C, C);
   int err;
+  if ((err = sdc_linear_wt(a, tok, nrm, &t->proj_in_w, t->proj_in_b, rows, C, C))) return err;
   for (int64_t l = 0; l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
     /* self-attention */
@@ -207,12 +227,12 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
     sdc_add(tok, nrm, rows * C);
     /* GEGLU feed-forward */
     sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
-    sdc_linear(ff, nrm, b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner);
+    if ((err = sdc_linear_wt(a, ff, nrm, &b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner))) return err;
     sdc_geglu(gg, ff, rows, t->ff_inner);
-    sdc_linear(nrm, gg, b->ff2_w, b->ff2_b, rows, t->ff_inner, C);
+    if ((err = sdc_linear_wt(a, nrm, gg, &b->ff2_w, b->ff2_b, rows, t->ff_inner, C))) return err;
     sdc_add(tok, nrm, rows * C);
   }
-  sdc_linear(nrm, tok, t->proj_out_w, t->proj_out_b, rows, C, C);
+  if ((err = sdc_linear_wt(a, nrm, tok, &t->proj_out_w, t->proj_out_b, rows, C, C))) return err;
   sdc_nhwc_to_nchw(out, nrm, B, C, N);
   sdc_add(out, x, B * C * N);
   sdc_arena_reset(a, m);
@@ -254,13 +274,13 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
   memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
   sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   sdc_nchw_to_nhwc(tok, h, B, C, N);
-  sdc_linear(q, tok, t->q_w, t->q_b, rows, C, C);
-  sdc_linear(k, tok, t->k_w, t->k_b, rows, C, C);
-  sdc_linear(v, tok, t->v_w, t->v_b, rows, C, C);
-  sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0};
-  int err = sdc_attention(a, o, q, k, v, &as);
+  int err = sdc_linear_wt(a, q, tok, &t->q_w, t->q_b, rows, C, C);
+  if (!err) err = sdc_linear_wt(a, k, tok, &t->k_w, t->k_b, rows, C, C);
+  if (!err) err = sdc_linear_wt(a, v, tok, &t->v_w, t->v_b, rows, C, C);
   if (err) return err;
-  sdc_linear(tok, o, t->o_w, t->o_b, rows, C, C);
+  sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0};
+  if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
+  if ((err = sdc_linear_wt(a, tok, o, &t->o_w, t->o_b, rows, C, C))) return err;
   sdc_nhwc_to_nchw(out, tok, B, C, N);
   sdc_add(out, x, B * C * N);
   sdc_arena_reset(a, m);
@@ -271,7 +291,7 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
 
 void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *p, int64_t C, int64_t padding, int64_t stride) {
   r->C = C, r->padding = padding;
-  r->w = sdc_wget_conv(w, p, "conv.weight", C, C, 3, stride, &r->taps);
+  r->w = sdc_wget_conv(w, p, "conv.weight", C, C, 3, stride);
   r->b = sdc_wget(w, p, "conv.bias", C, 0, 0, 0);
 }
 
@@ -284,7 +304,7 @@ int sdc_downsample_forward(const sdc_resample *r, sdc_arena *a, float *out, cons
   *Ho = sdc_downsample_size(H, r->padding);
   *Wo = sdc_downsample_size(W, r->padding);
   sdc_conv_shape cs = {B, r->C, H, W, r->C, 3, 3, 2, r->padding, r->padding, *Ho, *Wo, 0};
-  return sdc_conv2d(a, out, x, r->w, r->b, &cs);
+  return sdc_conv2d_wt(a, out, x, &r->w, r->b, &cs);
 }
 
 int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W,
@@ -293,8 +313,8 @@ int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const 
   float *up;
   SDC__ALLOC(up, a, B * r->C * Ho * Wo);
   sdc_upsample_nearest(up, x, B, r->C, H, W, Ho, Wo);
-  sdc_conv_shape cs = {B, r->C, Ho, Wo, r->C, 3, 3, 1, 1, 1, Ho, Wo, r->taps};
-  int err = sdc_conv2d(a, out, up, r->w, r->b, &cs);
+  sdc_conv_shape cs = {B, r->C, Ho, Wo, r->C, 3, 3, 1, 1, 1, Ho, Wo, 0};
+  int err = sdc_conv2d_wt(a, out, up, &r->w, r->b, &cs);
   sdc_arena_reset(a, m);
   return err;
 }
@@ -302,11 +322,11 @@ int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const 
 void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t k) {
   c->cin = cin, c->cout = cout, c->k = k;
   /* prefix is the conv itself: its weight is "<prefix>.weight" */
-  c->w = sdc_wget_conv(w, p, "weight", cout, cin, k, 1, &c->taps);
+  c->w = sdc_wget_conv(w, p, "weight", cout, cin, k, 1);
   c->b = sdc_wget(w, p, "bias", cout, 0, 0, 0);
 }
 
 int sdc_conv_forward(const sdc_conv *c, sdc_arena *a, float *out, const float *x, int64_t B, int64_t H, int64_t W) {
-  sdc_conv_shape cs = {B, c->cin, H, W, c->cout, c->k, c->k, 1, c->k / 2, c->k / 2, H, W, c->taps};
-  return sdc_conv2d(a, out, x, c->w, c->b, &cs);
+  sdc_conv_shape cs = {B, c->cin, H, W, c->cout, c->k, c->k, 1, c->k / 2, c->k / 2, H, W, 0};
+  return sdc_conv2d_wt(a, out, x, &c->w, c->b, &cs);
 }

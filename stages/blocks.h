@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "ops.h"
 #include "weights.h"
 
 #define SDC_MAX_TLAYERS 16
@@ -13,23 +14,25 @@
  * dropped); NULL and a recorded error in w when missing or mis-shaped. */
 const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int64_t d0, int64_t d1, int64_t d2,
                       int64_t d3);
-/* A same-size conv's weight "<prefix>.<name>" [cout, cin, k, k]: tap-major when
- * sdc_conv_packs() says the conv will want it so (*taps set to 1). */
-const float *sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
-                           int64_t stride, int *taps /* OUT */);
+/* A conv's weight "<prefix>.<name>" [cout, cin, k, k] in the form the
+ * precision wants: packed for oneDNN in bf16 (the f32 copy released);
+ * tap-major f32 when sdc_conv_packs() says the conv will want it so; plain
+ * f32 otherwise. Errors are recorded in w (then the result is empty). */
+sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
+                     int64_t stride);
 
-/* Same for a linear weight that may be stored as a 1x1 conv (prefer_conv:
- * the layout a recorder writes, as the real files of that architecture). */
-const float *sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
-                             int prefer_conv);
+/* Same for a linear weight [n_out, n_in] that may be stored as a 1x1 conv
+ * (prefer_conv: the layout a recorder writes, as the real files of that
+ * architecture). */
+sdc_wt sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
+                       int prefer_conv);
 
 /* ResnetBlock2D: GroupNorm-SiLU-conv3x3 (+ time projection) GroupNorm-SiLU-conv3x3, plus shortcut. */
 typedef struct {
   int64_t cin, cout, temb_dim, groups;
-  int conv1_taps, conv2_taps; /* weights stored tap-major (see sdc_conv_packs) */
   double eps, out_scale;
-  const float *norm1_w, *norm1_b, *conv1_w, *conv1_b, *temb_w, *temb_b;
-  const float *norm2_w, *norm2_b, *conv2_w, *conv2_b, *short_w, *short_b;
+  const float *norm1_w, *norm1_b, *conv1_b, *temb_b, *norm2_w, *norm2_b, *conv2_b, *short_b;
+  sdc_wt conv1_w, temb_w, conv2_w, short_w;
 } sdc_resnet;
 
 /* temb_dim 0: no time embedding (VAE). A 1x1 conv_shortcut is loaded when cin != cout. */
@@ -42,18 +45,21 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
 /* Transformer2DModel with BasicTransformerBlocks (self-attn, cross-attn, GEGLU feed-forward). */
 /* diffusers' Attention: bias-free q/k/v projections, an output projection with bias. */
 typedef struct {
-  const float *q, *k, *v, *o_w, *o_b;
+  sdc_wt q, k, v, o_w;
+  const float *o_b;
 } sdc__attn;
 
 typedef struct {
   const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
   sdc__attn attn1, attn2; /* self-attention; cross-attention to the context */
-  const float *norm3_w, *norm3_b, *ff1_w, *ff1_b, *ff2_w, *ff2_b;
+  const float *norm3_w, *norm3_b, *ff1_b, *ff2_b;
+  sdc_wt ff1_w, ff2_w;
 } sdc__tblock;
 
 typedef struct {
   int64_t C, heads, ctx_dim, groups, n_layers, ff_inner;
-  const float *norm_w, *norm_b, *proj_in_w, *proj_in_b, *proj_out_w, *proj_out_b;
+  const float *norm_w, *norm_b, *proj_in_b, *proj_out_b;
+  sdc_wt proj_in_w, proj_out_w;
   sdc__tblock blocks[SDC_MAX_TLAYERS];
 } sdc_transformer;
 
@@ -68,7 +74,8 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
 /* The VAE mid-block's single-head self-attention (either key spelling). */
 typedef struct {
   int64_t C, groups;
-  const float *norm_w, *norm_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+  const float *norm_w, *norm_b, *q_b, *k_b, *v_b, *o_b;
+  sdc_wt q_w, k_w, v_w, o_w;
 } sdc_vae_attention;
 
 void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const char *prefix, int64_t C, int64_t groups);
@@ -79,8 +86,8 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
  * the VAE's asymmetric (0,1,0,1) when padding is 0), and nearest-resize + 3x3 conv. */
 typedef struct {
   int64_t C, padding;
-  int taps; /* weights stored tap-major: the upsampler's stride-1 conv */
-  const float *w, *b;
+  sdc_wt w;
+  const float *b;
 } sdc_resample;
 
 /* stride 2: a downsampler; stride 1: the conv after an upsampler's resize. */
@@ -95,8 +102,8 @@ int64_t sdc_downsample_size(int64_t in, int64_t padding);
 /* A plain conv layer's weights. */
 typedef struct {
   int64_t cin, cout, k;
-  int taps; /* weights stored tap-major (see sdc_conv_packs) */
-  const float *w, *b;
+  sdc_wt w;
+  const float *b;
 } sdc_conv;
 
 void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *prefix, int64_t cin, int64_t cout, int64_t k);

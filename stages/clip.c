@@ -28,19 +28,19 @@ int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg) {
     sdc__clip_layer *L = &c->layers[l];
     L->ln1_w = sdc_wget(w, p, "layer_norm1.weight", D, 0, 0, 0);
     L->ln1_b = sdc_wget(w, p, "layer_norm1.bias", D, 0, 0, 0);
-    L->q_w = sdc_wget(w, p, "self_attn.q_proj.weight", D, D, 0, 0);
+    L->q_w = sdc_wget_linear(w, p, "self_attn.q_proj.weight", D, D, 0);
     L->q_b = sdc_wget(w, p, "self_attn.q_proj.bias", D, 0, 0, 0);
-    L->k_w = sdc_wget(w, p, "self_attn.k_proj.weight", D, D, 0, 0);
+    L->k_w = sdc_wget_linear(w, p, "self_attn.k_proj.weight", D, D, 0);
     L->k_b = sdc_wget(w, p, "self_attn.k_proj.bias", D, 0, 0, 0);
-    L->v_w = sdc_wget(w, p, "self_attn.v_proj.weight", D, D, 0, 0);
+    L->v_w = sdc_wget_linear(w, p, "self_attn.v_proj.weight", D, D, 0);
     L->v_b = sdc_wget(w, p, "self_attn.v_proj.bias", D, 0, 0, 0);
-    L->o_w = sdc_wget(w, p, "self_attn.out_proj.weight", D, D, 0, 0);
+    L->o_w = sdc_wget_linear(w, p, "self_attn.out_proj.weight", D, D, 0);
     L->o_b = sdc_wget(w, p, "self_attn.out_proj.bias", D, 0, 0, 0);
     L->ln2_w = sdc_wget(w, p, "layer_norm2.weight", D, 0, 0, 0);
     L->ln2_b = sdc_wget(w, p, "layer_norm2.bias", D, 0, 0, 0);
-    L->fc1_w = sdc_wget(w, p, "mlp.fc1.weight", F, D, 0, 0);
+    L->fc1_w = sdc_wget_linear(w, p, "mlp.fc1.weight", F, D, 0);
     L->fc1_b = sdc_wget(w, p, "mlp.fc1.bias", F, 0, 0, 0);
-    L->fc2_w = sdc_wget(w, p, "mlp.fc2.weight", D, F, 0, 0);
+    L->fc2_w = sdc_wget_linear(w, p, "mlp.fc2.weight", D, F, 0);
     L->fc2_b = sdc_wget(w, p, "mlp.fc2.bias", D, 0, 0, 0);
   }
   c->final_w = sdc_weights_get(w, "text_model.final_layer_norm.weight", 1, (int64_t[]){D});
@@ -82,19 +82,19 @@ int sdc_clip_encode(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t
   for (int64_t l = 0; l < cfg->n_layers; l++) {
     const sdc__clip_layer *L = &c->layers[l];
     sdc_layer_norm(n, x, L->ln1_w, L->ln1_b, rows, D, cfg->layer_norm_eps);
-    sdc_linear(q, n, L->q_w, L->q_b, rows, D, D);
-    sdc_linear(k, n, L->k_w, L->k_b, rows, D, D);
-    sdc_linear(v, n, L->v_w, L->v_b, rows, D, D);
     sdc_attn_shape as = {B, N, N, cfg->n_heads, dh, D, D, D, (float)(1.0 / sqrt((double)dh)), 1};
-    int err = sdc_attention(a, o, q, k, v, &as);
+    int err = sdc_linear_wt(a, q, n, &L->q_w, L->q_b, rows, D, D);
+    if (!err) err = sdc_linear_wt(a, k, n, &L->k_w, L->k_b, rows, D, D);
+    if (!err) err = sdc_linear_wt(a, v, n, &L->v_w, L->v_b, rows, D, D);
+    if (!err) err = sdc_attention(a, o, q, k, v, &as);
+    if (!err) err = sdc_linear_wt(a, n, o, &L->o_w, L->o_b, rows, D, D);
     if (err) return err;
-    sdc_linear(n, o, L->o_w, L->o_b, rows, D, D);
     sdc_add(x, n, rows * D);
     sdc_layer_norm(n, x, L->ln2_w, L->ln2_b, rows, D, cfg->layer_norm_eps);
-    sdc_linear(h, n, L->fc1_w, L->fc1_b, rows, D, F);
+    if ((err = sdc_linear_wt(a, h, n, &L->fc1_w, L->fc1_b, rows, D, F))) return err;
     if (cfg->act == SDC_ACT_QUICK_GELU) sdc_quick_gelu(h, rows * F);
     else sdc_gelu(h, rows * F);
-    sdc_linear(n, h, L->fc2_w, L->fc2_b, rows, F, D);
+    if ((err = sdc_linear_wt(a, n, h, &L->fc2_w, L->fc2_b, rows, F, D))) return err;
     sdc_add(x, n, rows * D);
   }
   sdc_layer_norm(x, x, c->final_w, c->final_b, rows, D, cfg->layer_norm_eps);

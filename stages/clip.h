@@ -6,11 +6,12 @@
 
 #include "arena.h"
 #include "config.h"
+#include "ops.h"
 #include "weights.h"
 
 typedef struct {
-  const float *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-  const float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+  const float *ln1_w, *ln1_b, *q_b, *k_b, *v_b, *o_b, *ln2_w, *ln2_b, *fc1_b, *fc2_b;
+  sdc_wt q_w, k_w, v_w, o_w, fc1_w, fc2_w;
 } sdc__clip_layer;
 
 typedef struct {

@@ -5,8 +5,10 @@
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
+#include "onednn.h"
 
 static uint64_t sdc__flops;
 
@@ -16,6 +18,41 @@ static uint64_t sdc__flops;
 static inline void sdc__count(double flops) { __atomic_add_fetch(&sdc__flops, (uint64_t)flops, __ATOMIC_RELAXED); }
 uint64_t sdc_ops_flops(void) { return __atomic_load_n(&sdc__flops, __ATOMIC_RELAXED); }
 void sdc_ops_flops_reset(void) { __atomic_store_n(&sdc__flops, 0, __ATOMIC_RELAXED); }
+
+static uint64_t sdc__ns[SDC_OPS_KINDS];
+
+static uint64_t sdc__clock_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+static void sdc__spent(sdc_ops_kind k, uint64_t t0) { __atomic_add_fetch(&sdc__ns[k], sdc__clock_ns() - t0, __ATOMIC_RELAXED); }
+double sdc_ops_seconds(sdc_ops_kind kind) { return 1e-9 * (double)__atomic_load_n(&sdc__ns[kind], __ATOMIC_RELAXED); }
+void sdc_ops_seconds_reset(void) {
+  for (int k = 0; k < SDC_OPS_KINDS; k++) __atomic_store_n(&sdc__ns[k], 0, __ATOMIC_RELAXED);
+}
+
+static sdc_precision sdc__precision = SDC_PREC_FP32;
+
+int sdc_ops_set_precision(sdc_precision p) {
+  if (p == SDC_PREC_BF16) {
+    int err = sdc_onednn_init();
+    if (err) return err;
+  }
+  sdc__precision = p;
+  return SDC_OK;
+}
+
+sdc_precision sdc_ops_precision(void) { return sdc__precision; }
+
+const char *sdc_precision_name(sdc_precision p) { return p == SDC_PREC_BF16 ? "bf16" : "fp32"; }
+
+int sdc_precision_parse(const char *s, sdc_precision *p) {
+  if (strcmp(s, "fp32") == 0) *p = SDC_PREC_FP32;
+  else if (strcmp(s, "bf16") == 0) *p = SDC_PREC_BF16;
+  else return sdc_seterr(SDC_EINVAL, "precision '%s': expected fp32 or bf16", s);
+  return SDC_OK;
+}
 
 /* col (Cin*kh*kw, Ho*Wo) for one image: each row is one (c, ky, kx) tap. */
 static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
@@ -155,6 +192,35 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
   }
   sdc_arena_reset(a, m);
   return SDC_OK;
+}
+
+int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s) {
+  const uint64_t t0 = sdc__clock_ns();
+  int err;
+  if (w->pk) {
+    sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
+    err = sdc_onednn_conv(a, out, in, w->pk, b, s);
+  } else {
+    sdc_conv_shape ws = *s;
+    ws.w_taps = w->taps;
+    err = sdc_conv2d(a, out, in, w->f32, b, &ws);
+  }
+  sdc__spent(SDC_OPS_CONV, t0);
+  return err;
+}
+
+int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
+                  int64_t N) {
+  const uint64_t t0 = sdc__clock_ns();
+  int err = SDC_OK;
+  if (w->pk) {
+    sdc__count(2.0 * (double)M * (double)K * (double)N);
+    err = sdc_onednn_linear(a, out, in, w->pk, b, M, K, N);
+  } else {
+    sdc_linear(out, in, w->f32, b, M, K, N);
+  }
+  sdc__spent(SDC_OPS_LINEAR, t0);
+  return err;
 }
 
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N) {
@@ -305,6 +371,32 @@ static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_
   }
 }
 
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__f32_to_bf16(uint16_t *dst, const float *src, int64_t n,
+                                                                       int64_t n_pad, float scale) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(src + i), vs));
+    _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)h);
+  }
+  if (i < n) {
+    __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+    __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, src + i), vs));
+    _mm256_mask_storeu_epi16(dst + i, k, (__m256i)h);
+  }
+  if (n_pad > n) memset(dst + n, 0, (size_t)(n_pad - n) * sizeof *dst);
+}
+
+void sdc__softmax_rows_bf16(uint16_t *p, float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal) {
+  for (int64_t r = 0; r < rows; r++) {
+    float *row = s + r * ld;
+    int64_t lim = causal ? q0 + r + 1 : n;
+    if (lim > n) lim = n;
+    double sum = sdc__row_exp_avx512(row, lim, sdc__row_max_avx512(row, lim));
+    sdc__f32_to_bf16(p + r * ld, row, lim, ld, (float)(1.0 / sum));
+  }
+}
+
 /* h * gelu(g) for n values: erf by Abramowitz & Stegun 7.1.26 (absolute error
  * below 1.5e-7) on the vector exp, the scalar erff for the tail. */
 __attribute__((target("avx512f"))) static void sdc__geglu_row_avx512(float *o, const float *h, const float *g, int64_t n) {
@@ -349,9 +441,21 @@ void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
 /* Query rows per tile: bounds the score matrix to tile x Nk floats. */
 #define SDC__ATTN_TILE 256
 
+static int sdc__attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
+                          const sdc_attn_shape *s);
+
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s) {
+  const uint64_t t0 = sdc__clock_ns();
+  int err = sdc__attention(a, out, q, k, v, s);
+  sdc__spent(SDC_OPS_ATTENTION, t0);
+  return err;
+}
+
+static int sdc__attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
+                          const sdc_attn_shape *s) {
   const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
+  if (sdc__precision == SDC_PREC_BF16) return sdc_onednn_attention(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));

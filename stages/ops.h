@@ -12,6 +12,34 @@
  * since the last reset, all threads together: what benchmarks divide by. */
 uint64_t sdc_ops_flops(void);
 void sdc_ops_flops_reset(void);
+/* Wall seconds spent inside convs, linear layers and attention since the
+ * last reset (the rest of a stage's time is norms, activations, copies). */
+typedef enum { SDC_OPS_CONV, SDC_OPS_LINEAR, SDC_OPS_ATTENTION, SDC_OPS_KINDS } sdc_ops_kind;
+double sdc_ops_seconds(sdc_ops_kind kind);
+void sdc_ops_seconds_reset(void);
+
+/* Arithmetic of the conv, linear and attention GEMMs, process-wide, chosen
+ * before any model is loaded (loaders pack weights for it). fp32 is exact
+ * f32 on OpenBLAS; bf16 rounds GEMM inputs to bf16 and accumulates in f32 on
+ * oneDNN (AMX / AVX512-BF16), see onednn.h. Norms, softmax, activations and
+ * residuals are f32 in both. */
+typedef enum { SDC_PREC_FP32, SDC_PREC_BF16 } sdc_precision;
+/* SDC_EUNSUPPORTED (message says why) when this CPU cannot run p. */
+int sdc_ops_set_precision(sdc_precision p);
+sdc_precision sdc_ops_precision(void);
+const char *sdc_precision_name(sdc_precision p); /* "fp32", "bf16" */
+/* "fp32" / "bf16" -> *p; SDC_EINVAL naming the value otherwise. */
+int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
+
+/* A conv or linear layer's weights in the form its GEMMs want: f32 (plain,
+ * or tap-major when taps, see sdc_conv_packs), or packed for oneDNN in bf16
+ * precision (then f32 is NULL). */
+typedef struct sdc_packed sdc_packed;
+typedef struct {
+  const float *f32;
+  const sdc_packed *pk;
+  int taps;
+} sdc_wt;
 
 /* out (B,Cout,Ho,Wo) = conv(in (B,Cin,H,W), w (Cout,Cin,kh,kw)) + b (Cout, may be NULL).
  * Zero padding pad_t/pad_l at top/left; bottom/right padding is whatever Ho/Wo imply
@@ -29,10 +57,15 @@ static inline int64_t sdc_conv_out_size(int64_t in, int64_t k, int64_t stride, i
   return (in + pad_before + pad_after - k) / stride + 1;
 }
 int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s);
+/* The same with a layer's weights in either precision; s->w_taps is taken from w. */
+int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s);
 void sdc_conv2d_ref(float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s);
 
 /* out (M,N) = in (M,K) @ w (N,K)^T + b (N, may be NULL). out may not alias in. */
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
+/* The same with a layer's weights in either precision; scratch from a. */
+int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
+                  int64_t N);
 void sdc_linear_ref(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
 
 /* In place on x (B,C,HW): per (batch, group) normalisation, then gamma/beta per
@@ -58,7 +91,14 @@ typedef struct {
   float scale;
   int causal;
 } sdc_attn_shape;
+/* In bf16 precision q, k, v are rounded to bf16 and the probabilities too. */
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
+/* Internal to the bf16 kernels (AVX512-BF16 only). p (rows, ld) bf16 =
+ * softmax of the first n columns of s (rows, ld) f32 (overwritten), row r
+ * seeing keys [0, n) or causally [0, q0 + r + 1); zeros up to ld. */
+void sdc__softmax_rows_bf16(uint16_t *p, float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal);
+/* dst = bf16(src * scale) for n values, round to nearest even; zeros up to n_pad. */
+void sdc__f32_to_bf16(uint16_t *dst, const float *src, int64_t n, int64_t n_pad, float scale);
 void sdc_attention_ref(float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 
 /* (B,C,HW) <-> (B,HW,C) */

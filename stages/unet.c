@@ -68,9 +68,9 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   }
   if (parts & SDC_UNET_DOWN) {
     sdc_conv_load(&u->conv_in, w, "conv_in", c->in_channels, C0, c->conv_in_kernel);
-    u->time_w1 = sdc_weights_get(w, "time_embedding.linear_1.weight", 2, (int64_t[]){temb, C0});
+    u->time_w1 = sdc_wget_linear(w, "time_embedding", "linear_1.weight", temb, C0, 0);
     u->time_b1 = sdc_weights_get(w, "time_embedding.linear_1.bias", 1, (int64_t[]){temb});
-    u->time_w2 = sdc_weights_get(w, "time_embedding.linear_2.weight", 2, (int64_t[]){temb, temb});
+    u->time_w2 = sdc_wget_linear(w, "time_embedding", "linear_2.weight", temb, temb, 0);
     u->time_b2 = sdc_weights_get(w, "time_embedding.linear_2.bias", 1, (int64_t[]){temb});
     for (int i = 0; i < nb; i++) {
       sdc__unet_block *b = &u->down[i];
@@ -187,15 +187,16 @@ int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const fl
   SDC__ALLOC(tproj, a, B * C0);
   SDC__ALLOC(t1, a, B * T);
   sdc__timestep_embedding(tproj, timestep, B, C0, c->flip_sin_to_cos, c->freq_shift);
-  sdc_linear(t1, tproj, u->time_w1, u->time_b1, B, C0, T);
+  int err = sdc_linear_wt(a, t1, tproj, &u->time_w1, u->time_b1, B, C0, T);
+  if (err) return err;
   sdc_silu(t1, B * T);
-  sdc_linear(acts->temb, t1, u->time_w2, u->time_b2, B, T, T);
+  if ((err = sdc_linear_wt(a, acts->temb, t1, &u->time_w2, u->time_b2, B, T, T))) return err;
   /* resnets take SiLU(temb); computed once for all of them */
   float *temb_silu = t1;
   memcpy(temb_silu, acts->temb, (size_t)(B * T) * sizeof *t1);
   sdc_silu(temb_silu, B * T);
 
-  int k = 0, err;
+  int k = 0;
   float *h;
   SDC__ALLOC(h, a, B * C0 * H * W);
   if ((err = sdc_conv_forward(&u->conv_in, a, h, sample, B, H, W))) return err;

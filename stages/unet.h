@@ -26,7 +26,8 @@ typedef struct {
   sdc_unet_config cfg;
   unsigned parts; /* which shards' weights are loaded */
   sdc_conv conv_in, conv_out;
-  const float *time_w1, *time_b1, *time_w2, *time_b2;
+  const float *time_b1, *time_b2;
+  sdc_wt time_w1, time_w2;
   sdc__unet_block down[SDC_MAX_BLOCKS], up[SDC_MAX_BLOCKS];
   sdc_resnet mid_res[SDC_MAX_TLAYERS + 1];
   sdc_transformer *mid_attn;
