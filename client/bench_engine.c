@@ -204,8 +204,9 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   /* where a UNet step's time goes, mean over the runs */
-  double split[SDC_OPS_KINDS + 1], total = 0;
-  for (int k = 0; k < SDC_OPS_KINDS; k++) split[k] = sdc_ops_seconds((sdc_ops_kind)k) / runs;
+  double split[SDC_OPS_KINDS + 1], split_gf[SDC_OPS_KINDS], total = 0;
+  for (int k = 0; k < SDC_OPS_KINDS; k++)
+    split[k] = sdc_ops_seconds((sdc_ops_kind)k) / runs, split_gf[k] = (double)sdc_ops_kind_flops((sdc_ops_kind)k) / runs / 1e9;
   for (int r = 0; r < runs; r++) total += tm[r] / runs;
   split[SDC_OPS_KINDS] = total - split[0] - split[1] - split[2];
   sdc__finish_times(&st[1], tm, runs, f);
@@ -272,8 +273,10 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     for (int i = 0; i < 6; i++)
       printf("%-20s %10.4f %10.4f %10.2f %10.1f %10.3f\n", st[i].name, st[i].min_s, st[i].median_s, st[i].gflop,
              st[i].gflop / st[i].min_s, st[i].gflop / st[i].min_s / peak);
-    printf("UNet step, mean of %d: conv %.3f s, linear %.3f s, attention %.3f s, other (norms, activations, copies) %.3f s\n",
-           runs, split[0], split[1], split[2], split[3]);
+    printf("UNet step, mean of %d: conv %.3f s (%.0f GFLOP, %.0f GFLOP/s), linear %.3f s (%.0f, %.0f), attention %.3f s "
+           "(%.0f, %.0f), other (norms, activations, copies) %.3f s\n",
+           runs, split[0], split_gf[0], split_gf[0] / split[0], split[1], split_gf[1], split_gf[1] / split[1], split[2],
+           split_gf[2], split_gf[2] / split[2], split[3]);
     printf("GEMMs on %s; peak RSS %.0f MiB\n", backend, rss_mb);
   }
   free(x), free(ctx), free(out), free(pix), free(ids), free(tm), free(td), free(tmid), free(tu);

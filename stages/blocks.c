@@ -8,6 +8,7 @@
 #include "error.h"
 #include "onednn.h"
 #include "ops.h"
+#include "ops_bf16.h"
 
 #define SDC__NAME_MAX 320
 
@@ -87,8 +88,55 @@ void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, 
   }
 }
 
+/* bf16 arena scratch of n values. */
+#define SDC__ALLOC_BF16(ptr, a, n)                                                                 \
+  do {                                                                                             \
+    if (!((ptr) = (uint16_t *)sdc_arena_floats((a), ((n) + 1) / 2)))                              \
+      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld bf16)", (long long)(n));  \
+  } while (0)
+
+/* The resnet in bf16 precision: each norm writes the bf16 NHWC input of the
+ * conv after it, the convs write f32 NHWC, and the residual add turns the
+ * result back into NCHW - no separate layout passes. */
+static int sdc__resnet_forward_bf16(const sdc_resnet *r, sdc_arena *a, float *out, const float *x, const float *temb_silu,
+                                    int64_t B, int64_t H, int64_t W) {
+  const int64_t HW = H * W, cmax = r->cin > r->cout ? r->cin : r->cout;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  uint16_t *hb;
+  float *y1, *y2;
+  SDC__ALLOC_BF16(hb, a, B * HW * cmax);
+  SDC__ALLOC(y1, a, B * HW * r->cout);
+  SDC__ALLOC(y2, a, B * HW * r->cout);
+  int err = sdc_group_norm_bf16(a, hb, x, 0, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
+  sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, 0};
+  if (!err) err = sdc_conv2d_nhwc(a, y1, hb, &r->conv1_w, r->conv1_b, &cs);
+  if (!err && r->temb_dim && temb_silu) {
+    float *t;
+    SDC__ALLOC(t, a, B * r->cout);
+    if (!(err = sdc_linear_wt(a, t, temb_silu, &r->temb_w, r->temb_b, B, r->temb_dim, r->cout)))
+      sdc_nhwc_add_channels(y1, t, B, HW, r->cout);
+  }
+  if (!err) err = sdc_group_norm_bf16(a, hb, y1, 1, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
+  cs.Cin = r->cout;
+  if (!err) err = sdc_conv2d_nhwc(a, y2, hb, &r->conv2_w, r->conv2_b, &cs);
+  if (err) return err;
+  const float scale = (float)(1.0 / r->out_scale);
+  if (r->short_w.pk) {
+    sdc_nchw_to_nhwc_bf16(hb, x, B, r->cin, HW);
+    sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W, 0};
+    if ((err = sdc_conv2d_nhwc(a, y1, hb, &r->short_w, r->short_b, &ss))) return err;
+    sdc_nhwc_add_to_nchw(out, y2, y1, NULL, scale, B, r->cout, HW);
+  } else {
+    sdc_nhwc_add_to_nchw(out, y2, NULL, x, scale, B, r->cout, HW);
+  }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
 int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const float *x, const float *temb_silu, int64_t B,
                        int64_t H, int64_t W) {
+  if (r->conv1_w.pk && r->conv2_w.pk && (r->cin == r->cout || r->short_w.pk))
+    return sdc__resnet_forward_bf16(r, a, out, x, temb_silu, B, H, W);
   const int64_t HW = H * W;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *h, *h2;
@@ -194,8 +242,68 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
   }
 }
 
+/* bf16 precision: tok (rows, C) += out-projection of the attention of the
+ * bf16 rows xb over keys/values from kvb (bf16 rows, self-attention) or ctx
+ * (f32, cross-attention); q/k/v/o are f32 scratch, ob bf16. */
+static int sdc__attn_forward_bf16(const sdc__attn *at, sdc_arena *a, float *tok, const uint16_t *xb, const float *ctx,
+                                  float *q, float *k, float *v, float *o, uint16_t *ob, int64_t B, int64_t N, int64_t Nk,
+                                  int64_t C, int64_t kv_dim, int64_t heads) {
+  const int64_t rows = B * N, dh = C / heads;
+  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
+  int err = sdc_linear_bf16(a, q, xb, &at->q, NULL, rows, C, C, 0);
+  if (!err) err = ctx ? sdc_linear_wt(a, k, ctx, &at->k, NULL, B * Nk, kv_dim, C)
+                      : sdc_linear_bf16(a, k, xb, &at->k, NULL, rows, C, C, 0);
+  if (!err) err = ctx ? sdc_linear_wt(a, v, ctx, &at->v, NULL, B * Nk, kv_dim, C)
+                      : sdc_linear_bf16(a, v, xb, &at->v, NULL, rows, C, C, 0);
+  if (!err) err = sdc_attention(a, o, q, k, v, &as);
+  if (err) return err;
+  sdc_f32_to_bf16_rows(ob, o, rows, C);
+  return sdc_linear_bf16(a, tok, ob, &at->o_w, at->o_b, rows, C, C, 1);
+}
+
+/* The transformer in bf16 precision: norms write the bf16 rows the linear
+ * layers read, residual adds happen inside the GEMMs (accumulate). */
+static int sdc__transformer_forward_bf16(const sdc_transformer *t, sdc_arena *a, float *out, const float *x,
+                                         const float *ctx, int64_t B, int64_t H, int64_t W, int64_t Nctx) {
+  const int64_t C = t->C, N = H * W, rows = B * N, F = t->ff_inner;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *tok, *q, *k, *v, *o, *ff;
+  uint16_t *xb, *ob;
+  const int64_t kv_rows = rows > B * Nctx ? rows : B * Nctx, wide = F > C ? F : C;
+  SDC__ALLOC(tok, a, rows * C);
+  SDC__ALLOC(q, a, rows * C);
+  SDC__ALLOC(k, a, kv_rows * C);
+  SDC__ALLOC(v, a, kv_rows * C);
+  SDC__ALLOC(o, a, rows * C);
+  SDC__ALLOC(ff, a, rows * 2 * F);
+  SDC__ALLOC_BF16(xb, a, rows * wide);
+  SDC__ALLOC_BF16(ob, a, rows * C);
+  int err = sdc_group_norm_bf16(a, xb, x, 0, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  if (!err) err = sdc_linear_bf16(a, tok, xb, &t->proj_in_w, t->proj_in_b, rows, C, C, 0);
+  for (int64_t l = 0; !err && l < t->n_layers; l++) {
+    const sdc__tblock *b = &t->blocks[l];
+    sdc_layer_norm_bf16(xb, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
+    err = sdc__attn_forward_bf16(&b->attn1, a, tok, xb, NULL, q, k, v, o, ob, B, N, N, C, C, t->heads);
+    if (err) break;
+    sdc_layer_norm_bf16(xb, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
+    err = sdc__attn_forward_bf16(&b->attn2, a, tok, xb, ctx, q, k, v, o, ob, B, N, Nctx, C, t->ctx_dim, t->heads);
+    if (err) break;
+    sdc_layer_norm_bf16(xb, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
+    if ((err = sdc_linear_bf16(a, ff, xb, &b->ff1_w, b->ff1_b, rows, C, 2 * F, 0))) break;
+    sdc_geglu_bf16(xb, ff, rows, F);
+    err = sdc_linear_bf16(a, tok, xb, &b->ff2_w, b->ff2_b, rows, F, C, 1);
+  }
+  if (err) return err;
+  sdc_f32_to_bf16_rows(xb, tok, rows, C);
+  if ((err = sdc_linear_bf16(a, o, xb, &t->proj_out_w, t->proj_out_b, rows, C, C, 0))) return err;
+  sdc_nhwc_add_to_nchw(out, o, NULL, x, 1.0f, B, C, N);
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
+
 int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
                             int64_t B, int64_t H, int64_t W, int64_t Nctx) {
+  if (t->proj_in_w.pk) return sdc__transformer_forward_bf16(t, a, out, x, ctx, B, H, W, Nctx);
   const int64_t C = t->C, N = H * W, rows = B * N;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *h, *tok, *nrm, *q, *k, *v, *o, *ff, *gg;

@@ -24,7 +24,7 @@ static _Thread_local dnnl_stream_t sdc__stream; /* one per thread: primitives ru
 
 /* Every primitive takes its scratchpad from the caller (arena), so the same
  * primitive can run on several threads at once. */
-static dnnl_primitive_attr_t sdc__attr;
+static dnnl_primitive_attr_t sdc__attr, sdc__attr_sum; /* the latter also adds into dst (post-op sum) */
 
 /* ---------------------------------------------------------------- start-up */
 
@@ -37,10 +37,18 @@ static void sdc__start(void) {
   }
   if (dnnl_engine_create(&sdc__eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_primitive_attr_create(&sdc__attr) != dnnl_success ||
-      dnnl_primitive_attr_set_scratchpad_mode(sdc__attr, dnnl_scratchpad_mode_user) != dnnl_success) {
+      dnnl_primitive_attr_set_scratchpad_mode(sdc__attr, dnnl_scratchpad_mode_user) != dnnl_success ||
+      dnnl_primitive_attr_clone(&sdc__attr_sum, sdc__attr) != dnnl_success) {
     sdc__init_err = sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: cannot create a CPU engine");
     return;
   }
+  dnnl_post_ops_t po;
+  if (dnnl_post_ops_create(&po) != dnnl_success || dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success ||
+      dnnl_primitive_attr_set_post_ops(sdc__attr_sum, po) != dnnl_success) {
+    sdc__init_err = sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: cannot set up a post-op sum");
+    return;
+  }
+  dnnl_post_ops_destroy(po);
 }
 
 int sdc_onednn_init(void) {
@@ -336,7 +344,8 @@ int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed 
 
 typedef struct {
   int64_t M, K, N, ldc;
-  int src_f32; /* the input comes as f32 (reordered to bf16 in e->in) */
+  int src_f32;    /* the input comes as f32 (reordered to bf16 in e->in) */
+  int accumulate; /* dst += product instead of dst = product */
 } sdc__mm_shape;
 
 /* (M,K) bf16 x weights (K,N) bf16 [+ bias (1,N) f32] -> (M,N) f32 with row stride ldc. */
@@ -351,7 +360,7 @@ static int sdc__build_mm(sdc__entry *e, const void *arg, int has_bias) {
   dnnl_matmul_desc_t d;
   dnnl_primitive_desc_t pd;
   if (dnnl_matmul_desc_init(&d, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success ||
-      dnnl_primitive_desc_create(&pd, &d, sdc__attr, sdc__eng, NULL) != dnnl_success)
+      dnnl_primitive_desc_create(&pd, &d, s->accumulate ? sdc__attr_sum : sdc__attr, sdc__eng, NULL) != dnnl_success)
     return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no bf16 matmul for %lldx%lldx%lld", (long long)s->M, (long long)s->K,
                       (long long)s->N);
   int err = sdc__make_prim(&e->main, pd);
@@ -364,13 +373,13 @@ static int sdc__build_mm(sdc__entry *e, const void *arg, int has_bias) {
 }
 
 static sdc__entry *sdc__mm_entry(const sdc__mm_shape *s, int has_bias, int *err) {
-  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, s->src_f32, has_bias}};
+  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, s->src_f32, has_bias, s->accumulate}};
   return sdc__get_entry(&key, sdc__build_mm, s, has_bias, err);
 }
 
 sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K) {
   if (sdc_onednn_init()) return NULL;
-  sdc__mm_shape s = {1024, K, N, N, 1};
+  sdc__mm_shape s = {1024, K, N, N, 1, 0};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, 1, &err);
   if (!e) return NULL;
@@ -381,7 +390,7 @@ sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K) {
 
 int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,
                       int64_t K, int64_t N) {
-  sdc__mm_shape s = {M, K, N, N, 1};
+  sdc__mm_shape s = {M, K, N, N, 1, 0};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, b != NULL, &err);
   if (!e) return err;
@@ -393,6 +402,37 @@ int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packe
   const void *wd = sdc__weights_for(a, &e->main, w, &err);
   if (!err) err = sdc__run(&e->in, a, in, NULL, NULL, NULL, src, 1);
   if (!err) err = sdc__run(&e->main, a, src, wd, b, &bias_md, out, 0);
+  sdc_arena_reset(a, m);
+  return err;
+}
+
+int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b, int64_t M,
+                           int64_t K, int64_t N, int accumulate) {
+  sdc__mm_shape s = {M, K, N, N, 0, accumulate};
+  int err;
+  sdc__entry *e = sdc__mm_entry(&s, b != NULL, &err);
+  if (!e) return err;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  dnnl_memory_desc_t bias_md;
+  sdc__md(&bias_md, 2, (int64_t[]){1, N}, dnnl_f32, dnnl_ab);
+  const void *wd = sdc__weights_for(a, &e->main, w, &err);
+  if (!err) err = sdc__run(&e->main, a, in, wd, b, &bias_md, out, 0);
+  sdc_arena_reset(a, m);
+  return err;
+}
+
+int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
+                         const sdc_conv_shape *s) {
+  sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
+                                 s->Wo, b != NULL}};
+  int err;
+  sdc__entry *e = sdc__get_entry(&key, sdc__build_conv, s, b != NULL, &err);
+  if (!e) return err;
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  dnnl_memory_desc_t bias_md;
+  sdc__md(&bias_md, 1, (int64_t[]){s->Cout}, dnnl_f32, dnnl_a);
+  const void *wd = sdc__weights_for(a, &e->main, w, &err);
+  if (!err) err = sdc__run(&e->main, a, in, wd, b, &bias_md, out, 0);
   sdc_arena_reset(a, m);
   return err;
 }
@@ -415,7 +455,7 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
   const int64_t T = SDC__ATTN_T, dhp = sdc__round_up(s->dh, 32), nkp = sdc__round_up(s->Nk, 32), D = s->heads * s->dh,
                 BH = s->B * s->heads, n_tiles = (s->Nq + T - 1) / T;
   int err;
-  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0}, pv = {T, nkp, s->dh, s->dh, 0};
+  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0, 0}, pv = {T, nkp, s->dh, s->dh, 0, 0};
   sdc__entry *e1 = sdc__mm_entry(&qk, 0, &err), *e2 = e1 ? sdc__mm_entry(&pv, 0, &err) : NULL;
   if (!e2) return err;
   /* plain bf16 K (nkp, dhp) and V (nkp, dh) of one head -> their packed layouts */
@@ -495,14 +535,15 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
         fail = 1;
         continue;
       }
-      sdc__softmax_rows_bf16(pb, sb, nkp, nq, s->Nk, q0, s->causal);
+      float inv[SDC__ATTN_T];
+      sdc__softmax_rows_bf16(pb, sb, nkp, nq, s->Nk, q0, s->causal, inv);
       if (nq < T) memset(pb + nq * nkp, 0, (size_t)((T - nq) * nkp) * 2);
       if (sdc__run(&e2->main, &ta, pb, vp + bh * vstride, NULL, NULL, ob, 0)) {
         fail = 1;
         continue;
       }
       for (int64_t r = 0; r < nq; r++)
-        memcpy(out + (b * s->Nq + q0 + r) * D + h * s->dh, ob + r * s->dh, (size_t)s->dh * sizeof *out);
+        for (int64_t c = 0; c < s->dh; c++) out[(b * s->Nq + q0 + r) * D + h * s->dh + c] = ob[r * s->dh + c] * inv[r];
     }
     sdc_arena_free(&ta);
   }

@@ -34,6 +34,13 @@ int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed 
                     const sdc_conv_shape *s);
 int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,
                       int64_t K, int64_t N);
+/* Without the layout changes: a conv of (B,H,W,Cin) bf16 into (B,Ho,Wo,Cout)
+ * f32, and a linear layer of (M,K) bf16 rows into (M,N) f32, adding into out
+ * when accumulate. */
+int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
+                         const sdc_conv_shape *s);
+int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b, int64_t M,
+                           int64_t K, int64_t N, int accumulate);
 int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
                          const sdc_attn_shape *s);
 

@@ -7,8 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "attn_amx.h"
 #include "error.h"
 #include "onednn.h"
+#include "ops_bf16.h"
+#include "vecmath.h"
 
 static uint64_t sdc__flops;
 
@@ -19,17 +22,23 @@ static inline void sdc__count(double flops) { __atomic_add_fetch(&sdc__flops, (u
 uint64_t sdc_ops_flops(void) { return __atomic_load_n(&sdc__flops, __ATOMIC_RELAXED); }
 void sdc_ops_flops_reset(void) { __atomic_store_n(&sdc__flops, 0, __ATOMIC_RELAXED); }
 
-static uint64_t sdc__ns[SDC_OPS_KINDS];
+static uint64_t sdc__ns[SDC_OPS_KINDS], sdc__kind_flops[SDC_OPS_KINDS];
 
 static uint64_t sdc__clock_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-static void sdc__spent(sdc_ops_kind k, uint64_t t0) { __atomic_add_fetch(&sdc__ns[k], sdc__clock_ns() - t0, __ATOMIC_RELAXED); }
+/* Charges the time since t0 and the FLOPs counted since f0 to kind k. */
+static void sdc__spent(sdc_ops_kind k, uint64_t t0, uint64_t f0) {
+  __atomic_add_fetch(&sdc__ns[k], sdc__clock_ns() - t0, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&sdc__kind_flops[k], sdc_ops_flops() - f0, __ATOMIC_RELAXED);
+}
 double sdc_ops_seconds(sdc_ops_kind kind) { return 1e-9 * (double)__atomic_load_n(&sdc__ns[kind], __ATOMIC_RELAXED); }
+uint64_t sdc_ops_kind_flops(sdc_ops_kind kind) { return __atomic_load_n(&sdc__kind_flops[kind], __ATOMIC_RELAXED); }
 void sdc_ops_seconds_reset(void) {
-  for (int k = 0; k < SDC_OPS_KINDS; k++) __atomic_store_n(&sdc__ns[k], 0, __ATOMIC_RELAXED);
+  for (int k = 0; k < SDC_OPS_KINDS; k++)
+    __atomic_store_n(&sdc__ns[k], 0, __ATOMIC_RELAXED), __atomic_store_n(&sdc__kind_flops[k], 0, __ATOMIC_RELAXED);
 }
 
 static sdc_precision sdc__precision = SDC_PREC_FP32;
@@ -195,7 +204,7 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
 }
 
 int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s) {
-  const uint64_t t0 = sdc__clock_ns();
+  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
   int err;
   if (w->pk) {
     sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
@@ -205,13 +214,13 @@ int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
     ws.w_taps = w->taps;
     err = sdc_conv2d(a, out, in, w->f32, b, &ws);
   }
-  sdc__spent(SDC_OPS_CONV, t0);
+  sdc__spent(SDC_OPS_CONV, t0, f0);
   return err;
 }
 
 int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
                   int64_t N) {
-  const uint64_t t0 = sdc__clock_ns();
+  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
   int err = SDC_OK;
   if (w->pk) {
     sdc__count(2.0 * (double)M * (double)K * (double)N);
@@ -219,7 +228,26 @@ int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
   } else {
     sdc_linear(out, in, w->f32, b, M, K, N);
   }
-  sdc__spent(SDC_OPS_LINEAR, t0);
+  sdc__spent(SDC_OPS_LINEAR, t0, f0);
+  return err;
+}
+
+int sdc_conv2d_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s) {
+  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  if (!w->pk) return sdc_seterr(SDC_EINVAL, "conv2d: bf16 NHWC input needs packed bf16 weights");
+  sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
+  int err = sdc_onednn_conv_nhwc(a, out, in, w->pk, b, s);
+  sdc__spent(SDC_OPS_CONV, t0, f0);
+  return err;
+}
+
+int sdc_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
+                    int64_t N, int accumulate) {
+  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  if (!w->pk) return sdc_seterr(SDC_EINVAL, "linear: bf16 input needs packed bf16 weights");
+  sdc__count(2.0 * (double)M * (double)K * (double)N);
+  int err = sdc_onednn_linear_bf16(a, out, in, w->pk, b, M, K, N, accumulate);
+  sdc__spent(SDC_OPS_LINEAR, t0, f0);
   return err;
 }
 
@@ -307,23 +335,6 @@ __attribute__((target("avx512f"))) static float sdc__row_max_avx512(const float 
   return mx;
 }
 
-/* e^x for x >= -87 (clamped below): Cephes' range reduction and polynomial, 2^k by scalef. */
-__attribute__((target("avx512f"))) static inline __m512 sdc__exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(y, k);
-}
-
 __attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, int64_t n, float mx) {
   const __m512 vmx = _mm512_set1_ps(mx);
   __m512 acc = _mm512_setzero_ps();
@@ -387,13 +398,44 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__f32_to
   if (n_pad > n) memset(dst + n, 0, (size_t)(n_pad - n) * sizeof *dst);
 }
 
-void sdc__softmax_rows_bf16(uint16_t *p, float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal) {
+/* e^x to ~4e-5 relative (degree-4 Taylor after the same range reduction as
+ * sdc__exp512): plenty for a value about to be rounded to bf16 (2^-9). */
+__attribute__((target("avx512f"))) static inline __m512 sdc__exp512_coarse(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24.0f), r, _mm512_set1_ps(1.0f / 6.0f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, k);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__softmax_rows_bf16(
+    uint16_t *p, const float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal, float *inv_sum) {
   for (int64_t r = 0; r < rows; r++) {
-    float *row = s + r * ld;
+    const float *row = s + r * ld;
+    uint16_t *prow = p + r * ld;
     int64_t lim = causal ? q0 + r + 1 : n;
     if (lim > n) lim = n;
-    double sum = sdc__row_exp_avx512(row, lim, sdc__row_max_avx512(row, lim));
-    sdc__f32_to_bf16(p + r * ld, row, lim, ld, (float)(1.0 / sum));
+    const __m512 vmx = _mm512_set1_ps(sdc__row_max_avx512(row, lim));
+    __m512 acc = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= lim; j += 16) {
+      __m512 e = sdc__exp512_coarse(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
+      acc = _mm512_add_ps(acc, e);
+      _mm256_storeu_si256((__m256i *)(prow + j), (__m256i)_mm512_cvtneps_pbh(e));
+    }
+    if (j < lim) {
+      const __mmask16 k = (__mmask16)((1u << (lim - j)) - 1);
+      __m512 e = _mm512_maskz_mov_ps(k, sdc__exp512_coarse(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vmx)));
+      acc = _mm512_add_ps(acc, e);
+      _mm256_mask_storeu_epi16(prow + j, k, (__m256i)_mm512_cvtneps_pbh(e));
+    }
+    if (ld > lim) memset(prow + lim, 0, (size_t)(ld - lim) * sizeof *prow);
+    inv_sum[r] = 1.0f / _mm512_reduce_add_ps(acc);
   }
 }
 
@@ -438,6 +480,20 @@ void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
   }
 }
 
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc_geglu_bf16(uint16_t *out, const float *in,
+                                                                                int64_t rows, int64_t F) {
+#pragma omp parallel for schedule(static) if (rows * F > SDC__PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *h = in + r * 2 * F, *g = h + F;
+    float tmp[256]; /* f32 in chunks that stay in L1, then rounded */
+    for (int64_t i = 0; i < F; i += 256) {
+      const int64_t n = F - i < 256 ? F - i : 256;
+      sdc__geglu_row_avx512(tmp, h + i, g + i, n);
+      sdc__f32_to_bf16(out + r * F + i, tmp, n, n, 1.0f);
+    }
+  }
+}
+
 /* Query rows per tile: bounds the score matrix to tile x Nk floats. */
 #define SDC__ATTN_TILE 256
 
@@ -445,9 +501,9 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
                           const sdc_attn_shape *s);
 
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s) {
-  const uint64_t t0 = sdc__clock_ns();
+  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
   int err = sdc__attention(a, out, q, k, v, s);
-  sdc__spent(SDC_OPS_ATTENTION, t0);
+  sdc__spent(SDC_OPS_ATTENTION, t0, f0);
   return err;
 }
 
@@ -455,7 +511,8 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
                           const sdc_attn_shape *s) {
   const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
-  if (sdc__precision == SDC_PREC_BF16) return sdc_onednn_attention(a, out, q, k, v, s);
+  if (sdc__precision == SDC_PREC_BF16)
+    return sdc_amx_available() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));

@@ -16,6 +16,7 @@ void sdc_ops_flops_reset(void);
  * last reset (the rest of a stage's time is norms, activations, copies). */
 typedef enum { SDC_OPS_CONV, SDC_OPS_LINEAR, SDC_OPS_ATTENTION, SDC_OPS_KINDS } sdc_ops_kind;
 double sdc_ops_seconds(sdc_ops_kind kind);
+uint64_t sdc_ops_kind_flops(sdc_ops_kind kind); /* their FLOPs, same period */
 void sdc_ops_seconds_reset(void);
 
 /* Arithmetic of the conv, linear and attention GEMMs, process-wide, chosen
@@ -63,6 +64,12 @@ void sdc_conv2d_ref(float *out, const float *in, const float *w, const float *b,
 
 /* out (M,N) = in (M,K) @ w (N,K)^T + b (N, may be NULL). out may not alias in. */
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
+/* bf16 precision with packed weights, no layout changes: a conv of (B,H,W,Cin)
+ * bf16 into (B,Ho,Wo,Cout) f32; a linear layer of (M,K) bf16 rows into (M,N)
+ * f32, added into out when accumulate (see ops_bf16.h for the producers). */
+int sdc_conv2d_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s);
+int sdc_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
+                    int64_t N, int accumulate);
 /* The same with a layer's weights in either precision; scratch from a. */
 int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
                   int64_t N);
@@ -94,9 +101,11 @@ typedef struct {
 /* In bf16 precision q, k, v are rounded to bf16 and the probabilities too. */
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 /* Internal to the bf16 kernels (AVX512-BF16 only). p (rows, ld) bf16 =
- * softmax of the first n columns of s (rows, ld) f32 (overwritten), row r
- * seeing keys [0, n) or causally [0, q0 + r + 1); zeros up to ld. */
-void sdc__softmax_rows_bf16(uint16_t *p, float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal);
+ * exp(s - row max) over the first n columns of s (rows, ld) f32, row r
+ * seeing keys [0, n) or causally [0, q0 + r + 1), zeros up to ld; the
+ * normalisation is left to the caller: inv_sum[r] = 1 / sum of row r. */
+void sdc__softmax_rows_bf16(uint16_t *p, const float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal,
+                            float *inv_sum /* OUT: rows */);
 /* dst = bf16(src * scale) for n values, round to nearest even; zeros up to n_pad. */
 void sdc__f32_to_bf16(uint16_t *dst, const float *src, int64_t n, int64_t n_pad, float scale);
 void sdc_attention_ref(float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
