@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "error.h"
+#include "ops.h"
 
 extern char **environ;
 
@@ -66,20 +68,22 @@ static void sdc__usage(FILE *fp) {
           "                    unet-up, vae; default 1 each)\n"
           "  --port N          coordinator control port (default: a free one)\n"
           "  --max-jobs N      jobs in flight at once (default 8)\n"
-          "  --wire f32|f16|bf16\n");
+          "  --wire f32|f16|bf16\n"
+          "  --precision fp32|bf16  the workers' GEMM arithmetic (default fp32)\n");
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
-  const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8";
+  const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
+             *precision = "fp32";
   int port = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
                                        {"wire", required_argument, 0, 'w'},     {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'P'}, {0, 0, 0, 0}};
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:h", opts, NULL)) != -1) {
     switch (ch) {
       case 'm': model = optarg; break;
       case 'c': config = optarg; break;
@@ -88,12 +92,18 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'p': port = atoi(optarg); break;
       case 'j': max_jobs = optarg; break;
       case 'w': wire = optarg; break;
+      case 'P': precision = optarg; break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
   }
   if (!model || optind != argc) {
     sdc__usage(stderr);
+    return 2;
+  }
+  sdc_precision prec;
+  if (sdc_precision_parse(precision, &prec)) {
+    fprintf(stderr, "sdc cluster: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
   static const char *const stages[] = {"text", "unet-down", "unet-mid", "unet-up", "vae"};
@@ -176,6 +186,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       int k = 0;
       a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)stages[s], a[k++] = "--model", a[k++] = (char *)model;
       a[k++] = "--coordinator", a[k++] = coord_url, a[k++] = "--id", a[k++] = ids[n_kids];
+      a[k++] = "--precision", a[k++] = (char *)precision;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       a[k] = NULL;
       n_kids++;

@@ -4,10 +4,12 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "attn_amx.h"
+#include "attn_f32.h"
 #include "error.h"
 #include "onednn.h"
 #include "ops_bf16.h"
@@ -513,6 +515,7 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
   if (sdc__precision == SDC_PREC_BF16)
     return sdc_amx_available() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
+  if (sdc__have_avx512() && !getenv("SDC_ATTN_GEMM")) return sdc_attention_f32(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));

@@ -76,6 +76,10 @@ static void test_attention(sdc_arena *a) {
       {1, 5, 5, 1, 4, 0, 0}, {2, 7, 77, 4, 8, 0, 0}, {2, 9, 9, 3, 2, 1, 0},
       {1, 300, 300, 2, 4, 0, 3}, /* more queries than one tile */
       {1, 77, 77, 4, 16, 1, 5},  /* CLIP-like causal, strided rows */
+      {2, 130, 70, 2, 40, 0, 0}, /* SD 1.5 head size: three 16-wide output columns, keys past 64 */
+      {1, 50, 129, 2, 80, 0, 2}, /* 80 = 64 + 16 output columns */
+      {1, 49, 64, 1, 160, 1, 0}, /* 160 = 64 + 64 + 32, causal */
+      {1, 20, 20, 1, 512, 0, 0}, /* the VAE's single head */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i], D = c[3] * c[4], ld = D + c[6];

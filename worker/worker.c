@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "error.h"
+#include "ops.h"
 #include "runtime.h"
 #include "stage_exec.h"
 #include "wire.h"
@@ -283,6 +284,7 @@ static void sdc__usage(FILE *fp) {
           "  --bind URL            data endpoint to listen on (default tcp://127.0.0.1:*)\n"
           "  --advertise URL       data endpoint others should connect to (default: the bound one)\n"
           "  --id NAME             worker id (default: host-pid)\n"
+          "  --precision fp32|bf16 GEMM arithmetic (default fp32; bf16 on AMX/AVX512-BF16, weights kept in bf16)\n"
           "SIGTERM/SIGINT drain: queued work finishes, nothing new is taken, then the worker exits.\n");
 }
 
@@ -294,12 +296,13 @@ int main(int argc, char **argv) {
                                        {"config", required_argument, 0, 'c'}, {"coordinator", required_argument, 0, 'C'},
                                        {"bind", required_argument, 0, 'b'},   {"advertise", required_argument, 0, 'a'},
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0}};
   char host[64] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
   int ch;
-  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:h", opts, NULL)) != -1) {
+  sdc_precision prec = SDC_PREC_FP32;
+  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:h", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
       case 'm': model = optarg; break;
@@ -308,6 +311,12 @@ int main(int argc, char **argv) {
       case 'b': bind = optarg; break;
       case 'a': advertise = optarg; break;
       case 'i': snprintf(w.id, sizeof w.id, "%s", optarg); break;
+      case 'p':
+        if (sdc_precision_parse(optarg, &prec)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -321,7 +330,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
-  int err = sdc_stage_host_load(&w.host, model, config, bits);
+  int err = sdc_ops_set_precision(prec);
+  if (err) {
+    fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  err = sdc_stage_host_load(&w.host, model, config, bits);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;

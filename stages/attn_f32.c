@@ -1,0 +1,163 @@
+/* attn_f32.c - f32 attention with AVX-512 register-blocked kernels, one block of queries per core. */
+#include "attn_f32.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "error.h"
+#include "vecmath.h"
+
+#define SDC__QB 48 /* queries per block (a multiple of both kernels' rows): its scores stay in L2 */
+#define SDC__SR 8  /* score kernel: 8 queries x 64 keys in 32 accumulators */
+#define SDC__OR 6  /* output kernel: 6 queries x up to 64 dims */
+#define SDC__VC 128 /* keys per V panel: 128 x 48 floats stay in L1 at SD 1.5's head size */
+
+static int64_t sdc__up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* s (8, ld) = scale * qb (8, dh) x kt (dh, ld) for the 64 keys at column j0
+ * (scaled after the sum, as a GEMM's alpha). */
+__attribute__((target("avx512f"))) static void sdc__score_8x64(float *s, int64_t ld, const float *qb, int64_t dh,
+                                                                const float *kt, int64_t j0, float scale) {
+  __m512 acc[SDC__SR][4];
+  for (int i = 0; i < SDC__SR; i++)
+    for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < dh; d++) {
+    const float *krow = kt + d * ld + j0;
+    const __m512 b0 = _mm512_loadu_ps(krow), b1 = _mm512_loadu_ps(krow + 16), b2 = _mm512_loadu_ps(krow + 32),
+                 b3 = _mm512_loadu_ps(krow + 48);
+    for (int i = 0; i < SDC__SR; i++) {
+      const __m512 a = _mm512_set1_ps(qb[i * dh + d]);
+      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(a, b3, acc[i][3]);
+    }
+  }
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int i = 0; i < SDC__SR; i++)
+    for (int t = 0; t < 4; t++) _mm512_storeu_ps(s + i * ld + j0 + 16 * t, _mm512_mul_ps(acc[i][t], vs));
+}
+
+/* Softmax of the first lim(r) of each row of s (rows, ld) in place, zeros to
+ * ld; lim(r) = n, or causally q0 + r + 1. exp within 2 ulp (sdc__exp512). */
+__attribute__((target("avx512f"))) static void sdc__softmax(float *s, int64_t rows, int64_t ld, int64_t n, int64_t q0,
+                                                             int causal) {
+  for (int64_t r = 0; r < rows; r++) {
+    float *p = s + r * ld;
+    int64_t lim = causal ? q0 + r + 1 : n;
+    if (lim > n) lim = n;
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < lim; j += 16) {
+      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
+      vm = _mm512_mask_max_ps(vm, k, vm, _mm512_maskz_loadu_ps(k, p + j));
+    }
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < lim; j += 16) {
+      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
+      const __m512 e = _mm512_maskz_mov_ps(k, sdc__exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), mx)));
+      acc = _mm512_add_ps(acc, e);
+      _mm512_mask_storeu_ps(p + j, k, e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(acc)));
+    for (int64_t j = 0; j < lim; j += 16) {
+      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
+      _mm512_mask_storeu_ps(p + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
+    }
+    if (ld > lim) memset(p + lim, 0, (size_t)(ld - lim) * sizeof *p);
+  }
+}
+
+/* o (6, ldo) columns [c0, c0 + 16 NZ) (+)= p (6 rows, stride ldp) x v (nk, ldv). */
+#define SDC__PV_KERNEL(NZ)                                                                                        \
+  __attribute__((target("avx512f"))) static void sdc__pv_6x##NZ(float *o, int64_t ldo, const float *p,            \
+                                                                int64_t ldp, const float *v, int64_t ldv,        \
+                                                                int64_t nk, int64_t c0, int add) {               \
+    __m512 acc[SDC__OR][NZ];                                                                                      \
+    for (int i = 0; i < SDC__OR; i++)                                                                             \
+      for (int t = 0; t < NZ; t++)                                                                                \
+        acc[i][t] = add ? _mm512_loadu_ps(o + i * ldo + c0 + 16 * t) : _mm512_setzero_ps();                      \
+    for (int64_t j = 0; j < nk; j++) {                                                                            \
+      __m512 b[NZ];                                                                                               \
+      for (int t = 0; t < NZ; t++) b[t] = _mm512_loadu_ps(v + j * ldv + c0 + 16 * t);                            \
+      for (int i = 0; i < SDC__OR; i++) {                                                                         \
+        const __m512 a = _mm512_set1_ps(p[i * ldp + j]);                                                          \
+        for (int t = 0; t < NZ; t++) acc[i][t] = _mm512_fmadd_ps(a, b[t], acc[i][t]);                             \
+      }                                                                                                           \
+    }                                                                                                             \
+    for (int i = 0; i < SDC__OR; i++)                                                                             \
+      for (int t = 0; t < NZ; t++) _mm512_storeu_ps(o + i * ldo + c0 + 16 * t, acc[i][t]);                       \
+  }
+SDC__PV_KERNEL(1)
+SDC__PV_KERNEL(2)
+SDC__PV_KERNEL(3)
+SDC__PV_KERNEL(4)
+
+/* One query block: qb (QB, dh) queries -> o (QB, dvp). */
+__attribute__((target("avx512f"))) static void sdc__block(float *o, int64_t dvp, float *sc, const float *qb, int64_t dh,
+                                                           const float *kt, const float *vp, int64_t nkp, int64_t Nk,
+                                                           int64_t nq, int64_t q0, int causal, float scale) {
+  /* key panels outer, query rows inner: a panel of K (dh x 64) or V (256 x dvp) is read from L2 once and
+   * reused by every row group of the block from L1 */
+  for (int64_t j0 = 0; j0 < nkp; j0 += 64)
+    for (int64_t i = 0; i < SDC__QB; i += SDC__SR) sdc__score_8x64(sc + i * nkp, nkp, qb + i * dh, dh, kt, j0, scale);
+  sdc__softmax(sc, nq, nkp, Nk, q0, causal);
+  for (int64_t i = nq; i < SDC__QB; i++) memset(sc + i * nkp, 0, (size_t)nkp * sizeof *sc);
+  for (int64_t j0 = 0; j0 < nkp; j0 += SDC__VC) {
+    const int64_t nk = nkp - j0 < SDC__VC ? nkp - j0 : SDC__VC;
+    const float *vj = vp + j0 * dvp;
+    for (int64_t i = 0; i < SDC__QB; i += SDC__OR)
+      for (int64_t c0 = 0; c0 < dvp; c0 += 64) {
+        const int64_t nz = (dvp - c0) / 16 < 4 ? (dvp - c0) / 16 : 4;
+        float *w = o + i * dvp;
+        const float *p = sc + i * nkp + j0;
+        if (nz == 4) sdc__pv_6x4(w, dvp, p, nkp, vj, dvp, nk, c0, j0 > 0);
+        else if (nz == 3) sdc__pv_6x3(w, dvp, p, nkp, vj, dvp, nk, c0, j0 > 0);
+        else if (nz == 2) sdc__pv_6x2(w, dvp, p, nkp, vj, dvp, nk, c0, j0 > 0);
+        else sdc__pv_6x1(w, dvp, p, nkp, vj, dvp, nk, c0, j0 > 0);
+      }
+  }
+}
+
+int sdc_attention_f32(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
+                      const sdc_attn_shape *s) {
+  const int64_t nkp = sdc__up(s->Nk, 64), dvp = sdc__up(s->dh, 16), D = s->heads * s->dh, BH = s->B * s->heads,
+                n_blocks = (s->Nq + SDC__QB - 1) / SDC__QB;
+  const int nthr = omp_get_max_threads();
+  const int64_t thr_floats = sdc__up(SDC__QB * s->dh + SDC__QB * nkp + SDC__QB * dvp, 16);
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  float *kt = sdc_arena_floats(a, BH * s->dh * nkp), *vp = sdc_arena_floats(a, BH * nkp * dvp),
+        *thr = sdc_arena_floats(a, nthr * thr_floats);
+  if (!kt || !vp || !thr) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld keys", (long long)s->Nk);
+#pragma omp parallel
+  {
+    float *qb = thr + omp_get_thread_num() * thr_floats, *sc = qb + SDC__QB * s->dh, *ob = sc + SDC__QB * nkp;
+    /* per head: K transposed (dh, nkp) and V (nkp, dvp), zero-padded */
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; bh++) {
+      const int64_t b = bh / s->heads, h = bh % s->heads;
+      float *ktb = kt + bh * s->dh * nkp, *vpb = vp + bh * nkp * dvp;
+      for (int64_t j = 0; j < nkp; j++) {
+        const float *kr = k + (b * s->Nk + j) * s->ldk + h * s->dh, *vr = v + (b * s->Nk + j) * s->ldv + h * s->dh;
+        for (int64_t d = 0; d < s->dh; d++) ktb[d * nkp + j] = j < s->Nk ? kr[d] : 0.0f;
+        for (int64_t d = 0; d < dvp; d++) vpb[j * dvp + d] = j < s->Nk && d < s->dh ? vr[d] : 0.0f;
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t job = 0; job < BH * n_blocks; job++) {
+      const int64_t bh = job / n_blocks, b = bh / s->heads, h = bh % s->heads, q0 = (job % n_blocks) * SDC__QB;
+      const int64_t nq = s->Nq - q0 < SDC__QB ? s->Nq - q0 : SDC__QB;
+      for (int64_t r = 0; r < SDC__QB; r++) {
+        const float *qr = q + (b * s->Nq + q0 + r) * s->ldq + h * s->dh;
+        for (int64_t d = 0; d < s->dh; d++) qb[r * s->dh + d] = r < nq ? qr[d] : 0.0f;
+      }
+      sdc__block(ob, dvp, sc, qb, s->dh, kt + bh * s->dh * nkp, vp + bh * nkp * dvp, nkp, s->Nk, nq, q0, s->causal, s->scale);
+      for (int64_t r = 0; r < nq; r++)
+        memcpy(out + (b * s->Nq + q0 + r) * D + h * s->dh, ob + r * dvp, (size_t)s->dh * sizeof *out);
+    }
+  }
+  sdc_arena_reset(a, m);
+  return SDC_OK;
+}
