@@ -65,3 +65,14 @@ void sdc_arena_reset(sdc_arena *a, sdc_arena_mark m) {
   if (a->cur) a->cur->offset = m.block ? m.offset : 0;
   a->used_bytes = m.used_bytes;
 }
+
+void sdc_arena_trim(sdc_arena *a) {
+  if (!a->cur) return;
+  for (sdc__arena_block *b = a->cur->next, *n; b; b = n) {
+    n = b->next;
+    a->reserved_bytes -= b->size;
+    free(b->data);
+    free(b);
+  }
+  a->cur->next = NULL;
+}

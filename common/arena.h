@@ -27,5 +27,9 @@ void sdc_arena_free(sdc_arena *a);
 float *sdc_arena_floats(sdc_arena *a, int64_t n);
 sdc_arena_mark sdc_arena_get_mark(const sdc_arena *a);
 void sdc_arena_reset(sdc_arena *a, sdc_arena_mark m);
+/* Frees the blocks past the one in use: when the next work has another
+ * shape (the VAE after the UNet), its peak then adds to what is live now,
+ * not to every block the last work kept. */
+void sdc_arena_trim(sdc_arena *a);
 
 #endif

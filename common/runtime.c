@@ -1,10 +1,16 @@
 /* runtime.c - set the environment the numeric libraries read at load time, then re-exec once. */
 #include "runtime.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 void sdc_runtime_init(char **argv) {
+  /* Weights are widened, packed and the widening freed, megabytes at a time:
+   * with glibc's adaptive threshold those frees stay in the heap and in the
+   * resident set; a fixed threshold keeps big blocks mmapped, so a free
+   * returns them to the system. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   if (getenv("SDC_NO_REEXEC")) return;
   int changed = 0;
   if (!getenv("OPENBLAS_CORETYPE")) {

@@ -177,6 +177,7 @@ int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *image
     if (progress) progress(pctx, call + 1, n_calls);
   }
   sdc_denoise_vae_input(&d, in);
+  sdc_arena_trim(&p->arena); /* the UNet's scratch blocks: the VAE's peak is another shape */
   const int64_t Co = m->vae.out_channels;
   float *pix = sdc_arena_floats(&p->arena, N * Co * g->height * g->width);
   if (!pix) {
