@@ -10,23 +10,26 @@
 #include "vecmath.h"
 
 #define SDC__QB 48 /* queries per block (a multiple of both kernels' rows): its scores stay in L2 */
-#define SDC__SR 8  /* score kernel: 8 queries x 64 keys in 32 accumulators */
+#define SDC__SR 6  /* score kernel: 6 queries x 64 keys in 24 accumulators (+4 loads +1 broadcast <= 32 registers) */
 #define SDC__OR 6  /* output kernel: 6 queries x up to 64 dims */
 #define SDC__VC 128 /* keys per V panel: 128 x 48 floats stay in L1 at SD 1.5's head size */
 
 static int64_t sdc__up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* s (8, ld) = scale * qb (8, dh) x kt (dh, ld) for the 64 keys at column j0
+/* s (6, ld) = scale * qb (6, dh) x kt (dh, ld) for the 64 keys at column j0
  * (scaled after the sum, as a GEMM's alpha). */
-__attribute__((target("avx512f"))) static void sdc__score_8x64(float *s, int64_t ld, const float *qb, int64_t dh,
+__attribute__((target("avx512f"))) static void sdc__score_6x64(float *s, int64_t ld, const float *qb, int64_t dh,
                                                                 const float *kt, int64_t j0, float scale) {
   __m512 acc[SDC__SR][4];
+  _Pragma("GCC unroll 8")
   for (int i = 0; i < SDC__SR; i++)
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
   for (int64_t d = 0; d < dh; d++) {
     const float *krow = kt + d * ld + j0;
     const __m512 b0 = _mm512_loadu_ps(krow), b1 = _mm512_loadu_ps(krow + 16), b2 = _mm512_loadu_ps(krow + 32),
                  b3 = _mm512_loadu_ps(krow + 48);
+    _Pragma("GCC unroll 8")
     for (int i = 0; i < SDC__SR; i++) {
       const __m512 a = _mm512_set1_ps(qb[i * dh + d]);
       acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
@@ -36,7 +39,9 @@ __attribute__((target("avx512f"))) static void sdc__score_8x64(float *s, int64_t
     }
   }
   const __m512 vs = _mm512_set1_ps(scale);
+  _Pragma("GCC unroll 8")
   for (int i = 0; i < SDC__SR; i++)
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < 4; t++) _mm512_storeu_ps(s + i * ld + j0 + 16 * t, _mm512_mul_ps(acc[i][t], vs));
 }
 
@@ -70,25 +75,27 @@ __attribute__((target("avx512f"))) static void sdc__softmax(float *s, int64_t ro
   }
 }
 
-/* o (6, ldo) columns [c0, c0 + 16 NZ) (+)= p (6 rows, stride ldp) x v (nk, ldv). */
+/* o (6, ldo) columns [c0, c0 + 16 NZ) (+)= p (6 rows, stride ldp) x v (nk, ldv).
+ * The small loops must unroll, or the accumulators live on the stack. */
 #define SDC__PV_KERNEL(NZ)                                                                                        \
   __attribute__((target("avx512f"))) static void sdc__pv_6x##NZ(float *o, int64_t ldo, const float *p,            \
                                                                 int64_t ldp, const float *v, int64_t ldv,        \
                                                                 int64_t nk, int64_t c0, int add) {               \
     __m512 acc[SDC__OR][NZ];                                                                                      \
-    for (int i = 0; i < SDC__OR; i++)                                                                             \
-      for (int t = 0; t < NZ; t++)                                                                                \
+    _Pragma("GCC unroll 8") for (int i = 0; i < SDC__OR; i++)                                                     \
+      _Pragma("GCC unroll 8") for (int t = 0; t < NZ; t++)                                                        \
         acc[i][t] = add ? _mm512_loadu_ps(o + i * ldo + c0 + 16 * t) : _mm512_setzero_ps();                      \
     for (int64_t j = 0; j < nk; j++) {                                                                            \
       __m512 b[NZ];                                                                                               \
-      for (int t = 0; t < NZ; t++) b[t] = _mm512_loadu_ps(v + j * ldv + c0 + 16 * t);                            \
-      for (int i = 0; i < SDC__OR; i++) {                                                                         \
+      _Pragma("GCC unroll 8") for (int t = 0; t < NZ; t++) b[t] = _mm512_loadu_ps(v + j * ldv + c0 + 16 * t);    \
+      _Pragma("GCC unroll 8") for (int i = 0; i < SDC__OR; i++) {                                                 \
         const __m512 a = _mm512_set1_ps(p[i * ldp + j]);                                                          \
-        for (int t = 0; t < NZ; t++) acc[i][t] = _mm512_fmadd_ps(a, b[t], acc[i][t]);                             \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NZ; t++) acc[i][t] = _mm512_fmadd_ps(a, b[t], acc[i][t]);     \
       }                                                                                                           \
     }                                                                                                             \
-    for (int i = 0; i < SDC__OR; i++)                                                                             \
-      for (int t = 0; t < NZ; t++) _mm512_storeu_ps(o + i * ldo + c0 + 16 * t, acc[i][t]);                       \
+    _Pragma("GCC unroll 8") for (int i = 0; i < SDC__OR; i++)                                                     \
+      _Pragma("GCC unroll 8") for (int t = 0; t < NZ; t++)                                                        \
+        _mm512_storeu_ps(o + i * ldo + c0 + 16 * t, acc[i][t]);                                                   \
   }
 SDC__PV_KERNEL(1)
 SDC__PV_KERNEL(2)
@@ -102,7 +109,7 @@ __attribute__((target("avx512f"))) static void sdc__block(float *o, int64_t dvp,
   /* key panels outer, query rows inner: a panel of K (dh x 64) or V (256 x dvp) is read from L2 once and
    * reused by every row group of the block from L1 */
   for (int64_t j0 = 0; j0 < nkp; j0 += 64)
-    for (int64_t i = 0; i < SDC__QB; i += SDC__SR) sdc__score_8x64(sc + i * nkp, nkp, qb + i * dh, dh, kt, j0, scale);
+    for (int64_t i = 0; i < SDC__QB; i += SDC__SR) sdc__score_6x64(sc + i * nkp, nkp, qb + i * dh, dh, kt, j0, scale);
   sdc__softmax(sc, nq, nkp, Nk, q0, causal);
   for (int64_t i = nq; i < SDC__QB; i++) memset(sc + i * nkp, 0, (size_t)nkp * sizeof *sc);
   for (int64_t j0 = 0; j0 < nkp; j0 += SDC__VC) {
