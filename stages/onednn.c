@@ -318,12 +318,16 @@ static sdc__entry *sdc__get_entry(const sdc__pkey *key, int (*build)(sdc__entry 
 
 static int sdc__build_conv(sdc__entry *e, const void *s, int has_bias) { return sdc__conv_entry(e, s, has_bias); }
 
+static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int has_bias, int *err) {
+  sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
+                                 s->Wo, has_bias}};
+  return sdc__get_entry(&key, sdc__build_conv, s, has_bias, err);
+}
+
 int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b,
                     const sdc_conv_shape *s) {
-  sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
-                                 s->Wo, b != NULL}};
   int err;
-  sdc__entry *e = sdc__get_entry(&key, sdc__build_conv, s, b != NULL, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b != NULL, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   void *src = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4);
@@ -423,10 +427,8 @@ int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const s
 
 int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
                          const sdc_conv_shape *s) {
-  sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
-                                 s->Wo, b != NULL}};
   int err;
-  sdc__entry *e = sdc__get_entry(&key, sdc__build_conv, s, b != NULL, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b != NULL, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   dnnl_memory_desc_t bias_md;

@@ -21,6 +21,11 @@ SDC__TARGET static inline void sdc__store_bf16(uint16_t *dst, __m512 v, __mmask1
   _mm256_mask_storeu_epi16(dst, k, (__m256i)_mm512_cvtneps_pbh(v));
 }
 
+/* Offsets (in floats) of one column of a 16 x 16 tile: 0, 16, ..., 240. */
+SDC__TARGET static inline __m512i sdc__column_idx(void) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
+}
+
 /* sum of 16 floats into 8 double lanes */
 SDC__TARGET static inline __m512d sdc__acc_pd(__m512d acc, __m512 v) {
   acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
@@ -54,8 +59,7 @@ SDC__TARGET static double sdc__stats(const float *p, int64_t n, double eps, doub
 SDC__TARGET static void sdc__transpose_bf16(uint16_t *out, const float *x, const float *scale, const float *shift,
                                             int silu, int64_t B, int64_t C, int64_t HW) {
   const int64_t n_pt = (HW + 15) / 16;
-  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                         _mm512_set1_epi32(16));
+  const __m512i idx = sdc__column_idx();
 #pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
   for (int64_t job = 0; job < B * n_pt; job++) {
     const int64_t b = job / n_pt, p0 = (job % n_pt) * 16, np = sdc__min(16, HW - p0);
@@ -184,8 +188,7 @@ SDC__TARGET void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float
 SDC__TARGET void sdc_nhwc_add_to_nchw(float *out, const float *y, const float *y2, const float *res, float scale,
                                       int64_t B, int64_t C, int64_t HW) {
   const int64_t n_pt = (HW + 15) / 16;
-  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                         _mm512_set1_epi32(16));
+  const __m512i idx = sdc__column_idx();
   const __m512 vs = _mm512_set1_ps(scale);
 #pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
   for (int64_t job = 0; job < B * n_pt; job++) {
