@@ -42,6 +42,7 @@ typedef struct {
   int64_t n_bytes_used;   /* bytes of every tensor handed out */
   /* recorder mode: every tensor asked for is invented and remembered */
   int recording;
+  int conv_onednn; /* hint from the component's loader: its f32 convs run on oneDNN */
   uint64_t seed;
   struct sdc__recorded *rec; /* sorted by name */
   int64_t n_rec, cap_rec;

@@ -39,7 +39,8 @@ sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64
     r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
     return r;
   }
-  r.taps = sdc_conv_packs(cin, k, stride);
+  r.onednn = w->conv_onednn;
+  r.taps = !r.onednn && sdc_conv_packs(cin, k, stride);
   r.f32 = r.taps ? sdc_weights_get_taps(w, key, cout, cin, k, k) : sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
   return r;
 }

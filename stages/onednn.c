@@ -29,12 +29,6 @@ static dnnl_primitive_attr_t sdc__attr, sdc__attr_sum; /* the latter also adds i
 /* ---------------------------------------------------------------- start-up */
 
 static void sdc__start(void) {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512bf16")) {
-    sdc__init_err = sdc_seterr(SDC_EUNSUPPORTED, "bf16 precision needs a CPU with AVX512-BF16 (or AMX); this one has "
-                                                 "neither: use --precision fp32");
-    return;
-  }
   if (dnnl_engine_create(&sdc__eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_primitive_attr_create(&sdc__attr) != dnnl_success ||
       dnnl_primitive_attr_set_scratchpad_mode(sdc__attr, dnnl_scratchpad_mode_user) != dnnl_success ||
@@ -53,8 +47,16 @@ static void sdc__start(void) {
 
 int sdc_onednn_init(void) {
   pthread_once(&sdc__once, sdc__start);
-  if (sdc__init_err) return sdc_seterr(SDC_EUNSUPPORTED, "bf16 precision needs a CPU with AVX512-BF16 (or AMX)");
+  if (sdc__init_err) return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: cannot start a CPU engine");
   return SDC_OK;
+}
+
+int sdc_onednn_bf16_check(void) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bf16"))
+    return sdc_seterr(SDC_EUNSUPPORTED, "bf16 precision needs a CPU with AVX512-BF16 (or AMX); this one has neither: "
+                                        "use --precision fp32");
+  return sdc_onednn_init();
 }
 
 const char *sdc_onednn_isa(void) { return sdc__isa; }
@@ -231,16 +233,20 @@ size_t sdc_onednn_packed_bytes(const sdc_packed *p) { return p ? p->n_bytes : 0;
 
 /* --------------------------------------------------------- convolution */
 
-/* The conv primitive and the reorders around it: f32 NCHW in -> bf16 NHWC
- * (what the AMX kernels read), f32 NHWC out -> f32 NCHW. */
-static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int has_bias) {
+/* The conv primitive and, for bf16, the reorders around it: f32 NCHW in ->
+ * bf16 NHWC (what the AMX kernels read), f32 NHWC out -> f32 NCHW. An f32
+ * conv reads and writes NCHW with plain (oihw) weights: no reorders. */
+#define SDC__CONV_BIAS 1
+#define SDC__CONV_F32 2
+static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags) {
+  const int has_bias = flags & SDC__CONV_BIAS, f32 = flags & SDC__CONV_F32;
   const int64_t src_dims[4] = {s->B, s->Cin, s->H, s->W}, dst_dims[4] = {s->B, s->Cout, s->Ho, s->Wo},
                 wdims[4] = {s->Cout, s->Cin, s->kh, s->kw}, bdims[1] = {s->Cout};
   dnnl_memory_desc_t src, wei, bias, dst, src_user, dst_user;
-  sdc__md(&src, 4, src_dims, dnnl_bf16, dnnl_nhwc);
-  sdc__md(&wei, 4, wdims, dnnl_bf16, dnnl_format_tag_any);
+  sdc__md(&src, 4, src_dims, f32 ? dnnl_f32 : dnnl_bf16, f32 ? dnnl_nchw : dnnl_nhwc);
+  sdc__md(&wei, 4, wdims, f32 ? dnnl_f32 : dnnl_bf16, f32 ? dnnl_oihw : dnnl_format_tag_any);
   sdc__md(&bias, 1, bdims, dnnl_f32, dnnl_a);
-  sdc__md(&dst, 4, dst_dims, dnnl_f32, dnnl_nhwc);
+  sdc__md(&dst, 4, dst_dims, dnnl_f32, f32 ? dnnl_nchw : dnnl_nhwc);
   sdc__md(&src_user, 4, src_dims, dnnl_f32, dnnl_nchw);
   sdc__md(&dst_user, 4, dst_dims, dnnl_f32, dnnl_nchw);
   dnnl_dims_t strides = {s->stride, s->stride}, pad_l = {s->pad_t, s->pad_l},
@@ -250,17 +256,17 @@ static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int has_bias)
   if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
                                          has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
       dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success)
-    return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no bf16 convolution for %lldx%lld k%lld", (long long)s->Cout,
-                      (long long)s->Cin, (long long)s->kh);
+    return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no %s convolution for %lldx%lld k%lld", f32 ? "f32" : "bf16",
+                      (long long)s->Cout, (long long)s->Cin, (long long)s->kh);
   const char *impl = NULL;
-  if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+  if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl && !f32 &&
       strcmp(sdc__isa, "none") == 0) {
     const char *colon = strchr(impl, ':');
     snprintf(sdc__isa, sizeof sdc__isa, "%s", colon ? colon + 1 : impl);
   }
   int err = sdc__make_prim(&e->main, pd);
-  if (!err) err = sdc__make_reorder(&e->in, &src_user, &src);
-  if (!err) err = sdc__make_reorder(&e->out, &dst, &dst_user);
+  if (!err && !f32) err = sdc__make_reorder(&e->in, &src_user, &src);
+  if (!err && !f32) err = sdc__make_reorder(&e->out, &dst, &dst_user);
   return err;
 }
 
@@ -272,7 +278,7 @@ sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int6
   sdc_conv_shape s = {2, Cin, H, H, Cout, kh, kw, stride, kh / 2, kw / 2, Ho, Ho, 0};
   sdc__entry e = {0};
   sdc_packed *p = NULL;
-  if (!sdc__conv_entry(&e, &s, 1)) {
+  if (!sdc__conv_entry(&e, &s, SDC__CONV_BIAS)) {
     dnnl_memory_desc_t plain;
     sdc__md(&plain, 4, (int64_t[]){Cout, Cin, kh, kw}, dnnl_f32, dnnl_oihw);
     p = sdc__pack(w, &plain, &e.main.wei);
@@ -316,18 +322,28 @@ static sdc__entry *sdc__get_entry(const sdc__pkey *key, int (*build)(sdc__entry 
   return sdc__cache_add(key, e);
 }
 
-static int sdc__build_conv(sdc__entry *e, const void *s, int has_bias) { return sdc__conv_entry(e, s, has_bias); }
+static int sdc__build_conv(sdc__entry *e, const void *s, int flags) { return sdc__conv_entry(e, s, flags); }
 
-static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int has_bias, int *err) {
+static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int flags, int *err) {
   sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
-                                 s->Wo, has_bias}};
-  return sdc__get_entry(&key, sdc__build_conv, s, has_bias, err);
+                                 s->Wo, flags}};
+  return sdc__get_entry(&key, sdc__build_conv, s, flags, err);
+}
+
+int sdc_onednn_conv_f32(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
+                        const sdc_conv_shape *s) {
+  int err = sdc_onednn_init();
+  sdc__entry *e = err ? NULL : sdc__conv_lookup(s, SDC__CONV_F32 | (b ? SDC__CONV_BIAS : 0), &err);
+  if (!e) return err;
+  dnnl_memory_desc_t bias_md;
+  sdc__md(&bias_md, 1, (int64_t[]){s->Cout}, dnnl_f32, dnnl_a);
+  return sdc__run(&e->main, a, in, w, b, &bias_md, out, 0);
 }
 
 int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b,
                     const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, b != NULL, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   void *src = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4);
@@ -428,7 +444,7 @@ int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const s
 int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
                          const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, b != NULL, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   dnnl_memory_desc_t bias_md;

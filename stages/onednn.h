@@ -14,10 +14,18 @@
 #include "arena.h"
 #include "ops.h"
 
-/* Checks that this CPU can run bf16 (AVX512-BF16 at least; AMX when present)
- * and starts the oneDNN engine. SDC_ENOTSUP with a message naming what is
- * missing otherwise. Safe to call more than once. */
+/* Starts the oneDNN engine; safe to call more than once. */
 int sdc_onednn_init(void);
+/* Checks that this CPU can run bf16 (AVX512-BF16 at least; AMX when present)
+ * and starts the engine; SDC_EUNSUPPORTED with a message naming what is
+ * missing otherwise. */
+int sdc_onednn_bf16_check(void);
+
+/* An f32 conv, NCHW in and out, weights (Cout,Cin,kh,kw) as stored: oneDNN's
+ * GEMM-based kernels, faster than the shifted GEMMs at the UNet's small
+ * spatial sizes (see docs/performance.md). */
+int sdc_onednn_conv_f32(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
+                        const sdc_conv_shape *s);
 /* The oneDNN kernel family its bf16 convolutions use here ("avx512_core_amx_bf16", ...),
  * "none" before init. */
 const char *sdc_onednn_isa(void);

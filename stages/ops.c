@@ -47,7 +47,7 @@ static sdc_precision sdc__precision = SDC_PREC_FP32;
 
 int sdc_ops_set_precision(sdc_precision p) {
   if (p == SDC_PREC_BF16) {
-    int err = sdc_onednn_init();
+    int err = sdc_onednn_bf16_check();
     if (err) return err;
   }
   sdc__precision = p;
@@ -211,6 +211,9 @@ int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
   if (w->pk) {
     sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
     err = sdc_onednn_conv(a, out, in, w->pk, b, s);
+  } else if (w->onednn) {
+    sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
+    err = sdc_onednn_conv_f32(a, out, in, w->f32, b, s);
   } else {
     sdc_conv_shape ws = *s;
     ws.w_taps = w->taps;

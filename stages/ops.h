@@ -39,7 +39,8 @@ typedef struct sdc_packed sdc_packed;
 typedef struct {
   const float *f32;
   const sdc_packed *pk;
-  int taps;
+  int taps;   /* f32 is tap-major (shifted-GEMM conv) */
+  int onednn; /* f32 conv weights as stored, run on oneDNN's f32 kernels */
 } sdc_wt;
 
 /* out (B,Cout,Ho,Wo) = conv(in (B,Cin,H,W), w (Cout,Cin,kh,kw)) + b (Cout, may be NULL).

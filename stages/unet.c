@@ -52,6 +52,10 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   if (!u) return sdc_seterr(SDC_ENOMEM, "out of memory loading the unet");
   u->cfg = *c;
   u->parts = parts;
+  /* the UNet's convs run at 64x64 and below, where oneDNN's f32 convs beat
+   * the shifted GEMMs (the VAE's full-resolution ones stay shifted GEMMs) */
+  const int hint = w->conv_onednn;
+  w->conv_onednn = !getenv("SDC_CONV_SHIFTED");
   const int nb = c->n_blocks;
   const int64_t temb = c->time_embed_dim, C0 = c->block_out_channels[0];
   const double eps = c->norm_eps;
@@ -124,6 +128,7 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
     u->norm_out_b = sdc_weights_get(w, "conv_norm_out.bias", 1, (int64_t[]){C0});
     sdc_conv_load(&u->conv_out, w, "conv_out", C0, c->out_channels, c->conv_out_kernel);
   }
+  w->conv_onednn = hint;
   if (w->err) {
     err = sdc_seterr(w->err, "%s", w->msg);
     sdc_unet_free(u);
