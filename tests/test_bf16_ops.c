@@ -79,6 +79,7 @@ static void test_conv_bf16(sdc_arena *a) {
       {1, 4, 7, 9, 3, 1, 1, 1, 0, 0, 0, 0},      /* 1x1, tiny channels */
       {2, 50, 5, 6, 77, 1, 1, 1, 0, 0, 0, 0},    /* 1x1 shortcut, K and N not multiples of 16 */
       {1, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1},      /* 1x1 image, all padding */
+      {2, 96, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1},   /* the tiny UNet's deepest level: 2x2 pixels, more channels */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i];
