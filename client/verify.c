@@ -694,6 +694,7 @@ static void sdc__all_pipelines(sdc__verify *v) {
 
 int sdc_verify_bf16_psnr(const char *ref_dir, double *min_psnr_db, int *n_cases, int quiet) {
   sdc__verify v = {.bf16 = 1, .quiet = quiet};
+  *min_psnr_db = NAN, *n_cases = 0;
   const sdc_precision was = sdc_ops_precision();
   int err = sdc_ops_set_precision(SDC_PREC_BF16);
   if (!err) err = sdc__verify_open(&v, ref_dir);
