@@ -292,8 +292,10 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     printf("UNet step, mean of %d: conv %.3f s, linear %.3f s, attention %.3f s, other (norms, activations, copies) %.3f s\n",
            runs, split[0], split[1], split[2], split[3]);
     printf("GEMMs on %s; peak RSS %.0f MiB\n", backend, rss_mb);
-    if (ref)
+    if (ref && psnr_cases)
       printf("bf16 vs fp32 PSNR on the reference pipelines: min %.2f dB over %d cases\n", psnr_min, psnr_cases);
+    else if (ref)
+      printf("bf16 vs fp32 PSNR on the reference pipelines: not measured (see the error above)\n");
   }
   free(x), free(ctx), free(out), free(pix), free(ids), free(tm), free(td), free(tmid), free(tu);
   sdc_pipeline_free(p);
