@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <getopt.h>
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,24 +124,30 @@ static void sdc__finish_times(sdc__stage_time *st, double *t, int runs, uint64_t
 static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc bench-engine --model DIR [--width 512] [--height 512] [--runs 3] [--precision fp32] [--json]\n"
+          "                        [--ref DIR]\n"
           "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), and the\n"
           "  VAE decode, in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
           "  efficiency against the peak measured in the same run (best of OpenBLAS sgemm 4096^3 and an FMA\n"
           "  loop on every core), peak RSS, and the BLAS core and threads in use.\n"
-          "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n");
+          "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n"
+          "  --ref DIR (with --precision bf16): also run the reference pipelines of DIR/goldens.json in bf16\n"
+          "  and print the least PSNR of their images against the fp32 goldens (as sdc verify --precision\n"
+          "  bf16; exit 1 if one is below %.0f dB).\n",
+          SDC_BF16_PSNR_MIN_DB);
 }
 
 int sdc_cmd_bench_engine(int argc, char **argv) {
-  const char *model = NULL, *precision = "fp32";
+  const char *model = NULL, *precision = "fp32", *ref = NULL;
   int64_t width = 512, height = 512;
   int runs = 3, json = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"width", required_argument, 0, 'W'},
                                        {"height", required_argument, 0, 'H'},    {"runs", required_argument, 0, 'r'},
                                        {"precision", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
-                                       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+                                       {"ref", required_argument, 0, 'R'},       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "m:W:H:r:p:jh", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "m:W:H:r:p:jR:h", opts, NULL)) != -1) {
     switch (ch) {
       case 'm': model = optarg; break;
       case 'W': width = atoll(optarg); break;
@@ -148,6 +155,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
       case 'r': runs = atoi(optarg); break;
       case 'p': precision = optarg; break;
       case 'j': json = 1; break;
+      case 'R': ref = optarg; break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -159,6 +167,8 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   sdc_precision prec;
   int err = sdc_precision_parse(precision, &prec);
   if (!err) err = sdc_ops_set_precision(prec);
+  if (!err && ref && prec != SDC_PREC_BF16)
+    err = sdc_seterr(SDC_EINVAL, "--ref measures bf16 against the fp32 goldens: it needs --precision bf16");
   if (err) {
     fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;
@@ -250,6 +260,10 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   else snprintf(backend, sizeof backend, "OpenBLAS %s (fp32)", core);
   const int blas_threads = openblas_get_num_threads();
   if (err) fprintf(stderr, "sdc bench-engine: a stage failed: %s\n", sdc_errmsg(err));
+  /* quality beside speed: the reference pipelines in bf16 against diffusers' fp32 images */
+  double psnr_min = NAN;
+  int psnr_cases = 0, psnr_err = ref ? sdc_verify_bf16_psnr(ref, &psnr_min, &psnr_cases, 1) : SDC_OK;
+  if (psnr_err) fprintf(stderr, "sdc bench-engine: bf16 PSNR check: %s\n", sdc_errmsg(psnr_err));
   if (json) {
     printf("{\"model\":\"%s\",\"width\":%lld,\"height\":%lld,\"precision\":\"%s\",\"runs\":%d,", model, (long long)width,
            (long long)height, precision, runs);
@@ -264,7 +278,10 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
              st[i].gflop / st[i].min_s / peak);
     printf("},\"unet_split_s\":{\"conv\":%.4f,\"linear\":%.4f,\"attention\":%.4f,\"other\":%.4f},", split[0], split[1],
            split[2], split[3]);
-    printf("\"gemm_backend\":\"%s\",\"peak_rss_mb\":%.0f}\n", backend, rss_mb);
+    printf("\"gemm_backend\":\"%s\",\"peak_rss_mb\":%.0f", backend, rss_mb);
+    if (ref && isfinite(psnr_min)) printf(",\"psnr_db_min\":%.2f,\"psnr_cases\":%d", psnr_min, psnr_cases);
+    else if (ref) printf(",\"psnr_db_min\":null,\"psnr_cases\":%d", psnr_cases);
+    printf("}\n");
   } else {
     printf("model %s, %lldx%lld, %s, %d runs\n", model, (long long)width, (long long)height, precision, runs);
     printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", core,
@@ -278,8 +295,12 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
            runs, split[0], split_gf[0], split_gf[0] / split[0], split[1], split_gf[1], split_gf[1] / split[1], split[2],
            split_gf[2], split_gf[2] / split[2], split[3]);
     printf("GEMMs on %s; peak RSS %.0f MiB\n", backend, rss_mb);
+    if (ref && psnr_cases)
+      printf("bf16 vs fp32 PSNR on the reference pipelines: min %.2f dB over %d cases\n", psnr_min, psnr_cases);
+    else if (ref)
+      printf("bf16 vs fp32 PSNR on the reference pipelines: not measured (see the error above)\n");
   }
   free(x), free(ctx), free(out), free(pix), free(ids), free(tm), free(td), free(tmid), free(tu);
   sdc_pipeline_free(p);
-  return err ? 1 : 0;
+  return err || psnr_err ? 1 : 0;
 }

@@ -14,4 +14,17 @@ int sdc_cmd_cancel(int argc, char **argv);
 int sdc_cmd_cluster(int argc, char **argv);
 int sdc_cmd_bench_engine(int argc, char **argv);
 
+/* The least PSNR (8-bit, over all RGB bytes) that a bf16 image of a reference
+ * pipeline may have against diffusers' fp32 one. */
+#define SDC_BF16_PSNR_MIN_DB 35.0
+/* Runs every pipeline case of ref_dir/goldens.json in bf16 precision (set for
+ * the call, the previous precision restored after) and measures each image's
+ * PSNR against the fp32 golden PNG bytes. *min_psnr_db gets the least (NAN if
+ * none ran, INFINITY if all were identical), *n_cases how many produced an
+ * image. Prints a line per case unless quiet; failures always (stderr when
+ * quiet). Returns SDC_OK when every case reached SDC_BF16_PSNR_MIN_DB,
+ * SDC_EMISMATCH when one fell below or failed, SDC_EUNSUPPORTED when this CPU
+ * cannot run bf16, or the error reading ref_dir (message set). */
+int sdc_verify_bf16_psnr(const char *ref_dir, double *min_psnr_db /* OUT */, int *n_cases /* OUT */, int quiet);
+
 #endif

@@ -1,4 +1,5 @@
-/* verify.c - `sdc verify --ref DIR`: run every stage case of a golden manifest and compare. */
+/* verify.c - `sdc verify --ref DIR`: run every stage case of a golden manifest and compare;
+ * with --precision bf16, the PSNR of each reference pipeline's image against the fp32 golden. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include "config.h"
 #include "error.h"
 #include "model.h"
+#include "ops.h"
 #include "pipeline.h"
 #include "rng.h"
 #include "scheduler.h"
@@ -28,6 +30,10 @@ typedef struct {
   cJSON *manifest;
   sdc_arena arena;
   int n_pass, n_fail;
+  int bf16;           /* pipelines only, judged by PSNR against the fp32 goldens */
+  int quiet;          /* bf16: no line per passing case; failures go to stderr */
+  double min_psnr_db; /* bf16: over the cases that produced an image */
+  int n_psnr;
 } sdc__verify;
 
 /* A golden tensor with the expected dtype, or NULL with a message. */
@@ -64,7 +70,7 @@ static float *sdc__golden_f32(sdc__verify *v, const char *name, int64_t *numel /
 static int sdc__selected(const sdc__verify *v, const char *name) { return !v->only || strstr(name, v->only); }
 
 static void sdc__report_error(sdc__verify *v, const char *label, int err) {
-  printf("%-52s error: %s  FAIL\n", label, sdc_errmsg(err));
+  fprintf(v->quiet ? stderr : stdout, "%-52s error: %s  FAIL\n", label, sdc_errmsg(err));
   v->n_fail++;
   sdc_clearerr();
 }
@@ -516,6 +522,35 @@ static void sdc__model_cases(sdc__verify *v, const char *model, const cJSON *spe
 
 /* ------------------------------------------------------- pipeline cases */
 
+/* 10 log10(255^2 / MSE) over n bytes, in dB; INFINITY when a == b. */
+static double sdc__psnr_u8(const uint8_t *a, const uint8_t *b, int64_t n) {
+  double se = 0.0;
+  for (int64_t i = 0; i < n; i++) se += (double)(a[i] - b[i]) * (a[i] - b[i]);
+  return se > 0 ? 10.0 * log10(255.0 * 255.0 / (se / (double)n)) : INFINITY;
+}
+
+/* bf16: PSNR of the image's PNG bytes against the fp32 golden ones, one line. */
+static void sdc__psnr_check(sdc__verify *v, const char *model, const char *layout, const char *name, const float *img,
+                            uint8_t *u8, int64_t n_img) {
+  char label[256], gname[300];
+  snprintf(gname, sizeof gname, "%s/pipe/%s/png_uint8", model, name);
+  snprintf(label, sizeof label, "%s [%s] pipe/%s bf16 vs fp32", model, layout, name);
+  const sdc_st_entry *e = sdc__golden(v, gname, SDC_U8);
+  if (!e || sdc_shape_numel(e->ndim, e->shape) != n_img) {
+    if (e) sdc_seterr(SDC_ESHAPE, "golden '%s' has %lld bytes, the image %lld", gname,
+                      (long long)sdc_shape_numel(e->ndim, e->shape), (long long)n_img);
+    return sdc__report_error(v, label, e ? SDC_ESHAPE : SDC_EMISSING);
+  }
+  sdc_images_to_u8(img, n_img, u8);
+  const double psnr = sdc__psnr_u8(u8, sdc_st_ptr(&v->goldens, e), n_img);
+  const int ok = psnr >= SDC_BF16_PSNR_MIN_DB;
+  if (!v->quiet || !ok)
+    fprintf(v->quiet ? stderr : stdout, "%-52s psnr %6.2f dB  min %.0f dB  %s\n", label, psnr, SDC_BF16_PSNR_MIN_DB,
+            ok ? "pass" : "FAIL");
+  ok ? v->n_pass++ : v->n_fail++;
+  if (v->n_psnr++ == 0 || psnr < v->min_psnr_db) v->min_psnr_db = psnr;
+}
+
 static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *model, const char *layout, const char *name,
                                const cJSON *c) {
   char label[256], gname[300];
@@ -545,6 +580,8 @@ static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *mode
   if (!err) err = sdc_pipeline_generate(p, &g, img, lat, NULL, NULL);
   if (err) {
     sdc__report_error(v, label, err);
+  } else if (v->bf16) {
+    sdc__psnr_check(v, model, layout, name, img, u8, n_img);
   } else {
     double mr;
     snprintf(gname, sizeof gname, "%s/pipe/%s/init_latents", model, name);
@@ -603,50 +640,126 @@ static void sdc__pipeline_cases(sdc__verify *v, const char *model, const cJSON *
 
 static void sdc__verify_usage(FILE *fp) {
   fprintf(fp,
-          "usage: sdc verify --ref DIR [--only SUBSTRING]\n"
+          "usage: sdc verify --ref DIR [--only SUBSTRING] [--precision fp32|bf16]\n"
           "  Runs every case of DIR/goldens.json against DIR/goldens.safetensors, loading each\n"
           "  model from DIR/<model>/ (diffusers layout, and single_file.safetensors when present).\n"
-          "  Prints one line per case; exits 0 only if all pass.\n");
+          "  Prints one line per case; exits 0 only if all pass.\n"
+          "  --precision bf16 runs only the pipeline cases, in bf16, and passes those whose image\n"
+          "  has a PSNR of at least %.0f dB against the fp32 golden PNG bytes; exits 77 (SKIP)\n"
+          "  when this CPU cannot run bf16.\n",
+          SDC_BF16_PSNR_MIN_DB);
+}
+
+/* Reads DIR/goldens.json and opens DIR/goldens.safetensors into v. */
+static int sdc__verify_open(sdc__verify *v, const char *ref) {
+  char path[1200];
+  char *json = NULL;
+  v->ref = ref;
+  snprintf(path, sizeof path, "%s/goldens.json", ref);
+  int err = sdc_read_file(path, &json, NULL);
+  if (!err) {
+    v->manifest = cJSON_Parse(json);
+    if (!cJSON_IsObject(v->manifest)) err = sdc_seterr(SDC_EFORMAT, "%s: not a JSON object", path);
+  }
+  free(json);
+  snprintf(path, sizeof path, "%s/goldens.safetensors", ref);
+  if (!err) err = sdc_st_open(&v->goldens, path);
+  if (err) {
+    cJSON_Delete(v->manifest);
+    v->manifest = NULL;
+    return err;
+  }
+  sdc_arena_init(&v->arena, 0);
+  return SDC_OK;
+}
+
+static void sdc__verify_close(sdc__verify *v) {
+  sdc_arena_free(&v->arena);
+  sdc_st_close(&v->goldens);
+  cJSON_Delete(v->manifest);
+}
+
+/* Every model's pipeline cases, in each layout it has, as the fp32 run does them. */
+static void sdc__all_pipelines(sdc__verify *v) {
+  char path[1200];
+  const cJSON *spec;
+  cJSON_ArrayForEach(spec, v->manifest) {
+    const char *model = spec->string;
+    if (!cJSON_IsObject(spec) || strcmp(model, "rng") == 0 || strcmp(model, "sched") == 0) continue;
+    sdc__pipeline_cases(v, model, spec, "diffusers");
+    snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v->ref, model);
+    if (access(path, F_OK) == 0) sdc__pipeline_cases(v, model, spec, "single_file");
+  }
+}
+
+int sdc_verify_bf16_psnr(const char *ref_dir, double *min_psnr_db, int *n_cases, int quiet) {
+  sdc__verify v = {.bf16 = 1, .quiet = quiet};
+  *min_psnr_db = NAN, *n_cases = 0;
+  const sdc_precision was = sdc_ops_precision();
+  int err = sdc_ops_set_precision(SDC_PREC_BF16);
+  if (!err) err = sdc__verify_open(&v, ref_dir);
+  if (err) {
+    sdc_ops_set_precision(was);
+    return err;
+  }
+  sdc__all_pipelines(&v);
+  sdc__verify_close(&v);
+  sdc_ops_set_precision(was);
+  *min_psnr_db = v.n_psnr ? v.min_psnr_db : NAN;
+  *n_cases = v.n_psnr;
+  if (v.n_fail) return sdc_seterr(SDC_EMISMATCH, "%d of %d bf16 pipeline case(s) failed or fell below %.0f dB", v.n_fail,
+                                  v.n_pass + v.n_fail, SDC_BF16_PSNR_MIN_DB);
+  if (!v.n_psnr) return sdc_seterr(SDC_EMISSING, "%s/goldens.json: no pipeline cases", ref_dir);
+  return SDC_OK;
 }
 
 int sdc_cmd_verify(int argc, char **argv) {
   sdc__verify v = {0};
+  const char *ref = NULL, *precision = "fp32";
   static const struct option opts[] = {{"ref", required_argument, 0, 'r'},
                                        {"only", required_argument, 0, 'o'},
+                                       {"precision", required_argument, 0, 'p'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "r:o:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "r:o:p:h", opts, NULL)) != -1) {
     switch (ch) {
-      case 'r': v.ref = optarg; break;
+      case 'r': ref = optarg; break;
       case 'o': v.only = optarg; break;
+      case 'p': precision = optarg; break;
       case 'h': sdc__verify_usage(stdout); return 0;
       default: sdc__verify_usage(stderr); return 2;
     }
   }
-  if (!v.ref || optind != argc) {
+  sdc_precision prec;
+  if (!ref || optind != argc) {
     sdc__verify_usage(stderr);
     return 2;
   }
-  char path[1200];
-  char *json = NULL;
-  snprintf(path, sizeof path, "%s/goldens.json", v.ref);
-  int err = sdc_read_file(path, &json, NULL);
-  if (!err) {
-    v.manifest = cJSON_Parse(json);
-    if (!cJSON_IsObject(v.manifest)) err = sdc_seterr(SDC_EFORMAT, "%s: not a JSON object", path);
-  }
-  free(json);
-  snprintf(path, sizeof path, "%s/goldens.safetensors", v.ref);
-  if (!err) err = sdc_st_open(&v.goldens, path);
+  int err = sdc_precision_parse(precision, &prec);
   if (err) {
-    fprintf(stderr, "sdc verify: %s\n", sdc_errmsg(err));
-    cJSON_Delete(v.manifest);
+    fprintf(stderr, "sdc verify: --precision: %s\n", sdc_errmsg(err));
     return 2;
   }
-  sdc_arena_init(&v.arena, 0);
+  if (prec == SDC_PREC_BF16 && (err = sdc_ops_set_precision(prec))) {
+    printf("SKIP: %s\n", sdc_errmsg(err)); /* exit 77: what ctest and automake call skipped */
+    return 77;
+  }
+  v.bf16 = prec == SDC_PREC_BF16;
+  if ((err = sdc__verify_open(&v, ref))) {
+    fprintf(stderr, "sdc verify: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  if (v.bf16) {
+    sdc__all_pipelines(&v);
+    if (v.n_psnr) printf("min PSNR %.2f dB over %d case(s); ", v.min_psnr_db, v.n_psnr);
+    printf("%d passed, %d failed\n", v.n_pass, v.n_fail);
+    sdc__verify_close(&v);
+    return v.n_fail || !v.n_psnr ? 1 : 0;
+  }
   const cJSON *spec;
+  char path[1200];
   cJSON_ArrayForEach(spec, v.manifest) {
     const char *model = spec->string;
     if (strcmp(model, "rng") == 0) {
@@ -670,8 +783,6 @@ int sdc_cmd_verify(int argc, char **argv) {
     }
   }
   printf("%d passed, %d failed\n", v.n_pass, v.n_fail);
-  sdc_arena_free(&v.arena);
-  sdc_st_close(&v.goldens);
-  cJSON_Delete(v.manifest);
+  sdc__verify_close(&v);
   return v.n_fail ? 1 : 0;
 }
