@@ -43,6 +43,7 @@ typedef struct {
   /* recorder mode: every tensor asked for is invented and remembered */
   int recording;
   int conv_onednn; /* hint from the component's loader: its f32 convs run on oneDNN */
+  int keep_f32;    /* hint: these layers stay f32 even in bf16 precision */
   uint64_t seed;
   struct sdc__recorded *rec; /* sorted by name */
   int64_t n_rec, cap_rec;

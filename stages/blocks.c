@@ -24,7 +24,9 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
 
 /* bf16 precision: weights are packed for oneDNN straight from their f32
  * widening, which is then released, so only the 2-byte copy stays resident. */
-static int sdc__packs_bf16(const sdc_weights *w) { return sdc_ops_precision() == SDC_PREC_BF16 && !w->recording; }
+static int sdc__packs_bf16(const sdc_weights *w) {
+  return sdc_ops_precision() == SDC_PREC_BF16 && !w->recording && !w->keep_f32;
+}
 
 sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
                      int64_t stride) {
@@ -430,8 +432,14 @@ int sdc_upsample_forward(const sdc_resample *r, sdc_arena *a, float *out, const 
 
 void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t k) {
   c->cin = cin, c->cout = cout, c->k = k;
+  /* A model's input and output convs stay f32 in every precision: a few
+   * channels on one side, so under 1% of the FLOPs, and they feed the
+   * latents and pixels directly (bf16 there costs dBs of PSNR). */
+  const int keep = w->keep_f32;
+  w->keep_f32 = 1;
   /* prefix is the conv itself: its weight is "<prefix>.weight" */
   c->w = sdc_wget_conv(w, p, "weight", cout, cin, k, 1);
+  w->keep_f32 = keep;
   c->b = sdc_wget(w, p, "bias", cout, 0, 0, 0);
 }
 

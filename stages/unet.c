@@ -72,9 +72,11 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   }
   if (parts & SDC_UNET_DOWN) {
     sdc_conv_load(&u->conv_in, w, "conv_in", c->in_channels, C0, c->conv_in_kernel);
+    w->keep_f32 = 1; /* two rows per step: f32 costs nothing */
     u->time_w1 = sdc_wget_linear(w, "time_embedding", "linear_1.weight", temb, C0, 0);
     u->time_b1 = sdc_weights_get(w, "time_embedding.linear_1.bias", 1, (int64_t[]){temb});
     u->time_w2 = sdc_wget_linear(w, "time_embedding", "linear_2.weight", temb, temb, 0);
+    w->keep_f32 = 0;
     u->time_b2 = sdc_weights_get(w, "time_embedding.linear_2.bias", 1, (int64_t[]){temb});
     for (int i = 0; i < nb; i++) {
       sdc__unet_block *b = &u->down[i];
