@@ -403,21 +403,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__f32_to
   if (n_pad > n) memset(dst + n, 0, (size_t)(n_pad - n) * sizeof *dst);
 }
 
-/* e^x to ~4e-5 relative (degree-4 Taylor after the same range reduction as
- * sdc__exp512): plenty for a value about to be rounded to bf16 (2^-9). */
-__attribute__((target("avx512f"))) static inline __m512 sdc__exp512_coarse(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24.0f), r, _mm512_set1_ps(1.0f / 6.0f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(y, k);
-}
-
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__softmax_rows_bf16(
     uint16_t *p, const float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal, float *inv_sum) {
   for (int64_t r = 0; r < rows; r++) {
@@ -429,13 +414,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc__softma
     __m512 acc = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 16 <= lim; j += 16) {
-      __m512 e = sdc__exp512_coarse(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
+      __m512 e = sdc__exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
       acc = _mm512_add_ps(acc, e);
       _mm256_storeu_si256((__m256i *)(prow + j), (__m256i)_mm512_cvtneps_pbh(e));
     }
     if (j < lim) {
       const __mmask16 k = (__mmask16)((1u << (lim - j)) - 1);
-      __m512 e = _mm512_maskz_mov_ps(k, sdc__exp512_coarse(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vmx)));
+      __m512 e = _mm512_maskz_mov_ps(k, sdc__exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vmx)));
       acc = _mm512_add_ps(acc, e);
       _mm256_mask_storeu_epi16(prow + j, k, (__m256i)_mm512_cvtneps_pbh(e));
     }

@@ -137,8 +137,9 @@ static void test_linear_bf16(sdc_arena *a) {
 }
 
 /* The bf16 attention's arithmetic in double: q*scale (an f32 product) rounded
- * to bf16, k and v rounded, scores and softmax in double, P rounded to bf16
- * and not renormalised, P @ V in double. Shapes as sdc_attention.
+ * to bf16, k and v rounded, scores in double, P = exp(score - max) rounded
+ * to bf16 before normalising, P @ V in double, divided by the sum of the
+ * unrounded exponentials (flash-attention style, as the kernels do). Shapes as sdc_attention.
  * slack (B,Nq,H*dh) gets, per output, what the P_j that lie within
  * SDC__P_NEAR of a bf16 rounding boundary could move it by if the kernel's
  * f32 P_j (AMX scores, vector exp) rounds to the other neighbour. */
@@ -162,11 +163,11 @@ static void attention_bf16_ref(float *out, float *slack /* OUT */, const float *
           p[j] = d;
           mx = d > mx ? d : mx;
         }
-        for (int64_t j = 0; j < lim; j++) sum += (p[j] = exp(p[j] - mx));
         for (int64_t j = 0; j < lim; j++) {
-          const double pj = p[j] / sum;
-          p[j] = bf16_round((float)pj);
-          dp[j] = bf16_round((float)(pj * (1 + SDC__P_NEAR))) - bf16_round((float)(pj * (1 - SDC__P_NEAR)));
+          const double ej = exp(p[j] - mx);
+          sum += ej;
+          p[j] = bf16_round((float)ej);
+          dp[j] = bf16_round((float)(ej * (1 + SDC__P_NEAR))) - bf16_round((float)(ej * (1 - SDC__P_NEAR)));
         }
         for (int64_t c = 0; c < s->dh; c++) {
           double acc = 0.0, sl = 0.0;
@@ -175,8 +176,8 @@ static void attention_bf16_ref(float *out, float *slack /* OUT */, const float *
             acc += p[j] * vj;
             sl += dp[j] * fabs(vj);
           }
-          out[(b * s->Nq + i) * D + h * s->dh + c] = (float)acc;
-          slack[(b * s->Nq + i) * D + h * s->dh + c] = (float)sl;
+          out[(b * s->Nq + i) * D + h * s->dh + c] = (float)(acc / sum);
+          slack[(b * s->Nq + i) * D + h * s->dh + c] = (float)(sl / sum);
         }
       }
   free(p), free(dp), free(qs);
