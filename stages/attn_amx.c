@@ -171,7 +171,10 @@ int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, 
   sdc_arena_mark m = sdc_arena_get_mark(a);
   uint32_t *kp = (uint32_t *)sdc_arena_floats(a, BH * kp_words), *vp = (uint32_t *)sdc_arena_floats(a, BH * vp_words);
   float *thr = sdc_arena_floats(a, nthr * thr_floats);
-  if (!kp || !vp || !thr) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for bf16 tiles");
+  if (!kp || !vp || !thr) {
+    sdc_arena_reset(a, m);
+    return sdc_seterr(SDC_ENOMEM, "attention: out of memory for bf16 tiles");
+  }
 #pragma omp parallel
   {
     float *base = thr + omp_get_thread_num() * thr_floats;

@@ -137,7 +137,10 @@ int sdc_attention_f32(sdc_arena *a, float *out, const float *q, const float *k, 
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *kt = sdc_arena_floats(a, BH * s->dh * nkp), *vp = sdc_arena_floats(a, BH * nkp * dvp),
         *thr = sdc_arena_floats(a, nthr * thr_floats);
-  if (!kt || !vp || !thr) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld keys", (long long)s->Nk);
+  if (!kt || !vp || !thr) {
+    sdc_arena_reset(a, m);
+    return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld keys", (long long)s->Nk);
+  }
 #pragma omp parallel
   {
     float *qb = thr + omp_get_thread_num() * thr_floats, *sc = qb + SDC__QB * s->dh, *ob = sc + SDC__QB * nkp;

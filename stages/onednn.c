@@ -74,7 +74,7 @@ static dnnl_stream_t sdc__get_stream(void) {
 typedef enum { SDC__P_CONV, SDC__P_MATMUL, SDC__P_REORDER } sdc__pkind;
 
 typedef struct {
-  sdc__pkind kind;
+  int64_t kind; /* an sdc__pkind; 64 bits so the key has no padding for memcmp */
   int64_t k[14];
 } sdc__pkey;
 
@@ -89,7 +89,10 @@ typedef struct {
   sdc__prim main, in, out; /* the op, and reorders of its input and output (prim NULL: none) */
 } sdc__entry;
 
-#define SDC__CACHE_MAX 512
+/* A model at one resolution needs about 70 shapes; a worker serving many
+ * resolutions fills this slowly. When full, new shapes are refused with an
+ * error rather than built and leaked on every call. */
+#define SDC__CACHE_MAX 4096
 static sdc__entry *sdc__cache[SDC__CACHE_MAX];
 static sdc__pkey sdc__keys[SDC__CACHE_MAX];
 static int sdc__n_cache;
@@ -116,16 +119,14 @@ static sdc__entry *sdc__cache_add(const sdc__pkey *key, sdc__entry *e) {
     got = e;
   }
   pthread_mutex_unlock(&sdc__cache_mu);
-  if (got != e) { /* lost the race, or the cache is full: e is dropped (full: leaks one entry's primitives) */
-    if (got) {
-      dnnl_primitive_destroy(e->main.prim);
-      if (e->in.prim) dnnl_primitive_destroy(e->in.prim);
-      if (e->out.prim) dnnl_primitive_destroy(e->out.prim);
-      free(e);
-      return got;
-    }
+  if (got != e) { /* lost the race (got: the winner's entry), or the cache is full (got NULL) */
+    dnnl_primitive_destroy(e->main.prim);
+    if (e->in.prim) dnnl_primitive_destroy(e->in.prim);
+    if (e->out.prim) dnnl_primitive_destroy(e->out.prim);
+    free(e);
+    if (!got) sdc_seterr(SDC_ENOMEM, "oneDNN: more than %d distinct layer shapes in one process", SDC__CACHE_MAX);
   }
-  return e;
+  return got;
 }
 
 /* Finishes p from a primitive descriptor (destroyed here). */
@@ -319,7 +320,9 @@ static sdc__entry *sdc__get_entry(const sdc__pkey *key, int (*build)(sdc__entry 
     free(e);
     return NULL;
   }
-  return sdc__cache_add(key, e);
+  sdc__entry *got = sdc__cache_add(key, e);
+  if (!got) *err = SDC_ENOMEM;
+  return got;
 }
 
 static int sdc__build_conv(sdc__entry *e, const void *s, int flags) { return sdc__conv_entry(e, s, flags); }
@@ -348,8 +351,11 @@ int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed 
   sdc_arena_mark m = sdc_arena_get_mark(a);
   void *src = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4);
   float *dst = sdc_arena_floats(a, s->B * s->Cout * s->Ho * s->Wo);
-  if (!src || !dst) return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a bf16 %lldx%lld conv", (long long)s->Cout,
-                                      (long long)s->Cin);
+  if (!src || !dst) {
+    sdc_arena_reset(a, m);
+    return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a bf16 %lldx%lld conv", (long long)s->Cout,
+                      (long long)s->Cin);
+  }
   dnnl_memory_desc_t bias_md;
   sdc__md(&bias_md, 1, (int64_t[]){s->Cout}, dnnl_f32, dnnl_a);
   const void *wd = sdc__weights_for(a, &e->main, w, &err);
@@ -487,14 +493,14 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
       free(rk);
       return rk ? err : sdc_seterr(SDC_ENOMEM, "attention: out of memory");
     }
-    rk = sdc__cache_add(&kk, rk);
+    if (!(rk = sdc__cache_add(&kk, rk))) return SDC_ENOMEM;
   }
   if (!rv) {
     if (!(rv = calloc(1, sizeof *rv)) || (err = sdc__make_reorder(&rv->main, &vplain, &e2->main.wei))) {
       free(rv);
       return rv ? err : sdc_seterr(SDC_ENOMEM, "attention: out of memory");
     }
-    rv = sdc__cache_add(&vk, rv);
+    if (!(rv = sdc__cache_add(&vk, rv))) return SDC_ENOMEM;
   }
   const size_t kp_bytes = dnnl_memory_desc_get_size(&e1->main.wei), vp_bytes = dnnl_memory_desc_get_size(&e2->main.wei);
   const int nthr = omp_get_max_threads();
@@ -505,7 +511,10 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
   uint8_t *kp = (uint8_t *)sdc_arena_floats(a, (int64_t)(BH * ((kp_bytes + 63) & ~(size_t)63) + 3) / 4),
           *vp = (uint8_t *)sdc_arena_floats(a, (int64_t)(BH * ((vp_bytes + 63) & ~(size_t)63) + 3) / 4),
           *thr = (uint8_t *)sdc_arena_floats(a, (int64_t)((size_t)nthr * per_thr + 3) / 4);
-  if (!kp || !vp || !thr) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for bf16 tiles");
+  if (!kp || !vp || !thr) {
+    sdc_arena_reset(a, m);
+    return sdc_seterr(SDC_ENOMEM, "attention: out of memory for bf16 tiles");
+  }
   const size_t kstride = (kp_bytes + 63) & ~(size_t)63, vstride = (vp_bytes + 63) & ~(size_t)63;
   int fail = 0;
 #pragma omp parallel reduction(| : fail)

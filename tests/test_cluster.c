@@ -229,9 +229,13 @@ static void run_model(const char *name, const char *model, const char *config, c
       xadd(json);
     }
     sleep_ms(800);
-    /* "[-]" keeps the patterns from matching this very shell command line */
-    CHECK(system("pkill -KILL -f -- '-[-]id unet-mid-0' && pkill -KILL -f -- '-[-]id unet-up-1'") == 0,
-          "could not kill the workers");
+    /* only this cluster's children (another checkout may run the same test);
+     * "[-]" keeps the patterns from matching this very shell command line */
+    char kill_cmd[256];
+    snprintf(kill_cmd, sizeof kill_cmd,
+             "pkill -KILL -P %d -f -- '-[-]id unet-mid-0' && pkill -KILL -P %d -f -- '-[-]id unet-up-1'", (int)cl,
+             (int)cl);
+    CHECK(system(kill_cmd) == 0, "could not kill the workers");
     for (int i = 0; i < 4; i++) {
       char id[32], gen[256];
       snprintf(id, sizeof id, "kill-%d", i);
