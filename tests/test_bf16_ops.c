@@ -14,6 +14,7 @@
 #include "error.h"
 #include "onednn.h"
 #include "ops.h"
+#include "ops_bf16.h"
 #include "test_util.h"
 
 /* Conv and linear: after pre-rounding only the f32 accumulation differs from
@@ -246,6 +247,106 @@ static void test_precision_names(void) {
   CHECK(strcmp(sdc_precision_name(SDC_PREC_BF16), "bf16") == 0, "name of bf16");
 }
 
+static float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+/* max over i of |bf16 got - ref| / (2^-8 |ref| + 1e-5 max|ref|): the output
+ * is ref rounded to bf16 (at most half a step, 2^-9) after f32 arithmetic
+ * that may differ from the reference's by ulps; at most 1 passes. */
+static double bf16_out_err(const uint16_t *got, const float *ref, int64_t n) {
+  double mr = 0.0, worst = 0.0;
+  for (int64_t i = 0; i < n; i++) mr = fmax(mr, fabs((double)ref[i]));
+  for (int64_t i = 0; i < n; i++) {
+    double r = fabs((double)bf16_to_f32(got[i]) - ref[i]) / (0x1p-8 * fabs((double)ref[i]) + 1e-5 * mr);
+    if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
+  }
+  return worst;
+}
+
+/* The kernels that write the bf16 inputs of the GEMMs, against the f32 ops. */
+static void test_bf16_producers(sdc_arena *a) {
+  /* B, C, HW, groups */
+  static const int64_t gn[][4] = {{2, 32, 63, 8}, {1, 4, 5, 2}, {2, 48, 33, 16}, {1, 320, 256, 32}};
+  for (size_t i = 0; i < sizeof gn / sizeof *gn; i++)
+    for (int silu = 0; silu < 2; silu++)
+      for (int nhwc = 0; nhwc < 2; nhwc++) {
+        const int64_t B = gn[i][0], C = gn[i][1], HW = gn[i][2], G = gn[i][3], n = B * C * HW;
+        float *x = buf(n, 40 + i), *g = buf(C, 50 + i), *bt = buf(C, 60 + i), *ref = buf(n, 0), *ref_t = buf(n, 0),
+              *x_t = buf(n, 0);
+        for (int64_t j = 0; j < n; j++) x[j] = 3.0f * x[j] + 0.5f; /* an offset: the mean matters */
+        uint16_t *got = malloc((size_t)n * sizeof *got);
+        memcpy(ref, x, (size_t)n * sizeof *ref);
+        sdc_group_norm(ref, g, bt, B, C, HW, G, 1e-5, silu);
+        sdc_nchw_to_nhwc(ref_t, ref, B, C, HW);
+        sdc_nchw_to_nhwc(x_t, x, B, C, HW);
+        CHECK(sdc_group_norm_bf16(a, got, nhwc ? x_t : x, nhwc, g, bt, B, C, HW, G, 1e-5, silu) == 0, "group norm bf16");
+        double e = bf16_out_err(got, ref_t, n);
+        CHECK(e <= 1.0, "group norm bf16 case %zu (silu %d, nhwc in %d): err %g of what is allowed", i, silu, nhwc, e);
+        free(x), free(g), free(bt), free(ref), free(ref_t), free(x_t), free(got);
+      }
+  /* rows, C */
+  static const int64_t ln[][2] = {{5, 40}, {77, 768}, {3, 7}};
+  for (size_t i = 0; i < sizeof ln / sizeof *ln; i++) {
+    const int64_t R = ln[i][0], C = ln[i][1];
+    float *x = buf(R * C, 70 + i), *g = buf(C, 71 + i), *bt = buf(C, 72 + i), *ref = buf(R * C, 0);
+    uint16_t *got = malloc((size_t)(R * C) * sizeof *got);
+    sdc_layer_norm(ref, x, g, bt, R, C, 1e-5);
+    sdc_layer_norm_bf16(got, x, g, bt, R, C, 1e-5);
+    double e = bf16_out_err(got, ref, R * C);
+    CHECK(e <= 1.0, "layer norm bf16 %lldx%lld: err %g of what is allowed", (long long)R, (long long)C, e);
+    /* GEGLU over the same rows as [h | g] halves */
+    if (C % 2 == 0) {
+      float *gref = buf(R * C / 2, 0);
+      sdc_geglu(gref, x, R, C / 2);
+      sdc_geglu_bf16(got, x, R, C / 2);
+      e = bf16_out_err(got, gref, R * C / 2);
+      CHECK(e <= 1.0, "geglu bf16 %lldx%lld: err %g of what is allowed", (long long)R, (long long)C / 2, e);
+      free(gref);
+    }
+    /* plain rounding is exact: RNE both ways */
+    sdc_f32_to_bf16_rows(got, x, R, C);
+    int same = 1;
+    for (int64_t j = 0; j < R * C; j++) same &= bf16_to_f32(got[j]) == bf16_round(x[j]);
+    CHECK(same, "f32 -> bf16 rows %lldx%lld is not round-to-nearest-even", (long long)R, (long long)C);
+    free(x), free(g), free(bt), free(ref), free(got);
+  }
+  /* layout changes: B, C, HW with partial 16x16 tiles on both sides */
+  static const int64_t tr[][3] = {{2, 5, 7}, {1, 33, 17}, {2, 320, 64}};
+  for (size_t i = 0; i < sizeof tr / sizeof *tr; i++) {
+    const int64_t B = tr[i][0], C = tr[i][1], HW = tr[i][2], n = B * C * HW;
+    float *x = buf(n, 80 + i), *y = buf(n, 81 + i), *y2 = buf(n, 82 + i), *t = buf(B * C, 83 + i), *out = buf(n, 0),
+          *xt = buf(n, 0);
+    uint16_t *got = malloc((size_t)n * sizeof *got);
+    sdc_nchw_to_nhwc_bf16(got, x, B, C, HW);
+    sdc_nchw_to_nhwc(xt, x, B, C, HW);
+    int same = 1;
+    for (int64_t j = 0; j < n; j++) same &= bf16_to_f32(got[j]) == bf16_round(xt[j]);
+    CHECK(same, "nchw -> nhwc bf16 %lldx%lldx%lld differs from transpose + rounding", (long long)B, (long long)C,
+          (long long)HW);
+    /* (y + y2 + res) * scale back to NCHW, out aliasing res */
+    memcpy(out, x, (size_t)n * sizeof *out);
+    sdc_nhwc_add_to_nchw(out, y, y2, out, 0.5f, B, C, HW);
+    double worst = 0.0;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t p = 0; p < HW; p++) {
+          const int64_t o = (b * C + c) * HW + p, q = (b * HW + p) * C + c;
+          worst = fmax(worst, fabs(out[o] - (y[q] + y2[q] + x[o]) * 0.5f));
+        }
+    CHECK(worst < 1e-6, "nhwc add to nchw %lldx%lldx%lld: max err %g", (long long)B, (long long)C, (long long)HW, worst);
+    memcpy(out, y, (size_t)n * sizeof *out);
+    sdc_nhwc_add_channels(out, t, B, HW, C);
+    same = 1;
+    for (int64_t j = 0; j < n; j++) same &= out[j] == y[j] + t[(j / (HW * C)) * C + j % C];
+    CHECK(same, "nhwc add channels %lldx%lldx%lld wrong", (long long)B, (long long)C, (long long)HW);
+    free(x), free(y), free(y2), free(t), free(out), free(xt), free(got);
+  }
+}
+
 int main(void) {
   test_precision_names();
   char why[512] = "";
@@ -268,6 +369,7 @@ int main(void) {
   printf("conv kernel family: %s\n", sdc_onednn_isa());
   test_linear_bf16(&a);
   test_attention_bf16(&a);
+  test_bf16_producers(&a);
   printf("worst errors: conv %.2e, linear %.2e (tol %.0e of max(1, max|ref|)); attention %.2f of what is allowed\n",
          worst_conv, worst_linear, SDC__GEMM_TOL, worst_attn);
   CHECK(a.used_bytes == 0, "bf16 ops leaked %zu arena bytes", a.used_bytes);
