@@ -33,16 +33,16 @@ sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
   sdc_wt r = {0};
-  if (sdc__packs_bf16(w)) {
+  const int bf16 = sdc__packs_bf16(w), f32_onednn = !bf16 && w->conv_onednn && !w->keep_f32;
+  if (bf16 || f32_onednn) {
     const float *f = sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
     if (!f) return r;
-    sdc_packed *pk = sdc_onednn_pack_conv(f, cout, cin, k, k, stride);
+    sdc_packed *pk = sdc_onednn_pack_conv(f, cout, cin, k, k, stride, f32_onednn);
     sdc_weights_release(w, f, cout * cin * k * k);
     r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
     return r;
   }
-  r.onednn = w->conv_onednn;
-  r.taps = !r.onednn && sdc_conv_packs(cin, k, stride);
+  r.taps = sdc_conv_packs(cin, k, stride);
   r.f32 = r.taps ? sdc_weights_get_taps(w, key, cout, cin, k, k) : sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
   return r;
 }
@@ -138,7 +138,8 @@ static int sdc__resnet_forward_bf16(const sdc_resnet *r, sdc_arena *a, float *ou
 
 int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const float *x, const float *temb_silu, int64_t B,
                        int64_t H, int64_t W) {
-  if (r->conv1_w.pk && r->conv2_w.pk && (r->cin == r->cout || r->short_w.pk))
+  if (sdc_onednn_packed_bf16(r->conv1_w.pk) && sdc_onednn_packed_bf16(r->conv2_w.pk) &&
+      (r->cin == r->cout || sdc_onednn_packed_bf16(r->short_w.pk)))
     return sdc__resnet_forward_bf16(r, a, out, x, temb_silu, B, H, W);
   const int64_t HW = H * W;
   sdc_arena_mark m = sdc_arena_get_mark(a);

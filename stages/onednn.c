@@ -12,6 +12,7 @@
 
 struct sdc_packed {
   dnnl_memory_desc_t md; /* oneDNN's layout for these weights */
+  int f32;               /* f32 weights (fp32 precision), else bf16 */
   void *data;
   size_t n_bytes;
 };
@@ -232,46 +233,64 @@ void sdc_onednn_packed_free(void *p) {
 
 size_t sdc_onednn_packed_bytes(const sdc_packed *p) { return p ? p->n_bytes : 0; }
 
+int sdc_onednn_packed_bf16(const sdc_packed *p) { return p && !p->f32; }
+
 /* --------------------------------------------------------- convolution */
 
-/* The conv primitive and, for bf16, the reorders around it: f32 NCHW in ->
- * bf16 NHWC (what the AMX kernels read), f32 NHWC out -> f32 NCHW. An f32
- * conv reads and writes NCHW with plain (oihw) weights: no reorders. */
+/* The conv primitive and the reorders from and to the caller's f32 NCHW:
+ * bf16 reads NHWC bf16 (what the AMX kernels want) and writes NHWC f32;
+ * f32 lets oneDNN pick its blocked layouts (nChw16c), which its direct
+ * kernels run faster than any NCHW kernel even counting the reorders. */
 #define SDC__CONV_BIAS 1
 #define SDC__CONV_F32 2
-static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags) {
+/* wmd: the layout the weights were packed in, tried first so that a conv
+ * whose best kernel wants another layout takes the packed one rather than a
+ * reorder of its weights on every call; NULL: oneDNN's choice. */
+static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags, const dnnl_memory_desc_t *wmd) {
   const int has_bias = flags & SDC__CONV_BIAS, f32 = flags & SDC__CONV_F32;
   const int64_t src_dims[4] = {s->B, s->Cin, s->H, s->W}, dst_dims[4] = {s->B, s->Cout, s->Ho, s->Wo},
                 wdims[4] = {s->Cout, s->Cin, s->kh, s->kw}, bdims[1] = {s->Cout};
   dnnl_memory_desc_t src, wei, bias, dst, src_user, dst_user;
-  sdc__md(&src, 4, src_dims, f32 ? dnnl_f32 : dnnl_bf16, f32 ? dnnl_nchw : dnnl_nhwc);
-  sdc__md(&wei, 4, wdims, f32 ? dnnl_f32 : dnnl_bf16, f32 ? dnnl_oihw : dnnl_format_tag_any);
+  sdc__md(&src, 4, src_dims, f32 ? dnnl_f32 : dnnl_bf16, f32 ? dnnl_format_tag_any : dnnl_nhwc);
+  sdc__md(&wei, 4, wdims, f32 ? dnnl_f32 : dnnl_bf16, dnnl_format_tag_any);
   sdc__md(&bias, 1, bdims, dnnl_f32, dnnl_a);
-  sdc__md(&dst, 4, dst_dims, dnnl_f32, f32 ? dnnl_nchw : dnnl_nhwc);
+  sdc__md(&dst, 4, dst_dims, dnnl_f32, f32 ? dnnl_format_tag_any : dnnl_nhwc);
   sdc__md(&src_user, 4, src_dims, dnnl_f32, dnnl_nchw);
   sdc__md(&dst_user, 4, dst_dims, dnnl_f32, dnnl_nchw);
   dnnl_dims_t strides = {s->stride, s->stride}, pad_l = {s->pad_t, s->pad_l},
               pad_r = {(s->Ho - 1) * s->stride + s->kh - s->H - s->pad_t, (s->Wo - 1) * s->stride + s->kw - s->W - s->pad_l};
   dnnl_convolution_desc_t cd;
-  dnnl_primitive_desc_t pd;
-  if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
-                                         has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
-      dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success)
+  dnnl_primitive_desc_t pd = NULL;
+  if (wmd && (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, wmd,
+                                                 has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
+              dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success))
+    pd = NULL;
+  const char *impl = NULL;
+  if (pd && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+      (strstr(impl, "ref") || strstr(impl, "gemm"))) {
+    /* only a reference or GEMM-based kernel takes that layout: a per-call reorder into a direct kernel's is faster */
+    dnnl_primitive_desc_destroy(pd);
+    pd = NULL;
+  }
+  if (!pd && (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
+                                                 has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
+              dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success))
     return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no %s convolution for %lldx%lld k%lld", f32 ? "f32" : "bf16",
                       (long long)s->Cout, (long long)s->Cin, (long long)s->kh);
-  const char *impl = NULL;
   if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl && !f32 &&
       strcmp(sdc__isa, "none") == 0) {
     const char *colon = strchr(impl, ':');
     snprintf(sdc__isa, sizeof sdc__isa, "%s", colon ? colon + 1 : impl);
   }
   int err = sdc__make_prim(&e->main, pd);
-  if (!err && !f32) err = sdc__make_reorder(&e->in, &src_user, &src);
-  if (!err && !f32) err = sdc__make_reorder(&e->out, &dst, &dst_user);
+  /* no reorder where the primitive already takes NCHW */
+  if (!err && !dnnl_memory_desc_equal(&e->main.src, &src_user)) err = sdc__make_reorder(&e->in, &src_user, &e->main.src);
+  if (!err && !dnnl_memory_desc_equal(&e->main.dst, &dst_user)) err = sdc__make_reorder(&e->out, &e->main.dst, &dst_user);
   return err;
 }
 
-sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int64_t kh, int64_t kw, int64_t stride) {
+sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int64_t kh, int64_t kw, int64_t stride,
+                                 int f32) {
   if (sdc_onednn_init()) return NULL;
   /* the layout oneDNN picks for a representative activation; a conv whose
    * primitive wants another one reorders per call (correct, slower) */
@@ -279,10 +298,10 @@ sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int6
   sdc_conv_shape s = {2, Cin, H, H, Cout, kh, kw, stride, kh / 2, kw / 2, Ho, Ho, 0};
   sdc__entry e = {0};
   sdc_packed *p = NULL;
-  if (!sdc__conv_entry(&e, &s, SDC__CONV_BIAS)) {
+  if (!sdc__conv_entry(&e, &s, SDC__CONV_BIAS | (f32 ? SDC__CONV_F32 : 0), NULL)) {
     dnnl_memory_desc_t plain;
     sdc__md(&plain, 4, (int64_t[]){Cout, Cin, kh, kw}, dnnl_f32, dnnl_oihw);
-    p = sdc__pack(w, &plain, &e.main.wei);
+    if ((p = sdc__pack(w, &plain, &e.main.wei))) p->f32 = f32;
   }
   if (e.main.prim) dnnl_primitive_destroy(e.main.prim);
   if (e.in.prim) dnnl_primitive_destroy(e.in.prim);
@@ -294,7 +313,9 @@ sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int6
 static const void *sdc__weights_for(sdc_arena *a, const sdc__prim *prim, const sdc_packed *pk, int *err) {
   *err = SDC_OK;
   if (dnnl_memory_desc_equal(&prim->wei, &pk->md)) return pk->data;
-  if (getenv("SDC_DEBUG_ONEDNN")) fprintf(stderr, "onednn: weights reordered per call\n");
+  if (getenv("SDC_DEBUG_ONEDNN"))
+    fprintf(stderr, "onednn: weights of %lld x %lld reordered per call\n", (long long)prim->wei.dims[0],
+            (long long)prim->wei.dims[1]);
   void *tmp = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&prim->wei) + 3) / 4);
   sdc__prim r = {0};
   if (!tmp) *err = sdc_seterr(SDC_ENOMEM, "oneDNN: out of memory for weights");
@@ -325,43 +346,43 @@ static sdc__entry *sdc__get_entry(const sdc__pkey *key, int (*build)(sdc__entry 
   return got;
 }
 
-static int sdc__build_conv(sdc__entry *e, const void *s, int flags) { return sdc__conv_entry(e, s, flags); }
+typedef struct {
+  const sdc_conv_shape *s;
+  const dnnl_memory_desc_t *wmd;
+} sdc__conv_arg;
 
-static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int flags, int *err) {
+static int sdc__build_conv(sdc__entry *e, const void *arg, int flags) {
+  const sdc__conv_arg *c = arg;
+  return sdc__conv_entry(e, c->s, flags, c->wmd);
+}
+
+/* Every weight of one conv shape is packed alike, so the shape keys the cache. */
+static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int flags, const sdc_packed *w, int *err) {
+  const sdc__conv_arg arg = {s, w ? &w->md : NULL};
   sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
                                  s->Wo, flags}};
-  return sdc__get_entry(&key, sdc__build_conv, s, flags, err);
+  return sdc__get_entry(&key, sdc__build_conv, &arg, flags, err);
 }
 
-int sdc_onednn_conv_f32(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
-                        const sdc_conv_shape *s) {
-  int err = sdc_onednn_init();
-  sdc__entry *e = err ? NULL : sdc__conv_lookup(s, SDC__CONV_F32 | (b ? SDC__CONV_BIAS : 0), &err);
-  if (!e) return err;
-  dnnl_memory_desc_t bias_md;
-  sdc__md(&bias_md, 1, (int64_t[]){s->Cout}, dnnl_f32, dnnl_a);
-  return sdc__run(&e->main, a, in, w, b, &bias_md, out, 0);
-}
 
 int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b,
                     const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, &err);
+  sdc__entry *e = sdc__conv_lookup(s, (b ? SDC__CONV_BIAS : 0) | (w->f32 ? SDC__CONV_F32 : 0), w, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
-  void *src = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4);
-  float *dst = sdc_arena_floats(a, s->B * s->Cout * s->Ho * s->Wo);
+  void *src = e->in.prim ? sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4) : (void *)in;
+  float *dst = e->out.prim ? sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.dst) + 3) / 4) : out;
   if (!src || !dst) {
     sdc_arena_reset(a, m);
-    return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a bf16 %lldx%lld conv", (long long)s->Cout,
-                      (long long)s->Cin);
+    return sdc_seterr(SDC_ENOMEM, "conv2d: out of memory for a %lldx%lld conv", (long long)s->Cout, (long long)s->Cin);
   }
   dnnl_memory_desc_t bias_md;
   sdc__md(&bias_md, 1, (int64_t[]){s->Cout}, dnnl_f32, dnnl_a);
   const void *wd = sdc__weights_for(a, &e->main, w, &err);
-  if (!err) err = sdc__run(&e->in, a, in, NULL, NULL, NULL, src, 1);
+  if (!err && e->in.prim) err = sdc__run(&e->in, a, in, NULL, NULL, NULL, src, 1);
   if (!err) err = sdc__run(&e->main, a, src, wd, b, &bias_md, dst, 0);
-  if (!err) err = sdc__run(&e->out, a, dst, NULL, NULL, NULL, out, 1);
+  if (!err && e->out.prim) err = sdc__run(&e->out, a, dst, NULL, NULL, NULL, out, 1);
   sdc_arena_reset(a, m);
   return err;
 }
@@ -450,7 +471,7 @@ int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const s
 int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
                          const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, w, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   dnnl_memory_desc_t bias_md;

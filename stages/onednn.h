@@ -21,23 +21,22 @@ int sdc_onednn_init(void);
  * missing otherwise. */
 int sdc_onednn_bf16_check(void);
 
-/* An f32 conv, NCHW in and out, weights (Cout,Cin,kh,kw) as stored: oneDNN's
- * GEMM-based kernels, faster than the shifted GEMMs at the UNet's small
- * spatial sizes (see docs/performance.md). */
-int sdc_onednn_conv_f32(sdc_arena *a, float *out, const float *in, const float *w, const float *b,
-                        const sdc_conv_shape *s);
 /* The oneDNN kernel family its bf16 convolutions use here ("avx512_core_amx_bf16", ...),
  * "none" before init. */
 const char *sdc_onednn_isa(void);
 
 /* Weights packed for one layer. Owned by the caller: sdc_onednn_packed_free. */
+/* f32: packed for fp32 precision's oneDNN convs (see sdc_onednn_conv). */
 sdc_packed *sdc_onednn_pack_conv(const float *w /* (Cout,Cin,kh,kw) */, int64_t Cout, int64_t Cin, int64_t kh, int64_t kw,
-                                 int64_t stride);
+                                 int64_t stride, int f32);
 sdc_packed *sdc_onednn_pack_linear(const float *w /* (N,K) */, int64_t N, int64_t K);
 void sdc_onednn_packed_free(void *p);
 size_t sdc_onednn_packed_bytes(const sdc_packed *p);
+/* Whether p holds bf16 weights (else f32, or p is NULL). */
+int sdc_onednn_packed_bf16(const sdc_packed *p);
 
-/* As sdc_conv2d / sdc_linear / sdc_attention, in bf16 (see above). */
+/* As sdc_conv2d / sdc_linear / sdc_attention, in bf16 (see above); a conv
+ * whose weights were packed f32 runs in f32 on oneDNN's blocked layouts. */
 int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b,
                     const sdc_conv_shape *s);
 int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,

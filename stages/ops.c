@@ -211,9 +211,6 @@ int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
   if (w->pk) {
     sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
     err = sdc_onednn_conv(a, out, in, w->pk, b, s);
-  } else if (w->onednn) {
-    sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
-    err = sdc_onednn_conv_f32(a, out, in, w->f32, b, s);
   } else {
     sdc_conv_shape ws = *s;
     ws.w_taps = w->taps;

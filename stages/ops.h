@@ -33,14 +33,14 @@ const char *sdc_precision_name(sdc_precision p); /* "fp32", "bf16" */
 int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
 
 /* A conv or linear layer's weights in the form its GEMMs want: f32 (plain,
- * or tap-major when taps, see sdc_conv_packs), or packed for oneDNN in bf16
- * precision (then f32 is NULL). */
+ * or tap-major when taps, see sdc_conv_packs), or packed for oneDNN (bf16
+ * weights in bf16 precision, f32 ones for the UNet's convs in fp32; then
+ * f32 is NULL). */
 typedef struct sdc_packed sdc_packed;
 typedef struct {
   const float *f32;
   const sdc_packed *pk;
-  int taps;   /* f32 is tap-major (shifted-GEMM conv) */
-  int onednn; /* f32 conv weights as stored, run on oneDNN's f32 kernels */
+  int taps; /* f32 is tap-major (shifted-GEMM conv) */
 } sdc_wt;
 
 /* out (B,Cout,Ho,Wo) = conv(in (B,Cin,H,W), w (Cout,Cin,kh,kw)) + b (Cout, may be NULL).

@@ -91,7 +91,7 @@ static void test_conv_bf16(sdc_arena *a) {
     float *in = buf(n_in, 100 + i), *w = buf(n_w, 200 + i), *b = buf(s.Cout, 300 + i);
     float *in16 = bf16_copy(in, n_in), *w16 = bf16_copy(w, n_w), *got = buf(n_out, 4), *ref = buf(n_out, 5),
           *ref32 = buf(n_out, 6);
-    sdc_wt wt = {NULL, sdc_onednn_pack_conv(w, s.Cout, s.Cin, s.kh, s.kw, s.stride), 0, 0};
+    sdc_wt wt = {NULL, sdc_onednn_pack_conv(w, s.Cout, s.Cin, s.kh, s.kw, s.stride, 0), 0};
     CHECK(wt.pk, "conv case %zu: packing failed: %s", i, sdc_errmsg(SDC_EUNSUPPORTED));
     for (int with_bias = 0; wt.pk && with_bias < 2; with_bias++) {
       const float *bias = with_bias ? b : NULL;
@@ -120,7 +120,7 @@ static void test_linear_bf16(sdc_arena *a) {
     const int64_t M = cases[i][0], K = cases[i][1], N = cases[i][2];
     float *in = buf(M * K, 400 + i), *w = buf(N * K, 500 + i), *b = buf(N, 600 + i);
     float *in16 = bf16_copy(in, M * K), *w16 = bf16_copy(w, N * K), *got = buf(M * N, 0), *ref = buf(M * N, 0);
-    sdc_wt wt = {NULL, sdc_onednn_pack_linear(w, N, K), 0, 0};
+    sdc_wt wt = {NULL, sdc_onednn_pack_linear(w, N, K), 0};
     CHECK(wt.pk, "linear %lldx%lldx%lld: packing failed", (long long)M, (long long)K, (long long)N);
     for (int with_bias = 0; wt.pk && with_bias < 2; with_bias++) {
       const float *bias = with_bias ? b : NULL;
