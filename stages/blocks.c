@@ -212,23 +212,26 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
   sdc_nchw_to_nhwc(nrm, h, B, C, N);
   int err;
   if ((err = sdc_linear_wt(a, tok, nrm, &t->proj_in_w, t->proj_in_b, rows, C, C))) return err;
+  /* Each sub-block's residual add is fused with the norm that follows it
+   * (sdc_add_layer_norm), so nrm holds the next sub-block's input. */
+  if (t->n_layers) sdc_layer_norm(nrm, tok, t->blocks[0].norm1_w, t->blocks[0].norm1_b, rows, C, 1e-5);
   for (int64_t l = 0; l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
     /* self-attention */
-    sdc_layer_norm(nrm, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
     if ((err = sdc__attn_forward(&b->attn1, a, nrm, nrm, nrm, q, k, v, o, B, N, N, C, C, t->heads))) return err;
-    sdc_add(tok, nrm, rows * C);
+    sdc_add_layer_norm(nrm, tok, nrm, b->norm2_w, b->norm2_b, rows, C, 1e-5);
     /* cross-attention to the text context */
-    sdc_layer_norm(nrm, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
     if ((err = sdc__attn_forward(&b->attn2, a, nrm, nrm, ctx, q, k, v, o, B, N, Nctx, C, t->ctx_dim, t->heads)))
       return err;
-    sdc_add(tok, nrm, rows * C);
+    sdc_add_layer_norm(nrm, tok, nrm, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     /* GEGLU feed-forward */
-    sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     if ((err = sdc_linear_wt(a, ff, nrm, &b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner))) return err;
     sdc_geglu(gg, ff, rows, t->ff_inner);
     if ((err = sdc_linear_wt(a, nrm, gg, &b->ff2_w, b->ff2_b, rows, t->ff_inner, C))) return err;
-    sdc_add(tok, nrm, rows * C);
+    if (l + 1 < t->n_layers)
+      sdc_add_layer_norm(nrm, tok, nrm, t->blocks[l + 1].norm1_w, t->blocks[l + 1].norm1_b, rows, C, 1e-5);
+    else
+      sdc_add(tok, nrm, rows * C);
   }
   if ((err = sdc_linear_wt(a, nrm, tok, &t->proj_out_w, t->proj_out_b, rows, C, C))) return err;
   sdc_nhwc_to_nchw_add(out, nrm, x, B, C, N);

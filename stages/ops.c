@@ -272,7 +272,8 @@ __attribute__((target("avx512f"))) static inline __m512 sdc__silu512(__m512 x) {
   return _mm512_div_ps(x, _mm512_add_ps(one, sdc__exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
-__attribute__((target("avx512f"))) static void sdc__row_stats_avx512(const float *p, int64_t n, double *mean, double *m2) {
+/* The two passes of sdc__row_stats: the sum, then M2 about the mean. */
+__attribute__((target("avx512f"))) static double sdc__row_sum_avx512(const float *p, int64_t n) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -282,10 +283,14 @@ __attribute__((target("avx512f"))) static void sdc__row_stats_avx512(const float
   }
   double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
   for (; i < n; i++) sum += p[i];
-  const double mu = sum / (double)n;
-  const __m512d vmu = _mm512_set1_pd(mu);
-  s0 = s1 = _mm512_setzero_pd();
-  for (i = 0; i + 16 <= n; i += 16) {
+  return sum;
+}
+
+__attribute__((target("avx512f"))) static double sdc__row_m2_avx512(const float *p, int64_t n, double mean) {
+  const __m512d vmu = _mm512_set1_pd(mean);
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
     __m512 v = _mm512_loadu_ps(p + i);
     __m512d d0 = _mm512_sub_pd(sdc__lo_pd(v), vmu), d1 = _mm512_sub_pd(sdc__hi_pd(v), vmu);
     s0 = _mm512_fmadd_pd(d0, d0, s0);
@@ -293,10 +298,15 @@ __attribute__((target("avx512f"))) static void sdc__row_stats_avx512(const float
   }
   double sq = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
   for (; i < n; i++) {
-    double d = p[i] - mu;
+    double d = p[i] - mean;
     sq += d * d;
   }
-  *mean = mu, *m2 = sq;
+  return sq;
+}
+
+__attribute__((target("avx512f"))) static void sdc__row_stats_avx512(const float *p, int64_t n, double *mean, double *m2) {
+  *mean = sdc__row_sum_avx512(p, n) / (double)n;
+  *m2 = sdc__row_m2_avx512(p, n, *mean);
 }
 
 /* o = f32(x * g + sh) computed in double, then SiLU if silu; o may be x. */
@@ -377,6 +387,45 @@ void sdc_layer_norm(float *out, const float *in, const float *gamma, const float
     double mean, m2;
     if (fast) sdc__row_stats_avx512(p, C, &mean, &m2);
     else sdc__row_stats(p, C, &mean, &m2);
+    const double inv = 1.0 / sqrt(m2 / (double)C + eps);
+    if (fast) sdc__layer_norm_row_avx512(q, p, gamma, beta, C, mean, inv);
+    else
+      for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
+  }
+}
+
+/* x += y over a row, returning the new row's sum in double (the first
+ * statistics pass of the layer norm that follows). */
+__attribute__((target("avx512f"))) static double sdc__add_row_avx512(float *x, const float *y, int64_t n) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i));
+    _mm512_storeu_ps(x + i, v);
+    s0 = _mm512_add_pd(s0, sdc__lo_pd(v));
+    s1 = _mm512_add_pd(s1, sdc__hi_pd(v));
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < n; i++) sum += (x[i] += y[i]);
+  return sum;
+}
+
+void sdc_add_layer_norm(float *out, float *x, const float *y, const float *gamma, const float *beta, int64_t rows,
+                        int64_t C, double eps) {
+  const int fast = sdc__have_avx512();
+  /* row by row, so the norm's passes find the sum just written in L1 */
+#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    float *p = x + r * C, *q = out + r * C;
+    const float *d = y + r * C;
+    double mean, m2;
+    if (fast) {
+      mean = sdc__add_row_avx512(p, d, C) / (double)C;
+      m2 = sdc__row_m2_avx512(p, C, mean);
+    } else {
+      for (int64_t i = 0; i < C; i++) p[i] += d[i];
+      sdc__row_stats(p, C, &mean, &m2);
+    }
     const double inv = 1.0 / sqrt(m2 / (double)C + eps);
     if (fast) sdc__layer_norm_row_avx512(q, p, gamma, beta, C, mean, inv);
     else

@@ -79,6 +79,10 @@ void sdc_group_norm_to(float *out, const float *in, const float *shift, const fl
 /* out (rows,C) = layer_norm(in (rows,C)) * gamma + beta. out may alias in. */
 void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
                     double eps);
+/* x (rows,C) += y, then out = layer_norm(x) * gamma + beta: a residual add
+ * and the next norm in one pass. out may alias y, not x. */
+void sdc_add_layer_norm(float *out, float *x, const float *y, const float *gamma, const float *beta, int64_t rows,
+                        int64_t C, double eps);
 
 void sdc_silu(float *x, int64_t n);
 void sdc_gelu(float *x, int64_t n);       /* exact erf form, torch's default */

@@ -157,7 +157,17 @@ static void test_norms(void) {
             worst = fmax(worst, fabs((zr[r * D + j] - mean) / sqrt(var + 1e-5) * lg[j] + lb[j] - dst[r * D + j]));
         }
         CHECK(worst < 1e-5, "layer_norm D=%lld (scalar %d, in place %d): max err %g", (long long)D, scalar, inplace, worst);
-        free(z), free(zo), free(lg), free(lb), free(zr);
+        /* residual add fused with the norm, out written over the addend */
+        float *dy = buf(rows * D, 37);
+        memcpy(z, zr, (size_t)(rows * D) * sizeof *z);
+        memcpy(zo, dy, (size_t)(rows * D) * sizeof *z);
+        sdc_add_layer_norm(zo, z, zo, lg, lb, rows, D, 1e-5);
+        int sum_ok = 1;
+        for (int64_t j = 0; j < rows * D; j++) sum_ok &= z[j] == zr[j] + dy[j];
+        sdc_layer_norm(zr, z, lg, lb, rows, D, 1e-5);
+        CHECK(sum_ok && memcmp(zr, zo, (size_t)(rows * D) * sizeof *z) == 0,
+              "add_layer_norm D=%lld (scalar %d): not the add then layer_norm", (long long)D, scalar);
+        free(z), free(zo), free(lg), free(lb), free(zr), free(dy);
       }
   }
   sdc__ops_force_scalar(0);
