@@ -143,37 +143,36 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
     return sdc__resnet_forward_bf16(r, a, out, x, temb_silu, B, H, W);
   const int64_t HW = H * W;
   sdc_arena_mark m = sdc_arena_get_mark(a);
-  float *h, *h2;
+  float *h, *h2, *t = NULL;
   SDC__ALLOC(h, a, B * r->cin * HW);
   SDC__ALLOC(h2, a, B * r->cout * HW);
-  memcpy(h, x, (size_t)(B * r->cin * HW) * sizeof *h);
-  sdc_group_norm(h, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
+  sdc_group_norm_to(h, x, NULL, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
   sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, 0};
   int err = sdc_conv2d_wt(a, h2, h, &r->conv1_w, r->conv1_b, &cs);
   if (err) return err;
   if (r->temb_dim && temb_silu) {
-    float *t;
     SDC__ALLOC(t, a, B * r->cout);
     if ((err = sdc_linear_wt(a, t, temb_silu, &r->temb_w, r->temb_b, B, r->temb_dim, r->cout))) return err;
-    for (int64_t n = 0; n < B; n++)
-      for (int64_t c = 0; c < r->cout; c++) {
-        float *p = h2 + (n * r->cout + c) * HW, tv = t[n * r->cout + c];
-        for (int64_t i = 0; i < HW; i++) p[i] += tv;
-      }
   }
-  sdc_group_norm(h2, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
+  /* the time embedding is one value per (batch, channel): norm2 folds it
+   * into its statistics and shift rather than a pass adding it to h2 */
+  sdc_group_norm_to(h2, h2, t, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
   cs.Cin = r->cout;
   if ((err = sdc_conv2d_wt(a, out, h2, &r->conv2_w, r->conv2_b, &cs))) return err;
+  const float *res = x;
   if (r->short_w.f32 || r->short_w.pk) {
     sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W, 0};
     if ((err = sdc_conv2d_wt(a, h2, x, &r->short_w, r->short_b, &ss))) return err;
-    sdc_add(out, h2, B * r->cout * HW);
-  } else {
-    sdc_add(out, x, B * r->cout * HW);
+    res = h2;
   }
+  const int64_t n = B * r->cout * HW;
   if (r->out_scale != 1.0) {
-    float inv = (float)(1.0 / r->out_scale);
-    for (int64_t i = 0; i < B * r->cout * HW; i++) out[i] *= inv;
+    /* (out + res) / out_scale in the one pass, rounded as two */
+    const float inv = (float)(1.0 / r->out_scale);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) out[i] = (out[i] + res[i]) * inv;
+  } else {
+    sdc_add(out, res, n);
   }
   sdc_arena_reset(a, m);
   return SDC_OK;
@@ -321,32 +320,33 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
   SDC__ALLOC(o, a, rows * C);
   SDC__ALLOC(ff, a, rows * 2 * t->ff_inner);
   SDC__ALLOC(gg, a, rows * t->ff_inner);
-  memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
-  sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  sdc_group_norm_to(h, x, NULL, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   sdc_nchw_to_nhwc(nrm, h, B, C, N);
   int err;
   if ((err = sdc_linear_wt(a, tok, nrm, &t->proj_in_w, t->proj_in_b, rows, C, C))) return err;
+  /* Each sub-block's residual add is fused with the norm that follows it
+   * (sdc_add_layer_norm), so nrm holds the next sub-block's input. */
+  if (t->n_layers) sdc_layer_norm(nrm, tok, t->blocks[0].norm1_w, t->blocks[0].norm1_b, rows, C, 1e-5);
   for (int64_t l = 0; l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
     /* self-attention */
-    sdc_layer_norm(nrm, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
     if ((err = sdc__attn_forward(&b->attn1, a, nrm, nrm, nrm, q, k, v, o, B, N, N, C, C, t->heads))) return err;
-    sdc_add(tok, nrm, rows * C);
+    sdc_add_layer_norm(nrm, tok, nrm, b->norm2_w, b->norm2_b, rows, C, 1e-5);
     /* cross-attention to the text context */
-    sdc_layer_norm(nrm, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
     if ((err = sdc__attn_forward(&b->attn2, a, nrm, nrm, ctx, q, k, v, o, B, N, Nctx, C, t->ctx_dim, t->heads)))
       return err;
-    sdc_add(tok, nrm, rows * C);
+    sdc_add_layer_norm(nrm, tok, nrm, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     /* GEGLU feed-forward */
-    sdc_layer_norm(nrm, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     if ((err = sdc_linear_wt(a, ff, nrm, &b->ff1_w, b->ff1_b, rows, C, 2 * t->ff_inner))) return err;
     sdc_geglu(gg, ff, rows, t->ff_inner);
     if ((err = sdc_linear_wt(a, nrm, gg, &b->ff2_w, b->ff2_b, rows, t->ff_inner, C))) return err;
-    sdc_add(tok, nrm, rows * C);
+    if (l + 1 < t->n_layers)
+      sdc_add_layer_norm(nrm, tok, nrm, t->blocks[l + 1].norm1_w, t->blocks[l + 1].norm1_b, rows, C, 1e-5);
+    else
+      sdc_add(tok, nrm, rows * C);
   }
   if ((err = sdc_linear_wt(a, nrm, tok, &t->proj_out_w, t->proj_out_b, rows, C, C))) return err;
-  sdc_nhwc_to_nchw(out, nrm, B, C, N);
-  sdc_add(out, x, B * C * N);
+  sdc_nhwc_to_nchw_add(out, nrm, x, B, C, N);
   sdc_arena_reset(a, m);
   return SDC_OK;
 }
@@ -383,8 +383,7 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
   SDC__ALLOC(k, a, rows * C);
   SDC__ALLOC(v, a, rows * C);
   SDC__ALLOC(o, a, rows * C);
-  memcpy(h, x, (size_t)(B * C * N) * sizeof *h);
-  sdc_group_norm(h, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  sdc_group_norm_to(h, x, NULL, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   sdc_nchw_to_nhwc(tok, h, B, C, N);
   int err = sdc_linear_wt(a, q, tok, &t->q_w, t->q_b, rows, C, C);
   if (!err) err = sdc_linear_wt(a, k, tok, &t->k_w, t->k_b, rows, C, C);
@@ -393,8 +392,7 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
   sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0};
   if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
   if ((err = sdc_linear_wt(a, tok, o, &t->o_w, t->o_b, rows, C, C))) return err;
-  sdc_nhwc_to_nchw(out, tok, B, C, N);
-  sdc_add(out, x, B * C * N);
+  sdc_nhwc_to_nchw_add(out, tok, x, B, C, N);
   sdc_arena_reset(a, m);
   return SDC_OK;
 }

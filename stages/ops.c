@@ -263,8 +263,15 @@ void sdc_linear(float *out, const float *in, const float *w, const float *b, int
               (int)N);
 }
 
-/* Mean and 1/sqrt(var + eps) of n values, two passes in double (the goldens are fp64). */
-static double sdc__inv_std(const float *p, int64_t n, double eps, double *mean) {
+/* ------------------------------------------------ norms and elementwise ops
+ * Each has a portable scalar loop and an AVX-512 one chosen at run time;
+ * statistics and the normalising affine map stay in double either way. */
+
+static int sdc__have_avx512(void);
+
+/* Mean and M2 = sum (x - mean)^2 of one channel or token row, two passes in
+ * double (the goldens are fp64); the second pass finds the row in L1/L2. */
+static void sdc__row_stats(const float *p, int64_t n, double *mean /* OUT */, double *m2 /* OUT */) {
   double sum = 0.0, sq = 0.0;
   for (int64_t i = 0; i < n; i++) sum += p[i];
   *mean = sum / (double)n;
@@ -272,42 +279,199 @@ static double sdc__inv_std(const float *p, int64_t n, double eps, double *mean) 
     double d = p[i] - *mean;
     sq += d * d;
   }
-  return 1.0 / sqrt(sq / (double)n + eps);
+  *m2 = sq;
 }
 
-void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
-                    double eps, int silu) {
-  const int64_t cpg = C / groups, n = cpg * HW;
+/* f32 lanes 0-7 / 8-15 widened to double, and two halves joined back. */
+__attribute__((target("avx512f"))) static inline __m512d sdc__lo_pd(__m512 v) {
+  return _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+}
+__attribute__((target("avx512f"))) static inline __m512d sdc__hi_pd(__m512 v) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+__attribute__((target("avx512f"))) static inline __m512 sdc__join_ps(__m512d lo, __m512d hi) {
+  __m256 l = _mm512_cvtpd_ps(lo), h = _mm512_cvtpd_ps(hi);
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(l)), _mm256_castps_pd(h), 1));
+}
+/* The two passes of sdc__row_stats: the sum, then M2 about the mean. */
+__attribute__((target("avx512f"))) static double sdc__row_sum_avx512(const float *p, int64_t n) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(p + i);
+    s0 = _mm512_add_pd(s0, sdc__lo_pd(v));
+    s1 = _mm512_add_pd(s1, sdc__hi_pd(v));
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < n; i++) sum += p[i];
+  return sum;
+}
+
+__attribute__((target("avx512f"))) static double sdc__row_m2_avx512(const float *p, int64_t n, double mean) {
+  const __m512d vmu = _mm512_set1_pd(mean);
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(p + i);
+    __m512d d0 = _mm512_sub_pd(sdc__lo_pd(v), vmu), d1 = _mm512_sub_pd(sdc__hi_pd(v), vmu);
+    s0 = _mm512_fmadd_pd(d0, d0, s0);
+    s1 = _mm512_fmadd_pd(d1, d1, s1);
+  }
+  double sq = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < n; i++) {
+    double d = p[i] - mean;
+    sq += d * d;
+  }
+  return sq;
+}
+
+__attribute__((target("avx512f"))) static void sdc__row_stats_avx512(const float *p, int64_t n, double *mean, double *m2) {
+  *mean = sdc__row_sum_avx512(p, n) / (double)n;
+  *m2 = sdc__row_m2_avx512(p, n, *mean);
+}
+
+/* o = f32(x * g + sh) computed in double, then SiLU if silu; o may be x. */
+static void sdc__affine_row(float *o, const float *x, int64_t n, double g, double sh, int silu) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = (float)(x[i] * g + sh);
+    o[i] = silu ? v / (1.0f + expf(-v)) : v;
+  }
+}
+
+__attribute__((target("avx512f"))) static void sdc__affine_row_avx512(float *o, const float *x, int64_t n, double g,
+                                                                      double sh, int silu) {
+  const __m512d vg = _mm512_set1_pd(g), vs = _mm512_set1_pd(sh);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    __m512 y = sdc__join_ps(_mm512_fmadd_pd(sdc__lo_pd(v), vg, vs), _mm512_fmadd_pd(sdc__hi_pd(v), vg, vs));
+    _mm512_storeu_ps(o + i, silu ? sdc__silu512(y) : y);
+  }
+  sdc__affine_row(o + i, x + i, n - i, g, sh, silu);
+}
+
+void sdc_group_norm_to(float *out, const float *in, const float *shift, const float *gamma, const float *beta, int64_t B,
+                       int64_t C, int64_t HW, int64_t groups, double eps, int silu) {
+  const int64_t cpg = C / groups;
+  const int fast = sdc__have_avx512();
 #pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
   for (int64_t bg = 0; bg < B * groups; bg++) {
-    float *p = x + bg * n;
-    double mean, inv = sdc__inv_std(p, n, eps, &mean);
-    int64_t c0 = (bg % groups) * cpg;
+    const int64_t c0 = (bg % groups) * cpg, row0 = (bg / groups) * C + c0; /* rows of (B*C, HW) */
+    /* Each channel's exact two-pass statistics merged by Chan's pairwise
+     * update, so the second pass re-reads a channel from L1, not the group. */
+    double mean = 0.0, m2 = 0.0;
     for (int64_t c = 0; c < cpg; c++) {
-      double g = gamma[c0 + c] * inv, sh = beta[c0 + c] - mean * g;
-      float *q = p + c * HW;
-      for (int64_t i = 0; i < HW; i++) {
-        float v = (float)(q[i] * g + sh);
-        q[i] = silu ? v / (1.0f + expf(-v)) : v;
-      }
+      double mc, m2c;
+      if (fast) sdc__row_stats_avx512(in + (row0 + c) * HW, HW, &mc, &m2c);
+      else sdc__row_stats(in + (row0 + c) * HW, HW, &mc, &m2c);
+      if (shift) mc += shift[row0 + c];
+      const double d = mc - mean;
+      mean += d / (double)(c + 1);
+      m2 += m2c + d * d * (double)HW * (double)c / (double)(c + 1);
+    }
+    const double inv = 1.0 / sqrt(m2 / (double)(cpg * HW) + eps);
+    /* (x + shift - mean) * inv * gamma + beta as x * g + sh */
+    for (int64_t c = 0; c < cpg; c++) {
+      const double g = gamma[c0 + c] * inv, sh = beta[c0 + c] + ((shift ? shift[row0 + c] : 0.0) - mean) * g;
+      if (fast) sdc__affine_row_avx512(out + (row0 + c) * HW, in + (row0 + c) * HW, HW, g, sh, silu);
+      else sdc__affine_row(out + (row0 + c) * HW, in + (row0 + c) * HW, HW, g, sh, silu);
     }
   }
 }
 
+void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
+                    double eps, int silu) {
+  sdc_group_norm_to(x, x, NULL, gamma, beta, B, C, HW, groups, eps, silu);
+}
+
+__attribute__((target("avx512f"))) static void sdc__layer_norm_row_avx512(float *q, const float *p, const float *gamma,
+                                                                          const float *beta, int64_t C, double mean,
+                                                                          double inv) {
+  const __m512d vm = _mm512_set1_pd(mean), vi = _mm512_set1_pd(inv);
+  int64_t i = 0;
+  for (; i + 16 <= C; i += 16) {
+    __m512 v = _mm512_loadu_ps(p + i), g = _mm512_loadu_ps(gamma + i), b = _mm512_loadu_ps(beta + i);
+    __m512d lo = _mm512_mul_pd(_mm512_sub_pd(sdc__lo_pd(v), vm), vi), hi = _mm512_mul_pd(_mm512_sub_pd(sdc__hi_pd(v), vm), vi);
+    _mm512_storeu_ps(q + i, sdc__join_ps(_mm512_fmadd_pd(lo, sdc__lo_pd(g), sdc__lo_pd(b)),
+                                         _mm512_fmadd_pd(hi, sdc__hi_pd(g), sdc__hi_pd(b))));
+  }
+  for (; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
+}
+
 void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
                     double eps) {
+  const int fast = sdc__have_avx512();
 #pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const float *p = in + r * C;
     float *q = out + r * C;
-    double mean, inv = sdc__inv_std(p, C, eps, &mean);
-    for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
+    double mean, m2;
+    if (fast) sdc__row_stats_avx512(p, C, &mean, &m2);
+    else sdc__row_stats(p, C, &mean, &m2);
+    const double inv = 1.0 / sqrt(m2 / (double)C + eps);
+    if (fast) sdc__layer_norm_row_avx512(q, p, gamma, beta, C, mean, inv);
+    else
+      for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
   }
 }
 
+/* x += y over a row, returning the new row's sum in double (the first
+ * statistics pass of the layer norm that follows). */
+__attribute__((target("avx512f"))) static double sdc__add_row_avx512(float *x, const float *y, int64_t n) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i));
+    _mm512_storeu_ps(x + i, v);
+    s0 = _mm512_add_pd(s0, sdc__lo_pd(v));
+    s1 = _mm512_add_pd(s1, sdc__hi_pd(v));
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  for (; i < n; i++) sum += (x[i] += y[i]);
+  return sum;
+}
+
+void sdc_add_layer_norm(float *out, float *x, const float *y, const float *gamma, const float *beta, int64_t rows,
+                        int64_t C, double eps) {
+  const int fast = sdc__have_avx512();
+  /* row by row, so the norm's passes find the sum just written in L1 */
+#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    float *p = x + r * C, *q = out + r * C;
+    const float *d = y + r * C;
+    double mean, m2;
+    if (fast) {
+      mean = sdc__add_row_avx512(p, d, C) / (double)C;
+      m2 = sdc__row_m2_avx512(p, C, mean);
+    } else {
+      for (int64_t i = 0; i < C; i++) p[i] += d[i];
+      sdc__row_stats(p, C, &mean, &m2);
+    }
+    const double inv = 1.0 / sqrt(m2 / (double)C + eps);
+    if (fast) sdc__layer_norm_row_avx512(q, p, gamma, beta, C, mean, inv);
+    else
+      for (int64_t i = 0; i < C; i++) q[i] = (float)((p[i] - mean) * inv * gamma[i] + beta[i]);
+  }
+}
+
+/* Elementwise loops go to cores in chunks of this many floats. */
+#define SDC__CHUNK 16384
+
+__attribute__((target("avx512f"))) static void sdc__silu_avx512(float *x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, sdc__silu512(_mm512_loadu_ps(x + i)));
+  for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 void sdc_silu(float *x, int64_t n) {
+  const int fast = sdc__have_avx512();
 #pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
-  for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+  for (int64_t i0 = 0; i0 < n; i0 += SDC__CHUNK) {
+    const int64_t m = n - i0 < SDC__CHUNK ? n - i0 : SDC__CHUNK;
+    if (fast) sdc__silu_avx512(x + i0, m);
+    else
+      for (int64_t i = i0; i < i0 + m; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+  }
 }
 
 void sdc_gelu(float *x, int64_t n) {
@@ -351,13 +515,16 @@ __attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, i
   return sum;
 }
 
+static int sdc__scalar_only;
+void sdc__ops_force_scalar(int on) { sdc__scalar_only = on; }
+
 static int sdc__have_avx512(void) {
   static int have = -1;
   if (have < 0) {
     __builtin_cpu_init();
     have = __builtin_cpu_supports("avx512f");
   }
-  return have;
+  return have && !sdc__scalar_only;
 }
 
 /* Softmax of each row of s (rows, n) in place; row r may see keys [0, lim(r)).
@@ -521,43 +688,121 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
   return SDC_OK;
 }
 
+/* Transposes go in 16x16 tiles: each tile reads 16 whole cache lines and
+ * writes 16, where a row-at-a-time transpose touches a new line per value. */
+#define SDC__TILE 16
+
+/* out[j * ldo + i] = in[i * ldi + j] (+ res[j * ldo + i] if res) for an r x c block. */
+static void sdc__transpose_block(float *out, int64_t ldo, const float *in, int64_t ldi, const float *res, int64_t r,
+                                 int64_t c) {
+  for (int64_t j = 0; j < c; j++)
+    for (int64_t i = 0; i < r; i++) out[j * ldo + i] = in[i * ldi + j] + (res ? res[j * ldo + i] : 0.0f);
+}
+
+/* The same for a full 16x16 tile in registers: three rounds of shuffles
+ * (32-bit, 64-bit, then 128-bit lanes twice) take rows to columns. */
+__attribute__((target("avx512f"))) static void sdc__transpose16_avx512(float *out, int64_t ldo, const float *in,
+                                                                       int64_t ldi, const float *res) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(in + i * ldi);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; i++) {
+    __m512 v = res ? _mm512_add_ps(r[i], _mm512_loadu_ps(res + i * ldo)) : r[i];
+    _mm512_storeu_ps(out + i * ldo, v);
+  }
+}
+
+/* out (cols, rows) (+)= in (rows, cols)^T for each of B matrices, in tiles split across cores. */
+static void sdc__transpose(float *out, const float *in, const float *res, int64_t B, int64_t rows, int64_t cols) {
+  const int fast = sdc__have_avx512();
+  const int64_t tr = (rows + SDC__TILE - 1) / SDC__TILE, tc = (cols + SDC__TILE - 1) / SDC__TILE;
+  /* one task is a strip of tiles along the output's rows: its writes stay in its own lines */
+#pragma omp parallel for schedule(static) if (B * rows * cols > SDC__PAR_MIN)
+  for (int64_t bj = 0; bj < B * tc; bj++) {
+    const int64_t b = bj / tc, j0 = (bj % tc) * SDC__TILE, c = cols - j0 < SDC__TILE ? cols - j0 : SDC__TILE;
+    const float *src = in + b * rows * cols + j0;
+    float *dst = out + b * rows * cols + j0 * rows;
+    const float *add = res ? res + b * rows * cols + j0 * rows : NULL;
+    for (int64_t t = 0; t < tr; t++) {
+      const int64_t i0 = t * SDC__TILE, r = rows - i0 < SDC__TILE ? rows - i0 : SDC__TILE;
+      if (fast && r == SDC__TILE && c == SDC__TILE)
+        sdc__transpose16_avx512(dst + i0, rows, src + i0 * cols, cols, add ? add + i0 : NULL);
+      else
+        sdc__transpose_block(dst + i0, rows, src + i0 * cols, cols, add ? add + i0 : NULL, r, c);
+    }
+  }
+}
+
 void sdc_nchw_to_nhwc(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
-  /* each thread writes its own rows of out */
-  for (int64_t b = 0; b < B; b++)
-#pragma omp parallel for schedule(static) if (C * HW > SDC__PAR_MIN)
-    for (int64_t i = 0; i < HW; i++)
-      for (int64_t c = 0; c < C; c++) out[(b * HW + i) * C + c] = in[(b * C + c) * HW + i];
+  sdc__transpose(out, in, NULL, B, C, HW);
 }
 
 void sdc_nhwc_to_nchw(float *out, const float *in, int64_t B, int64_t C, int64_t HW) {
-  for (int64_t b = 0; b < B; b++)
-#pragma omp parallel for schedule(static) if (C * HW > SDC__PAR_MIN)
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t i = 0; i < HW; i++) out[(b * C + c) * HW + i] = in[(b * HW + i) * C + c];
+  sdc__transpose(out, in, NULL, B, HW, C);
+}
+
+void sdc_nhwc_to_nchw_add(float *out, const float *in, const float *res, int64_t B, int64_t C, int64_t HW) {
+  sdc__transpose(out, in, res, B, HW, C);
 }
 
 void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,
                           int64_t Wo) {
   /* torch: scale = in/out as float, src = min(floor(dst * scale), in - 1) */
   const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
+  const int twice = Wo == 2 * W; /* sx is exactly 1/2: src = x / 2 */
+#pragma omp parallel for schedule(static) if (B * C * Ho * Wo > SDC__PAR_MIN)
   for (int64_t p = 0; p < B * C; p++) {
     const float *src = in + p * H * W;
     float *dst = out + p * Ho * Wo;
+    int64_t prev = -1;
     for (int64_t y = 0; y < Ho; y++) {
       int64_t iy = (int64_t)floorf((float)y * sy);
       if (iy > H - 1) iy = H - 1;
+      float *d = dst + y * Wo;
+      const float *s = src + iy * W;
+      if (iy == prev) { /* a repeated source row: copy the row just made */
+        memcpy(d, d - Wo, (size_t)Wo * sizeof *d);
+        continue;
+      }
+      prev = iy;
+      if (twice) {
+        for (int64_t x = 0; x < W; x++) d[2 * x] = d[2 * x + 1] = s[x];
+        continue;
+      }
       for (int64_t x = 0; x < Wo; x++) {
         int64_t ix = (int64_t)floorf((float)x * sx);
         if (ix > W - 1) ix = W - 1;
-        dst[y * Wo + x] = src[iy * W + ix];
+        d[x] = s[ix];
       }
     }
   }
 }
 
 void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW) {
-  for (int64_t n = 0; n < B; n++) {
-    memcpy(out + n * (C1 + C2) * HW, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof *out);
-    memcpy(out + (n * (C1 + C2) + C1) * HW, b + n * C2 * HW, (size_t)(C2 * HW) * sizeof *out);
+  /* one channel plane per iteration, so both cores copy */
+#pragma omp parallel for schedule(static) if (B * (C1 + C2) * HW > SDC__PAR_MIN)
+  for (int64_t p = 0; p < B * (C1 + C2); p++) {
+    const int64_t n = p / (C1 + C2), c = p % (C1 + C2);
+    const float *src = c < C1 ? a + (n * C1 + c) * HW : b + (n * C2 + c - C1) * HW;
+    memcpy(out + p * HW, src, (size_t)HW * sizeof *out);
   }
 }

@@ -80,9 +80,17 @@ void sdc_linear_ref(float *out, const float *in, const float *w, const float *b,
  * channel, then SiLU if silu. Statistics in double, as the fp64 goldens. */
 void sdc_group_norm(float *x, const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups,
                     double eps, int silu);
+/* The same from in to out (out may be in), normalising in + shift where shift
+ * (B,C) adds one value per channel (a resnet's time embedding; may be NULL). */
+void sdc_group_norm_to(float *out, const float *in, const float *shift, const float *gamma, const float *beta, int64_t B,
+                       int64_t C, int64_t HW, int64_t groups, double eps, int silu);
 /* out (rows,C) = layer_norm(in (rows,C)) * gamma + beta. out may alias in. */
 void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
                     double eps);
+/* x (rows,C) += y, then out = layer_norm(x) * gamma + beta: a residual add
+ * and the next norm in one pass. out may alias y, not x. */
+void sdc_add_layer_norm(float *out, float *x, const float *y, const float *gamma, const float *beta, int64_t rows,
+                        int64_t C, double eps);
 
 void sdc_silu(float *x, int64_t n);
 void sdc_gelu(float *x, int64_t n);       /* exact erf form, torch's default */
@@ -114,6 +122,9 @@ void sdc_attention_ref(float *out, const float *q, const float *k, const float *
 /* (B,C,HW) <-> (B,HW,C) */
 void sdc_nchw_to_nhwc(float *out, const float *in, int64_t B, int64_t C, int64_t HW);
 void sdc_nhwc_to_nchw(float *out, const float *in, int64_t B, int64_t C, int64_t HW);
+/* out (B,C,HW) = res (B,C,HW) + in (B,HW,C) transposed: a block's residual
+ * add fused into its way back to NCHW. out may alias res, not in. */
+void sdc_nhwc_to_nchw_add(float *out, const float *in, const float *res, int64_t B, int64_t C, int64_t HW);
 
 /* Nearest-neighbour resize (B,C,H,W) -> (B,C,Ho,Wo) with torch's index rule
  * src = floor(dst * in / out); 2x upsampling is Ho = 2H. */
@@ -122,5 +133,9 @@ void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int
 
 /* out (B,C1+C2,HW) = concat(a (B,C1,HW), b (B,C2,HW)) along channels. */
 void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW);
+
+/* Tests only: 1 makes every kernel take its portable scalar path, as on a
+ * CPU without AVX-512; 0 restores detection. Not thread-safe. */
+void sdc__ops_force_scalar(int on);
 
 #endif

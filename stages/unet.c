@@ -295,8 +295,7 @@ int sdc_unet_up(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx,
   }
   float *n;
   SDC__ALLOC(n, a, B * C0 * H * W);
-  memcpy(n, h, (size_t)(B * C0 * H * W) * sizeof *n);
-  sdc_group_norm(n, u->norm_out_w, u->norm_out_b, B, C0, H * W, c->norm_num_groups, c->norm_eps, 1);
+  sdc_group_norm_to(n, h, NULL, u->norm_out_w, u->norm_out_b, B, C0, H * W, c->norm_num_groups, c->norm_eps, 1);
   err = sdc_conv_forward(&u->conv_out, a, out, n, B, H, W);
   sdc_arena_reset(a, m);
   return err;

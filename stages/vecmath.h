@@ -21,7 +21,9 @@ __attribute__((target("avx512f"))) static inline __m512 sdc__exp512(__m512 x) {
   return _mm512_scalef_ps(y, k);
 }
 
-/* x * sigmoid(x) = x / (1 + e^-x), 16 lanes. */
+/* x * sigmoid(x) = x / (1 + e^-x), 16 lanes; e^-x overflowing to inf gives
+ * -0, as expf does. (A 14-bit reciprocal and a Newton step measured 8%
+ * slower in group norm than the divide.) */
 __attribute__((target("avx512f"))) static inline __m512 sdc__silu512(__m512 x) {
   return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), sdc__exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }

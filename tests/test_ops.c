@@ -94,83 +94,151 @@ static void test_attention(sdc_arena *a) {
   }
 }
 
-static void test_norms(void) {
-  const int64_t B = 2, C = 64, HW = 15, G = 32;
-  float *x = buf(B * C * HW, 30), *g = buf(C, 31), *b = buf(C, 32), *y = buf(B * C * HW, 0);
-  for (int64_t i = 0; i < B * C * HW; i++) x[i] = 3.0f + 5.0f * x[i]; /* offset mean: tests the two-pass variance */
-  for (int silu = 0; silu < 2; silu++) {
-    memcpy(y, x, (size_t)(B * C * HW) * sizeof *y);
-    sdc_group_norm(y, g, b, B, C, HW, G, 1e-6, silu);
-    double worst = 0.0;
-    for (int64_t n = 0; n < B; n++)
-      for (int64_t grp = 0; grp < G; grp++) {
-        const int64_t cpg = C / G;
-        const float *p = x + (n * C + grp * cpg) * HW;
-        double mean = 0.0, var = 0.0;
-        for (int64_t i = 0; i < cpg * HW; i++) mean += p[i];
-        mean /= (double)(cpg * HW);
-        for (int64_t i = 0; i < cpg * HW; i++) var += (p[i] - mean) * (p[i] - mean);
-        var /= (double)(cpg * HW);
-        for (int64_t i = 0; i < cpg * HW; i++) {
-          int64_t ch = grp * cpg + i / HW;
-          double r = (p[i] - mean) / sqrt(var + 1e-6) * g[ch] + b[ch];
-          if (silu) r = r / (1.0 + exp(-r));
-          double d = fabs(r - y[(n * C + grp * cpg) * HW + i]);
-          if (d > worst) worst = d;
-        }
-      }
-    CHECK(worst < 1e-5, "group_norm (silu=%d): max err %g", silu, worst);
+/* Group norm of x (+ shift) against its definition in double; in place or
+ * out of place, with and without SiLU. Returns the worst absolute error. */
+static double group_norm_err(const int64_t *c, int out_of_place, int with_shift, int silu) {
+  const int64_t B = c[0], C = c[1], HW = c[2], G = c[3], cpg = C / G, n = B * C * HW;
+  float *x = buf(n, 30 + C), *g = buf(C, 31), *b = buf(C, 32), *y = buf(n, 0), *sh = buf(B * C, 36);
+  for (int64_t i = 0; i < n; i++) x[i] = 3.0f + 5.0f * x[i]; /* offset mean: tests the two-pass variance */
+  const float *shift = with_shift ? sh : NULL;
+  if (out_of_place) {
+    sdc_group_norm_to(y, x, shift, g, b, B, C, HW, G, 1e-6, silu);
+  } else {
+    memcpy(y, x, (size_t)n * sizeof *y);
+    if (shift) sdc_group_norm_to(y, y, shift, g, b, B, C, HW, G, 1e-6, silu);
+    else sdc_group_norm(y, g, b, B, C, HW, G, 1e-6, silu);
   }
-  /* layer norm in place against the same definition */
-  const int64_t rows = 7, D = 48;
-  float *z = buf(rows * D, 33), *zr = buf(rows * D, 0), *lg = buf(D, 34), *lb = buf(D, 35);
-  memcpy(zr, z, (size_t)(rows * D) * sizeof *z);
-  sdc_layer_norm(z, z, lg, lb, rows, D, 1e-5);
   double worst = 0.0;
-  for (int64_t r = 0; r < rows; r++) {
-    double mean = 0.0, var = 0.0;
-    for (int64_t i = 0; i < D; i++) mean += zr[r * D + i];
-    mean /= (double)D;
-    for (int64_t i = 0; i < D; i++) var += (zr[r * D + i] - mean) * (zr[r * D + i] - mean);
-    var /= (double)D;
-    for (int64_t i = 0; i < D; i++) {
-      double d = fabs((zr[r * D + i] - mean) / sqrt(var + 1e-5) * lg[i] + lb[i] - z[r * D + i]);
-      if (d > worst) worst = d;
+  for (int64_t bn = 0; bn < B; bn++)
+    for (int64_t grp = 0; grp < G; grp++) {
+      const int64_t r0 = bn * C + grp * cpg;
+#define V(i) ((double)x[r0 * HW + (i)] + (shift ? shift[r0 + (i) / HW] : 0.0))
+      double mean = 0.0, var = 0.0;
+      for (int64_t i = 0; i < cpg * HW; i++) mean += V(i);
+      mean /= (double)(cpg * HW);
+      for (int64_t i = 0; i < cpg * HW; i++) var += (V(i) - mean) * (V(i) - mean);
+      var /= (double)(cpg * HW);
+      for (int64_t i = 0; i < cpg * HW; i++) {
+        int64_t ch = grp * cpg + i / HW;
+        double r = (V(i) - mean) / sqrt(var + 1e-6) * g[ch] + b[ch];
+        if (silu) r = r / (1.0 + exp(-r));
+        worst = fmax(worst, fabs(r - y[r0 * HW + i]));
+      }
+#undef V
     }
+  free(x), free(g), free(b), free(y), free(sh);
+  return worst;
+}
+
+static void test_norms(void) {
+  /* B, C, HW, groups: vector rows with and without a scalar tail, one-pixel channels */
+  static const int64_t cases[][4] = {{2, 64, 15, 32}, {1, 48, 37, 3}, {2, 40, 64, 4}, {1, 6, 1, 2}, {2, 32, 35, 32}};
+  for (int scalar = 0; scalar < 2; scalar++) {
+    sdc__ops_force_scalar(scalar);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+      for (int v = 0; v < 8; v++) {
+        double e = group_norm_err(cases[i], v & 1, v >> 1 & 1, v >> 2 & 1);
+        CHECK(e < 1e-5, "group_norm case %zu (scalar %d, out-of-place %d, shift %d, silu %d): max err %g", i, scalar, v & 1,
+              v >> 1 & 1, v >> 2 & 1, e);
+      }
+    /* layer norm, in place and not, against the same definition */
+    for (int64_t D = 37; D <= 48; D += 11)
+      for (int inplace = 0; inplace < 2; inplace++) {
+        const int64_t rows = 7;
+        float *z = buf(rows * D, 33), *zo = buf(rows * D, 0), *lg = buf(D, 34), *lb = buf(D, 35), *zr = buf(rows * D, 0);
+        for (int64_t i = 0; i < rows * D; i++) z[i] = 2.0f + 3.0f * z[i];
+        memcpy(zr, z, (size_t)(rows * D) * sizeof *z);
+        float *dst = inplace ? z : zo;
+        sdc_layer_norm(dst, z, lg, lb, rows, D, 1e-5);
+        double worst = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+          double mean = 0.0, var = 0.0;
+          for (int64_t j = 0; j < D; j++) mean += zr[r * D + j];
+          mean /= (double)D;
+          for (int64_t j = 0; j < D; j++) var += (zr[r * D + j] - mean) * (zr[r * D + j] - mean);
+          var /= (double)D;
+          for (int64_t j = 0; j < D; j++)
+            worst = fmax(worst, fabs((zr[r * D + j] - mean) / sqrt(var + 1e-5) * lg[j] + lb[j] - dst[r * D + j]));
+        }
+        CHECK(worst < 1e-5, "layer_norm D=%lld (scalar %d, in place %d): max err %g", (long long)D, scalar, inplace, worst);
+        /* residual add fused with the norm, out written over the addend */
+        float *dy = buf(rows * D, 37);
+        memcpy(z, zr, (size_t)(rows * D) * sizeof *z);
+        memcpy(zo, dy, (size_t)(rows * D) * sizeof *z);
+        sdc_add_layer_norm(zo, z, zo, lg, lb, rows, D, 1e-5);
+        int sum_ok = 1;
+        for (int64_t j = 0; j < rows * D; j++) sum_ok &= z[j] == zr[j] + dy[j];
+        sdc_layer_norm(zr, z, lg, lb, rows, D, 1e-5);
+        CHECK(sum_ok && memcmp(zr, zo, (size_t)(rows * D) * sizeof *z) == 0,
+              "add_layer_norm D=%lld (scalar %d): not the add then layer_norm", (long long)D, scalar);
+        free(z), free(zo), free(lg), free(lb), free(zr), free(dy);
+      }
   }
-  CHECK(worst < 1e-5, "layer_norm: max err %g", worst);
-  free(x), free(g), free(b), free(y), free(z), free(zr), free(lg), free(lb);
+  sdc__ops_force_scalar(0);
 }
 
 static void test_activations(void) {
   const int64_t n = 1000;
   float *x = buf(n, 40), *y = buf(n, 0), *gg = buf(2 * n, 41), *out = buf(n, 0);
   for (int64_t i = 0; i < n; i++) x[i] *= 6.0f;
-  double e_silu = 0, e_gelu = 0, e_qg = 0, e_geglu = 0;
-  memcpy(y, x, (size_t)n * sizeof *y), sdc_silu(y, n);
-  for (int64_t i = 0; i < n; i++) e_silu = fmax(e_silu, fabs(y[i] - x[i] / (1.0 + exp(-(double)x[i]))));
-  memcpy(y, x, (size_t)n * sizeof *y), sdc_gelu(y, n);
-  for (int64_t i = 0; i < n; i++) e_gelu = fmax(e_gelu, fabs(y[i] - 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)))));
-  memcpy(y, x, (size_t)n * sizeof *y), sdc_quick_gelu(y, n);
-  for (int64_t i = 0; i < n; i++) e_qg = fmax(e_qg, fabs(y[i] - x[i] / (1.0 + exp(-1.702 * x[i]))));
-  sdc_geglu(out, gg, 10, n / 10); /* 10 rows of [h | g], F = 100 */
-  for (int64_t r = 0; r < 10; r++)
-    for (int64_t i = 0; i < n / 10; i++) {
-      double h = gg[r * 2 * (n / 10) + i], g = gg[r * 2 * (n / 10) + n / 10 + i];
-      e_geglu = fmax(e_geglu, fabs(out[r * (n / 10) + i] - h * 0.5 * g * (1.0 + erf(g / sqrt(2.0)))));
-    }
-  CHECK(e_silu < 1e-5 && e_gelu < 1e-5 && e_qg < 1e-5 && e_geglu < 1e-5, "activations: silu %g gelu %g quick_gelu %g geglu %g",
-        e_silu, e_gelu, e_qg, e_geglu);
+  x[3] = 100.0f, x[4] = -100.0f, x[5] = -88.5f; /* e^-x past f32 range both ways */
+  for (int scalar = 0; scalar < 2; scalar++) {
+    sdc__ops_force_scalar(scalar);
+    double e_silu = 0, e_gelu = 0, e_qg = 0, e_geglu = 0;
+    memcpy(y, x, (size_t)n * sizeof *y), sdc_silu(y, n);
+    for (int64_t i = 0; i < n; i++) e_silu = fmax(e_silu, fabs(y[i] - x[i] / (1.0 + exp(-(double)x[i]))));
+    memcpy(y, x, (size_t)n * sizeof *y), sdc_gelu(y, n);
+    for (int64_t i = 0; i < n; i++) e_gelu = fmax(e_gelu, fabs(y[i] - 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)))));
+    memcpy(y, x, (size_t)n * sizeof *y), sdc_quick_gelu(y, n);
+    for (int64_t i = 0; i < n; i++) e_qg = fmax(e_qg, fabs(y[i] - x[i] / (1.0 + exp(-1.702 * x[i]))));
+    sdc_geglu(out, gg, 10, n / 10); /* 10 rows of [h | g], F = 100 */
+    for (int64_t r = 0; r < 10; r++)
+      for (int64_t i = 0; i < n / 10; i++) {
+        double h = gg[r * 2 * (n / 10) + i], g = gg[r * 2 * (n / 10) + n / 10 + i];
+        e_geglu = fmax(e_geglu, fabs(out[r * (n / 10) + i] - h * 0.5 * g * (1.0 + erf(g / sqrt(2.0)))));
+      }
+    CHECK(e_silu < 1e-5 && e_gelu < 1e-5 && e_qg < 1e-5 && e_geglu < 1e-5,
+          "activations (scalar %d): silu %g gelu %g quick_gelu %g geglu %g", scalar, e_silu, e_gelu, e_qg, e_geglu);
+  }
+  sdc__ops_force_scalar(0);
   free(x), free(y), free(gg), free(out);
+}
+
+/* Both transposes and the fused transpose-add, element by element, on sizes
+ * with whole 16x16 tiles and ragged edges. */
+static void test_transposes(void) {
+  static const int64_t cases[][3] = {{2, 3, 20}, {2, 35, 50}, {1, 32, 48}, {2, 64, 17}};
+  for (int scalar = 0; scalar < 2; scalar++) {
+    sdc__ops_force_scalar(scalar);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+      const int64_t B = cases[k][0], C = cases[k][1], HW = cases[k][2], n = B * C * HW;
+      float *x = buf(n, 60 + k), *t = buf(n, 0), *back = buf(n, 0), *res = buf(n, 61), *sum = buf(n, 0);
+      sdc_nchw_to_nhwc(t, x, B, C, HW);
+      sdc_nhwc_to_nchw(back, t, B, C, HW);
+      sdc_nhwc_to_nchw_add(sum, t, res, B, C, HW);
+      int ok_t = 1, ok_add = 1;
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+          for (int64_t i = 0; i < HW; i++) {
+            const int64_t nchw = (b * C + c) * HW + i;
+            ok_t &= t[(b * HW + i) * C + c] == x[nchw];
+            ok_add &= sum[nchw] == res[nchw] + x[nchw];
+          }
+      CHECK(ok_t, "nchw->nhwc case %zu (scalar %d)", k, scalar);
+      CHECK(memcmp(back, x, (size_t)n * sizeof *x) == 0, "nhwc->nchw is not the inverse, case %zu (scalar %d)", k, scalar);
+      CHECK(ok_add, "nhwc->nchw with residual, case %zu (scalar %d)", k, scalar);
+      /* in place on the residual, as blocks use it */
+      sdc_nhwc_to_nchw_add(res, t, res, B, C, HW);
+      CHECK(memcmp(res, sum, (size_t)n * sizeof *x) == 0, "nhwc->nchw add into its residual, case %zu (scalar %d)", k, scalar);
+      free(x), free(t), free(back), free(res), free(sum);
+    }
+  }
+  sdc__ops_force_scalar(0);
 }
 
 static void test_layout_and_resize(void) {
   const int64_t B = 2, C = 3, H = 5, W = 4;
-  float *x = buf(B * C * H * W, 50), *t = buf(B * C * H * W, 0), *back = buf(B * C * H * W, 0);
-  sdc_nchw_to_nhwc(t, x, B, C, H * W);
-  CHECK(t[(1 * H * W + 7) * C + 2] == x[(1 * C + 2) * H * W + 7], "nchw->nhwc indexing");
-  sdc_nhwc_to_nchw(back, t, B, C, H * W);
-  CHECK(memcmp(back, x, (size_t)(B * C * H * W) * sizeof *x) == 0, "nhwc->nchw is not the inverse");
+  float *x = buf(B * C * H * W, 50);
   /* 2x nearest: every output pixel copies input (y/2, x/2); odd target uses floor(dst*in/out) */
   float *up = buf(B * C * 2 * H * 2 * W, 0);
   sdc_upsample_nearest(up, x, B, C, H, W, 2 * H, 2 * W);
@@ -182,15 +250,24 @@ static void test_layout_and_resize(void) {
   float *odd = buf(B * C * 9 * 7, 0);
   sdc_upsample_nearest(odd, x, B, C, H, W, 9, 7);
   ok = 1;
-  for (int64_t y = 0; y < 9; y++)
-    for (int64_t xx = 0; xx < 7; xx++) ok &= odd[y * 7 + xx] == x[(y * H / 9) * W + xx * W / 7];
+  for (int64_t p = 0; p < B * C; p++)
+    for (int64_t y = 0; y < 9; y++)
+      for (int64_t xx = 0; xx < 7; xx++) ok &= odd[(p * 9 + y) * 7 + xx] == x[(p * H + y * H / 9) * W + xx * W / 7];
   CHECK(ok, "nearest resize to 9x7");
+  /* twice as wide, 3/2 as tall: repeated and skipped rows */
+  float *wide = buf(B * C * 7 * 8, 0);
+  sdc_upsample_nearest(wide, x, B, C, H, W, 7, 8);
+  ok = 1;
+  for (int64_t p = 0; p < B * C; p++)
+    for (int64_t y = 0; y < 7; y++)
+      for (int64_t xx = 0; xx < 8; xx++) ok &= wide[(p * 7 + y) * 8 + xx] == x[(p * H + y * H / 7) * W + xx / 2];
+  CHECK(ok, "nearest resize to 7x8");
   float *cat = buf(B * (C + 2) * H * W, 0);
   sdc_concat_channels(cat, x, C, x, 2, B, H * W);
   /* b is x read as (B,2,HW): batch 1 channel 1 starts at (1*2+1)*HW */
   CHECK(cat[((1 * (C + 2)) + C + 1) * H * W + 3] == x[(1 * 2 + 1) * H * W + 3], "concat channels");
   CHECK(cat[((1 * (C + 2)) + 2) * H * W + 3] == x[(1 * C + 2) * H * W + 3], "concat channels (first part)");
-  free(x), free(t), free(back), free(up), free(odd), free(cat);
+  free(x), free(up), free(odd), free(wide), free(cat);
 }
 
 int main(void) {
@@ -201,6 +278,7 @@ int main(void) {
   test_attention(&a);
   test_norms();
   test_activations();
+  test_transposes();
   test_layout_and_resize();
   CHECK(a.used_bytes == 0, "ops leaked %zu arena bytes", a.used_bytes);
   sdc_arena_free(&a);
