@@ -15,6 +15,12 @@ struct sdc_packed {
   int f32;               /* f32 weights (fp32 precision), else bf16 */
   void *data;
   size_t n_bytes;
+  /* a second layout, made on first need: the kernel one spatial size picks
+   * may want another than the one packed at load (the 256^2 UNet's 4x4
+   * level); kept, not reordered on every call */
+  pthread_mutex_t mu;
+  dnnl_memory_desc_t alt_md;
+  void *alt;
 };
 
 static dnnl_engine_t sdc__eng;
@@ -208,6 +214,7 @@ static void sdc__md(dnnl_memory_desc_t *md, int ndim, const int64_t *dims, dnnl_
 static sdc_packed *sdc__pack(const float *w, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *packed) {
   sdc_packed *p = calloc(1, sizeof *p);
   if (!p) return NULL;
+  pthread_mutex_init(&p->mu, NULL);
   p->md = *packed;
   p->n_bytes = dnnl_memory_desc_get_size(packed);
   p->data = aligned_alloc(64, (p->n_bytes + 63) & ~(size_t)63);
@@ -227,6 +234,8 @@ static sdc_packed *sdc__pack(const float *w, const dnnl_memory_desc_t *plain, co
 void sdc_onednn_packed_free(void *p) {
   sdc_packed *pk = p;
   if (!pk) return;
+  pthread_mutex_destroy(&pk->mu);
+  free(pk->alt);
   free(pk->data);
   free(pk);
 }
@@ -309,10 +318,25 @@ sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int6
   return p;
 }
 
-/* Weights in the layout prim wants: pk itself, or a per-call reorder into a. */
+/* Weights in the layout prim wants: pk itself, its second layout (made
+ * here the first time), or, for a third layout, a per-call reorder into a. */
 static const void *sdc__weights_for(sdc_arena *a, const sdc__prim *prim, const sdc_packed *pk, int *err) {
   *err = SDC_OK;
   if (dnnl_memory_desc_equal(&prim->wei, &pk->md)) return pk->data;
+  sdc_packed *mp = (sdc_packed *)pk; /* the alternate layout is a cache: logically const */
+  pthread_mutex_lock(&mp->mu);
+  if (!mp->alt) {
+    const size_t n = dnnl_memory_desc_get_size(&prim->wei);
+    void *alt = aligned_alloc(64, (n + 63) & ~(size_t)63);
+    sdc__prim r = {0};
+    int e = !alt || sdc__make_reorder(&r, &pk->md, &prim->wei) || sdc__run(&r, a, pk->data, NULL, NULL, NULL, alt, 1);
+    if (r.prim) dnnl_primitive_destroy(r.prim);
+    if (e) free(alt);
+    else mp->alt = alt, mp->alt_md = prim->wei;
+  }
+  const void *hit = mp->alt && dnnl_memory_desc_equal(&prim->wei, &mp->alt_md) ? mp->alt : NULL;
+  pthread_mutex_unlock(&mp->mu);
+  if (hit) return hit;
   if (getenv("SDC_DEBUG_ONEDNN"))
     fprintf(stderr, "onednn: weights of %lld x %lld reordered per call\n", (long long)prim->wei.dims[0],
             (long long)prim->wei.dims[1]);

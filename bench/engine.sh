@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The figures of docs/performance.md, in one go: sdc bench-engine on a random-weight SD 1.5 (fp16 files)
+# in fp32 at 256^2 and 512^2 and in bf16 at 512^2 (with the bf16-vs-fp32 PSNR of the reference
+# pipelines), then the peak RSS of a whole 512^2 generation in each precision. Every bench-engine run
+# measures the machine's peak beside its stages: compare efficiencies, not seconds, across runs.
+# Not a test; takes ~10 minutes.
+#   bash bench/engine.sh [REF_DIR]      (SDC_BENCH_DIR caches the model, default /tmp/sdc-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REF="${1:-${SDC_REF:-../shared/ref}}"
+CACHE="${SDC_BENCH_DIR:-/tmp/sdc-bench}"
+[ -x build/bin/sdc ] || bash scripts/setup.sh
+mkdir -p "$CACHE"
+if [ ! -f "$CACHE/sd15/unet/diffusion_pytorch_model.safetensors" ]; then
+  build/bin/sdc model-init --arch sd15 --out "$CACHE/sd15" --dtype f16 --seed 0
+fi
+M="$CACHE/sd15"
+echo "== fp32 256x256"
+build/bin/sdc bench-engine --model "$M" --width 256 --height 256 --runs 5 --precision fp32
+echo "== fp32 512x512"
+build/bin/sdc bench-engine --model "$M" --width 512 --height 512 --runs 3 --precision fp32
+echo "== bf16 512x512"
+if [ -f "$REF/goldens.json" ]; then
+  build/bin/sdc bench-engine --model "$M" --width 512 --height 512 --runs 5 --precision bf16 --ref "$REF"
+else
+  build/bin/sdc bench-engine --model "$M" --width 512 --height 512 --runs 5 --precision bf16
+fi
+for p in bf16 fp32; do
+  echo "== sdc generate 512x512, 2 steps, $p: peak RSS"
+  /usr/bin/time -f "peak RSS %M KiB, %e s" build/bin/sdc generate --model "$M" --prompt "a lighthouse at dusk" \
+    --width 512 --height 512 --steps 2 --seed 1 --precision "$p" --quiet --output "$CACHE/rss-$p.png"
+done
