@@ -7,14 +7,8 @@
 #   bash bench/engine.sh [REF_DIR]      (SDC_BENCH_DIR caches the model, default /tmp/sdc-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REF="${1:-${SDC_REF:-../shared/ref}}"
-CACHE="${SDC_BENCH_DIR:-/tmp/sdc-bench}"
-[ -x build/bin/sdc ] || bash scripts/setup.sh
-mkdir -p "$CACHE"
-if [ ! -f "$CACHE/sd15/unet/diffusion_pytorch_model.safetensors" ]; then
-  build/bin/sdc model-init --arch sd15 --out "$CACHE/sd15" --dtype f16 --seed 0
-fi
-M="$CACHE/sd15"
+. bench/model.sh
+M="$SD15"
 echo "== fp32 256x256"
 build/bin/sdc bench-engine --model "$M" --width 256 --height 256 --runs 5 --precision fp32
 echo "== fp32 512x512"

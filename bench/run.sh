@@ -5,16 +5,10 @@
 #   bash bench/run.sh [REF_DIR]      (SDC_BENCH_DIR caches the random SD 1.5 model, default /tmp/sdc-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REF="${1:-${SDC_REF:-../shared/ref}}"
-CACHE="${SDC_BENCH_DIR:-/tmp/sdc-bench}"
-[ -x build/bin/bench_unet ] || bash scripts/setup.sh
-mkdir -p "$CACHE"
-if [ ! -f "$CACHE/sd15/unet/diffusion_pytorch_model.safetensors" ]; then
-  build/bin/sdc model-init --arch sd15 --out "$CACHE/sd15" --dtype f16 --seed 0
-fi
+. bench/model.sh
 run() { echo "== $*"; build/bin/bench_unet "$@"; echo; }
 for m in tiny-sd1 tiny-sd2; do
   [ -d "$REF/$m" ] && run --model "$REF/$m" --latent 16 --batch 2 --steps 5
 done
-run --model "$CACHE/sd15" --latent 32 --batch 2 --steps 2
-run --model "$CACHE/sd15" --latent 64 --batch 2 --steps 1
+run --model "$SD15" --latent 32 --batch 2 --steps 2
+run --model "$SD15" --latent 64 --batch 2 --steps 1

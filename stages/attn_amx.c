@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "ops_bf16.h"
 
 /* AMX basics: 8 tile registers of up to 16 rows x 64 bytes; TDPBF16PS adds
  * A (16 x 32 bf16) times B (32 x 16 bf16, stored as 16 rows of 16 bf16

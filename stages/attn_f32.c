@@ -2,12 +2,10 @@
 #include "attn_f32.h"
 
 #include <immintrin.h>
-#include <math.h>
 #include <omp.h>
 #include <string.h>
 
 #include "error.h"
-#include "vecmath.h"
 
 #define SDC__QB 48 /* queries per block (a multiple of both kernels' rows): its scores stay in L2 */
 #define SDC__SR 6  /* score kernel: 6 queries x 64 keys in 24 accumulators (+4 loads +1 broadcast <= 32 registers) */
@@ -45,36 +43,6 @@ __attribute__((target("avx512f"))) static void sdc__score_6x64(float *s, int64_t
     for (int t = 0; t < 4; t++) _mm512_storeu_ps(s + i * ld + j0 + 16 * t, _mm512_mul_ps(acc[i][t], vs));
 }
 
-/* Softmax of the first lim(r) of each row of s (rows, ld) in place, zeros to
- * ld; lim(r) = n, or causally q0 + r + 1. exp within 2 ulp (sdc__exp512). */
-__attribute__((target("avx512f"))) static void sdc__softmax(float *s, int64_t rows, int64_t ld, int64_t n, int64_t q0,
-                                                             int causal) {
-  for (int64_t r = 0; r < rows; r++) {
-    float *p = s + r * ld;
-    int64_t lim = causal ? q0 + r + 1 : n;
-    if (lim > n) lim = n;
-    __m512 vm = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < lim; j += 16) {
-      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
-      vm = _mm512_mask_max_ps(vm, k, vm, _mm512_maskz_loadu_ps(k, p + j));
-    }
-    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < lim; j += 16) {
-      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
-      const __m512 e = _mm512_maskz_mov_ps(k, sdc__exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), mx)));
-      acc = _mm512_add_ps(acc, e);
-      _mm512_mask_storeu_ps(p + j, k, e);
-    }
-    const __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(acc)));
-    for (int64_t j = 0; j < lim; j += 16) {
-      const __mmask16 k = lim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lim - j)) - 1);
-      _mm512_mask_storeu_ps(p + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
-    }
-    if (ld > lim) memset(p + lim, 0, (size_t)(ld - lim) * sizeof *p);
-  }
-}
-
 /* o (6, ldo) columns [c0, c0 + 16 NZ) (+)= p (6 rows, stride ldp) x v (nk, ldv).
  * The small loops must unroll, or the accumulators live on the stack. */
 #define SDC__PV_KERNEL(NZ)                                                                                        \
@@ -110,7 +78,7 @@ __attribute__((target("avx512f"))) static void sdc__block(float *o, int64_t dvp,
    * reused by every row group of the block from L1 */
   for (int64_t j0 = 0; j0 < nkp; j0 += 64)
     for (int64_t i = 0; i < SDC__QB; i += SDC__SR) sdc__score_6x64(sc + i * nkp, nkp, qb + i * dh, dh, kt, j0, scale);
-  sdc__softmax(sc, nq, nkp, Nk, q0, causal);
+  sdc__softmax_rows(sc, nq, nkp, Nk, q0, causal);
   for (int64_t i = nq; i < SDC__QB; i++) memset(sc + i * nkp, 0, (size_t)nkp * sizeof *sc);
   for (int64_t j0 = 0; j0 < nkp; j0 += SDC__VC) {
     const int64_t nk = nkp - j0 < SDC__VC ? nkp - j0 : SDC__VC;

@@ -110,27 +110,31 @@ static int sdc__resnet_forward_bf16(const sdc_resnet *r, sdc_arena *a, float *ou
   SDC__ALLOC_BF16(hb, a, B * HW * cmax);
   SDC__ALLOC(y1, a, B * HW * r->cout);
   SDC__ALLOC(y2, a, B * HW * r->cout);
-  int err = sdc_group_norm_bf16(a, hb, x, 0, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
+  int err = sdc_group_norm_bf16(a, hb, x, 0, NULL, r->norm1_w, r->norm1_b, B, r->cin, HW, r->groups, r->eps, 1);
   sdc_conv_shape cs = {B, r->cin, H, W, r->cout, 3, 3, 1, 1, 1, H, W, 0};
   if (!err) err = sdc_conv2d_nhwc(a, y1, hb, &r->conv1_w, r->conv1_b, &cs);
+  float *t = NULL;
   if (!err && r->temb_dim && temb_silu) {
-    float *t;
     SDC__ALLOC(t, a, B * r->cout);
-    if (!(err = sdc_linear_wt(a, t, temb_silu, &r->temb_w, r->temb_b, B, r->temb_dim, r->cout)))
-      sdc_nhwc_add_channels(y1, t, B, HW, r->cout);
+    err = sdc_linear_wt(a, t, temb_silu, &r->temb_w, r->temb_b, B, r->temb_dim, r->cout);
   }
-  if (!err) err = sdc_group_norm_bf16(a, hb, y1, 1, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
+  /* the time embedding is folded into norm2, as in the f32 path */
+  if (!err) err = sdc_group_norm_bf16(a, hb, y1, 1, t, r->norm2_w, r->norm2_b, B, r->cout, HW, r->groups, r->eps, 1);
   cs.Cin = r->cout;
   if (!err) err = sdc_conv2d_nhwc(a, y2, hb, &r->conv2_w, r->conv2_b, &cs);
   if (err) return err;
-  const float scale = (float)(1.0 / r->out_scale);
+  const float *res = x; /* NCHW */
   if (r->short_w.pk) {
     sdc_nchw_to_nhwc_bf16(hb, x, B, r->cin, HW);
     sdc_conv_shape ss = {B, r->cin, H, W, r->cout, 1, 1, 1, 0, 0, H, W, 0};
     if ((err = sdc_conv2d_nhwc(a, y1, hb, &r->short_w, r->short_b, &ss))) return err;
-    sdc_nhwc_add_to_nchw(out, y2, y1, NULL, scale, B, r->cout, HW);
-  } else {
-    sdc_nhwc_add_to_nchw(out, y2, NULL, x, scale, B, r->cout, HW);
+    sdc_add(y2, y1, B * HW * r->cout); /* both NHWC */
+    res = NULL;
+  }
+  sdc_nhwc_to_nchw_add(out, y2, res, B, r->cout, HW);
+  if (r->out_scale != 1.0) {
+    const float inv = (float)(1.0 / r->out_scale);
+    for (int64_t i = 0; i < B * r->cout * HW; i++) out[i] *= inv;
   }
   sdc_arena_reset(a, m);
   return SDC_OK;
@@ -281,7 +285,7 @@ static int sdc__transformer_forward_bf16(const sdc_transformer *t, sdc_arena *a,
   SDC__ALLOC(ff, a, rows * 2 * F);
   SDC__ALLOC_BF16(xb, a, rows * wide);
   SDC__ALLOC_BF16(ob, a, rows * C);
-  int err = sdc_group_norm_bf16(a, xb, x, 0, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
+  int err = sdc_group_norm_bf16(a, xb, x, 0, NULL, t->norm_w, t->norm_b, B, C, N, t->groups, 1e-6, 0);
   if (!err) err = sdc_linear_bf16(a, tok, xb, &t->proj_in_w, t->proj_in_b, rows, C, C, 0);
   for (int64_t l = 0; !err && l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
@@ -299,7 +303,7 @@ static int sdc__transformer_forward_bf16(const sdc_transformer *t, sdc_arena *a,
   if (err) return err;
   sdc_f32_to_bf16_rows(xb, tok, rows, C);
   if ((err = sdc_linear_bf16(a, o, xb, &t->proj_out_w, t->proj_out_b, rows, C, C, 0))) return err;
-  sdc_nhwc_add_to_nchw(out, o, NULL, x, 1.0f, B, C, N);
+  sdc_nhwc_to_nchw_add(out, o, x, B, C, N);
   sdc_arena_reset(a, m);
   return SDC_OK;
 }

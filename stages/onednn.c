@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "ops_bf16.h"
 
 struct sdc_packed {
   dnnl_memory_desc_t md; /* oneDNN's layout for these weights */
@@ -415,7 +416,6 @@ int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed 
 
 typedef struct {
   int64_t M, K, N, ldc;
-  int src_f32;    /* the input comes as f32 (reordered to bf16 in e->in) */
   int accumulate; /* dst += product instead of dst = product */
 } sdc__mm_shape;
 
@@ -434,23 +434,17 @@ static int sdc__build_mm(sdc__entry *e, const void *arg, int has_bias) {
       dnnl_primitive_desc_create(&pd, &d, s->accumulate ? sdc__attr_sum : sdc__attr, sdc__eng, NULL) != dnnl_success)
     return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no bf16 matmul for %lldx%lldx%lld", (long long)s->M, (long long)s->K,
                       (long long)s->N);
-  int err = sdc__make_prim(&e->main, pd);
-  if (!err && s->src_f32) {
-    dnnl_memory_desc_t user;
-    sdc__md(&user, 2, (int64_t[]){s->M, s->K}, dnnl_f32, dnnl_ab);
-    err = sdc__make_reorder(&e->in, &user, &src);
-  }
-  return err;
+  return sdc__make_prim(&e->main, pd);
 }
 
 static sdc__entry *sdc__mm_entry(const sdc__mm_shape *s, int has_bias, int *err) {
-  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, s->src_f32, has_bias, s->accumulate}};
+  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, has_bias, s->accumulate}};
   return sdc__get_entry(&key, sdc__build_mm, s, has_bias, err);
 }
 
 sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K) {
   if (sdc_onednn_init()) return NULL;
-  sdc__mm_shape s = {1024, K, N, N, 1, 0};
+  sdc__mm_shape s = {1024, K, N, N, 0};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, 1, &err);
   if (!e) return NULL;
@@ -461,25 +455,18 @@ sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K) {
 
 int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,
                       int64_t K, int64_t N) {
-  sdc__mm_shape s = {M, K, N, N, 1, 0};
-  int err;
-  sdc__entry *e = sdc__mm_entry(&s, b != NULL, &err);
-  if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
-  void *src = sdc_arena_floats(a, (M * K + 1) / 2);
+  uint16_t *src = (uint16_t *)sdc_arena_floats(a, (M * K + 1) / 2);
   if (!src) return sdc_seterr(SDC_ENOMEM, "linear: out of memory for a bf16 %lldx%lld input", (long long)M, (long long)K);
-  dnnl_memory_desc_t bias_md;
-  sdc__md(&bias_md, 2, (int64_t[]){1, N}, dnnl_f32, dnnl_ab);
-  const void *wd = sdc__weights_for(a, &e->main, w, &err);
-  if (!err) err = sdc__run(&e->in, a, in, NULL, NULL, NULL, src, 1);
-  if (!err) err = sdc__run(&e->main, a, src, wd, b, &bias_md, out, 0);
+  sdc_f32_to_bf16_rows(src, in, M, K);
+  int err = sdc_onednn_linear_bf16(a, out, src, w, b, M, K, N, 0);
   sdc_arena_reset(a, m);
   return err;
 }
 
 int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b, int64_t M,
                            int64_t K, int64_t N, int accumulate) {
-  sdc__mm_shape s = {M, K, N, N, 0, accumulate};
+  sdc__mm_shape s = {M, K, N, N, accumulate};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, b != NULL, &err);
   if (!e) return err;
@@ -524,7 +511,7 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
   const int64_t T = SDC__ATTN_T, dhp = sdc__round_up(s->dh, 32), nkp = sdc__round_up(s->Nk, 32), D = s->heads * s->dh,
                 BH = s->B * s->heads, n_tiles = (s->Nq + T - 1) / T;
   int err;
-  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0, 0}, pv = {T, nkp, s->dh, s->dh, 0, 0};
+  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0}, pv = {T, nkp, s->dh, s->dh, 0};
   sdc__entry *e1 = sdc__mm_entry(&qk, 0, &err), *e2 = e1 ? sdc__mm_entry(&pv, 0, &err) : NULL;
   if (!e2) return err;
   /* plain bf16 K (nkp, dhp) and V (nkp, dh) of one head -> their packed layouts */

@@ -527,13 +527,11 @@ static int sdc__have_avx512(void) {
   return have && !sdc__scalar_only;
 }
 
-/* Softmax of each row of s (rows, n) in place; row r may see keys [0, lim(r)).
- * Rows are independent: they are split across cores. */
-static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_q0, int causal) {
+void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t causal_q0, int causal) {
   const int fast = sdc__have_avx512();
 #pragma omp parallel for schedule(static) if (rows * n > 65536)
   for (int64_t r = 0; r < rows; r++) {
-    float *p = s + r * n;
+    float *p = s + r * ld;
     int64_t lim = causal ? causal_q0 + r + 1 : n;
     if (lim > n) lim = n;
     double sum;
@@ -547,7 +545,7 @@ static void sdc__softmax_rows(float *s, int64_t rows, int64_t n, int64_t causal_
     }
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < lim; j++) p[j] *= inv;
-    for (int64_t j = lim; j < n; j++) p[j] = 0.0f;
+    for (int64_t j = lim; j < ld; j++) p[j] = 0.0f;
   }
 }
 
@@ -667,7 +665,10 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
   if (sdc__precision == SDC_PREC_BF16)
     return sdc_amx_available() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
-  if (sdc__have_avx512() && !getenv("SDC_ATTN_GEMM")) return sdc_attention_f32(a, out, q, k, v, s);
+  /* SDC_ATTN_GEMM=1: the sgemm path, for side-by-side timing; read once */
+  static int gemm_path = -1;
+  if (gemm_path < 0) gemm_path = getenv("SDC_ATTN_GEMM") != NULL;
+  if (sdc__have_avx512() && !gemm_path) return sdc_attention_f32(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));
@@ -679,7 +680,7 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
         const float *qb = q + (b * s->Nq + q0) * s->ldq + h * s->dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)s->Nk, (int)s->dh, s->scale, qb, (int)s->ldq,
                     kb, (int)s->ldk, 0.0f, scores, (int)s->Nk);
-        sdc__softmax_rows(scores, nq, s->Nk, q0, s->causal);
+        sdc__softmax_rows(scores, nq, s->Nk, s->Nk, q0, s->causal);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)s->dh, (int)s->Nk, 1.0f, scores, (int)s->Nk,
                     vb, (int)s->ldv, 0.0f, out + (b * s->Nq + q0) * D + h * s->dh, (int)D);
       }

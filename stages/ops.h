@@ -109,14 +109,10 @@ typedef struct {
 } sdc_attn_shape;
 /* In bf16 precision q, k, v are rounded to bf16 and the probabilities too. */
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
-/* Internal to the bf16 kernels (AVX512-BF16 only). p (rows, ld) bf16 =
- * exp(s - row max) over the first n columns of s (rows, ld) f32, row r
- * seeing keys [0, n) or causally [0, q0 + r + 1), zeros up to ld; the
- * normalisation is left to the caller: inv_sum[r] = 1 / sum of row r. */
-void sdc__softmax_rows_bf16(uint16_t *p, const float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal,
-                            float *inv_sum /* OUT: rows */);
-/* dst = bf16(src * scale) for n values, round to nearest even; zeros up to n_pad. */
-void sdc__f32_to_bf16(uint16_t *dst, const float *src, int64_t n, int64_t n_pad, float scale);
+/* Internal to the attention kernels: softmax in place of the first n
+ * columns of each row of s (rows, ld), row r seeing keys [0, n) or causally
+ * [0, q0 + r + 1); zeros up to ld. Rows are split across cores. */
+void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t q0, int causal);
 void sdc_attention_ref(float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 
 /* (B,C,HW) <-> (B,HW,C) */

@@ -101,14 +101,17 @@ static void sdc__gn_affine(float *scale, float *shift, const double *mean, const
  * chunks (one per thread, 8 channels per vector), then per group; the
  * variance from a second pass around the group means. */
 SDC__TARGET static void sdc__gn_stats_nhwc(double *mean, double *inv, double *acc /* nthr*C */, double *mch /* C */,
-                                           const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, double eps) {
+                                           const float *x, const float *add, int64_t B, int64_t C, int64_t HW,
+                                           int64_t groups, double eps) {
   const int64_t cpg = C / groups;
   const int nthr = omp_get_max_threads();
   for (int pass = 0; pass < 2; pass++)
     for (int64_t b = 0; b < B; b++) {
       const float *xb = x + b * HW * C;
       memset(acc, 0, (size_t)(nthr * C) * sizeof *acc);
-      for (int64_t c = 0; c < C; c++) mch[c] = pass ? mean[b * groups + c / cpg] : 0.0;
+      /* statistics of x + add: each pass sums x - mch, with mch = -add (sums of x + add), then
+       * group mean - add (squares about the mean of x + add) */
+      for (int64_t c = 0; c < C; c++) mch[c] = (pass ? mean[b * groups + c / cpg] : 0.0) - (add ? add[b * C + c] : 0.0);
 #pragma omp parallel if (HW * C > SDC__PAR_MIN)
       {
         double *my = acc + omp_get_thread_num() * C;
@@ -138,8 +141,9 @@ SDC__TARGET static void sdc__gn_stats_nhwc(double *mean, double *inv, double *ac
     }
 }
 
-SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x, int x_nhwc, const float *gamma, const float *beta,
-                        int64_t B, int64_t C, int64_t HW, int64_t groups, double eps, int silu) {
+SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x, int x_nhwc, const float *add,
+                                    const float *gamma, const float *beta, int64_t B, int64_t C, int64_t HW,
+                                    int64_t groups, double eps, int silu) {
   const int64_t cpg = C / groups, nthr = omp_get_max_threads();
   sdc_arena_mark m = sdc_arena_get_mark(a);
   double *mean = (double *)sdc_arena_floats(a, 2 * B * groups), *inv = (double *)sdc_arena_floats(a, 2 * B * groups),
@@ -149,13 +153,20 @@ SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x,
     sdc_arena_reset(a, m);
     return sdc_seterr(SDC_ENOMEM, "group norm: out of memory");
   }
+  if (add && !x_nhwc) {
+    sdc_arena_reset(a, m);
+    return sdc_seterr(SDC_EINVAL, "group norm: a per-channel add needs NHWC input");
+  }
   if (x_nhwc) {
-    sdc__gn_stats_nhwc(mean, inv, acc, mch, x, B, C, HW, groups, eps);
+    sdc__gn_stats_nhwc(mean, inv, acc, mch, x, add, B, C, HW, groups, eps);
   } else {
 #pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
     for (int64_t bg = 0; bg < B * groups; bg++) inv[bg] = sdc__stats(x + bg * cpg * HW, cpg * HW, eps, &mean[bg]);
   }
   sdc__gn_affine(scale, shift, mean, inv, gamma, beta, B, C, groups);
+  /* (x + add) * scale + shift = x * scale + (add * scale + shift) */
+  if (add)
+    for (int64_t i = 0; i < B * C; i++) shift[i] += add[i] * scale[i];
   if (!x_nhwc) {
     sdc__transpose_bf16(out, x, scale, shift, silu, B, C, HW);
   } else {
@@ -189,47 +200,6 @@ SDC__TARGET void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float
       __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + c), vm), vi);
       v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, gamma + c), _mm512_maskz_loadu_ps(k, beta + c));
       sdc__store_bf16(out + r * C + c, v, k);
-    }
-  }
-}
-
-SDC__TARGET void sdc_nhwc_add_to_nchw(float *out, const float *y, const float *y2, const float *res, float scale,
-                                      int64_t B, int64_t C, int64_t HW) {
-  const int64_t n_pt = (HW + 15) / 16;
-  const __m512i idx = sdc__column_idx();
-  const __m512 vs = _mm512_set1_ps(scale);
-#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
-  for (int64_t job = 0; job < B * n_pt; job++) {
-    const int64_t b = job / n_pt, p0 = (job % n_pt) * 16, np = sdc__min(16, HW - p0);
-    const __mmask16 kp = sdc__mask(np);
-    float tile[16 * 16]; /* [pixel][channel] */
-    for (int64_t c0 = 0; c0 < C; c0 += 16) {
-      const int64_t nc = sdc__min(16, C - c0);
-      const __mmask16 kc = sdc__mask(nc);
-      for (int64_t i = 0; i < np; i++) {
-        const int64_t o = (b * HW + p0 + i) * C + c0;
-        __m512 v = _mm512_maskz_loadu_ps(kc, y + o);
-        if (y2) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(kc, y2 + o));
-        _mm512_storeu_ps(tile + 16 * i, v);
-      }
-      for (int64_t cc = 0; cc < nc; cc++) {
-        const int64_t o = (b * C + c0 + cc) * HW + p0;
-        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), kp, idx, tile + cc, 4);
-        if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(kp, res + o));
-        _mm512_mask_storeu_ps(out + o, kp, _mm512_mul_ps(v, vs));
-      }
-    }
-  }
-}
-
-SDC__TARGET void sdc_nhwc_add_channels(float *y, const float *t, int64_t B, int64_t HW, int64_t C) {
-#pragma omp parallel for schedule(static) if (B * HW * C > SDC__PAR_MIN)
-  for (int64_t bp = 0; bp < B * HW; bp++) {
-    const float *tb = t + (bp / HW) * C;
-    float *row = y + bp * C;
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 k = sdc__mask(C - c);
-      _mm512_mask_storeu_ps(row + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, row + c), _mm512_maskz_loadu_ps(k, tb + c)));
     }
   }
 }

@@ -12,10 +12,22 @@
 
 #include "arena.h"
 
-/* out (B,HW,C) bf16 = group_norm(x) * gamma + beta, then SiLU if silu, where
- * x is (B,C,HW) f32 (x_nhwc 0) or (B,HW,C) f32 (x_nhwc 1). */
-int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x, int x_nhwc, const float *gamma, const float *beta,
-                        int64_t B, int64_t C, int64_t HW, int64_t groups, double eps, int silu);
+/* Internal to the bf16 kernels (AVX512-BF16 only). p (rows, ld) bf16 =
+ * exp(s - row max) over the first n columns of s (rows, ld) f32, row r
+ * seeing keys [0, n) or causally [0, q0 + r + 1), zeros up to ld; the
+ * normalisation is left to the caller: inv_sum[r] = 1 / sum of row r. */
+void sdc__softmax_rows_bf16(uint16_t *p, const float *s, int64_t ld, int64_t rows, int64_t n, int64_t q0, int causal,
+                            float *inv_sum /* OUT: rows */);
+/* dst = bf16(src * scale) for n values, round to nearest even; zeros up to n_pad. */
+void sdc__f32_to_bf16(uint16_t *dst, const float *src, int64_t n, int64_t n_pad, float scale);
+
+/* out (B,HW,C) bf16 = group_norm(x [+ add]) * gamma + beta, then SiLU if
+ * silu, where x is (B,C,HW) f32 (x_nhwc 0) or (B,HW,C) f32 (x_nhwc 1), and
+ * add (B,C), one value per image and channel (a resnet's time embedding),
+ * NULL or NHWC input only: folded into the statistics and the shift, as
+ * sdc_group_norm_to's shift. */
+int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x, int x_nhwc, const float *add, const float *gamma,
+                        const float *beta, int64_t B, int64_t C, int64_t HW, int64_t groups, double eps, int silu);
 
 /* out (rows,C) bf16 = layer_norm(in (rows,C) f32) * gamma + beta. */
 void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
@@ -23,14 +35,6 @@ void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float *gamma, con
 
 /* out (B,HW,C) bf16 = x (B,C,HW) f32, transposed. */
 void sdc_nchw_to_nhwc_bf16(uint16_t *out, const float *x, int64_t B, int64_t C, int64_t HW);
-
-/* out (B,C,HW) f32 = (y (B,HW,C) [+ y2 (B,HW,C)] [+ res (B,C,HW)]) * scale;
- * y2 and res may be NULL. out may alias res. */
-void sdc_nhwc_add_to_nchw(float *out, const float *y, const float *y2, const float *res, float scale, int64_t B,
-                          int64_t C, int64_t HW);
-
-/* y (B,HW,C) += t (B,C): a per-image channel vector (the resnet's time embedding). */
-void sdc_nhwc_add_channels(float *y, const float *t, int64_t B, int64_t HW, int64_t C);
 
 /* out (rows,C) bf16 = in (rows,C) f32. */
 void sdc_f32_to_bf16_rows(uint16_t *out, const float *in, int64_t rows, int64_t C);
