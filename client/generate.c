@@ -14,11 +14,11 @@
 
 #include "cli.h"
 #include "error.h"
+#include "sdc_limits.h"
 #include "ops.h"
 #include "pipeline.h"
 #include "pngio.h"
 
-#define SDC__DEFAULT_MAX_PIXELS (2048 * 2048)
 
 static void sdc__generate_usage(FILE *fp) {
   fprintf(fp,
@@ -28,18 +28,18 @@ static void sdc__generate_usage(FILE *fp) {
           "  --prompt TEXT           what to draw (UTF-8)\n"
           "  --negative-prompt TEXT  what to steer away from (default: empty)\n"
           "  --width N, --height N   image size in pixels, multiples of 8 (default: the model's native size)\n"
-          "  --steps N               denoising steps, 1..1000 (default 50)\n"
+          "  --steps N               denoising steps, 1..%d (default 50)\n"
           "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
           "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
           "                          unipc (default: the model's own scheduler config)\n"
           "  --seed N                torch-compatible seed (default: random, printed and stored in the PNG)\n"
-          "  --num-images N          images from one seed, 1..64 (default 1); FILE-0.png, FILE-1.png, ...\n"
+          "  --num-images N          images from one seed, 1..%d (default 1); FILE-0.png, FILE-1.png, ...\n"
           "  --output FILE.png       where to write (default out.png)\n"
           "  --max-pixels N          refuse width*height above N (default %d)\n"
           "  --precision fp32|bf16   GEMM arithmetic (default fp32, exact; bf16 on AMX/AVX512-BF16 via oneDNN)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
-          SDC__DEFAULT_MAX_PIXELS);
+          SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS);
 }
 
 /* Strict integer option: the whole string, in range. */
@@ -129,7 +129,7 @@ static uint64_t sdc__random_seed(void) {
 int sdc_cmd_generate(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *output = "out.png";
   sdc_gen_params g = {.steps = 50, .guidance_scale = 7.5, .scheduler = -1, .num_images = 1};
-  int64_t max_pixels = SDC__DEFAULT_MAX_PIXELS;
+  int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS;
   int have_seed = 0, quiet = 0, err = SDC_OK;
   sdc_precision prec = SDC_PREC_FP32;
   enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC };
@@ -154,7 +154,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       case O_NEG: g.negative_prompt = optarg; break;
       case 'W': err = sdc__parse_int("--width", optarg, 8, 1 << 16, &g.width); break;
       case 'H': err = sdc__parse_int("--height", optarg, 8, 1 << 16, &g.height); break;
-      case 's': err = sdc__parse_int("--steps", optarg, 1, 1000, &g.steps); break;
+      case 's': err = sdc__parse_int("--steps", optarg, 1, SDC_MAX_STEPS, &g.steps); break;
       case O_GS: {
         char *end;
         g.guidance_scale = strtod(optarg, &end);
@@ -176,7 +176,7 @@ int sdc_cmd_generate(int argc, char **argv) {
         g.seed = s, have_seed = 1;
         break;
       }
-      case O_NUM: err = sdc__parse_int("--num-images", optarg, 1, 64, &g.num_images); break;
+      case O_NUM: err = sdc__parse_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &g.num_images); break;
       case 'o': output = optarg; break;
       case O_MAXPX: err = sdc__parse_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
       case O_QUIET: quiet = 1; break;

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
+#include "redis_url.h"
 
 #define SDC__CONNECT_TIMEOUT_S 5
 #define SDC__COMMAND_TIMEOUT_S 10
@@ -19,10 +21,7 @@
 
 struct sdc_client {
   redisContext *ctx; /* NULL after an I/O error: the next command reconnects */
-  char host[256];
-  int port, db;
-  char user[128], password[256];
-  char where[300]; /* host:port/db, for messages (never the password) */
+  sdc_redis_url url; /* url.where names it in messages (never the password) */
 };
 
 /* Enqueue atomically: the job hash can never be missing for an entry a
@@ -54,99 +53,35 @@ static const char sdc__cancel_lua[] =
     "if st then return st end\n"
     "return ''\n";
 
-static int64_t sdc__now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sdc__sleep_ms(int64_t ms) {
-  if (ms <= 0) return;
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* ------------------------------------------------------------ connection */
-
-/* redis://[[user]:password@]host[:port][/db] */
-static int sdc__parse_url(sdc_client *c, const char *url) {
-#define SDC__BAD(why) \
-  sdc_seterr(SDC_EINVAL, "redis URL '%s': %s (expected redis://[[user]:password@]host[:port][/db])", url, why)
-  if (strncmp(url, "redis://", 8) != 0) return SDC__BAD("not a redis:// URL");
-  const char *p = url + 8, *slash = strchr(p, '/');
-  const char *auth_end = slash ? slash : p + strlen(p), *at = NULL;
-  for (const char *q = p; q < auth_end; q++)
-    if (*q == '@') at = q;
-  if (at) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    if (!colon) return SDC__BAD("credentials need a ':' before the password");
-    if ((size_t)(colon - p) >= sizeof c->user || (size_t)(at - colon - 1) >= sizeof c->password)
-      return SDC__BAD("credentials too long");
-    memcpy(c->user, p, (size_t)(colon - p));
-    memcpy(c->password, colon + 1, (size_t)(at - colon - 1));
-    if (!c->password[0]) return SDC__BAD("empty password");
-    p = at + 1;
-  }
-  const char *host_end;
-  if (*p == '[') {
-    host_end = memchr(p, ']', (size_t)(auth_end - p));
-    if (!host_end) return SDC__BAD("unclosed '['");
-    p++;
-  } else {
-    host_end = memchr(p, ':', (size_t)(auth_end - p));
-    if (!host_end) host_end = auth_end;
-  }
-  if (host_end == p || (size_t)(host_end - p) >= sizeof c->host) return SDC__BAD("bad host");
-  memcpy(c->host, p, (size_t)(host_end - p));
-  p = host_end + (*host_end == ']');
-  c->port = 6379;
-  if (p < auth_end && *p == ':') {
-    char *end;
-    long port = strtol(p + 1, &end, 10);
-    if (end != auth_end || end == p + 1 || port < 1 || port > 65535) return SDC__BAD("bad port");
-    c->port = (int)port;
-  } else if (p != auth_end) {
-    return SDC__BAD("bad host");
-  }
-  if (slash && slash[1]) {
-    char *end;
-    long db = strtol(slash + 1, &end, 10);
-    if (*end || db < 0 || db > 1000000 || slash[1] == '-' || slash[1] == '+') return SDC__BAD("bad database number");
-    c->db = (int)db;
-  }
-  snprintf(c->where, sizeof c->where, "%s:%d/%d", c->host, c->port, c->db);
-  return SDC_OK;
-#undef SDC__BAD
-}
 
 /* A reply that is an error or NULL becomes an sdc error naming what was asked. */
 static int sdc__check_reply(const sdc_client *c, redisContext *ctx, const redisReply *r, const char *what) {
-  if (!r) return sdc_seterr(SDC_EIO, "redis %s: %s: %s", c->where, what, ctx->errstr[0] ? ctx->errstr : "no reply");
-  if (r->type == REDIS_REPLY_ERROR) return sdc_seterr(SDC_EPROTOCOL, "redis %s: %s: %s", c->where, what, r->str);
+  if (!r) return sdc_seterr(SDC_EIO, "redis %s: %s: %s", c->url.where, what, ctx->errstr[0] ? ctx->errstr : "no reply");
+  if (r->type == REDIS_REPLY_ERROR) return sdc_seterr(SDC_EPROTOCOL, "redis %s: %s: %s", c->url.where, what, r->str);
   return SDC_OK;
 }
 
 /* A new authenticated connection on the client's db. */
 static int sdc__open(sdc_client *c, redisContext **out) {
   *out = NULL;
-  redisContext *ctx = redisConnectWithTimeout(c->host, c->port, (struct timeval){SDC__CONNECT_TIMEOUT_S, 0});
-  if (!ctx) return sdc_seterr(SDC_ENOMEM, "redis %s: out of memory", c->where);
+  redisContext *ctx = redisConnectWithTimeout(c->url.host, c->url.port, (struct timeval){SDC__CONNECT_TIMEOUT_S, 0});
+  if (!ctx) return sdc_seterr(SDC_ENOMEM, "redis %s: out of memory", c->url.where);
   if (ctx->err) {
-    int err = sdc_seterr(SDC_EIO, "redis %s: cannot connect: %s", c->where, ctx->errstr);
+    int err = sdc_seterr(SDC_EIO, "redis %s: cannot connect: %s", c->url.where, ctx->errstr);
     redisFree(ctx);
     return err;
   }
   redisSetTimeout(ctx, (struct timeval){SDC__COMMAND_TIMEOUT_S, 0});
   int err = SDC_OK;
-  if (c->password[0]) {
+  if (c->url.password[0]) {
     redisReply *r =
-        c->user[0] ? redisCommand(ctx, "AUTH %s %s", c->user, c->password) : redisCommand(ctx, "AUTH %s", c->password);
+        c->url.user[0] ? redisCommand(ctx, "AUTH %s %s", c->url.user, c->url.password) : redisCommand(ctx, "AUTH %s", c->url.password);
     err = sdc__check_reply(c, ctx, r, "AUTH");
     freeReplyObject(r);
   }
-  if (!err && c->db) {
-    redisReply *r = redisCommand(ctx, "SELECT %d", c->db);
+  if (!err && c->url.db) {
+    redisReply *r = redisCommand(ctx, "SELECT %d", c->url.db);
     err = sdc__check_reply(c, ctx, r, "SELECT");
     freeReplyObject(r);
   }
@@ -161,7 +96,7 @@ int sdc_client_connect(sdc_client **out, const char *url) {
   *out = NULL;
   sdc_client *c = calloc(1, sizeof *c);
   if (!c) return sdc_seterr(SDC_ENOMEM, "redis client: out of memory");
-  int err = sdc__parse_url(c, url ? url : "");
+  int err = sdc_redis_url_parse(&c->url, url);
   if (!err) err = sdc__open(c, &c->ctx);
   if (err) {
     sdc_client_free(c);
@@ -174,7 +109,7 @@ int sdc_client_connect(sdc_client **out, const char *url) {
 void sdc_client_free(sdc_client *c) {
   if (!c) return;
   if (c->ctx) redisFree(c->ctx);
-  memset(c->password, 0, sizeof c->password);
+  memset(c->url.password, 0, sizeof c->url.password);
   free(c);
 }
 
@@ -202,13 +137,13 @@ static redisReply *sdc__cmd(sdc_client *c, int *err, const char *what, const cha
 static int sdc__check_id(const char *id) {
   if (sdc_job_id_valid(id)) return SDC_OK;
   return sdc_seterr(SDC_EINVAL, "job id '%.*s': not 1..%d characters of [A-Za-z0-9._:-]", 140, id ? id : "(null)",
-                    SDC_JOB_ID_MAX);
+                    SDC_MAX_JOB_ID);
 }
 
 /* ---------------------------------------------------------------- submit */
 
 int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out, size_t n) {
-  if (n < SDC_JOB_ID_MAX + 1)
+  if (n < SDC_MAX_JOB_ID + 1)
     return sdc_seterr(SDC_EINVAL, "sdc_client_submit: id buffer of %zu bytes is too small", n);
   id_out[0] = 0;
   char *json = NULL, prefix[SDC_JOB_KEY_MAX];
@@ -222,8 +157,8 @@ int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out, size_t n)
     return sdc_seterr(SDC_EINVAL, "job '%s': already exists (job ids must be unique); nothing was queued", job->id);
   if (err) return err;
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-      r->element[0]->len > SDC_JOB_ID_MAX)
-    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: submitting a job: unexpected reply", c->where);
+      r->element[0]->len > SDC_MAX_JOB_ID)
+    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: submitting a job: unexpected reply", c->url.where);
   else
     snprintf(id_out, n, "%s", r->element[0]->str);
   freeReplyObject(r);
@@ -304,7 +239,7 @@ int sdc_client_status(sdc_client *c, const char *id, sdc_job_status *out) {
   if (err) return err;
   if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
     freeReplyObject(r);
-    return sdc_seterr(SDC_EPROTOCOL, "redis %s: HGETALL %s: unexpected reply", c->where, key);
+    return sdc_seterr(SDC_EPROTOCOL, "redis %s: HGETALL %s: unexpected reply", c->url.where, key);
   }
   if (r->elements == 0) {
     freeReplyObject(r);
@@ -398,14 +333,14 @@ int sdc_client_wait(sdc_client *c, const char *id, int64_t timeout_ms, sdc_clien
   if (err) return err;
   char channel[SDC_JOB_KEY_MAX];
   sdc_job_key(channel, SDC_JOB_EVENTS_FMT, id);
-  const int64_t t0 = sdc__now_ms(), deadline = timeout_ms < 0 ? INT64_MAX : t0 + timeout_ms;
+  const int64_t t0 = sdc_clock_mono_ms(), deadline = timeout_ms < 0 ? INT64_MAX : t0 + timeout_ms;
   int64_t io_failing_since = -1;
   sdc__reporter rp = {progress, ctx, (sdc_job_state)-1, -1, -2};
   redisContext *sub = NULL;
   for (;;) {
     sdc_job_status_free(&st);
     err = sdc_client_status(c, id, &st);
-    int64_t now = sdc__now_ms();
+    int64_t now = sdc_clock_mono_ms();
     if (err == SDC_EIO) {
       if (io_failing_since < 0) io_failing_since = now;
       if (now - io_failing_since >= SDC__IO_GIVE_UP_MS) break;
@@ -419,7 +354,7 @@ int sdc_client_wait(sdc_client *c, const char *id, int64_t timeout_ms, sdc_clien
        * caught by the next read, 500 ms later at worst */
       if (!sub) sub = sdc__subscribe(c, channel);
     }
-    now = sdc__now_ms();
+    now = sdc_clock_mono_ms();
     if (now >= deadline) {
       err = sdc_seterr(SDC_EAGAIN, "job '%s': not finished after %lld ms (state %s, step %lld/%lld)", id,
                        (long long)(now - t0), sdc_job_state_name(st.state), (long long)st.step, (long long)st.steps);
@@ -427,9 +362,9 @@ int sdc_client_wait(sdc_client *c, const char *id, int64_t timeout_ms, sdc_clien
     }
     const int64_t tick_end = deadline - now < SDC__POLL_MS ? deadline : now + SDC__POLL_MS;
     int ended = 0;
-    while (!ended && (now = sdc__now_ms()) < tick_end) {
+    while (!ended && (now = sdc_clock_mono_ms()) < tick_end) {
       if (!sub) {
-        sdc__sleep_ms(tick_end - now);
+        sdc_clock_sleep_ms(tick_end - now);
         break;
       }
       redisReply *m = NULL;
@@ -473,8 +408,8 @@ int sdc_client_fetch_image(sdc_client *c, const char *id, int i, uint8_t **png, 
   *png = NULL, *n = 0;
   int err = sdc__check_id(id);
   if (err) return err;
-  if (i < 0 || i >= SDC_JOB_MAX_IMAGES)
-    return sdc_seterr(SDC_EINVAL, "job '%s': no image %d (0..%d)", id, i, SDC_JOB_MAX_IMAGES - 1);
+  if (i < 0 || i >= SDC_MAX_IMAGES)
+    return sdc_seterr(SDC_EINVAL, "job '%s': no image %d (0..%d)", id, i, SDC_MAX_IMAGES - 1);
   char key[SDC_JOB_KEY_MAX];
   sdc_job_image_key(key, id, i);
   redisReply *r = sdc__cmd(c, &err, "reading an image", "GET %s", key);
@@ -482,7 +417,7 @@ int sdc_client_fetch_image(sdc_client *c, const char *id, int i, uint8_t **png, 
   if (r->type == REDIS_REPLY_NIL)
     err = sdc_seterr(SDC_EMISSING, "job '%s': image %d not found (not produced, or expired)", id, i);
   else if (r->type != REDIS_REPLY_STRING)
-    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: GET %s: not a string", c->where, key);
+    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: GET %s: not a string", c->url.where, key);
   else if (!(*png = malloc(r->len ? r->len : 1)))
     err = sdc_seterr(SDC_ENOMEM, "job '%s': image %d: out of memory", id, i);
   else
@@ -501,10 +436,10 @@ int sdc_client_cancel(sdc_client *c, const char *id, sdc_job_state *state) {
   sdc_job_key(key, SDC_JOB_KEY_FMT, id);
   sdc_job_key(channel, SDC_JOB_CONTROL_FMT, id);
   redisReply *r =
-      sdc__cmd(c, &err, "cancelling a job", "EVAL %s 1 %s %s %d", sdc__cancel_lua, key, channel, SDC_JOB_RESULT_TTL_S);
+      sdc__cmd(c, &err, "cancelling a job", "EVAL %s 1 %s %s %d", sdc__cancel_lua, key, channel, SDC_DEFAULT_RESULT_TTL_S);
   if (err) return err;
   if (r->type != REDIS_REPLY_STRING)
-    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: cancelling job '%s': unexpected reply", c->where, id);
+    err = sdc_seterr(SDC_EPROTOCOL, "redis %s: cancelling job '%s': unexpected reply", c->url.where, id);
   else if (state)
     *state = sdc_job_state_parse(r->str);
   freeReplyObject(r);

@@ -25,7 +25,7 @@ void sdc_client_free(sdc_client *c);
  * entry's server time) and entry. HSETNX, because whatever a coordinator has
  * written already must win. The id is job->id when set -- then an existing
  * hash for it is refused (SDC_EINVAL "already exists") and nothing is queued --
- * else the stream entry id. The id goes to id_out (n >= SDC_JOB_ID_MAX + 1,
+ * else the stream entry id. The id goes to id_out (n >= SDC_MAX_JOB_ID + 1,
  * else SDC_EINVAL before anything is sent). */
 int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out /* OUT */, size_t n);
 
@@ -77,7 +77,7 @@ int sdc_client_fetch_image(sdc_client *c, const char *id, int i, uint8_t **png /
  * ended, HSET sdc:job:<id> cancel 1 and PUBLISH sdc:job:<id>:control cancel.
  * A coordinator honours the flag at claim and between steps; a running job
  * ends as cancelled. A job without a hash (not claimed yet, or unknown) gets
- * a hash with just the flag, expiring after SDC_JOB_RESULT_TTL_S. *state (may
+ * a hash with just the flag, expiring after SDC_DEFAULT_RESULT_TTL_S. *state (may
  * be NULL) gets the state seen before: a final state means nothing changed. */
 int sdc_client_cancel(sdc_client *c, const char *id, sdc_job_state *state /* OUT, may be NULL */);
 

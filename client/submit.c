@@ -94,15 +94,15 @@ int sdc_cmd_submit(int argc, char **argv) {
       case O_ID:
         if (!sdc_job_id_valid(optarg))
           err = sdc_seterr(SDC_EINVAL, "--id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, optarg,
-                           SDC_JOB_ID_MAX);
+                           SDC_MAX_JOB_ID);
         else
           snprintf(job.id, sizeof job.id, "%s", optarg);
         break;
       case 'p': job.prompt = optarg; break;
       case O_NEG: job.negative_prompt = optarg; break;
-      case 'W': err = sdc__flag_int("--width", optarg, 0, SDC_JOB_MAX_SIZE, &job.width); break;
-      case 'H': err = sdc__flag_int("--height", optarg, 0, SDC_JOB_MAX_SIZE, &job.height); break;
-      case 's': err = sdc__flag_int("--steps", optarg, 1, SDC_JOB_MAX_STEPS, &job.steps); break;
+      case 'W': err = sdc__flag_int("--width", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.width); break;
+      case 'H': err = sdc__flag_int("--height", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.height); break;
+      case 's': err = sdc__flag_int("--steps", optarg, 1, SDC_MAX_STEPS, &job.steps); break;
       case O_GS: {
         char *end;
         job.guidance_scale = strtod(optarg, &end);
@@ -121,11 +121,11 @@ int sdc_cmd_submit(int argc, char **argv) {
         break;
       case 'S': {
         int64_t s;
-        err = sdc__flag_int("--seed", optarg, 0, (int64_t)SDC_JOB_SEED_LIMIT - 1, &s);
+        err = sdc__flag_int("--seed", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &s);
         job.seed = (uint64_t)s, job.has_seed = 1;
         break;
       }
-      case O_NUM: err = sdc__flag_int("--num-images", optarg, 1, SDC_JOB_MAX_IMAGES, &job.num_images); break;
+      case O_NUM: err = sdc__flag_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &job.num_images); break;
       case 'h': sdc__submit_usage(stdout); return 0;
       default: err = sdc__bad_flag("submit", argv);
     }
@@ -137,7 +137,7 @@ int sdc_cmd_submit(int argc, char **argv) {
   sdc_client *c;
   int rc = sdc__connect("submit", url, &c);
   if (rc) return rc;
-  char id[SDC_JOB_ID_MAX + 1];
+  char id[SDC_MAX_JOB_ID + 1];
   err = sdc_client_submit(c, &job, id, sizeof id);
   sdc_client_free(c);
   if (err) {
@@ -267,7 +267,7 @@ int sdc_cmd_wait(int argc, char **argv) {
   if (!err && !id) err = sdc_seterr(SDC_EINVAL, "a job id is required (sdc wait ID)");
   if (!err && !sdc_job_id_valid(id))
     err =
-        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, id, SDC_JOB_ID_MAX);
+        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, id, SDC_MAX_JOB_ID);
   if (!err && output) err = sdc__check_output(output);
   if (err) return sdc__usage_error("wait");
 
@@ -290,17 +290,17 @@ int sdc_cmd_wait(int argc, char **argv) {
   } else if (output) {
     /* the hash says how many; an older or foreign writer may not, then count the keys */
     int64_t count = st.num_images;
-    for (int i = 0; count < 0 && i <= SDC_JOB_MAX_IMAGES; i++) {
+    for (int i = 0; count < 0 && i <= SDC_MAX_IMAGES; i++) {
       uint8_t *png = NULL;
       size_t n = 0;
-      int e = i < SDC_JOB_MAX_IMAGES ? sdc_client_fetch_image(c, id, i, &png, &n) : SDC_EMISSING;
+      int e = i < SDC_MAX_IMAGES ? sdc_client_fetch_image(c, id, i, &png, &n) : SDC_EMISSING;
       free(png);
       if (e == SDC_EMISSING)
         count = i;
       else if (e)
         count = 0, err = e;
     }
-    if (!err && (count < 1 || count > SDC_JOB_MAX_IMAGES))
+    if (!err && (count < 1 || count > SDC_MAX_IMAGES))
       err = sdc_seterr(SDC_EPROTOCOL, "job %s is done but has %lld images", id, (long long)count);
     char name[4200];
     for (int64_t i = 0; !err && i < count; i++) {
@@ -350,7 +350,7 @@ static int sdc__id_args(const char *cmd, int argc, char **argv, const char **id,
   if (!err && !*id) err = sdc_seterr(SDC_EINVAL, "a job id is required (sdc %s ID)", cmd);
   if (!err && !sdc_job_id_valid(*id))
     err =
-        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, *id, SDC_JOB_ID_MAX);
+        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, *id, SDC_MAX_JOB_ID);
   return err ? sdc__usage_error(cmd) : 0;
 }
 

@@ -19,10 +19,10 @@
 #include "error.h"
 #include "job.h"
 #include "model.h"
-#include "pipeline.h"
+#include "denoise.h"
 #include "registry.h"
-#include "runtime.h"
 #include "scheduler.h"
+#include "stage.h"
 #include "wire.h"
 
 #define SDC__BEAT_MS 1000
@@ -39,7 +39,7 @@ typedef enum { SDC__J_CHECKING, SDC__J_TEXT, SDC__J_DENOISE, SDC__J_VAE, SDC__J_
 
 typedef struct sdc__job {
   struct sdc__job *next;
-  char id[SDC_JOB_ID_MAX + 1], entry[64], key[SDC_JOB_KEY_MAX];
+  char id[SDC_MAX_JOB_ID + 1], entry[64], key[SDC_JOB_KEY_MAX];
   sdc_job spec;
   sdc_gen_params g;
   sdc_denoise d;
@@ -248,10 +248,10 @@ static void sdc__issue(sdc__job *j) {
     sdc_denoise_vae_input(&j->d, j->in);
     Sdcpb__Tensor lat = SDCPB__TENSOR__INIT;
     err = sdc_wire_tensor_set(&lat, j->in, 4, (int64_t[]){j->d.N, j->d.C, j->d.h, j->d.w}, SDCPB__DTYPE__F32, &owned[0]);
-    char *texts[SDC_JOB_MAX_IMAGES];
-    char buf[SDC_JOB_MAX_IMAGES][8192], origin[SDC_JOB_ID_MAX + 8];
+    char *texts[SDC_MAX_IMAGES];
+    char buf[SDC_MAX_IMAGES][8192], origin[SDC_MAX_JOB_ID + 8];
     snprintf(origin, sizeof origin, "Job: %s", j->id);
-    for (int64_t i = 0; i < j->d.N && i < SDC_JOB_MAX_IMAGES; i++) {
+    for (int64_t i = 0; i < j->d.N && i < SDC_MAX_IMAGES; i++) {
       sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
       texts[i] = buf[i];
     }
@@ -267,11 +267,6 @@ static void sdc__issue(sdc__job *j) {
 }
 
 /* --------------------------------------------------------------- replies */
-
-static const char *sdc_stage_name_of(Sdcpb__Stage s) {
-  static const char *const names[] = {"invalid", "text", "unet-down", "unet-mid", "unet-up", "vae"};
-  return s >= 0 && s <= SDCPB__STAGE__VAE ? names[s] : "invalid";
-}
 
 static void sdc__append_route(sdc__job *j, const Sdcpb__StageReply *rep) {
   size_t len = strlen(j->route_log);
@@ -342,7 +337,7 @@ static void sdc__on_reply(const Sdcpb__StageReply *rep) {
                             : j->phase == SDC__J_DENOISE ? SDCPB__STAGE__UNET_UP
                                                          : SDCPB__STAGE__VAE;
   if (rep->stage != want && !(rep->error && rep->error[0])) {
-    sdc__log(j->id, "dropped a %s reply while waiting for %s", sdc_stage_name_of(rep->stage), sdc_stage_name_of(want));
+    sdc__log(j->id, "dropped a %s reply while waiting for %s", sdc_stage_name(rep->stage), sdc_stage_name(want));
     return;
   }
   for (int i = 0; i < j->n_route; i++) C.reg.w[j->route[i]].served++;
@@ -462,7 +457,7 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
   if (!j->spec.has_seed && rep->element[2]->type == REDIS_REPLY_STRING)
     j->g.seed = strtoull(rep->element[2]->str, NULL, 10);
   else if (!j->spec.has_seed)
-    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc__now_ms()) & (SDC_JOB_SEED_LIMIT - 1);
+    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc__now_ms()) & (SDC_SEED_LIMIT - 1);
   int err = sdc_gen_params_check(&j->g, C.max_pixels);
   if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
                                    m->vae.scaling_factor, NULL);
@@ -516,7 +511,7 @@ static void sdc__sniff_id(const char *json, size_t n, char *out, size_t cap) {
     const char *v = q;
     while (q < end && *q != '"') q++;
     if (q >= end || (size_t)(q - v) >= cap) return;
-    char id[SDC_JOB_ID_MAX + 1];
+    char id[SDC_MAX_JOB_ID + 1];
     snprintf(id, sizeof id, "%.*s", (int)(q - v), v);
     if (sdc_job_id_valid(id)) snprintf(out, cap, "%s", id);
     return;
@@ -814,14 +809,13 @@ static void sdc__usage(FILE *fp) {
           "  --max-pixels N        refuse jobs with width*height above N (default 4194304)\n"
           "  --id NAME             consumer name (default host-pid)\n"
           "SIGTERM/SIGINT drain: no new claims, in-flight jobs finish, then exit.\n",
-          SDC_JOB_RESULT_TTL_S);
+          SDC_DEFAULT_RESULT_TTL_S);
 }
 
 int main(int argc, char **argv) {
-  sdc_runtime_init(argv);
   const char *model = NULL, *config = NULL, *redis = "redis://127.0.0.1:6379";
   snprintf(C.bind, sizeof C.bind, "tcp://127.0.0.1:5555");
-  C.max_jobs = 8, C.step_timeout_ms = 600000, C.ttl_s = SDC_JOB_RESULT_TTL_S, C.wire_dtype = SDCPB__DTYPE__F32;
+  C.max_jobs = 8, C.step_timeout_ms = 600000, C.ttl_s = SDC_DEFAULT_RESULT_TTL_S, C.wire_dtype = SDCPB__DTYPE__F32;
   C.max_pixels = 2048 * 2048;
   char host[64] = "coordinator";
   gethostname(host, sizeof host - 1);

@@ -234,7 +234,7 @@ static pid_t coordinator(const char *id, int delay_ms, int n_images, int how) {
       uint8_t *png = make_png(16 + 8 * i, &n);
       char ikey[SDC_JOB_KEY_MAX];
       sdc_job_image_key(ikey, id, i);
-      freeReplyObject(redisCommand(c, "SET %s %b EX %d", ikey, png, n, SDC_JOB_RESULT_TTL_S));
+      freeReplyObject(redisCommand(c, "SET %s %b EX %d", ikey, png, n, SDC_DEFAULT_RESULT_TTL_S));
       free(png);
     }
     /* the hash first, then the event: a waiter woken by the event finds it done */
@@ -283,7 +283,7 @@ static void test_submit_library(char *id_a /* OUT */) {
   j.prompt = (char *)"a red cube";
   j.steps = 20, j.has_seed = 1, j.seed = 5, j.width = 64, j.height = 72;
   long long before = xlen();
-  int err = sdc_client_submit(g_c, &j, id_a, SDC_JOB_ID_MAX + 1);
+  int err = sdc_client_submit(g_c, &j, id_a, SDC_MAX_JOB_ID + 1);
   CHECK(err == SDC_OK, "submit: %s", sdc_errmsg(err));
   CHECK(xlen() == before + 1, "one entry added");
   char json[8192], buf[256];
@@ -302,7 +302,7 @@ static void test_submit_library(char *id_a /* OUT */) {
 
   /* an explicit id: in the JSON, and unique */
   snprintf(j.id, sizeof j.id, "my-job.1");
-  char id[SDC_JOB_ID_MAX + 1];
+  char id[SDC_MAX_JOB_ID + 1];
   err = sdc_client_submit(g_c, &j, id, sizeof id);
   CHECK(err == SDC_OK && strcmp(id, "my-job.1") == 0, "explicit id: %s %s", id, sdc_errmsg(err));
   CHECK(strcmp(hget(buf, sizeof buf, "my-job.1", "state"), "queued") == 0, "explicit id hash: %s", buf);
@@ -327,7 +327,7 @@ static void test_submit_cli(char *id_multi /* OUT */) {
   int st = run(cmd, out, err);
   CHECK(st == 0, "sdc submit: exit %d: %s", st, err);
   out[strcspn(out, "\n")] = 0;
-  snprintf(id_multi, SDC_JOB_ID_MAX + 1, "%s", out);
+  snprintf(id_multi, SDC_MAX_JOB_ID + 1, "%s", out);
   CHECK(sdc_job_id_valid(id_multi) && xlen() == n + 1, "sdc submit printed an id: '%s'", out);
   entry_json(json, sizeof json, id_multi);
   CHECK(strcmp(json,
@@ -451,7 +451,7 @@ static void test_wait_library(const char *id_a) {
   CHECK(err == SDC_EMISSING && png == NULL, "image 1 does not exist: %s", sdc_errmsg(err));
 
   /* every event lost: the 500 ms poll still ends the wait */
-  char id[SDC_JOB_ID_MAX + 1];
+  char id[SDC_MAX_JOB_ID + 1];
   sdc_job j;
   sdc_job_init(&j);
   j.prompt = (char *)"silent";
@@ -516,7 +516,7 @@ static void test_wait_cli(const char *id_a, const char *id_multi) {
   }
 
   /* failed and cancelled: exit 1 with the reason */
-  char id[SDC_JOB_ID_MAX + 1];
+  char id[SDC_MAX_JOB_ID + 1];
   sdc_job j;
   sdc_job_init(&j);
   j.prompt = (char *)"x";
@@ -557,7 +557,7 @@ static void test_wait_cli(const char *id_a, const char *id_multi) {
 }
 
 static void test_cancel(const char *id_a) {
-  char buf[256], id[SDC_JOB_ID_MAX + 1], ch[SDC_JOB_KEY_MAX];
+  char buf[256], id[SDC_MAX_JOB_ID + 1], ch[SDC_JOB_KEY_MAX];
   sdc_job j;
   sdc_job_init(&j);
   j.prompt = (char *)"to cancel";
@@ -594,7 +594,7 @@ static void test_cancel(const char *id_a) {
   char key[SDC_JOB_KEY_MAX];
   sdc_job_key(key, SDC_JOB_KEY_FMT, "not-yet-seen");
   long long ttl = raw_int("TTL %s", key);
-  CHECK(err == SDC_OK && before == SDC_JOB_UNKNOWN && ttl > 0 && ttl <= SDC_JOB_RESULT_TTL_S,
+  CHECK(err == SDC_OK && before == SDC_JOB_UNKNOWN && ttl > 0 && ttl <= SDC_DEFAULT_RESULT_TTL_S,
         "cancel of an unknown job: %s ttl %lld", sdc_errmsg(err), ttl);
 
   char cmd[4096], out[4096], errs[4096];
@@ -631,7 +631,7 @@ int main(int argc, char **argv) {
   CHECK(err == SDC_OK, "connect %s: %s", g_url, sdc_errmsg(err));
   if (err) return sdc_test_finish("test_client_redis");
 
-  char id_a[SDC_JOB_ID_MAX + 1] = "", id_multi[SDC_JOB_ID_MAX + 1] = "";
+  char id_a[SDC_MAX_JOB_ID + 1] = "", id_multi[SDC_MAX_JOB_ID + 1] = "";
   test_connect_errors();
   test_submit_library(id_a);
   test_submit_cli(id_multi);

@@ -204,7 +204,7 @@ static void test_job_validate_built(void) {
   j.prompt = (char *)"x";
   j.width = 100;
   CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'width'"), "built: width 100");
-  j.width = 512, j.has_seed = 1, j.seed = SDC_JOB_SEED_LIMIT;
+  j.width = 512, j.has_seed = 1, j.seed = SDC_SEED_LIMIT;
   CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'seed'"), "built: seed 2^53");
   j.seed = 42;
   snprintf(j.scheduler, sizeof j.scheduler, "nope");
@@ -248,11 +248,11 @@ static void test_job_states_keys_events(void) {
   CHECK(strcmp(key, "sdc:job:j1:control") == 0, "%s", key);
   sdc_job_image_key(key, "j1", 3);
   CHECK(strcmp(key, "sdc:job:j1:image:3") == 0, "%s", key);
-  char long_id[SDC_JOB_ID_MAX + 1];
-  memset(long_id, 'z', SDC_JOB_ID_MAX);
-  long_id[SDC_JOB_ID_MAX] = 0;
+  char long_id[SDC_MAX_JOB_ID + 1];
+  memset(long_id, 'z', SDC_MAX_JOB_ID);
+  long_id[SDC_MAX_JOB_ID] = 0;
   sdc_job_image_key(key, long_id, 7);
-  CHECK(strlen(key) == strlen("sdc:job:") + SDC_JOB_ID_MAX + strlen(":image:7"), "longest key fits");
+  CHECK(strlen(key) == strlen("sdc:job:") + SDC_MAX_JOB_ID + strlen(":image:7"), "longest key fits");
   CHECK(strcmp(SDC_JOBS_STREAM, "sdc:jobs") == 0 && strcmp(SDC_JOBS_GROUP, "sdc-coordinators") == 0 &&
             strcmp(SDC_JOBS_DEAD_STREAM, "sdc:jobs:dead") == 0,
         "stream names");

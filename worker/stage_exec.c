@@ -7,38 +7,12 @@
 #include <time.h>
 
 #include "error.h"
+#include "sdc_limits.h"
 #include "pipeline.h"
 #include "pngio.h"
+#include "stage.h"
 #include "wire.h"
 
-#define SDC__MAX_BATCH 128
-#define SDC__MAX_LATENT 512 /* latent cells per side: 4096 px */
-
-static const char *const sdc__stage_names[] = {
-    [SDCPB__STAGE__TEXT] = "text",         [SDCPB__STAGE__UNET_DOWN] = "unet-down", [SDCPB__STAGE__UNET_MID] = "unet-mid",
-    [SDCPB__STAGE__UNET_UP] = "unet-up",   [SDCPB__STAGE__VAE] = "vae",
-};
-
-const char *sdc_stage_name(Sdcpb__Stage s) {
-  return s >= SDCPB__STAGE__TEXT && s <= SDCPB__STAGE__VAE ? sdc__stage_names[s] : "invalid";
-}
-
-unsigned sdc_stage_parse_list(const char *list) {
-  unsigned bits = 0;
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", list);
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    int found = 0;
-    for (int s = SDCPB__STAGE__TEXT; s <= SDCPB__STAGE__VAE; s++)
-      if (strcmp(tok, sdc__stage_names[s]) == 0) bits |= 1u << s, found = 1;
-    if (!found) {
-      sdc_seterr(SDC_EINVAL, "--stage: unknown stage '%s' (text, unet-down, unet-mid, unet-up, vae)", tok);
-      return 0;
-    }
-  }
-  if (!bits) sdc_seterr(SDC_EINVAL, "--stage: empty list");
-  return bits;
-}
 
 int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages) {
   memset(h, 0, sizeof *h);
@@ -143,7 +117,8 @@ typedef struct {
 } sdc__result;
 
 static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
-  if (r->n_prompts < 1 || r->n_prompts > 64) return sdc_seterr(SDC_EPROTOCOL, "text: %zu prompts, expected 1..64", r->n_prompts);
+  if (r->n_prompts < 1 || r->n_prompts > SDC_WIRE_MAX_PROMPTS)
+    return sdc_seterr(SDC_EPROTOCOL, "text: %zu prompts, expected 1..%d", r->n_prompts, SDC_WIRE_MAX_PROMPTS);
   const int64_t L = sdc_tokenizer_max_length(h->tok), D = h->model.clip.hidden_size, P = (int64_t)r->n_prompts;
   float *ctx = sdc_arena_floats(&h->arena, P * L * D);
   int32_t *ids = malloc((size_t)L * sizeof *ids);
@@ -168,8 +143,8 @@ static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, s
   float *ctx = sdc__take(h, r->context, "context", 3, (int64_t[]){-1, -1, c->cross_attention_dim}, cd, &err);
   if (err) return err;
   const int64_t B = sd[0], H = sd[2], W = sd[3];
-  if (B < 1 || B > SDC__MAX_BATCH || H < 1 || W < 1 || H > SDC__MAX_LATENT || W > SDC__MAX_LATENT || cd[0] != B ||
-      cd[1] < 1 || cd[1] > 1024 || (int64_t)r->n_timestep != B)
+  if (B < 1 || B > SDC_MAX_BATCH || H < 1 || W < 1 || H > SDC_MAX_LATENT_SIDE || W > SDC_MAX_LATENT_SIDE || cd[0] != B ||
+      cd[1] < 1 || cd[1] > SDC_MAX_CONTEXT_TOKENS || (int64_t)r->n_timestep != B)
     return sdc_seterr(SDC_EPROTOCOL, "unet-down: sample [%lld, %lld, %lld, %lld], context batch %lld, %zu timesteps disagree",
                       (long long)B, (long long)sd[1], (long long)H, (long long)W, (long long)cd[0], r->n_timestep);
   sdc_unet_acts acts;
@@ -201,11 +176,11 @@ static int sdc__take_acts(sdc_stage_host *h, const Sdcpb__StageRequest *r, int w
   a->h = sdc__take(h, r->hidden, "hidden", 4, (int64_t[]){-1, -1, -1, -1}, hd, &err);
   if (err) return err;
   const int64_t B = hd[0];
-  if (B < 1 || B > SDC__MAX_BATCH) return sdc_seterr(SDC_EPROTOCOL, "hidden: batch %lld out of range", (long long)B);
+  if (B < 1 || B > SDC_MAX_BATCH) return sdc_seterr(SDC_EPROTOCOL, "hidden: batch %lld out of range", (long long)B);
   a->temb = sdc__take(h, r->temb, "temb", 2, (int64_t[]){B, c->time_embed_dim}, NULL, &err);
   *ctx = sdc__take(h, r->context, "context", 3, (int64_t[]){B, -1, c->cross_attention_dim}, cd, &err);
   if (err) return err;
-  if (cd[1] < 1 || cd[1] > 1024) return sdc_seterr(SDC_EPROTOCOL, "context: %lld tokens", (long long)cd[1]);
+  if (cd[1] < 1 || cd[1] > SDC_MAX_CONTEXT_TOKENS) return sdc_seterr(SDC_EPROTOCOL, "context: %lld tokens", (long long)cd[1]);
   *n_ctx = cd[1];
   a->B = B, a->C = hd[1], a->H = hd[2], a->W = hd[3];
   if (!with_skips) {
@@ -221,7 +196,7 @@ static int sdc__take_acts(sdc_stage_host *h, const Sdcpb__StageRequest *r, int w
     return sdc_seterr(SDC_EPROTOCOL, "unet-up: no skips in the request");
   sdc_unet_acts want;
   const int64_t H0 = r->skips[0]->shape[2], W0 = r->skips[0]->shape[3];
-  if (H0 < 1 || W0 < 1 || H0 > SDC__MAX_LATENT || W0 > SDC__MAX_LATENT)
+  if (H0 < 1 || W0 < 1 || H0 > SDC_MAX_LATENT_SIDE || W0 > SDC_MAX_LATENT_SIDE)
     return sdc_seterr(SDC_EPROTOCOL, "skips[0]: latent size %lldx%lld out of range", (long long)H0, (long long)W0);
   sdc_unet_shapes(c, H0, W0, &want);
   if ((int)r->n_skips != want.n_skips || a->C != want.C || a->H != want.H || a->W != want.W)
@@ -273,7 +248,7 @@ static int sdc__run_vae(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__re
   float *z = sdc__take(h, r->latent, "latent", 4, (int64_t[]){-1, c->latent_channels, -1, -1}, ld, &err);
   if (err) return err;
   const int64_t N = ld[0], s = sdc_vae_scale(c), H = ld[2] * s, W = ld[3] * s, Co = c->out_channels;
-  if (N < 1 || N > 64 || ld[2] > SDC__MAX_LATENT || ld[3] > SDC__MAX_LATENT)
+  if (N < 1 || N > SDC_MAX_IMAGES || ld[2] > SDC_MAX_LATENT_SIDE || ld[3] > SDC_MAX_LATENT_SIDE)
     return sdc_seterr(SDC_EPROTOCOL, "latent: [%lld, %lld, %lld, %lld] out of range", (long long)N, (long long)ld[1],
                       (long long)ld[2], (long long)ld[3]);
   float *pix = sdc_arena_floats(&h->arena, N * Co * H * W), *img = sdc_arena_floats(&h->arena, N * H * W * 3);

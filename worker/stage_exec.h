@@ -25,10 +25,6 @@ typedef struct {
   char fingerprint[32];     /* same configs on every worker of a cluster */
 } sdc_stage_host;
 
-/* Parses "text,unet-down,..." into a stage bit set; 0 and a message on error. */
-unsigned sdc_stage_parse_list(const char *list);
-const char *sdc_stage_name(Sdcpb__Stage s);
-
 int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const char *config_dir, unsigned stages);
 void sdc_stage_host_free(sdc_stage_host *h);
 

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "ops.h"
 #include "runtime.h"
+#include "stage.h"
 #include "stage_exec.h"
 #include "wire.h"
 
@@ -325,9 +326,9 @@ int main(int argc, char **argv) {
     sdc__usage(stderr);
     return 2;
   }
-  unsigned bits = sdc_stage_parse_list(stages);
-  if (!bits) {
-    fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+  unsigned bits = 0;
+  if (sdc_stage_parse_list(stages, &bits) != SDC_OK) {
+    fprintf(stderr, "sdc-worker: --stage: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
   int err = sdc_ops_set_precision(prec);

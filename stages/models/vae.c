@@ -102,8 +102,6 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
 
 void sdc_vae_free(sdc_vae *v) { free(v); }
 
-int64_t sdc_vae_scale(const sdc_vae_config *cfg) { return (int64_t)1 << (cfg->n_blocks - 1); }
-
 /* resnet, attention, resnet at the lowest resolution; h is replaced. */
 static int sdc__vae_mid(const sdc__vae_coder *c, const sdc_vae_config *cfg, sdc_arena *a, float **h, int64_t B,
                         int64_t C, int64_t H, int64_t W) {

@@ -38,7 +38,7 @@ int sdc_job_scheduler_valid(const char *name) {
 
 int sdc_job_id_valid(const char *id) {
   size_t n = id ? strlen(id) : 0;
-  if (n < 1 || n > SDC_JOB_ID_MAX) return 0;
+  if (n < 1 || n > SDC_MAX_JOB_ID) return 0;
   for (size_t i = 0; i < n; i++) {
     char c = id[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -140,18 +140,18 @@ static long sdc__utf8_bad_at(const char *s, size_t n) {
 
 static int sdc__check_text(const char *field, const char *s) {
   size_t n = strlen(s);
-  if (n > SDC_JOB_MAX_PROMPT_BYTES)
-    return sdc_seterr(SDC_EINVAL, "job field '%s': %zu bytes; the limit is %d", field, n, SDC_JOB_MAX_PROMPT_BYTES);
+  if (n > SDC_MAX_PROMPT_BYTES)
+    return sdc_seterr(SDC_EINVAL, "job field '%s': %zu bytes; the limit is %d", field, n, SDC_MAX_PROMPT_BYTES);
   long bad = sdc__utf8_bad_at(s, n);
   if (bad >= 0) return sdc_seterr(SDC_EINVAL, "job field '%s': not valid UTF-8 at byte %ld", field, bad);
   return SDC_OK;
 }
 
 static int sdc__check_size(const char *field, int64_t v) {
-  if (v == 0 || (v >= SDC_JOB_MIN_SIZE && v <= SDC_JOB_MAX_SIZE && v % 8 == 0)) return SDC_OK;
+  if (v == 0 || (v >= SDC_MIN_IMAGE_SIDE && v <= SDC_MAX_IMAGE_SIDE && v % 8 == 0)) return SDC_OK;
   return sdc_seterr(SDC_EINVAL,
                     "job field '%s': %lld is not a multiple of 8 in [%d, %d] (or 0 for the model's native size)", field,
-                    (long long)v, SDC_JOB_MIN_SIZE, SDC_JOB_MAX_SIZE);
+                    (long long)v, SDC_MIN_IMAGE_SIDE, SDC_MAX_IMAGE_SIDE);
 }
 
 int sdc_job_validate(const sdc_job *job) {
@@ -159,14 +159,14 @@ int sdc_job_validate(const sdc_job *job) {
   int err;
   if (job->id[0] && !sdc_job_id_valid(job->id))
     return sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
-                      sdc__quote(q, sizeof q, job->id), SDC_JOB_ID_MAX);
+                      sdc__quote(q, sizeof q, job->id), SDC_MAX_JOB_ID);
   if (!job->prompt) return sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
   if ((err = sdc__check_text("prompt", job->prompt))) return err;
   if (job->negative_prompt && (err = sdc__check_text("negative_prompt", job->negative_prompt))) return err;
   if ((err = sdc__check_size("width", job->width)) || (err = sdc__check_size("height", job->height))) return err;
-  if (job->steps < 1 || job->steps > SDC_JOB_MAX_STEPS)
+  if (job->steps < 1 || job->steps > SDC_MAX_STEPS)
     return sdc_seterr(SDC_EINVAL, "job field 'steps': %lld is out of range [1, %d]", (long long)job->steps,
-                      SDC_JOB_MAX_STEPS);
+                      SDC_MAX_STEPS);
   if (!isfinite(job->guidance_scale) || job->guidance_scale < 0)
     return sdc_seterr(SDC_EINVAL, "job field 'guidance_scale': %g is not a finite number >= 0", job->guidance_scale);
   if (job->scheduler[0] && !sdc_job_scheduler_valid(job->scheduler))
@@ -174,11 +174,11 @@ int sdc_job_validate(const sdc_job *job) {
                       "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, "
                       "dpmpp_2m_karras, unipc)",
                       sdc__quote(q, sizeof q, job->scheduler));
-  if (job->has_seed && job->seed >= SDC_JOB_SEED_LIMIT)
+  if (job->has_seed && job->seed >= SDC_SEED_LIMIT)
     return sdc_seterr(SDC_EINVAL, "job field 'seed': %llu is not below 2^53", (unsigned long long)job->seed);
-  if (job->num_images < 1 || job->num_images > SDC_JOB_MAX_IMAGES)
+  if (job->num_images < 1 || job->num_images > SDC_MAX_IMAGES)
     return sdc_seterr(SDC_EINVAL, "job field 'num_images': %lld is out of range [1, %d]", (long long)job->num_images,
-                      SDC_JOB_MAX_IMAGES);
+                      SDC_MAX_IMAGES);
   return SDC_OK;
 }
 
@@ -241,7 +241,7 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
         if ((err = sdc__get_string(f, name, &s))) break;
         if (!sdc_job_id_valid(s))
           err = sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
-                           sdc__quote(q, sizeof q, s), SDC_JOB_ID_MAX);
+                           sdc__quote(q, sizeof q, s), SDC_MAX_JOB_ID);
         else
           snprintf(job->id, sizeof job->id, "%s", s);
         break;
@@ -290,8 +290,8 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
 
 int sdc_job_parse(sdc_job *job, const char *json, size_t n, const char *fallback_id) {
   sdc_job_init(job);
-  if (n > SDC_JOB_MAX_JSON_BYTES)
-    return sdc_seterr(SDC_EINVAL, "job JSON: %zu bytes; the limit is %d", n, SDC_JOB_MAX_JSON_BYTES);
+  if (n > SDC_MAX_JOB_JSON_BYTES)
+    return sdc_seterr(SDC_EINVAL, "job JSON: %zu bytes; the limit is %d", n, SDC_MAX_JOB_JSON_BYTES);
   if (sdc__has_escaped_nul(json, n))
     return sdc_seterr(SDC_EINVAL, "job JSON: a string contains \\u0000, which is not allowed");
   /* a private NUL-terminated copy: the input need not be terminated */
@@ -387,7 +387,7 @@ int sdc_job_event_json(char **out, sdc_job_state state, int64_t step, int64_t st
 
 int sdc_job_event_parse(const char *json, size_t n, sdc_job_state *state, int64_t *step, int64_t *steps) {
   *state = SDC_JOB_UNKNOWN, *step = -1, *steps = -1;
-  if (n > SDC_JOB_MAX_JSON_BYTES) return sdc_seterr(SDC_EINVAL, "job event: %zu bytes, too long", n);
+  if (n > SDC_MAX_JOB_JSON_BYTES) return sdc_seterr(SDC_EINVAL, "job event: %zu bytes, too long", n);
   cJSON *o = cJSON_ParseWithLength(json, n);
   const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "state");
   int err = SDC_OK;

@@ -5,18 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crc32c.h"
+#include "sdc_limits.h"
 #include "sdc.pb-c.h"
 #include "tensor.h"
 
 #define SDC_PROTOCOL_VERSION 1
-/* Set as ZMQ_MAXMSGSIZE on every socket: a 1024x1024 SD job's skips fit easily. */
-#define SDC_WIRE_MAX_MSG_BYTES ((int64_t)1 << 30)
-/* Absurd repeated counts make sdc_wire_unpack drop a frame: route hops,
- * prompts per request, and every other repeated field (skips, images...). */
-#define SDC_WIRE_MAX_ROUTE 16
-#define SDC_WIRE_MAX_PROMPTS 64
-#define SDC_WIRE_MAX_REPEATED 1024
-
 /* Process-wide counters, for /metrics. Updated atomically. */
 typedef struct {
   uint64_t rx_msgs, rx_bytes, tx_msgs, tx_bytes;
@@ -25,11 +19,6 @@ typedef struct {
   uint64_t bad_tensors;       /* checksum, dtype, shape or size mismatch */
 } sdc_wire_stats;
 void sdc_wire_stats_get(sdc_wire_stats *out /* OUT */);
-
-/* CRC-32C (Castagnoli) of n bytes. */
-uint32_t sdc_crc32c(const void *data, size_t n);
-/* The table-driven path sdc_crc32c takes without SSE4.2 (exposed for tests). */
-uint32_t sdc_crc32c_portable(const void *data, size_t n);
 
 /* Fills pb (already sdcpb__tensor__init'ed) from n floats of shape (ndim, shape),
  * converted to wire_dtype (F32, F16 or BF16), with its checksum. The bytes

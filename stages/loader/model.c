@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "wire.h"
+#include "crc32c.h"
 
 static const char *const sdc__comp_dirs[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
 

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sdc_limits.h"
+
 /* ---------------------------------------------------------- Redis names
  * docs/jobs.md is the contract in prose; these are its names in code. */
 
@@ -38,21 +40,8 @@
 #define SDC_JOB_F_ATTEMPTS "attempts"       /* deliveries so far */
 #define SDC_JOB_F_CANCEL "cancel"           /* "1": a client asked to cancel */
 
-/* Results (image keys, and the hash once the job ended) expire after this
- * long unless the coordinator is configured otherwise. */
-#define SDC_JOB_RESULT_TTL_S 86400
-
-/* ---------------------------------------------------------------- limits */
-
-#define SDC_JOB_MAX_JSON_BYTES (64 * 1024)
-#define SDC_JOB_ID_MAX 128 /* bytes of [A-Za-z0-9._:-] */
-#define SDC_JOB_MAX_PROMPT_BYTES 4096
-#define SDC_JOB_MIN_SIZE 64
-#define SDC_JOB_MAX_SIZE 2048
-#define SDC_JOB_MAX_STEPS 1000
-#define SDC_JOB_MAX_IMAGES 8
-#define SDC_JOB_SEED_LIMIT ((uint64_t)1 << 53) /* seeds must be below: exact as a JSON number */
-#define SDC_JOB_SCHEDULER_MAX 31
+/* Limits: common/sdc_limits.h (SDC_MAX_JOB_JSON_BYTES, SDC_MAX_JOB_ID, SDC_MAX_PROMPT_BYTES, SDC_MAX_IMAGE_SIDE,
+ * SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_SEED_LIMIT, SDC_DEFAULT_RESULT_TTL_S...). */
 
 /* ---------------------------------------------------------------- states */
 
@@ -75,13 +64,13 @@ int sdc_job_state_final(sdc_job_state s);
 /* ------------------------------------------------------------------ jobs */
 
 typedef struct {
-  char id[SDC_JOB_ID_MAX + 1];               /* "" in a job not yet given one */
+  char id[SDC_MAX_JOB_ID + 1];               /* "" in a job not yet given one */
   char *prompt;                              /* heap, required (may be "") */
   char *negative_prompt;                     /* heap, NULL when absent (= "") */
   int64_t width, height;                     /* pixels; 0 = the model's native size */
   int64_t steps;                             /* default 50 */
   double guidance_scale;                     /* default 7.5; <= 1 disables guidance */
-  char scheduler[SDC_JOB_SCHEDULER_MAX + 1]; /* "" = the model's own */
+  char scheduler[SDC_MAX_SCHEDULER_NAME + 1]; /* "" = the model's own */
   int has_seed;                              /* 0: the coordinator picks one at claim and records it */
   uint64_t seed;
   int64_t num_images; /* default 1 */
@@ -94,7 +83,7 @@ void sdc_job_free(sdc_job *job);
 
 /* Parses and validates a job's JSON (n bytes, need not be NUL-terminated).
  * The id is the JSON's "id" or, when absent, fallback_id (the stream entry id;
- * may be NULL when the JSON must carry one). Input over SDC_JOB_MAX_JSON_BYTES
+ * may be NULL when the JSON must carry one). Input over SDC_MAX_JOB_JSON_BYTES
  * is refused before parsing. Unknown or repeated fields, wrong types (a string
  * "20" for steps), out-of-range values, prompts that are not UTF-8 or too long:
  * SDC_EINVAL with a one-line message naming the field and its value. JSON null
@@ -111,7 +100,7 @@ int sdc_job_validate(const sdc_job *job);
  * frees. Validates first: an invalid job is SDC_EINVAL and no JSON. */
 int sdc_job_to_json(const sdc_job *job, char **json /* OUT */);
 
-/* Whether id is 1..SDC_JOB_ID_MAX bytes of [A-Za-z0-9._:-]. */
+/* Whether id is 1..SDC_MAX_JOB_ID bytes of [A-Za-z0-9._:-]. */
 int sdc_job_id_valid(const char *id);
 
 /* The scheduler names a job may name, in sdc_sched_kind order (common/ may not

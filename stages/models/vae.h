@@ -38,9 +38,6 @@ typedef struct {
 int sdc_vae_load(sdc_vae **out /* OUT */, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts);
 void sdc_vae_free(sdc_vae *v);
 
-/* Pixels per latent cell along each axis (8 for SD). */
-int64_t sdc_vae_scale(const sdc_vae_config *cfg);
-
 /* z (B,latent,h,w) -- already divided by scaling_factor -- -> out (B,out,h*s,w*s) in [-1,1] scale. */
 int sdc_vae_decode(const sdc_vae *v, sdc_arena *a, const float *z, int64_t B, int64_t h, int64_t w, float *out);
 /* x (B,in,H,W) -> mean, logvar (B,latent,H/s,W/s); logvar clamped to [-30,20] as diffusers. */

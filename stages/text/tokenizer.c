@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
-#include "config.h"
+#include "file.h"
 #include "error.h"
 
 /* transformers reads merges.txt lines [1, 49152 - 256 - 2 + 1): at most 48894 merges. */

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "file.h"
+
 #define SDC_MAX_BLOCKS 8
 
 typedef enum { SDC_BLOCK_PLAIN, SDC_BLOCK_CROSS_ATTN } sdc_block_kind;
@@ -61,7 +63,7 @@ int sdc_unet_config_parse(sdc_unet_config *cfg /* OUT */, const char *json, cons
 int sdc_vae_config_parse(sdc_vae_config *cfg /* OUT */, const char *json, const char *label);
 int sdc_clip_config_parse(sdc_clip_config *cfg /* OUT */, const char *json, const char *label);
 
-/* Reads a whole file into a NUL-terminated heap buffer (caller frees). */
-int sdc_read_file(const char *path, char **out /* OUT */, size_t *n_bytes /* OUT, may be NULL */);
+/* Pixels per latent cell along each axis (8 for SD). */
+static inline int64_t sdc_vae_scale(const sdc_vae_config *cfg) { return (int64_t)1 << (cfg->n_blocks - 1); }
 
 #endif

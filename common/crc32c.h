@@ -1,0 +1,13 @@
+/* crc32c.h - CRC-32C (Castagnoli), the checksum of wire tensors and model fingerprints. */
+#ifndef SDC_CRC32C_H
+#define SDC_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CRC-32C of n bytes. */
+uint32_t sdc_crc32c(const void *data, size_t n);
+/* The table-driven path sdc_crc32c takes without SSE4.2 (exposed for tests). */
+uint32_t sdc_crc32c_portable(const void *data, size_t n);
+
+#endif

@@ -1,0 +1,53 @@
+/* sdc_limits.h - every bound of the system in one place: the job contract, the wire, the workers, the
+ * coordinator and the kernels take their numbers from here, and docs/ quote these names. */
+#ifndef SDC_SDC_LIMITS_H
+#define SDC_SDC_LIMITS_H
+
+#include <stdint.h>
+
+/* ---- a request (job JSON, sdc generate, the wire) ---- */
+#define SDC_MAX_JOB_JSON_BYTES (64 * 1024) /* one job's JSON */
+#define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._:-] */
+#define SDC_MAX_PROMPT_BYTES 4096          /* prompt and negative prompt, UTF-8 */
+#define SDC_MIN_IMAGE_SIDE 64              /* pixels; width and height are multiples of 8 */
+#define SDC_MAX_IMAGE_SIDE 2048
+#define SDC_DEFAULT_MAX_PIXELS (2048 * 2048) /* width*height a coordinator accepts unless told otherwise */
+#define SDC_MAX_STEPS 1000
+#define SDC_MAX_IMAGES 8                        /* images per request */
+#define SDC_MAX_BATCH (2 * SDC_MAX_IMAGES)      /* UNet batch: [uncond; cond] with guidance */
+#define SDC_SEED_LIMIT ((uint64_t)1 << 53)      /* seeds are below: exact as a JSON number */
+#define SDC_MAX_SCHEDULER_NAME 31
+#define SDC_MAX_CONTEXT_TOKENS 1024             /* text-encoder sequence length a worker accepts */
+#define SDC_MAX_LATENT_SIDE (SDC_MAX_IMAGE_SIDE / 8 * 2) /* latent cells per side a worker accepts */
+
+/* ---- results ---- */
+#define SDC_DEFAULT_RESULT_TTL_S 86400 /* images and final job hashes expire; sdc-coordinator --ttl */
+
+/* ---- the wire (ZeroMQ + protobuf) ---- */
+#define SDC_WIRE_MAX_MSG_BYTES ((int64_t)1 << 30) /* ZMQ_MAXMSGSIZE on every socket */
+#define SDC_WIRE_MAX_ROUTE 16                     /* hops in one request */
+#define SDC_WIRE_MAX_PROMPTS (2 * SDC_MAX_IMAGES) /* prompts in one text request */
+#define SDC_WIRE_MAX_REPEATED 1024                /* any other repeated field (skips, images...) */
+
+/* ---- liveness ---- */
+#define SDC_HEARTBEAT_MS 1000 /* the coordinator tells workers this period in Welcome.heartbeat_ms */
+#define SDC_DEAD_AFTER_BEATS 3 /* a worker silent this many periods (+ half a period) is dead */
+
+/* ---- the coordinator ---- */
+#define SDC_COORD_TICK_MS 200                  /* timeouts and liveness are checked this often */
+#define SDC_COORD_TOUCH_MS 10000               /* re-claims its own pending entries so others see it alive */
+#define SDC_COORD_RECLAIM_IDLE_MS 60000        /* takes over entries nobody touched for this long */
+#define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails */
+#define SDC_COORD_DEFAULT_STEP_TIMEOUT_MS 600000
+#define SDC_COORD_DEFAULT_MAX_JOBS 8           /* jobs in flight per coordinator */
+#define SDC_COORD_MAX_JOBS 1024
+#define SDC_MAX_WORKERS 256                    /* registry slots */
+#define SDC_DEAD_LETTER_JSON_BYTES 1024        /* the start of a failed job's JSON kept in sdc:jobs:dead */
+
+/* ---- workers ---- */
+#define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */
+
+/* ---- kernels ---- */
+#define SDC_PAR_MIN_ELEMS 65536 /* below this many elements an elementwise op stays on one thread */
+
+#endif

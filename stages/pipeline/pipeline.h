@@ -1,0 +1,45 @@
+/* pipeline.h - the whole text-to-image run in one process: tokenize, encode, denoise with CFG, decode. */
+#ifndef SDC_PIPELINE_H
+#define SDC_PIPELINE_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "clip.h"
+#include "model.h"
+#include "denoise.h"
+#include "tokenizer.h"
+#include "unet.h"
+#include "vae.h"
+
+typedef struct {
+  sdc_model model;
+  sdc_tokenizer *tok;
+  sdc_clip *clip;
+  sdc_unet *unet;
+  sdc_vae *vae;
+  sdc_weights w[SDC_COMP_COUNT];
+  sdc_arena arena;
+} sdc_pipeline;
+
+/* Called after each model call: call (1-based), n_calls. */
+typedef void (*sdc_progress_fn)(void *ctx, int64_t call, int64_t n_calls);
+
+/* Loads everything for generation from a model path (see sdc_model_open).
+ * Errors name the file and culprit. Free with sdc_pipeline_free(). */
+int sdc_pipeline_load(sdc_pipeline **out /* OUT */, const char *path, const char *config_dir);
+void sdc_pipeline_free(sdc_pipeline *p);
+
+/* Runs the pipeline. images (num_images, height, width, 3) floats in [0,1]
+ * (diffusers' output_type="np"); init_latents (num_images,4,h,w) gets the
+ * first randn draw when non-NULL. */
+int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *images, float *init_latents,
+                          sdc_progress_fn progress, void *ctx);
+
+/* Decoded pixels (N, Co, H, W) in [-1,1] -> images (N, H, W, 3) in [0,1]. */
+void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, int64_t W, float *images);
+
+/* round(x * 255) of [0,1] floats, as diffusers' numpy_to_pil. */
+void sdc_images_to_u8(const float *images, int64_t n, uint8_t *out);
+
+#endif
