@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <utf8proc.h>
 
 #include "cli.h"
 #include "error.h"
 #include "sdc_limits.h"
+#include "utf8.h"
 #include "ops.h"
 #include "pipeline.h"
 #include "pngio.h"
@@ -51,18 +51,6 @@ static int sdc__parse_int(const char *flag, const char *s, int64_t lo, int64_t h
     return sdc_seterr(SDC_EINVAL, "%s '%s': expected an integer in [%lld, %lld]", flag, s, (long long)lo, (long long)hi);
   *out = v;
   return SDC_OK;
-}
-
-static int sdc__utf8_ok(const char *s) {
-  const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
-  utf8proc_ssize_t n = (utf8proc_ssize_t)strlen(s);
-  while (n > 0) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate(p, n, &cp);
-    if (k <= 0 || cp < 0) return 0;
-    p += k, n -= k;
-  }
-  return 1;
 }
 
 /* FILE.png -> FILE-i.png when several images are written. */
@@ -191,8 +179,8 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!err && optind != argc) err = sdc_seterr(SDC_EINVAL, "unexpected argument '%s'", argv[optind]);
   if (!err && !model) err = sdc_seterr(SDC_EINVAL, "--model is required");
   if (!err && !g.prompt) err = sdc_seterr(SDC_EINVAL, "--prompt is required");
-  if (!err && !sdc__utf8_ok(g.prompt)) err = sdc_seterr(SDC_EINVAL, "--prompt is not valid UTF-8");
-  if (!err && g.negative_prompt && !sdc__utf8_ok(g.negative_prompt))
+  if (!err && !sdc_utf8_valid(g.prompt)) err = sdc_seterr(SDC_EINVAL, "--prompt is not valid UTF-8");
+  if (!err && g.negative_prompt && !sdc_utf8_valid(g.negative_prompt))
     err = sdc_seterr(SDC_EINVAL, "--negative-prompt is not valid UTF-8");
   char name[4200];
   for (int64_t i = 0; !err && i < g.num_images; i++) {

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "json.h"
+#include "utf8.h"
 
 static const char *const sdc__states[] = {"unknown", "queued", "running", "done", "failed", "cancelled"};
 
@@ -69,80 +71,13 @@ void sdc_job_free(sdc_job *job) {
 
 /* ------------------------------------------------------------ messages */
 
-/* s as a short one-line quote for an error message: printable ASCII kept,
- * every other byte as \xNN, cut after 40 bytes with "...". Returns buf. */
-static const char *sdc__quote(char *buf, size_t cap, const char *s) {
-  size_t o = 0, i = 0;
-  buf[o++] = '"';
-  for (; s[i] && i < 40 && o + 8 < cap; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-      buf[o++] = (char)c;
-    else
-      o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-  }
-  if (s[i] && o + 5 < cap) memcpy(buf + o, "...", 3), o += 3;
-  buf[o++] = '"';
-  buf[o] = 0;
-  return buf;
-}
-
-/* What a JSON value is, for "expected X, got Y". */
-static const char *sdc__describe(char *buf, size_t cap, const cJSON *v) {
-  if (cJSON_IsString(v)) {
-    char q[200];
-    snprintf(buf, cap, "the string %s", sdc__quote(q, sizeof q, v->valuestring));
-  } else if (cJSON_IsNumber(v)) {
-    snprintf(buf, cap, "%.17g", v->valuedouble);
-  } else {
-    snprintf(buf, cap, "%s",
-             cJSON_IsBool(v)    ? (cJSON_IsTrue(v) ? "true" : "false")
-             : cJSON_IsNull(v)  ? "null"
-             : cJSON_IsArray(v) ? "an array"
-                                : "an object");
-  }
-  return buf;
-}
-
-/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or -1 when valid.
- * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static long sdc__utf8_bad_at(const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = p[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t k;
-    uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0)
-      k = 1, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-      k = 2, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-      k = 3, cp = c & 0x07, min = 0x10000;
-    else
-      return (long)i;
-    if (n - i <= k) return (long)i;
-    for (size_t j = 1; j <= k; j++) {
-      if ((p[i + j] & 0xc0) != 0x80) return (long)i;
-      cp = cp << 6 | (p[i + j] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return (long)i;
-    i += k + 1;
-  }
-  return -1;
-}
-
 /* ---------------------------------------------------------- validation */
 
 static int sdc__check_text(const char *field, const char *s) {
   size_t n = strlen(s);
   if (n > SDC_MAX_PROMPT_BYTES)
     return sdc_seterr(SDC_EINVAL, "job field '%s': %zu bytes; the limit is %d", field, n, SDC_MAX_PROMPT_BYTES);
-  long bad = sdc__utf8_bad_at(s, n);
+  long bad = sdc_utf8_invalid_at(s, n);
   if (bad >= 0) return sdc_seterr(SDC_EINVAL, "job field '%s': not valid UTF-8 at byte %ld", field, bad);
   return SDC_OK;
 }
@@ -159,7 +94,7 @@ int sdc_job_validate(const sdc_job *job) {
   int err;
   if (job->id[0] && !sdc_job_id_valid(job->id))
     return sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
-                      sdc__quote(q, sizeof q, job->id), SDC_MAX_JOB_ID);
+                      sdc_json_quote(q, sizeof q, job->id), SDC_MAX_JOB_ID);
   if (!job->prompt) return sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
   if ((err = sdc__check_text("prompt", job->prompt))) return err;
   if (job->negative_prompt && (err = sdc__check_text("negative_prompt", job->negative_prompt))) return err;
@@ -173,7 +108,7 @@ int sdc_job_validate(const sdc_job *job) {
     return sdc_seterr(SDC_EINVAL,
                       "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, "
                       "dpmpp_2m_karras, unipc)",
-                      sdc__quote(q, sizeof q, job->scheduler));
+                      sdc_json_quote(q, sizeof q, job->scheduler));
   if (job->has_seed && job->seed >= SDC_SEED_LIMIT)
     return sdc_seterr(SDC_EINVAL, "job field 'seed': %llu is not below 2^53", (unsigned long long)job->seed);
   if (job->num_images < 1 || job->num_images > SDC_MAX_IMAGES)
@@ -188,28 +123,6 @@ enum { F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F
 static const char *const sdc__fields[F_COUNT] = {"id",    "prompt",         "negative_prompt", "width", "height",
                                                  "steps", "guidance_scale", "scheduler",       "seed",  "num_images"};
 
-/* A JSON number with an integral value (JSON has no integer type: 20 and
- * 20.0 are the same number). The caller checks the range. */
-static int sdc__get_int(const cJSON *v, const char *field, int64_t *out) {
-  char d[240];
-  if (!cJSON_IsNumber(v))
-    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an integer, got %s", field, sdc__describe(d, sizeof d, v));
-  double x = v->valuedouble;
-  if (!isfinite(x) || x != floor(x))
-    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an integer, got %.17g", field, x);
-  if (fabs(x) >= 9e18) return sdc_seterr(SDC_EINVAL, "job field '%s': %.17g is out of range", field, x);
-  *out = (int64_t)x;
-  return SDC_OK;
-}
-
-static int sdc__get_string(const cJSON *v, const char *field, const char **out) {
-  char d[240];
-  if (!cJSON_IsString(v))
-    return sdc_seterr(SDC_EINVAL, "job field '%s': expected a string, got %s", field, sdc__describe(d, sizeof d, v));
-  *out = v->valuestring;
-  return SDC_OK;
-}
-
 /* cJSON decodes \u0000 into a NUL that would silently cut the string; refuse it. */
 static int sdc__has_escaped_nul(const char *s, size_t n) {
   for (size_t i = 0; i + 1 < n; i++) {
@@ -220,8 +133,13 @@ static int sdc__has_escaped_nul(const char *s, size_t n) {
   return 0;
 }
 
+/* JSON has no integer type: 20 and 20.0 are the same number. The caller checks the range. */
+#define SDC__JOB_INT_LIMIT 9000000000000000000LL
+
 static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
   int seen[F_COUNT] = {0}, err = SDC_OK;
+  sdc_json_fields jf;
+  sdc_json_fields_init(&jf, root, "job", SDC_EINVAL);
   char q[200];
   const char *s = NULL;
   int64_t v;
@@ -232,52 +150,50 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
       return sdc_seterr(SDC_EINVAL,
                         "job field %s: unknown (known: id, prompt, negative_prompt, width, height, steps, "
                         "guidance_scale, scheduler, seed, num_images)",
-                        sdc__quote(q, sizeof q, f->string));
+                        sdc_json_quote(q, sizeof q, f->string));
     if (seen[k]++) return sdc_seterr(SDC_EINVAL, "job field '%s': given more than once", sdc__fields[k]);
     if (cJSON_IsNull(f) && k != F_PROMPT) continue; /* null = absent = default */
     const char *name = sdc__fields[k];
     switch (k) {
       case F_ID:
-        if ((err = sdc__get_string(f, name, &s))) break;
+        if ((err = sdc_json_as_str(&jf, f, name, &s))) break;
         if (!sdc_job_id_valid(s))
           err = sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
-                           sdc__quote(q, sizeof q, s), SDC_MAX_JOB_ID);
+                           sdc_json_quote(q, sizeof q, s), SDC_MAX_JOB_ID);
         else
           snprintf(job->id, sizeof job->id, "%s", s);
         break;
       case F_PROMPT:
       case F_NEG: {
-        if ((err = sdc__get_string(f, name, &s))) break;
+        if ((err = sdc_json_as_str(&jf, f, name, &s))) break;
         char *copy = strdup(s);
         if (!copy) return sdc_seterr(SDC_ENOMEM, "job field '%s': out of memory", name);
         *(k == F_PROMPT ? &job->prompt : &job->negative_prompt) = copy;
         break;
       }
-      case F_WIDTH: err = sdc__get_int(f, name, &job->width); break;
-      case F_HEIGHT: err = sdc__get_int(f, name, &job->height); break;
-      case F_STEPS: err = sdc__get_int(f, name, &job->steps); break;
-      case F_NUM: err = sdc__get_int(f, name, &job->num_images); break;
+      case F_WIDTH: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->width); break;
+      case F_HEIGHT: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->height); break;
+      case F_STEPS: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->steps); break;
+      case F_NUM: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->num_images); break;
       case F_GUIDANCE: {
-        char d[240];
         if (!cJSON_IsNumber(f))
-          err = sdc_seterr(SDC_EINVAL, "job field 'guidance_scale': expected a number, got %s",
-                           sdc__describe(d, sizeof d, f));
+          err = sdc_json_fail_value(&jf, name, "expected a number", f);
         else
           job->guidance_scale = f->valuedouble;
         break;
       }
       case F_SCHED:
-        if ((err = sdc__get_string(f, name, &s))) break;
+        if ((err = sdc_json_as_str(&jf, f, name, &s))) break;
         if (!sdc_job_scheduler_valid(s))
           err = sdc_seterr(SDC_EINVAL,
                            "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
                            "dpmpp_2m, dpmpp_2m_karras, unipc)",
-                           sdc__quote(q, sizeof q, s));
+                           sdc_json_quote(q, sizeof q, s));
         else
           snprintf(job->scheduler, sizeof job->scheduler, "%s", s);
         break;
       case F_SEED:
-        if ((err = sdc__get_int(f, name, &v))) break;
+        if ((err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &v))) break;
         if (v < 0) err = sdc_seterr(SDC_EINVAL, "job field 'seed': %lld is negative", (long long)v);
         job->seed = (uint64_t)v, job->has_seed = 1;
         break;
@@ -310,7 +226,7 @@ int sdc_job_parse(sdc_job *job, const char *json, size_t n, const char *fallback
     if ((size_t)(end - text) != n)
       err = sdc_seterr(SDC_EINVAL, "job JSON: unexpected data after the object at byte %zu", (size_t)(end - text));
     else if (!cJSON_IsObject(root))
-      err = sdc_seterr(SDC_EINVAL, "job JSON: expected an object, got %s", sdc__describe((char[240]){0}, 240, root));
+      err = sdc_seterr(SDC_EINVAL, "job JSON: expected an object, got %s", sdc_json_describe((char[240]){0}, 240, root));
   }
   if (!err) err = sdc__parse_fields(job, root);
   if (!err && !job->id[0]) {
@@ -318,7 +234,7 @@ int sdc_job_parse(sdc_job *job, const char *json, size_t n, const char *fallback
       err = sdc_seterr(SDC_EINVAL, "job field 'id': missing, and no stream entry id to use instead");
     else if (!sdc_job_id_valid(fallback_id))
       err = sdc_seterr(SDC_EINVAL, "job id: stream entry id %s is not a valid job id",
-                       sdc__quote((char[200]){0}, 200, fallback_id));
+                       sdc_json_quote((char[200]){0}, 200, fallback_id));
     else
       snprintf(job->id, sizeof job->id, "%s", fallback_id);
   }

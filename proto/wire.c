@@ -12,6 +12,7 @@
 #include "crc32c.h"
 #include "error.h"
 #include "stage.h"
+#include "utf8.h"
 
 /* common/stage.h numbers the stages as sdc.proto does, so a Stage field is an sdc_stage. */
 _Static_assert(SDCPB__STAGE__TEXT == (int)SDC_STAGE_TEXT && SDCPB__STAGE__UNET_DOWN == (int)SDC_STAGE_UNET_DOWN &&
@@ -176,30 +177,6 @@ int sdc_wire_tensor_check(const Sdcpb__Tensor *pb, const char *what, int *ndim, 
 
 /* ---- envelopes ---- */
 
-/* RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static int sdc__utf8_valid(const unsigned char *s) {
-  while (*s) {
-    unsigned c = *s;
-    if (c < 0x80) {
-      s++;
-      continue;
-    }
-    int n;
-    uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0) n = 1, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) n = 2, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) n = 3, cp = c & 0x07, min = 0x10000;
-    else return 0;
-    for (int i = 1; i <= n; i++) { /* a NUL fails here, so we never read past it */
-      if ((s[i] & 0xc0) != 0x80) return 0;
-      cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    s += n + 1;
-  }
-  return 1;
-}
-
 static size_t sdc__repeated_cap(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f) {
   if (d == &sdcpb__stage_request__descriptor) {
     if (strcmp(f->name, "route") == 0) return SDC_WIRE_MAX_ROUTE;
@@ -230,7 +207,7 @@ static int sdc__check_fields(const ProtobufCMessage *m, const char *path, int de
         char item[300];
         snprintf(item, sizeof item, "%s[%zu]", name, k);
         if (!items || !items[k]) return sdc_seterr(err, "envelope: %s is NULL", item);
-        if (f->type == PROTOBUF_C_TYPE_STRING && !sdc__utf8_valid(items[k]))
+        if (f->type == PROTOBUF_C_TYPE_STRING && !sdc_utf8_valid(items[k]))
           return sdc_seterr(err, "envelope: %s is not valid UTF-8", item);
         if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
           int rc = sdc__check_fields(items[k], item, depth + 1, err);
@@ -240,7 +217,7 @@ static int sdc__check_fields(const ProtobufCMessage *m, const char *path, int de
     } else {
       const void *v = *(const void *const *)(base + f->offset);
       if (!v) continue; /* unset submessage, or a NULL string that packs as "" */
-      if (f->type == PROTOBUF_C_TYPE_STRING && !sdc__utf8_valid(v))
+      if (f->type == PROTOBUF_C_TYPE_STRING && !sdc_utf8_valid(v))
         return sdc_seterr(err, "envelope: %s is not valid UTF-8", name);
       if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
         int rc = sdc__check_fields(v, name, depth + 1, err);

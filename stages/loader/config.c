@@ -12,105 +12,47 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #include "error.h"
+#include "json.h"
 
-/* --- small typed getters: absent keys take the given default --- */
-
-typedef struct {
-  const cJSON *root;
-  const char *label;
-  int err;
-} sdc__cfg;
-
-static const cJSON *sdc__item(const sdc__cfg *c, const char *key) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
-  return cJSON_IsNull(it) ? NULL : it;
-}
-
-static int sdc__bad(sdc__cfg *c, const char *key, const char *why) {
-  if (!c->err) c->err = sdc_seterr(SDC_ECONFIG, "%s: field '%s': %s", c->label, key, why);
-  return c->err;
-}
-
-static int64_t sdc__int(sdc__cfg *c, const char *key, int64_t dflt, int64_t lo, int64_t hi) {
-  const cJSON *it = sdc__item(c, key);
-  if (!it) return dflt;
-  if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < (double)lo ||
-      it->valuedouble > (double)hi) {
-    char why[96];
-    snprintf(why, sizeof why, "expected an integer in [%lld, %lld]", (long long)lo, (long long)hi);
-    sdc__bad(c, key, why);
-    return dflt;
-  }
-  return (int64_t)it->valuedouble;
-}
-
-static double sdc__num(sdc__cfg *c, const char *key, double dflt) {
-  const cJSON *it = sdc__item(c, key);
-  if (!it) return dflt;
-  if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
-    sdc__bad(c, key, "expected a number");
-    return dflt;
-  }
-  return it->valuedouble;
-}
-
-static int sdc__bool(sdc__cfg *c, const char *key, int dflt) {
-  const cJSON *it = sdc__item(c, key);
-  if (!it) return dflt;
-  if (!cJSON_IsBool(it)) {
-    sdc__bad(c, key, "expected true or false");
-    return dflt;
-  }
-  return cJSON_IsTrue(it);
-}
-
-static const char *sdc__str(sdc__cfg *c, const char *key, const char *dflt) {
-  const cJSON *it = sdc__item(c, key);
-  if (!it) return dflt;
-  if (!cJSON_IsString(it)) {
-    sdc__bad(c, key, "expected a string");
-    return dflt;
-  }
-  return it->valuestring;
-}
+/* --- fields: common/json.h; the per-block lists are configs' own --- */
 
 /* An int or a list of n ints (diffusers accepts both for per-block values). */
-static void sdc__int_or_list(sdc__cfg *c, const char *key, int64_t dflt, int n, int64_t *out) {
-  const cJSON *it = sdc__item(c, key);
+static void sdc__int_or_list(sdc_json_fields *c, const char *key, int64_t dflt, int n, int64_t *out) {
+  const cJSON *it = sdc_json_item(c, key);
   if (!it || cJSON_IsNumber(it)) {
-    int64_t v = sdc__int(c, key, dflt, 1, 1 << 20);
+    int64_t v = sdc_json_int(c, key, dflt, 1, 1 << 20);
     for (int i = 0; i < n; i++) out[i] = v;
     return;
   }
   if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != n) {
     char why[96];
     snprintf(why, sizeof why, "expected an integer or a list of %d integers (one per block)", n);
-    sdc__bad(c, key, why);
+    sdc_json_fail(c, key, why);
     return;
   }
   for (int i = 0; i < n; i++) {
     const cJSON *v = cJSON_GetArrayItem(it, i);
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble != floor(v->valuedouble)) {
-      sdc__bad(c, key, "list entries must be positive integers");
+      sdc_json_fail(c, key, "list entries must be positive integers");
       return;
     }
     out[i] = (int64_t)v->valuedouble;
   }
 }
 
-static int sdc__int_list(sdc__cfg *c, const char *key, int64_t *out, int max_n) {
-  const cJSON *it = sdc__item(c, key);
+static int sdc__int_list(sdc_json_fields *c, const char *key, int64_t *out, int max_n) {
+  const cJSON *it = sdc_json_item(c, key);
   if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) < 1 || cJSON_GetArraySize(it) > max_n) {
     char why[96];
     snprintf(why, sizeof why, "expected a list of 1 to %d integers", max_n);
-    sdc__bad(c, key, why);
+    sdc_json_fail(c, key, why);
     return 0;
   }
   int n = 0;
   const cJSON *v;
   cJSON_ArrayForEach(v, it) {
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (1 << 20) || v->valuedouble != floor(v->valuedouble)) {
-      sdc__bad(c, key, "list entries must be positive integers");
+      sdc_json_fail(c, key, "list entries must be positive integers");
       return 0;
     }
     out[n++] = (int64_t)v->valuedouble;
@@ -119,12 +61,12 @@ static int sdc__int_list(sdc__cfg *c, const char *key, int64_t *out, int max_n) 
 }
 
 /* Reads a list of block type names, each one of names[0..1] (index = kind). */
-static int sdc__block_list(sdc__cfg *c, const char *key, int n, const char *const names[2], sdc_block_kind *out) {
-  const cJSON *it = sdc__item(c, key);
+static int sdc__block_list(sdc_json_fields *c, const char *key, int n, const char *const names[2], sdc_block_kind *out) {
+  const cJSON *it = sdc_json_item(c, key);
   if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != n) {
     char why[96];
     snprintf(why, sizeof why, "expected a list of %d block types", n);
-    return sdc__bad(c, key, why);
+    return sdc_json_fail(c, key, why);
   }
   for (int i = 0; i < n; i++) {
     const cJSON *v = cJSON_GetArrayItem(it, i);
@@ -135,18 +77,18 @@ static int sdc__block_list(sdc__cfg *c, const char *key, int n, const char *cons
       char why[200];
       snprintf(why, sizeof why, "unknown block type '%s' (supported: %s%s%s)", cJSON_IsString(v) ? v->valuestring : "?",
                names[0] ? names[0] : "", names[0] && names[1] ? ", " : "", names[1] ? names[1] : "");
-      return sdc__bad(c, key, why);
+      return sdc_json_fail(c, key, why);
     }
     out[i] = (sdc_block_kind)k;
   }
   return SDC_OK;
 }
 
-static int sdc__open(sdc__cfg *c, cJSON **root, const char *json, const char *label) {
-  c->label = label;
-  c->err = 0;
+static int sdc__open(sdc_json_fields *c, cJSON **root, const char *json, const char *label) {
+  char where[1024];
+  snprintf(where, sizeof where, "%s:", label);
   *root = cJSON_Parse(json);
-  c->root = *root;
+  sdc_json_fields_init(c, *root, where, SDC_ECONFIG);
   if (!cJSON_IsObject(*root)) {
     cJSON_Delete(*root);
     *root = NULL;
@@ -156,61 +98,61 @@ static int sdc__open(sdc__cfg *c, cJSON **root, const char *json, const char *la
 }
 
 /* A feature we do not implement must be absent, null or the given harmless value. */
-static void sdc__require_absent(sdc__cfg *c, const char *key) {
-  const cJSON *it = sdc__item(c, key);
-  if (it && !(cJSON_IsFalse(it))) sdc__bad(c, key, "not supported by this engine (must be null)");
+static void sdc__require_absent(sdc_json_fields *c, const char *key) {
+  const cJSON *it = sdc_json_item(c, key);
+  if (it && !(cJSON_IsFalse(it))) sdc_json_fail(c, key, "not supported by this engine (must be null)");
 }
 
 int sdc_unet_config_parse(sdc_unet_config *cfg, const char *json, const char *label) {
   memset(cfg, 0, sizeof *cfg);
-  sdc__cfg c;
+  sdc_json_fields c;
   cJSON *root;
   int err = sdc__open(&c, &root, json, label);
   if (err) return err;
-  cfg->in_channels = sdc__int(&c, "in_channels", 4, 1, 1024);
-  cfg->out_channels = sdc__int(&c, "out_channels", 4, 1, 1024);
+  cfg->in_channels = sdc_json_int(&c, "in_channels", 4, 1, 1024);
+  cfg->out_channels = sdc_json_int(&c, "out_channels", 4, 1, 1024);
   int n = sdc__int_list(&c, "block_out_channels", cfg->block_out_channels, SDC_MAX_BLOCKS);
   cfg->n_blocks = n;
   static const char *const down_names[2] = {"DownBlock2D", "CrossAttnDownBlock2D"};
   static const char *const up_names[2] = {"UpBlock2D", "CrossAttnUpBlock2D"};
   if (n && !c.err) sdc__block_list(&c, "down_block_types", n, down_names, cfg->down_blocks);
   if (n && !c.err) sdc__block_list(&c, "up_block_types", n, up_names, cfg->up_blocks);
-  const char *mid = sdc__str(&c, "mid_block_type", "UNetMidBlock2DCrossAttn");
+  const char *mid = sdc_json_str(&c, "mid_block_type", "UNetMidBlock2DCrossAttn");
   if (!c.err && strcmp(mid, "UNetMidBlock2DCrossAttn") != 0) {
     char why[160];
     snprintf(why, sizeof why, "unknown block type '%s' (supported: UNetMidBlock2DCrossAttn)", mid);
-    sdc__bad(&c, "mid_block_type", why);
+    sdc_json_fail(&c, "mid_block_type", why);
   }
   sdc__int_or_list(&c, "layers_per_block", 2, n, cfg->layers_per_block);
   /* diffusers' historical misnomer: attention_head_dim is the number of heads
    * unless num_attention_heads is given. */
-  if (sdc__item(&c, "num_attention_heads"))
+  if (sdc_json_item(&c, "num_attention_heads"))
     sdc__int_or_list(&c, "num_attention_heads", 8, n, cfg->heads);
   else
     sdc__int_or_list(&c, "attention_head_dim", 8, n, cfg->heads);
   sdc__int_or_list(&c, "transformer_layers_per_block", 1, n, cfg->transformer_layers);
-  cfg->cross_attention_dim = sdc__int(&c, "cross_attention_dim", 1280, 1, 1 << 16);
-  cfg->use_linear_projection = sdc__bool(&c, "use_linear_projection", 0);
-  cfg->upcast_attention = sdc__bool(&c, "upcast_attention", 0);
-  cfg->norm_num_groups = sdc__int(&c, "norm_num_groups", 32, 1, 1 << 16);
-  cfg->norm_eps = sdc__num(&c, "norm_eps", 1e-5);
-  cfg->flip_sin_to_cos = sdc__bool(&c, "flip_sin_to_cos", 1);
-  cfg->freq_shift = sdc__num(&c, "freq_shift", 0);
-  cfg->conv_in_kernel = sdc__int(&c, "conv_in_kernel", 3, 1, 15);
-  cfg->conv_out_kernel = sdc__int(&c, "conv_out_kernel", 3, 1, 15);
-  cfg->downsample_padding = sdc__int(&c, "downsample_padding", 1, 0, 1);
-  cfg->mid_block_scale_factor = sdc__num(&c, "mid_block_scale_factor", 1.0);
-  cfg->sample_size = sdc__int(&c, "sample_size", 64, 1, 1 << 16);
-  cfg->time_embed_dim = sdc__int(&c, "time_embedding_dim", n ? 4 * cfg->block_out_channels[0] : 0, 1, 1 << 20);
-  if (strcmp(sdc__str(&c, "time_embedding_type", "positional"), "positional") != 0)
-    sdc__bad(&c, "time_embedding_type", "only 'positional' is supported");
-  if (strcmp(sdc__str(&c, "act_fn", "silu"), "silu") != 0) sdc__bad(&c, "act_fn", "only 'silu' is supported");
-  if (strcmp(sdc__str(&c, "resnet_time_scale_shift", "default"), "default") != 0)
-    sdc__bad(&c, "resnet_time_scale_shift", "only 'default' is supported");
-  if (strcmp(sdc__str(&c, "attention_type", "default"), "default") != 0)
-    sdc__bad(&c, "attention_type", "only 'default' is supported");
-  if (sdc__num(&c, "resnet_out_scale_factor", 1.0) != 1.0)
-    sdc__bad(&c, "resnet_out_scale_factor", "only 1.0 is supported");
+  cfg->cross_attention_dim = sdc_json_int(&c, "cross_attention_dim", 1280, 1, 1 << 16);
+  cfg->use_linear_projection = sdc_json_bool(&c, "use_linear_projection", 0);
+  cfg->upcast_attention = sdc_json_bool(&c, "upcast_attention", 0);
+  cfg->norm_num_groups = sdc_json_int(&c, "norm_num_groups", 32, 1, 1 << 16);
+  cfg->norm_eps = sdc_json_num(&c, "norm_eps", 1e-5);
+  cfg->flip_sin_to_cos = sdc_json_bool(&c, "flip_sin_to_cos", 1);
+  cfg->freq_shift = sdc_json_num(&c, "freq_shift", 0);
+  cfg->conv_in_kernel = sdc_json_int(&c, "conv_in_kernel", 3, 1, 15);
+  cfg->conv_out_kernel = sdc_json_int(&c, "conv_out_kernel", 3, 1, 15);
+  cfg->downsample_padding = sdc_json_int(&c, "downsample_padding", 1, 0, 1);
+  cfg->mid_block_scale_factor = sdc_json_num(&c, "mid_block_scale_factor", 1.0);
+  cfg->sample_size = sdc_json_int(&c, "sample_size", 64, 1, 1 << 16);
+  cfg->time_embed_dim = sdc_json_int(&c, "time_embedding_dim", n ? 4 * cfg->block_out_channels[0] : 0, 1, 1 << 20);
+  if (strcmp(sdc_json_str(&c, "time_embedding_type", "positional"), "positional") != 0)
+    sdc_json_fail(&c, "time_embedding_type", "only 'positional' is supported");
+  if (strcmp(sdc_json_str(&c, "act_fn", "silu"), "silu") != 0) sdc_json_fail(&c, "act_fn", "only 'silu' is supported");
+  if (strcmp(sdc_json_str(&c, "resnet_time_scale_shift", "default"), "default") != 0)
+    sdc_json_fail(&c, "resnet_time_scale_shift", "only 'default' is supported");
+  if (strcmp(sdc_json_str(&c, "attention_type", "default"), "default") != 0)
+    sdc_json_fail(&c, "attention_type", "only 'default' is supported");
+  if (sdc_json_num(&c, "resnet_out_scale_factor", 1.0) != 1.0)
+    sdc_json_fail(&c, "resnet_out_scale_factor", "only 1.0 is supported");
   static const char *const absent[] = {"class_embed_type", "addition_embed_type", "time_cond_proj_dim",
                                        "encoder_hid_dim", "num_class_embeds", "only_cross_attention",
                                        "dual_cross_attention", "center_input_sample", "cross_attention_norm",
@@ -219,8 +161,8 @@ int sdc_unet_config_parse(sdc_unet_config *cfg, const char *json, const char *la
                                        "reverse_transformer_layers_per_block"};
   for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) sdc__require_absent(&c, absent[i]);
   for (int i = 0; i < n && !c.err; i++) {
-    if (cfg->block_out_channels[i] % cfg->norm_num_groups) sdc__bad(&c, "block_out_channels", "not divisible by norm_num_groups");
-    else if (cfg->block_out_channels[i] % cfg->heads[i]) sdc__bad(&c, "attention_head_dim", "heads do not divide the block's channels");
+    if (cfg->block_out_channels[i] % cfg->norm_num_groups) sdc_json_fail(&c, "block_out_channels", "not divisible by norm_num_groups");
+    else if (cfg->block_out_channels[i] % cfg->heads[i]) sdc_json_fail(&c, "attention_head_dim", "heads do not divide the block's channels");
   }
   err = c.err;
   cJSON_Delete(root);
@@ -229,30 +171,30 @@ int sdc_unet_config_parse(sdc_unet_config *cfg, const char *json, const char *la
 
 int sdc_vae_config_parse(sdc_vae_config *cfg, const char *json, const char *label) {
   memset(cfg, 0, sizeof *cfg);
-  sdc__cfg c;
+  sdc_json_fields c;
   cJSON *root;
   int err = sdc__open(&c, &root, json, label);
   if (err) return err;
-  cfg->in_channels = sdc__int(&c, "in_channels", 3, 1, 64);
-  cfg->out_channels = sdc__int(&c, "out_channels", 3, 1, 64);
-  cfg->latent_channels = sdc__int(&c, "latent_channels", 4, 1, 1024);
+  cfg->in_channels = sdc_json_int(&c, "in_channels", 3, 1, 64);
+  cfg->out_channels = sdc_json_int(&c, "out_channels", 3, 1, 64);
+  cfg->latent_channels = sdc_json_int(&c, "latent_channels", 4, 1, 1024);
   cfg->n_blocks = sdc__int_list(&c, "block_out_channels", cfg->block_out_channels, SDC_MAX_BLOCKS);
   sdc_block_kind kinds[SDC_MAX_BLOCKS];
   static const char *const down_names[2] = {"DownEncoderBlock2D", NULL};
   static const char *const up_names[2] = {"UpDecoderBlock2D", NULL};
   if (cfg->n_blocks && !c.err) sdc__block_list(&c, "down_block_types", cfg->n_blocks, down_names, kinds);
   if (cfg->n_blocks && !c.err) sdc__block_list(&c, "up_block_types", cfg->n_blocks, up_names, kinds);
-  cfg->layers_per_block = sdc__int(&c, "layers_per_block", 1, 1, 64);
-  cfg->norm_num_groups = sdc__int(&c, "norm_num_groups", 32, 1, 1 << 16);
-  cfg->mid_block_add_attention = sdc__bool(&c, "mid_block_add_attention", 1);
-  cfg->use_quant_conv = sdc__bool(&c, "use_quant_conv", 1);
-  cfg->use_post_quant_conv = sdc__bool(&c, "use_post_quant_conv", 1);
-  cfg->scaling_factor = sdc__num(&c, "scaling_factor", 0.18215);
-  cfg->shift_factor = sdc__num(&c, "shift_factor", 0.0);
-  cfg->sample_size = sdc__int(&c, "sample_size", 512, 1, 1 << 16);
-  if (strcmp(sdc__str(&c, "act_fn", "silu"), "silu") != 0) sdc__bad(&c, "act_fn", "only 'silu' is supported");
+  cfg->layers_per_block = sdc_json_int(&c, "layers_per_block", 1, 1, 64);
+  cfg->norm_num_groups = sdc_json_int(&c, "norm_num_groups", 32, 1, 1 << 16);
+  cfg->mid_block_add_attention = sdc_json_bool(&c, "mid_block_add_attention", 1);
+  cfg->use_quant_conv = sdc_json_bool(&c, "use_quant_conv", 1);
+  cfg->use_post_quant_conv = sdc_json_bool(&c, "use_post_quant_conv", 1);
+  cfg->scaling_factor = sdc_json_num(&c, "scaling_factor", 0.18215);
+  cfg->shift_factor = sdc_json_num(&c, "shift_factor", 0.0);
+  cfg->sample_size = sdc_json_int(&c, "sample_size", 512, 1, 1 << 16);
+  if (strcmp(sdc_json_str(&c, "act_fn", "silu"), "silu") != 0) sdc_json_fail(&c, "act_fn", "only 'silu' is supported");
   for (int i = 0; i < cfg->n_blocks && !c.err; i++)
-    if (cfg->block_out_channels[i] % cfg->norm_num_groups) sdc__bad(&c, "block_out_channels", "not divisible by norm_num_groups");
+    if (cfg->block_out_channels[i] % cfg->norm_num_groups) sdc_json_fail(&c, "block_out_channels", "not divisible by norm_num_groups");
   err = c.err;
   cJSON_Delete(root);
   return err;
@@ -260,22 +202,22 @@ int sdc_vae_config_parse(sdc_vae_config *cfg, const char *json, const char *labe
 
 int sdc_clip_config_parse(sdc_clip_config *cfg, const char *json, const char *label) {
   memset(cfg, 0, sizeof *cfg);
-  sdc__cfg c;
+  sdc_json_fields c;
   cJSON *root;
   int err = sdc__open(&c, &root, json, label);
   if (err) return err;
-  cfg->vocab_size = sdc__int(&c, "vocab_size", 49408, 1, 1 << 24);
-  cfg->hidden_size = sdc__int(&c, "hidden_size", 512, 1, 1 << 16);
-  cfg->intermediate_size = sdc__int(&c, "intermediate_size", 2048, 1, 1 << 18);
-  cfg->n_layers = sdc__int(&c, "num_hidden_layers", 12, 1, 256);
-  cfg->n_heads = sdc__int(&c, "num_attention_heads", 8, 1, 1024);
-  cfg->max_positions = sdc__int(&c, "max_position_embeddings", 77, 1, 1 << 16);
-  cfg->layer_norm_eps = sdc__num(&c, "layer_norm_eps", 1e-5);
-  const char *act = sdc__str(&c, "hidden_act", "quick_gelu");
+  cfg->vocab_size = sdc_json_int(&c, "vocab_size", 49408, 1, 1 << 24);
+  cfg->hidden_size = sdc_json_int(&c, "hidden_size", 512, 1, 1 << 16);
+  cfg->intermediate_size = sdc_json_int(&c, "intermediate_size", 2048, 1, 1 << 18);
+  cfg->n_layers = sdc_json_int(&c, "num_hidden_layers", 12, 1, 256);
+  cfg->n_heads = sdc_json_int(&c, "num_attention_heads", 8, 1, 1024);
+  cfg->max_positions = sdc_json_int(&c, "max_position_embeddings", 77, 1, 1 << 16);
+  cfg->layer_norm_eps = sdc_json_num(&c, "layer_norm_eps", 1e-5);
+  const char *act = sdc_json_str(&c, "hidden_act", "quick_gelu");
   if (strcmp(act, "quick_gelu") == 0) cfg->act = SDC_ACT_QUICK_GELU;
   else if (strcmp(act, "gelu") == 0) cfg->act = SDC_ACT_GELU;
-  else sdc__bad(&c, "hidden_act", "expected 'quick_gelu' or 'gelu'");
-  if (!c.err && cfg->hidden_size % cfg->n_heads) sdc__bad(&c, "num_attention_heads", "does not divide hidden_size");
+  else sdc_json_fail(&c, "hidden_act", "expected 'quick_gelu' or 'gelu'");
+  if (!c.err && cfg->hidden_size % cfg->n_heads) sdc_json_fail(&c, "num_attention_heads", "does not divide hidden_size");
   err = c.err;
   cJSON_Delete(root);
   return err;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json.h"
 #include "sched_impl.h"
 
 static const struct {
@@ -71,57 +72,19 @@ static void sdc__sched_defaults(sdc_sched_config *c, sdc_sched_kind kind) {
   }
 }
 
-typedef struct {
-  const cJSON *root, *used_defaults;
-  const char *label;
-  int err;
-} sdc__sj;
-
-/* The key's value when the file sets it (and does not list it as a default). */
-static const cJSON *sdc__sj_get(const sdc__sj *j, const char *key) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(j->root, key), *d;
-  if (!it) return NULL;
-  cJSON_ArrayForEach(d, j->used_defaults) if (cJSON_IsString(d) && strcmp(d->valuestring, key) == 0) return NULL;
-  return it;
-}
-
-static int sdc__sj_bad(sdc__sj *j, const char *key, const char *why) {
-  if (!j->err) j->err = sdc_seterr(SDC_ECONFIG, "%s: field '%s': %s", j->label, key, why);
-  return j->err;
-}
-
-static void sdc__sj_num(sdc__sj *j, const char *key, double *out) {
-  const cJSON *it = sdc__sj_get(j, key);
+/* A number field: null (diffusers' None) is NaN, "-inf" is -infinity; absent keeps *out. */
+static void sdc__sj_num(sdc_json_fields *j, const char *key, double *out) {
+  const cJSON *it = sdc_json_raw(j, key);
   if (!it) return;
   if (cJSON_IsNull(it)) *out = NAN;
   else if (cJSON_IsNumber(it)) *out = it->valuedouble;
   else if (cJSON_IsString(it) && strcmp(it->valuestring, "-inf") == 0) *out = -INFINITY;
-  else sdc__sj_bad(j, key, "expected a number");
-}
-
-static void sdc__sj_int(sdc__sj *j, const char *key, int64_t *out, int64_t lo, int64_t hi) {
-  const cJSON *it = sdc__sj_get(j, key);
-  if (!it) return;
-  if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < (double)lo ||
-      it->valuedouble > (double)hi) {
-    char why[96];
-    snprintf(why, sizeof why, "expected an integer in [%lld, %lld]", (long long)lo, (long long)hi);
-    sdc__sj_bad(j, key, why);
-    return;
-  }
-  *out = (int64_t)it->valuedouble;
-}
-
-static void sdc__sj_bool(sdc__sj *j, const char *key, int *out) {
-  const cJSON *it = sdc__sj_get(j, key);
-  if (!it) return;
-  if (!cJSON_IsBool(it)) sdc__sj_bad(j, key, "expected true or false");
-  else *out = cJSON_IsTrue(it);
+  else sdc_json_fail_value(j, key, "expected a number", it);
 }
 
 /* A string field that must be one of `allowed` (NULL-terminated); null maps to "". */
-static void sdc__sj_enum(sdc__sj *j, const char *key, char *out, size_t n, const char *const *allowed) {
-  const cJSON *it = sdc__sj_get(j, key);
+static void sdc__sj_enum(sdc_json_fields *j, const char *key, char *out, size_t n, const char *const *allowed) {
+  const cJSON *it = sdc_json_raw(j, key);
   if (!it) return;
   const char *v = cJSON_IsNull(it) ? "" : cJSON_IsString(it) ? it->valuestring : NULL;
   for (int i = 0; v && allowed[i]; i++)
@@ -134,7 +97,7 @@ static void sdc__sj_enum(sdc__sj *j, const char *key, char *out, size_t n, const
     size_t len = strlen(why);
     snprintf(why + len, sizeof why - len, " '%s'", allowed[i][0] ? allowed[i] : "null");
   }
-  sdc__sj_bad(j, key, why);
+  sdc_json_fail(j, key, why);
 }
 
 int sdc_sched_config_parse(sdc_sched_config *c, const char *json, int kind, const char *label) {
@@ -143,7 +106,11 @@ int sdc_sched_config_parse(sdc_sched_config *c, const char *json, int kind, cons
     cJSON_Delete(root);
     return sdc_seterr(SDC_ECONFIG, "%s: not a JSON object", label);
   }
-  sdc__sj j = {root, cJSON_GetObjectItemCaseSensitive(root, "_use_default_values"), label, 0};
+  char where[1024];
+  snprintf(where, sizeof where, "%s:", label);
+  sdc_json_fields j;
+  sdc_json_fields_init(&j, root, where, SDC_ECONFIG);
+  j.ignored = cJSON_GetObjectItemCaseSensitive(root, "_use_default_values");
   if (kind < 0) {
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
     for (int i = 0; i < SDC_SCHED_COUNT && kind < 0 && cJSON_IsString(cls); i++)
@@ -174,59 +141,59 @@ int sdc_sched_config_parse(sdc_sched_config *c, const char *json, int kind, cons
   static const char *const algos[] = {"dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver", NULL};
   static const char *const dpm_solvers[] = {"midpoint", "heun", NULL};
   static const char *const unipc_solvers[] = {"bh1", "bh2", NULL};
-  sdc__sj_int(&j, "num_train_timesteps", &c->num_train_timesteps, 2, 100000);
+  c->num_train_timesteps = sdc_json_int(&j, "num_train_timesteps", c->num_train_timesteps, 2, 100000);
   sdc__sj_num(&j, "beta_start", &c->beta_start);
   sdc__sj_num(&j, "beta_end", &c->beta_end);
   sdc__sj_enum(&j, "beta_schedule", c->beta_schedule, sizeof c->beta_schedule, schedules);
-  const cJSON *pt = sdc__sj_get(&j, "prediction_type");
+  const cJSON *pt = sdc_json_raw(&j, "prediction_type");
   if (pt) {
     if (cJSON_IsString(pt) && strcmp(pt->valuestring, "epsilon") == 0) c->prediction_type = SDC_PRED_EPSILON;
     else if (cJSON_IsString(pt) && strcmp(pt->valuestring, "v_prediction") == 0) c->prediction_type = SDC_PRED_V;
     else if (cJSON_IsString(pt) && strcmp(pt->valuestring, "sample") == 0) c->prediction_type = SDC_PRED_SAMPLE;
-    else sdc__sj_bad(&j, "prediction_type", "expected 'epsilon', 'v_prediction' or 'sample'");
+    else sdc_json_fail(&j, "prediction_type", "expected 'epsilon', 'v_prediction' or 'sample'");
   }
   sdc__sj_enum(&j, "timestep_spacing", c->timestep_spacing, sizeof c->timestep_spacing, spacings);
-  sdc__sj_int(&j, "steps_offset", &c->steps_offset, 0, 1000);
+  c->steps_offset = sdc_json_int(&j, "steps_offset", c->steps_offset, 0, 1000);
   /* from_config drops keys the chosen class does not take */
   if (kind != SDC_SCHED_HEUN && kind != SDC_SCHED_LMS && kind != SDC_SCHED_PNDM)
-    sdc__sj_bool(&j, "rescale_betas_zero_snr", &c->rescale_betas_zero_snr);
-  sdc__sj_bool(&j, "set_alpha_to_one", &c->set_alpha_to_one);
-  sdc__sj_bool(&j, "skip_prk_steps", &c->skip_prk_steps);
-  sdc__sj_bool(&j, "clip_sample", &c->clip_sample);
+    c->rescale_betas_zero_snr = sdc_json_bool(&j, "rescale_betas_zero_snr", c->rescale_betas_zero_snr);
+  c->set_alpha_to_one = sdc_json_bool(&j, "set_alpha_to_one", c->set_alpha_to_one);
+  c->skip_prk_steps = sdc_json_bool(&j, "skip_prk_steps", c->skip_prk_steps);
+  c->clip_sample = sdc_json_bool(&j, "clip_sample", c->clip_sample);
   sdc__sj_num(&j, "clip_sample_range", &c->clip_sample_range);
   if (kind == SDC_SCHED_DDPM) sdc__sj_enum(&j, "variance_type", c->variance_type, sizeof c->variance_type, variances);
-  if (kind != SDC_SCHED_DPMPP_2M_KARRAS) sdc__sj_bool(&j, "use_karras_sigmas", &c->use_karras_sigmas);
+  if (kind != SDC_SCHED_DPMPP_2M_KARRAS) c->use_karras_sigmas = sdc_json_bool(&j, "use_karras_sigmas", c->use_karras_sigmas);
   sdc__sj_enum(&j, "interpolation_type", c->interpolation_type, sizeof c->interpolation_type, interps);
   sdc__sj_enum(&j, "timestep_type", c->timestep_type, sizeof c->timestep_type, ttypes);
   sdc__sj_num(&j, "sigma_min", &c->sigma_min);
   sdc__sj_num(&j, "sigma_max", &c->sigma_max);
   sdc__sj_enum(&j, "final_sigmas_type", c->final_sigmas_type, sizeof c->final_sigmas_type, finals);
-  sdc__sj_int(&j, "solver_order", &c->solver_order, 1, 3);
+  c->solver_order = sdc_json_int(&j, "solver_order", c->solver_order, 1, 3);
   sdc__sj_enum(&j, "algorithm_type", c->algorithm_type, sizeof c->algorithm_type, algos);
   if (kind == SDC_SCHED_UNIPC) sdc__sj_enum(&j, "solver_type", c->solver_type, sizeof c->solver_type, unipc_solvers);
   else sdc__sj_enum(&j, "solver_type", c->solver_type, sizeof c->solver_type, dpm_solvers);
-  sdc__sj_bool(&j, "lower_order_final", &c->lower_order_final);
-  sdc__sj_bool(&j, "euler_at_final", &c->euler_at_final);
-  sdc__sj_bool(&j, "use_lu_lambdas", &c->use_lu_lambdas);
+  c->lower_order_final = sdc_json_bool(&j, "lower_order_final", c->lower_order_final);
+  c->euler_at_final = sdc_json_bool(&j, "euler_at_final", c->euler_at_final);
+  c->use_lu_lambdas = sdc_json_bool(&j, "use_lu_lambdas", c->use_lu_lambdas);
   sdc__sj_num(&j, "lambda_min_clipped", &c->lambda_min_clipped);
-  sdc__sj_bool(&j, "predict_x0", &c->predict_x0);
-  const cJSON *dc = sdc__sj_get(&j, "disable_corrector"), *d;
-  if (dc && !cJSON_IsArray(dc)) sdc__sj_bad(&j, "disable_corrector", "expected a list of step indices");
+  c->predict_x0 = sdc_json_bool(&j, "predict_x0", c->predict_x0);
+  const cJSON *dc = sdc_json_raw(&j, "disable_corrector"), *d;
+  if (dc && !cJSON_IsArray(dc)) sdc_json_fail(&j, "disable_corrector", "expected a list of step indices");
   cJSON_ArrayForEach(d, dc) {
     if (c->n_disable_corrector == SDC_SCHED_MAX_DISABLED || !cJSON_IsNumber(d)) {
-      sdc__sj_bad(&j, "disable_corrector", "expected at most 16 integers");
+      sdc_json_fail(&j, "disable_corrector", "expected at most 16 integers");
       break;
     }
     c->disable_corrector[c->n_disable_corrector++] = (int64_t)d->valuedouble;
   }
   /* options we do not implement must be off */
-  const cJSON *tb = sdc__sj_get(&j, "trained_betas");
-  if (tb && !cJSON_IsNull(tb)) sdc__sj_bad(&j, "trained_betas", "explicit beta lists are not supported");
+  const cJSON *tb = sdc_json_raw(&j, "trained_betas");
+  if (tb && !cJSON_IsNull(tb)) sdc_json_fail(&j, "trained_betas", "explicit beta lists are not supported");
   int thresholding = 0;
-  sdc__sj_bool(&j, "thresholding", &thresholding);
-  if (thresholding) sdc__sj_bad(&j, "thresholding", "dynamic thresholding is not supported");
+  thresholding = sdc_json_bool(&j, "thresholding", thresholding);
+  if (thresholding) sdc_json_fail(&j, "thresholding", "dynamic thresholding is not supported");
   if (!j.err && !(c->beta_start > 0 && c->beta_end > 0 && c->beta_end < 1))
-    sdc__sj_bad(&j, "beta_end", "betas must lie in (0, 1)");
+    sdc_json_fail(&j, "beta_end", "betas must lie in (0, 1)");
   int err = j.err;
   cJSON_Delete(root);
   return err;

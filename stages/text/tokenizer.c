@@ -10,6 +10,7 @@
 #include <utf8proc.h>
 
 #include "file.h"
+#include "utf8.h"
 #include "error.h"
 
 /* transformers reads merges.txt lines [1, 49152 - 256 - 2 + 1): at most 48894 merges. */
@@ -148,27 +149,6 @@ static void sdc__pair_put(sdc_tokenizer *t, int32_t a, int32_t b, int32_t rank, 
 }
 
 /* ------------------------------------------------------- unicode helpers */
-
-/* Byte offset of the first invalid UTF-8 sequence (overlong, surrogate, > U+10FFFF, cut), or n. */
-static size_t sdc__utf8_invalid_at(const char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if ((uint8_t)s[i] < 0x80) { i++; continue; }
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-    if (k <= 0) return i;
-    i += (size_t)k;
-  }
-  return n;
-}
-
-/* Decodes valid UTF-8 (checked by the caller) at s; returns the byte count. */
-static size_t sdc__utf8_next(const char *s, size_t n, int32_t *cp /* OUT */) {
-  utf8proc_int32_t c;
-  utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &c);
-  *cp = c;
-  return (size_t)k;
-}
 
 static int sdc__cat(int32_t c) { return (int)utf8proc_category(c); }
 static int sdc__is_letter(int32_t c) { int k = sdc__cat(c); return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO; }
@@ -462,7 +442,7 @@ static int sdc__encode_piece(const sdc_tokenizer *t, sdc__scratch *w, const char
   size_t nb = 0;
   for (size_t i = 0; i < n;) {
     int32_t c;
-    size_t k = sdc__utf8_next(s + i, n - i, &c);
+    size_t k = sdc_utf8_next(s + i, n - i, &c);
     i += k;
     int cat = sdc__cat(c);
     if (c == '\t' || c == '\n' || c == '\r' || c == ' ' || cat == UTF8PROC_CATEGORY_ZS) {
@@ -487,7 +467,7 @@ static int sdc__encode_piece(const sdc_tokenizer *t, sdc__scratch *w, const char
                                 "tokenizer: NFC normalisation failed: %s", utf8proc_errmsg(nn));
   int err = sdc__grow((void **)&w->cps, &w->cps_cap, (size_t)nn + 1, sizeof *w->cps);
   size_t nc = 0;
-  for (size_t i = 0; !err && i < (size_t)nn;) i += sdc__utf8_next((const char *)nfc + i, (size_t)nn - i, &w->cps[nc++]);
+  for (size_t i = 0; !err && i < (size_t)nn;) i += sdc_utf8_next((const char *)nfc + i, (size_t)nn - i, &w->cps[nc++]);
   free(nfc);
   if (err) return SDC_ENOMEM;
   for (size_t i = 0; i < nc && o->n < o->cap;) {
@@ -518,8 +498,9 @@ static int sdc__find_added(const sdc_tokenizer *t, const char *s, size_t n, size
 int sdc_tokenizer_encode(const sdc_tokenizer *t, const char *text, int32_t *ids, int64_t n_ids) {
   if (!t || !text || !ids) return sdc_seterr(SDC_EINVAL, "sdc_tokenizer_encode: NULL argument");
   if (n_ids < 2) return sdc_seterr(SDC_EINVAL, "sdc_tokenizer_encode: n_ids = %lld, need at least 2", (long long)n_ids);
-  size_t n = strlen(text), bad = sdc__utf8_invalid_at(text, n);
-  if (bad < n) return sdc_seterr(SDC_EINVAL, "tokenizer: text is not valid UTF-8 (byte %zu of %zu)", bad, n);
+  size_t n = strlen(text);
+  long bad = sdc_utf8_invalid_at(text, n);
+  if (bad >= 0) return sdc_seterr(SDC_EINVAL, "tokenizer: text is not valid UTF-8 (byte %ld of %zu)", bad, n);
   sdc__scratch w = {0};
   sdc__sink o = {ids + 1, 0, n_ids - 2};
   int err = SDC_OK;
@@ -606,8 +587,9 @@ static int sdc__add_token(sdc_tokenizer *t, const char *s, int32_t want, int32_t
 }
 
 static int sdc__load_vocab(sdc_tokenizer *t, const char *json, const char *label, int32_t *max_id /* OUT */) {
-  size_t n = strlen(json), bad = sdc__utf8_invalid_at(json, n);
-  if (bad < n) return sdc_seterr(SDC_EFORMAT, "%s: not valid UTF-8 at byte %zu", label, bad);
+  size_t n = strlen(json);
+  long bad = sdc_utf8_invalid_at(json, n);
+  if (bad >= 0) return sdc_seterr(SDC_EFORMAT, "%s: not valid UTF-8 at byte %ld", label, bad);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
   if (!root)
@@ -643,11 +625,12 @@ done:
 }
 
 static int sdc__load_merges(sdc_tokenizer *t, const char *txt, const char *label) {
-  size_t n = strlen(txt), bad = sdc__utf8_invalid_at(txt, n);
+  size_t n = strlen(txt);
+  long bad = sdc_utf8_invalid_at(txt, n);
   const char *p = txt, *end = txt + n;
-  if (bad < n) {
+  if (bad >= 0) {
     long long line = 1;
-    for (size_t i = 0; i < bad; i++) line += txt[i] == '\n';
+    for (long i = 0; i < bad; i++) line += txt[i] == '\n';
     return sdc_seterr(SDC_EFORMAT, "%s: line %lld is not valid UTF-8", label, line);
   }
   /* Python: read().strip().split("\n")[1 : 48895], each line .split() into a pair. */
