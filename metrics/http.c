@@ -93,7 +93,7 @@ static enum MHD_Result sdc__handle(void *cls, struct MHD_Connection *c, const ch
 }
 
 /* "HOST:PORT" into *sa; 0 or SDC_EINVAL naming addr_port. */
-static int sdc__parse_addr(const char *addr_port, struct sockaddr_storage *sa, socklen_t *sa_len, int *is_v6) {
+static int sdc__parse_addr(const char *addr_port, struct sockaddr_storage *sa, int *is_v6) {
   char host[64];
   const char *colon;
   memset(sa, 0, sizeof *sa);
@@ -128,7 +128,6 @@ static int sdc__parse_addr(const char *addr_port, struct sockaddr_storage *sa, s
     if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
       return sdc_seterr(SDC_EINVAL, "metrics http address \"%s\": \"%s\" is not a numeric IPv6 address", addr_port,
                         host);
-    *sa_len = sizeof *a6;
     return 0;
   }
   struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
@@ -141,15 +140,13 @@ static int sdc__parse_addr(const char *addr_port, struct sockaddr_storage *sa, s
   else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
     return sdc_seterr(SDC_EINVAL, "metrics http address \"%s\": \"%s\" is not a numeric IPv4 address (nor "
                       "localhost, nor a bracketed IPv6 one)", addr_port, host);
-  *sa_len = sizeof *a4;
   return 0;
 }
 
 int sdc_http_start(sdc_http **out, const char *addr_port, sdc_metrics *reg, sdc_http_ready_fn ready, void *ctx) {
   *out = NULL;
   struct sockaddr_storage sa;
-  socklen_t sa_len;
-  int is_v6, err = sdc__parse_addr(addr_port, &sa, &sa_len, &is_v6);
+  int is_v6, err = sdc__parse_addr(addr_port, &sa, &is_v6);
   if (err) return err;
   sdc_http *srv = calloc(1, sizeof *srv);
   if (!srv) return sdc_seterr(SDC_ENOMEM, "metrics http %s: out of memory", addr_port);
@@ -161,7 +158,9 @@ int sdc_http_start(sdc_http **out, const char *addr_port, sdc_metrics *reg, sdc_
   sdc__starting = 1;
   sdc__start_msg[0] = 0;
   errno = 0;
-  srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, sdc__handle, srv,
+  /* the port argument only shows in MHD's messages: the address comes from MHD_OPTION_SOCK_ADDR */
+  uint16_t port = ntohs(is_v6 ? ((struct sockaddr_in6 *)&sa)->sin6_port : ((struct sockaddr_in *)&sa)->sin_port);
+  srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, sdc__handle, srv,
                                  MHD_OPTION_EXTERNAL_LOGGER, sdc__mhd_log, NULL,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)SDC_HTTP_MAX_CONNECTIONS,
@@ -169,7 +168,6 @@ int sdc_http_start(sdc_http **out, const char *addr_port, sdc_metrics *reg, sdc_
                                  MHD_OPTION_END);
   int start_errno = errno;
   sdc__starting = 0;
-  (void)sa_len;
   if (!srv->daemon) {
     free(srv);
     return sdc_seterr(SDC_EIO, "metrics http %s: cannot listen: %s", addr_port,
