@@ -10,6 +10,10 @@ cmake -S . -B build -DSDC_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure)
 
+# The layers stay true: no layer includes or links what it must not, and the check itself is
+# proven to catch planted violations.
+bash scripts/check-layers.sh --self-test
+
 if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B build-asan -DSDC_SANITIZE=ON -DSDC_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
   cmake --build build-asan -j"$(nproc)"
