@@ -23,6 +23,9 @@
 /* ---- results ---- */
 #define SDC_DEFAULT_RESULT_TTL_S 86400 /* images and final job hashes expire; sdc-coordinator --ttl */
 
+/* ---- errors ---- */
+#define SDC_MAX_ERROR_MSG 1024 /* bytes of an error message with its NUL (per thread, and in an sdc_error) */
+
 /* ---- the wire (ZeroMQ + protobuf) ---- */
 #define SDC_WIRE_MAX_MSG_BYTES ((int64_t)1 << 30) /* ZMQ_MAXMSGSIZE on every socket */
 #define SDC_WIRE_MAX_ROUTE 16                     /* hops in one request */
