@@ -12,20 +12,24 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
+#include "log.h"
 #include "ops.h"
+#include "sdc_limits.h"
+#include "stage.h"
 
 extern char **environ;
 
-#define SDC__MAX_CHILDREN 80
+/* the coordinator and every replica of every stage */
+#define SDC__MAX_CHILDREN (1 + (SDC_STAGE_END - 1) * SDC_CLUSTER_MAX_REPLICAS)
 
 typedef struct {
   pid_t pid;
-  char name[64];
+  char name[SDC_MAX_WORKER_ID];
   char *argv[24];
   int restarts;
 } sdc__child;
@@ -53,7 +57,7 @@ static int sdc__spawn(sdc__child *c) {
   int rc = posix_spawn(&c->pid, c->argv[0], &fa, NULL, c->argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
-    fprintf(stderr, "sdc cluster: cannot start %s: %s\n", c->argv[0], strerror(rc));
+    sdc_log(NULL, -1, 0, "cannot start %s: %s", c->argv[0], strerror(rc));
     return -1;
   }
   return 0;
@@ -69,21 +73,23 @@ static void sdc__usage(FILE *fp) {
           "  --port N          coordinator control port (default: a free one)\n"
           "  --max-jobs N      jobs in flight at once (default 8)\n"
           "  --wire f32|f16|bf16\n"
-          "  --precision fp32|bf16  the workers' GEMM arithmetic (default fp32)\n");
+          "  --precision fp32|bf16  the workers' GEMM arithmetic (default fp32)\n"
+          "  --log-hops        workers log one line per hop (sdc-worker --log-hops)\n");
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
              *precision = "fp32";
-  int port = 0;
+  int port = 0, log_hops = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
                                        {"wire", required_argument, 0, 'w'},     {"help", no_argument, 0, 'h'},
-                                       {"precision", required_argument, 0, 'P'}, {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'P'}, {"log-hops", no_argument, 0, 'L'},
+                                       {0, 0, 0, 0}};
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 'm': model = optarg; break;
       case 'c': config = optarg; break;
@@ -93,6 +99,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'j': max_jobs = optarg; break;
       case 'w': wire = optarg; break;
       case 'P': precision = optarg; break;
+      case 'L': log_hops = 1; break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -106,19 +113,24 @@ int sdc_cmd_cluster(int argc, char **argv) {
     fprintf(stderr, "sdc cluster: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
-  static const char *const stages[] = {"text", "unet-down", "unet-mid", "unet-up", "vae"};
-  int count[5] = {1, 1, 1, 1, 1};
+  int count[SDC_STAGE_END];
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++) count[s] = 1;
   char buf[256];
+  if (strlen(replicas) >= sizeof buf) {
+    fprintf(stderr, "sdc cluster: --replicas: %zu bytes, at most %zu\n", strlen(replicas), sizeof buf - 1);
+    return 2;
+  }
   snprintf(buf, sizeof buf, "%s", replicas);
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '=');
-    int found = -1, n = eq ? atoi(eq + 1) : -1;
+    int n = eq ? atoi(eq + 1) : -1;
     if (eq) *eq = 0;
-    for (int s = 0; s < 5; s++)
-      if (strcmp(tok, stages[s]) == 0) found = s;
-    if (found < 0 || n < 1 || n > 16) {
-      fprintf(stderr, "sdc cluster: --replicas: '%s' is not STAGE=N with N in 1..16 (stages: text, unet-down, "
-                      "unet-mid, unet-up, vae)\n", tok);
+    sdc_stage found = sdc_stage_parse(tok);
+    if (found == SDC_STAGE_INVALID || n < 1 || n > SDC_CLUSTER_MAX_REPLICAS) {
+      fprintf(stderr, "sdc cluster: --replicas: '%s' is not STAGE=N with N in 1..%d (stages:", tok,
+              SDC_CLUSTER_MAX_REPLICAS);
+      for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++) fprintf(stderr, " %s", sdc_stage_name(s));
+      fprintf(stderr, ")\n");
       return 2;
     }
     count[found] = n;
@@ -128,6 +140,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     fprintf(stderr, "sdc cluster: %s: %s\n", model, strerror(errno));
     return 2;
   }
+  sdc_log_init("cluster", NULL);
   /* our siblings: sdc-coordinator and sdc-worker live beside this binary */
   char self[4096], dir[4096], coord_bin[4200], worker_bin[4200];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -154,8 +167,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
     if (sdc__spawn(&redis_child) != 0) return 1;
     redis = redis_url;
-    struct timespec ts = {0, 200 * 1000000};
-    nanosleep(&ts, NULL);
+    sdc_clock_sleep_ms(200);
   }
   if (!port) port = sdc__free_port();
   snprintf(bind_url, sizeof bind_url, "tcp://127.0.0.1:%d", port);
@@ -176,25 +188,25 @@ int sdc_cmd_cluster(int argc, char **argv) {
     if (config) a[k++] = "--config", a[k++] = (char *)config;
     a[k] = NULL;
   }
-  static char ids[SDC__MAX_CHILDREN][64];
-  for (int s = 0; s < 5; s++)
+  static char ids[SDC__MAX_CHILDREN][SDC_MAX_WORKER_ID];
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++)
     for (int r = 0; r < count[s] && n_kids < SDC__MAX_CHILDREN; r++) {
       sdc__child *c = &kids[n_kids];
-      snprintf(ids[n_kids], sizeof ids[n_kids], "%s-%d", stages[s], r);
+      snprintf(ids[n_kids], sizeof ids[n_kids], "%s-%d", sdc_stage_name(s), r);
       snprintf(c->name, sizeof c->name, "%s", ids[n_kids]);
       char **a = c->argv;
       int k = 0;
-      a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)stages[s], a[k++] = "--model", a[k++] = (char *)model;
+      a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)sdc_stage_name(s), a[k++] = "--model", a[k++] = (char *)model;
       a[k++] = "--coordinator", a[k++] = coord_url, a[k++] = "--id", a[k++] = ids[n_kids];
       a[k++] = "--precision", a[k++] = (char *)precision;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
+      if (log_hops) a[k++] = "--log-hops";
       a[k] = NULL;
       n_kids++;
     }
   for (int i = 0; i < n_kids; i++)
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
-  fprintf(stderr, "sdc cluster: redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop\n", redis, coord_url,
-          n_kids - 1);
+  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop", redis, coord_url, n_kids - 1);
   printf("%s\n", redis);
   fflush(stdout);
   /* supervise: a child that dies is restarted (a few times) until we are told to stop */
@@ -207,14 +219,14 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
     for (int i = 0; i < n_kids; i++)
       if (kids[i].pid == pid && !sdc__stop_signal) {
-        fprintf(stderr, "sdc cluster: %s exited (status %d)%s\n", kids[i].name, status,
+        sdc_log(NULL, -1, 0, "%s exited (status %d)%s", kids[i].name, status,
                 kids[i].restarts < 5 ? "; restarting" : "; giving up on it");
         kids[i].pid = 0;
         if (kids[i].restarts++ < 5) sdc__spawn(&kids[i]);
       }
   }
   /* drain: workers first keep serving until the coordinator finishes its jobs */
-  fprintf(stderr, "sdc cluster: stopping (signal %d)\n", (int)sdc__stop_signal);
+  sdc_log(NULL, -1, 0, "stopping (signal %d)", (int)sdc__stop_signal);
   if (kids[0].pid > 0) kill(kids[0].pid, SIGTERM);
   int status;
   if (kids[0].pid > 0) waitpid(kids[0].pid, &status, 0);

@@ -7,7 +7,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #include <string.h>
 
-static _Thread_local char sdc__msg[1024];
+static _Thread_local char sdc__msg[SDC_MAX_ERROR_MSG];
 
 const char *sdc_strerror(int err) {
   switch (err) {
@@ -54,3 +54,12 @@ int sdc_adderr(int err, const char *fmt, ...) {
 const char *sdc_errmsg(int err) { return sdc__msg[0] ? sdc__msg : sdc_strerror(err); }
 
 void sdc_clearerr(void) { sdc__msg[0] = 0; }
+
+int sdc_error_capture(sdc_error *e, int code) {
+  e->code = code;
+  if (code == SDC_OK)
+    e->msg[0] = 0;
+  else
+    snprintf(e->msg, sizeof e->msg, "%s", sdc_errmsg(code));
+  return code;
+}

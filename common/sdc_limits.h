@@ -23,6 +23,9 @@
 /* ---- results ---- */
 #define SDC_DEFAULT_RESULT_TTL_S 86400 /* images and final job hashes expire; sdc-coordinator --ttl */
 
+/* ---- errors ---- */
+#define SDC_MAX_ERROR_MSG 1024 /* bytes of an error message with its NUL (per thread, and in an sdc_error) */
+
 /* ---- the wire (ZeroMQ + protobuf) ---- */
 #define SDC_WIRE_MAX_MSG_BYTES ((int64_t)1 << 30) /* ZMQ_MAXMSGSIZE on every socket */
 #define SDC_WIRE_MAX_ROUTE 16                     /* hops in one request */
@@ -32,6 +35,8 @@
 /* ---- liveness ---- */
 #define SDC_HEARTBEAT_MS 1000 /* the coordinator tells workers this period in Welcome.heartbeat_ms */
 #define SDC_DEAD_AFTER_BEATS 3 /* a worker silent this many periods (+ half a period) is dead */
+#define SDC_MIN_HEARTBEAT_MS 50    /* a Welcome.heartbeat_ms outside these is ignored (the worker keeps */
+#define SDC_MAX_HEARTBEAT_MS 60000 /* SDC_HEARTBEAT_MS) and logged */
 
 /* ---- the coordinator ---- */
 #define SDC_COORD_TICK_MS 200                  /* timeouts and liveness are checked this often */
@@ -46,6 +51,9 @@
 
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */
+#define SDC_MAX_WORKER_ID 128   /* bytes of a worker id with its NUL (sdc-worker --id, Register.worker_id) */
+#define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
+#define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */
 
 /* ---- kernels ---- */
 #define SDC_PAR_MIN_ELEMS 65536 /* below this many elements an elementwise op stays on one thread */

@@ -80,13 +80,13 @@ static pid_t start_cluster(const char *model, const char *config, const char *lo
   int k = 0;
   argv[k++] = (char *)g_sdc, argv[k++] = "cluster", argv[k++] = "--model", argv[k++] = (char *)model;
   argv[k++] = "--redis", argv[k++] = url, argv[k++] = "--replicas", argv[k++] = "unet-down=2,unet-mid=2,unet-up=2";
+  argv[k++] = "--log-hops";
   if (config) argv[k++] = "--config", argv[k++] = (char *)config;
   argv[k] = NULL;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  setenv("SDC_LOG_HOPS", "1", 1);
   pid_t pid;
   int rc = posix_spawn(&pid, g_sdc, &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -190,13 +190,13 @@ static void run_model(const char *name, const char *model, const char *config, c
     struct { char job[32], stage[16], worker[32]; unsigned long long a, b; } hops[4096];
     int n = 0;
     char line[1024];
+    /* "<ms> worker <id> job <job>[ step <n>]: hop stage=<stage> start_ms=<ms> end_ms=<ms>" */
     while (fp && fgets(line, sizeof line, fp) && n < 4096) {
-      char *h = strstr(line, " hop job=");
-      if (!h || !strstr(line, "job=ten-")) continue;
+      char *h = strstr(line, ": hop stage=");
+      if (!h || !strstr(line, " job ten-")) continue;
       char worker[64];
-      if (sscanf(line, "%*s worker %63[^:]:", worker) != 1) continue;
-      if (sscanf(h, " hop job=%31s step=%*u stage=%15s start_ms=%llu end_ms=%llu", hops[n].job, hops[n].stage, &hops[n].a,
-                 &hops[n].b) == 4) {
+      if (sscanf(line, "%*s worker %63s job %31[^: ]", worker, hops[n].job) != 2) continue;
+      if (sscanf(h, ": hop stage=%15s start_ms=%llu end_ms=%llu", hops[n].stage, &hops[n].a, &hops[n].b) == 3) {
         snprintf(hops[n].worker, sizeof hops[n].worker, "%s", worker);
         n++;
       }

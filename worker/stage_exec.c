@@ -1,18 +1,18 @@
 /* stage_exec.c - one hop of a route: validate the request against the model, compute, build the next message. */
 #include "stage_exec.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "error.h"
-#include "sdc_limits.h"
 #include "pipeline.h"
 #include "pngio.h"
+#include "sdc_limits.h"
 #include "stage.h"
 #include "wire.h"
-
 
 int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages) {
   memset(h, 0, sizeof *h);
@@ -22,7 +22,7 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   if (err) return err;
   sdc_model_fingerprint(&h->model, h->fingerprint, sizeof h->fingerprint);
   if (stages & (1u << SDCPB__STAGE__TEXT)) {
-    char tokdir[1200];
+    char tokdir[PATH_MAX];
     if (!sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0])
       err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", model);
     if (!err) err = sdc_tokenizer_load(&h->tok, tokdir);
@@ -57,9 +57,10 @@ void sdc_stage_host_free(sdc_stage_host *h) {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Buffers that must outlive packing of the outgoing message. */
+/* Buffers that must outlive packing of the outgoing message: at most the skips, temb, hidden
+ * twice and the output of a down+mid+up route run here, or one PNG per image. */
 typedef struct {
-  void *p[SDC_MAX_SKIPS + 8];
+  void *p[SDC_MAX_SKIPS + 4 + SDC_MAX_IMAGES];
   int n;
 } sdc__owned;
 
@@ -97,12 +98,6 @@ static float *sdc__take(sdc_stage_host *h, const Sdcpb__Tensor *t, const char *w
   if ((*err = sdc_wire_tensor_get(t, what, ndim, shape, out, NULL))) return NULL;
   if (dims) memcpy(dims, sh, (size_t)nd * sizeof *sh);
   return out;
-}
-
-static uint64_t sdc__now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ------------------------------------------------------------------ stages */
@@ -291,11 +286,11 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   if (!error && res && res->out.data.data) rep.output = &res->out;
   if (!error && res) rep.n_images = (size_t)res->n_images, rep.images = res->images;
   /* the route actually taken, and each hop's compute time */
-  char *ids[16];
-  uint32_t us[17];
-  size_t n = r->n_route < 16 ? r->n_route : 16;
+  char *ids[SDC_WIRE_MAX_ROUTE];
+  uint32_t us[SDC_WIRE_MAX_ROUTE + 1];
+  size_t n = r->n_route < SDC_WIRE_MAX_ROUTE ? r->n_route : SDC_WIRE_MAX_ROUTE;
   for (size_t i = 0; i < n; i++) ids[i] = r->route[i]->worker_id;
-  size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
+  size_t n_us = r->n_hop_us < SDC_WIRE_MAX_ROUTE ? r->n_hop_us : SDC_WIRE_MAX_ROUTE;
   if (n_us) memcpy(us, r->hop_us, n_us * sizeof *us);
   us[n_us++] = hop_us;
   rep.n_route_taken = n, rep.route_taken = ids;
@@ -308,13 +303,16 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
 }
 
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
-                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us) {
+                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us,
+                      sdc_error *hop_error) {
   *out = NULL, *out_n = 0, *next_is_reply = 1, *next_endpoint = NULL, *compute_us = 0;
+  sdc_error_capture(hop_error, SDC_OK);
+  sdc_clearerr(); /* a message left by an earlier request must not name this one's failure */
   sdc__owned owned = {0};
   sdc__result res;
   Sdcpb__StageRequest fwd;
   const Sdcpb__StageRequest *r = req;
-  uint32_t hop_us_buf[17];
+  uint32_t hop_us_buf[SDC_WIRE_MAX_ROUTE + 1];
   /* tensors handed to the next hop; they outlive each iteration's `res` */
   Sdcpb__Tensor temb_keep, hidden_keep, skips_keep[SDC_MAX_SKIPS], *skip_ptr_keep[SDC_MAX_SKIPS];
   int err = SDC_OK;
@@ -323,7 +321,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     sdcpb__tensor__init(&res.out), sdcpb__tensor__init(&res.hidden), sdcpb__tensor__init(&res.temb);
     sdc_arena_mark mk = sdc_arena_get_mark(&h->arena);
     Sdcpb__Stage stage = r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
-    uint64_t t0 = sdc__now_us();
+    double t0_s = sdc_clock_mono_s();
     if (!sdc__host_has(h, stage)) {
       err = sdc_seterr(SDC_EPROTOCOL, "hop %u asks for stage %s, which this worker does not serve", r->hop,
                        sdc_stage_name(stage));
@@ -339,16 +337,14 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
       err = sdc__run_vae(h, r, &res, &owned);
     }
     sdc_arena_reset(&h->arena, mk);
-    uint64_t dt = sdc__now_us() - t0;
+    uint64_t dt = (uint64_t)((sdc_clock_mono_s() - t0_s) * 1e6);
     *compute_us += dt;
     uint32_t hop_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     int last = r->hop + 1 >= r->n_route || stage == SDCPB__STAGE__TEXT || stage == SDCPB__STAGE__VAE ||
                stage == SDCPB__STAGE__UNET_UP;
     if (err || last) {
-      const char *msg = err ? sdc_errmsg(err) : NULL;
-      char full[600];
-      if (err) snprintf(full, sizeof full, "%s: %s", sdc_stage_name(stage), msg), msg = full;
-      int perr = sdc__pack_reply(r, stage, msg, &res, worker_id, hop_us, out, out_n);
+      if (err) sdc_error_capture(hop_error, sdc_adderr(err, "%s", sdc_stage_name(stage)));
+      int perr = sdc__pack_reply(r, stage, err ? hop_error->msg : NULL, &res, worker_id, hop_us, out, out_n);
       free(res.images);
       sdc__owned_free(&owned);
       return perr;
@@ -358,14 +354,15 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     Sdcpb__Stage want = stage == SDCPB__STAGE__UNET_DOWN ? SDCPB__STAGE__UNET_MID : SDCPB__STAGE__UNET_UP;
     if (!next || next->stage != want) {
       err = sdc_seterr(SDC_EPROTOCOL, "route: %s must be followed by %s", sdc_stage_name(stage), sdc_stage_name(want));
-      int perr = sdc__pack_reply(r, stage, sdc_errmsg(err), NULL, worker_id, hop_us, out, out_n);
+      sdc_error_capture(hop_error, err);
+      int perr = sdc__pack_reply(r, stage, hop_error->msg, NULL, worker_id, hop_us, out, out_n);
       sdc__owned_free(&owned);
       return perr;
     }
     Sdcpb__StageRequest nx = *r; /* shallow: route, context and skips (mid) travel as received */
     nx.hop = r->hop + 1;
     nx.sample = NULL, nx.n_timestep = 0, nx.timestep = NULL;
-    size_t n_us = r->n_hop_us < 16 ? r->n_hop_us : 16;
+    size_t n_us = r->n_hop_us < SDC_WIRE_MAX_ROUTE ? r->n_hop_us : SDC_WIRE_MAX_ROUTE;
     if (n_us) memmove(hop_us_buf, r->hop_us, n_us * sizeof *hop_us_buf); /* may be hop_us_buf itself */
     hop_us_buf[n_us++] = hop_us;
     nx.n_hop_us = n_us, nx.hop_us = hop_us_buf;

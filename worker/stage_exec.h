@@ -6,6 +6,7 @@
 
 #include "arena.h"
 #include "clip.h"
+#include "error.h"
 #include "model.h"
 #include "sdc.pb-c.h"
 #include "tokenizer.h"
@@ -29,12 +30,17 @@ int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const ch
 void sdc_stage_host_free(sdc_stage_host *h);
 
 /* Runs hop req->hop of req (whose stage this host must have) and produces the
- * message to send next: a StageRequest for the next hop (*next_is_reply = 0)
- * or a StageReply for the coordinator (*next_is_reply = 1), packed into *out
- * (heap, caller frees). Consecutive hops this host also serves run here too,
- * without a network round trip. Bad input yields a StageReply with `error`
- * naming the culprit, never a crash. *compute_us gets the time spent. */
-int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
-                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us);
+ * message to send next: a StageRequest for the next hop (*next_is_reply = 0,
+ * *next_endpoint pointing into req) or a StageReply for the coordinator
+ * (*next_is_reply = 1), packed into *out (heap, caller frees). Consecutive hops
+ * this host also serves run here too, without a network round trip. Bad input
+ * yields a StageReply with `error` naming the culprit, never a crash; that
+ * error is also copied into *hop_error (code SDC_OK when every hop succeeded),
+ * so a caller on another thread can log it. *compute_us gets the time spent.
+ * Returns SDC_OK, or the error that left nothing to send (packing failed);
+ * its message is the calling thread's (sdc_errmsg). */
+int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out /* OUT */,
+                      size_t *out_n /* OUT */, int *next_is_reply /* OUT */, const char **next_endpoint /* OUT */,
+                      uint64_t *compute_us /* OUT */, sdc_error *hop_error /* OUT */);
 
 #endif

@@ -1,31 +1,35 @@
 /* worker.c - sdc-worker: hosts stages behind ZeroMQ; libuv loop for sockets, compute on the thread pool. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "error.h"
+#include "log.h"
 #include "ops.h"
 #include "runtime.h"
+#include "sdc_limits.h"
 #include "stage.h"
 #include "stage_exec.h"
 #include "wire.h"
 
-#define SDC__MAX_PEERS 64
-#define SDC__BEAT_MS 1000
-
+/* One request, from the data socket through the pool thread to the next hop. The pool thread
+ * fills out..end_ms; errors travel as copies because the loop thread cannot see its messages. */
 typedef struct sdc__item {
   Sdcpb__Envelope *env;
   uint8_t *out;
   size_t out_n;
-  int is_reply, err;
-  char endpoint[256];
+  int is_reply;
+  sdc_error hop_error;  /* a hop failed: the reply sent on carries this text */
+  sdc_error send_error; /* nothing to send (packing failed) */
+  char endpoint[SDC_MAX_ENDPOINT];
   uint64_t us, start_ms, end_ms;
   struct sdc__item *next;
 } sdc__item;
@@ -38,42 +42,37 @@ typedef struct {
   uv_timer_t beat;
   uv_signal_t sig_term, sig_int;
   uv_work_t work;
-  char id[96], endpoint[256], coordinator[256];
+  char id[SDC_MAX_WORKER_ID], endpoint[SDC_MAX_ENDPOINT], coordinator[SDC_MAX_ENDPOINT];
   sdc_stage_host host;
   sdc__item *head, *tail, *running;
   struct {
-    char endpoint[256];
+    char endpoint[SDC_MAX_ENDPOINT];
     void *sock;
-  } peers[SDC__MAX_PEERS];
+  } peers[SDC_WORKER_MAX_PEERS];
   int n_peers;
   uint64_t served, dropped_late, dropped_full, errors;
   int draining, registered, closing, log_hops;
-  unsigned beat_ms;
+  uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
 } sdc__worker;
 
-static uint64_t sdc__now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+/* The stage a request asks of its receiver, and the scheduler step to log it under: the UNet
+ * shards run once per step, text and vae once per job (their step field is 0). */
+static Sdcpb__Stage sdc__stage_of(const Sdcpb__StageRequest *r) {
+  return r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
 }
 
-static void sdc__log(const sdc__worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sdc__log(const sdc__worker *w, const char *fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "%llu worker %s: %s\n", (unsigned long long)sdc__now_ms(), w->id, msg);
+static int64_t sdc__step_of(const Sdcpb__StageRequest *r) {
+  Sdcpb__Stage s = sdc__stage_of(r);
+  return s >= SDCPB__STAGE__UNET_DOWN && s <= SDCPB__STAGE__UNET_UP ? (int64_t)r->step : -1;
 }
 
 static void sdc__drain(sdc__worker *w);
 static void sdc__start_next(sdc__worker *w);
 
 static void sdc__send_register(sdc__worker *w) {
-  Sdcpb__Stage stages[8];
+  Sdcpb__Stage stages[SDC_STAGE_END];
   size_t n = 0;
-  for (int s = SDCPB__STAGE__TEXT; s <= SDCPB__STAGE__VAE; s++)
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++)
     if (w->host.stages & (1u << s)) stages[n++] = (Sdcpb__Stage)s;
   Sdcpb__Register reg = SDCPB__REGISTER__INIT;
   reg.worker_id = w->id;
@@ -99,14 +98,24 @@ static void sdc__send_heartbeat(sdc__worker *w) {
   sdc_zmq_send(w->ctrl, NULL, 0, &env, ZMQ_DONTWAIT);
 }
 
+/* The PUSH socket to endpoint, connected on first use. NULL with the loop
+ * thread's message set (naming the endpoint) when it cannot be had. */
 static void *sdc__peer(sdc__worker *w, const char *endpoint) {
   for (int i = 0; i < w->n_peers; i++)
     if (strcmp(w->peers[i].endpoint, endpoint) == 0) return w->peers[i].sock;
-  if (w->n_peers == SDC__MAX_PEERS) return NULL;
+  if (w->n_peers == SDC_WORKER_MAX_PEERS) {
+    sdc_seterr(SDC_EUNSUPPORTED, "%s: already connected to SDC_WORKER_MAX_PEERS (%d) next hops", endpoint,
+               SDC_WORKER_MAX_PEERS);
+    return NULL;
+  }
   void *s = zmq_socket(w->zctx, ZMQ_PUSH);
-  if (!s) return NULL;
+  if (!s) {
+    sdc_seterr(SDC_EIO, "%s: zmq_socket: %s", endpoint, zmq_strerror(errno));
+    return NULL;
+  }
   sdc_zmq_configure(s);
   if (zmq_connect(s, endpoint) != 0) {
+    sdc_seterr(SDC_EIO, "%s: zmq_connect: %s", endpoint, zmq_strerror(errno));
     zmq_close(s);
     return NULL;
   }
@@ -119,18 +128,21 @@ static void sdc__maybe_exit(sdc__worker *w) {
   if (!w->draining || w->running || w->head || w->closing) return;
   w->closing = 1;
   sdc__send_heartbeat(w); /* last word: draining, nothing in flight */
-  sdc__log(w, "drained after %llu requests; exiting", (unsigned long long)w->served);
+  sdc_log(NULL, -1, 0, "drained after %llu requests; exiting", (unsigned long long)w->served);
   uv_stop(w->loop);
 }
 
+/* On a pool thread: its error messages stay here, so they are copied into the item. */
 static void sdc__work_cb(uv_work_t *req) {
   sdc__worker *w = req->data;
   sdc__item *it = w->running;
   const char *ep = NULL;
-  it->start_ms = sdc__now_ms();
-  it->err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->us);
+  it->start_ms = sdc_clock_unix_ms();
+  int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->us,
+                              &it->hop_error);
+  sdc_error_capture(&it->send_error, err);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
-  it->end_ms = sdc__now_ms();
+  it->end_ms = sdc_clock_unix_ms();
 }
 
 static void sdc__after_work_cb(uv_work_t *req, int status) {
@@ -139,19 +151,30 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   w->running = NULL;
   (void)status;
   const Sdcpb__StageRequest *r = it->env->request;
-  /* one line per hop when asked: the pipeline's overlap can be read off the logs */
+  const int64_t step = sdc__step_of(r);
+  const char *stage = sdc_stage_name(sdc__stage_of(r));
+  /* one line per hop when asked (--log-hops): the pipeline's overlap can be read off the logs */
   if (w->log_hops)
-    sdc__log(w, "hop job=%s step=%u stage=%s start_ms=%llu end_ms=%llu", r->job_id, r->step,
-             r->hop < r->n_route ? sdc_stage_name(r->route[r->hop]->stage) : "?", (unsigned long long)it->start_ms,
-             (unsigned long long)it->end_ms);
-  if (it->err) {
+    sdc_log(r->job_id, step, 0, "hop stage=%s start_ms=%llu end_ms=%llu", stage, (unsigned long long)it->start_ms,
+            (unsigned long long)it->end_ms);
+  if (it->hop_error.code) {
     w->errors++;
-    sdc__log(w, "job %s step %u: %s", r->job_id, r->step, sdc_errmsg(it->err));
+    sdc_log(r->job_id, step, 0, "%s failed (%s), replying with the error: %s", stage, sdc_err_name(it->hop_error.code),
+            it->hop_error.msg);
+  }
+  if (it->send_error.code) {
+    w->errors++;
+    sdc_log(r->job_id, step, 0, "%s: nothing to send (%s): %s", stage, sdc_err_name(it->send_error.code),
+            it->send_error.msg);
   } else {
+    const char *to = it->is_reply ? "the coordinator" : it->endpoint;
     void *sock = it->is_reply ? w->ctrl : sdc__peer(w, it->endpoint);
-    if (!sock || zmq_send(sock, it->out, it->out_n, ZMQ_DONTWAIT) < 0) {
+    if (!sock) {
       w->dropped_full++;
-      sdc__log(w, "job %s step %u: could not send to %s", r->job_id, r->step, it->is_reply ? "coordinator" : it->endpoint);
+      sdc_log(r->job_id, step, 0, "%s: could not send: %s", stage, sdc_errmsg(SDC_EIO)); /* set just now, here */
+    } else if (zmq_send(sock, it->out, it->out_n, ZMQ_DONTWAIT) < 0) {
+      w->dropped_full++;
+      sdc_log(r->job_id, step, 0, "%s: could not send to %s: %s", stage, to, zmq_strerror(errno));
     } else {
       w->served++;
     }
@@ -170,8 +193,10 @@ static void sdc__start_next(sdc__worker *w) {
     w->head = it->next;
     if (!w->head) w->tail = NULL;
     const Sdcpb__StageRequest *r = it->env->request;
-    if (r->deadline_unix_ms && sdc__now_ms() > r->deadline_unix_ms) {
+    if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
       w->dropped_late++; /* the coordinator has re-issued it by now */
+      sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
+              (unsigned long long)(sdc_clock_unix_ms() - r->deadline_unix_ms));
       sdc_wire_free(it->env);
       free(it);
       continue;
@@ -195,13 +220,31 @@ static void sdc__on_request(sdc__worker *w, Sdcpb__Envelope *env) {
   sdc__start_next(w);
 }
 
+static void sdc__on_beat(uv_timer_t *t);
+
+/* Beats every period_ms from now on: the coordinator's Welcome.heartbeat_ms, so that its
+ * liveness check (SDC_DEAD_AFTER_BEATS periods) matches our rhythm. A period outside
+ * SDC_MIN_HEARTBEAT_MS..SDC_MAX_HEARTBEAT_MS keeps the current one. */
+static void sdc__set_beat(sdc__worker *w, uint32_t period_ms) {
+  if (period_ms < SDC_MIN_HEARTBEAT_MS || period_ms > SDC_MAX_HEARTBEAT_MS) {
+    sdc_log(NULL, -1, 0, "Welcome.heartbeat_ms %u is outside %d..%d; beating every %u ms", period_ms,
+            SDC_MIN_HEARTBEAT_MS, SDC_MAX_HEARTBEAT_MS, w->beat_ms);
+    return;
+  }
+  if (period_ms == w->beat_ms) return;
+  sdc_log(NULL, -1, 0, "heartbeat every %u ms (was %u), as the coordinator asks", period_ms, w->beat_ms);
+  w->beat_ms = period_ms;
+  uv_timer_start(&w->beat, sdc__on_beat, period_ms, period_ms);
+}
+
 static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
   if (env->body_case == SDCPB__ENVELOPE__BODY_WELCOME) {
     if (env->welcome->accepted) {
-      if (!w->registered) sdc__log(w, "registered with coordinator %s", env->welcome->coordinator_id);
+      if (!w->registered) sdc_log(NULL, -1, 0, "registered with coordinator %s", env->welcome->coordinator_id);
       w->registered = 1;
+      sdc__set_beat(w, env->welcome->heartbeat_ms);
     } else {
-      sdc__log(w, "registration refused: %s", env->welcome->reason);
+      sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
     }
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_CANCEL) {
     /* drop queued work of the job; what runs now finishes (one step at most) */
@@ -269,10 +312,21 @@ static void sdc__on_beat(uv_timer_t *t) {
 static void sdc__on_signal(uv_signal_t *s, int signum) {
   sdc__worker *w = s->data;
   if (w->draining) return;
-  sdc__log(w, "signal %d: draining", signum);
+  sdc_log(NULL, -1, 0, "signal %d: draining", signum);
   w->draining = 1;
   sdc__send_heartbeat(w);
   sdc__maybe_exit(w);
+}
+
+/* Copies a flag's value into a fixed field; a value that does not fit is refused, not cut
+ * (a cut id or endpoint would name another worker). */
+static int sdc__copy_arg(const char *flag, char *dst, size_t n, const char *value) {
+  if (strlen(value) >= n) {
+    fprintf(stderr, "sdc-worker: %s: '%.40s...' is %zu bytes, at most %zu\n", flag, value, strlen(value), n - 1);
+    return SDC_EINVAL;
+  }
+  memcpy(dst, value, strlen(value) + 1);
+  return SDC_OK;
 }
 
 static void sdc__usage(FILE *fp) {
@@ -286,6 +340,7 @@ static void sdc__usage(FILE *fp) {
           "  --advertise URL       data endpoint others should connect to (default: the bound one)\n"
           "  --id NAME             worker id (default: host-pid)\n"
           "  --precision fp32|bf16 GEMM arithmetic (default fp32; bf16 on AMX/AVX512-BF16, weights kept in bf16)\n"
+          "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
           "SIGTERM/SIGINT drain: queued work finishes, nothing new is taken, then the worker exits.\n");
 }
 
@@ -297,21 +352,27 @@ int main(int argc, char **argv) {
                                        {"config", required_argument, 0, 'c'}, {"coordinator", required_argument, 0, 'C'},
                                        {"bind", required_argument, 0, 'b'},   {"advertise", required_argument, 0, 'a'},
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
-                                       {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0}};
-  char host[64] = "worker";
+                                       {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
+                                       {0, 0, 0, 0}};
+  char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
   int ch;
   sdc_precision prec = SDC_PREC_FP32;
-  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
       case 'm': model = optarg; break;
       case 'c': config = optarg; break;
-      case 'C': snprintf(w.coordinator, sizeof w.coordinator, "%s", optarg); break;
+      case 'C':
+        if (sdc__copy_arg("--coordinator", w.coordinator, sizeof w.coordinator, optarg)) return 2;
+        break;
       case 'b': bind = optarg; break;
       case 'a': advertise = optarg; break;
-      case 'i': snprintf(w.id, sizeof w.id, "%s", optarg); break;
+      case 'i':
+        if (sdc__copy_arg("--id", w.id, sizeof w.id, optarg)) return 2;
+        break;
+      case 'L': w.log_hops = 1; break;
       case 'p':
         if (sdc_precision_parse(optarg, &prec)) {
           fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -326,6 +387,7 @@ int main(int argc, char **argv) {
     sdc__usage(stderr);
     return 2;
   }
+  sdc_log_init("worker", w.id);
   unsigned bits = 0;
   if (sdc_stage_parse_list(stages, &bits) != SDC_OK) {
     fprintf(stderr, "sdc-worker: --stage: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -353,7 +415,7 @@ int main(int argc, char **argv) {
   }
   size_t len = sizeof w.endpoint;
   zmq_getsockopt(w.data, ZMQ_LAST_ENDPOINT, w.endpoint, &len);
-  if (advertise) snprintf(w.endpoint, sizeof w.endpoint, "%s", advertise);
+  if (advertise && sdc__copy_arg("--advertise", w.endpoint, sizeof w.endpoint, advertise)) return 2;
   if (zmq_connect(w.ctrl, w.coordinator) != 0) {
     fprintf(stderr, "sdc-worker: --coordinator %s: %s\n", w.coordinator, zmq_strerror(errno));
     return 2;
@@ -373,14 +435,14 @@ int main(int argc, char **argv) {
   uv_prepare_start(&w.prep, sdc__on_prepare);
   uv_timer_init(w.loop, &w.beat);
   w.beat.data = &w;
-  uv_timer_start(&w.beat, sdc__on_beat, 0, SDC__BEAT_MS);
+  w.beat_ms = SDC_HEARTBEAT_MS; /* until the coordinator's Welcome names its period */
+  uv_timer_start(&w.beat, sdc__on_beat, 0, w.beat_ms);
   uv_signal_init(w.loop, &w.sig_term);
   uv_signal_init(w.loop, &w.sig_int);
   w.sig_term.data = w.sig_int.data = &w;
   uv_signal_start(&w.sig_term, sdc__on_signal, SIGTERM);
   uv_signal_start(&w.sig_int, sdc__on_signal, SIGINT);
-  w.log_hops = getenv("SDC_LOG_HOPS") && strcmp(getenv("SDC_LOG_HOPS"), "1") == 0;
-  sdc__log(&w, "serving %s on %s (model %s, fingerprint %s)", stages, w.endpoint, model, w.host.fingerprint);
+  sdc_log(NULL, -1, 0, "serving %s on %s (model %s, fingerprint %s)", stages, w.endpoint, model, w.host.fingerprint);
   uv_run(w.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < w.n_peers; i++) zmq_close(w.peers[i].sock);
   zmq_close(w.ctrl);
