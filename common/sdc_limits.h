@@ -43,6 +43,7 @@
 #define SDC_COORD_MAX_JOBS 1024
 #define SDC_MAX_WORKERS 256                    /* registry slots */
 #define SDC_DEAD_LETTER_JSON_BYTES 1024        /* the start of a failed job's JSON kept in sdc:jobs:dead */
+#define SDC_COORD_ROUTE_STAGE_BYTES 128        /* one stage's worker ids in a job hash's route field; more: "..." */
 
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */
