@@ -254,7 +254,7 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
  * the client chose. A scan of the first bytes, not a parse: the JSON may be
  * huge or broken. Leaves out untouched when there is no usable id. */
 static void sdc__sniff_id(const char *json, size_t n, char *out, size_t cap) {
-  const char *end = json + (n < 4096 ? n : 4096);
+  const char *end = json + (n < SDC_COORD_ID_SNIFF_BYTES ? n : SDC_COORD_ID_SNIFF_BYTES);
   for (const char *p = json; p && p + 4 < end; p++) {
     if (memcmp(p, "\"id\"", 4) != 0) continue;
     const char *q = p + 4;
@@ -341,8 +341,8 @@ void sdc_coord_claim_more(sdc_coord *c) {
   if (c->reading || c->draining || c->n_jobs >= c->max_jobs || !c->rb || c->exit_code) return;
   if (!sdc_registry_complete(&c->reg, SDC_STAGE_ALL_BITS)) return; /* the tick tries again */
   c->reading = 1;
-  redisAsyncCommand(c->rb, sdc__on_read, c, "XREADGROUP GROUP %s %s COUNT %d BLOCK 1000 STREAMS %s >", SDC_JOBS_GROUP,
-                    c->id, c->max_jobs - c->n_jobs, SDC_JOBS_STREAM);
+  redisAsyncCommand(c->rb, sdc__on_read, c, "XREADGROUP GROUP %s %s COUNT %d BLOCK %d STREAMS %s >", SDC_JOBS_GROUP,
+                    c->id, c->max_jobs - c->n_jobs, SDC_COORD_READ_BLOCK_MS, SDC_JOBS_STREAM);
 }
 
 static void sdc__on_autoclaim(redisAsyncContext *ac, void *r, void *priv) {

@@ -53,10 +53,9 @@ void sdc_coord_job_route_text(const sdc_coord_job *j, char *out, size_t n) {
 }
 
 void sdc_coord_job_finish(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error) {
-  sdc_coord_release_route(c, j);
-  j->phase = SDC_COORD_STORING;
   if (st == SDC_JOB_DONE) c->jobs_done++;
   else if (st == SDC_JOB_FAILED) c->jobs_failed++;
+  /* logged before the phase changes: a failure while denoising names its step */
   if (error) {
     sdc_coord_job_log(j, "%s: %s", sdc_job_state_name(st), error);
   } else {
@@ -64,6 +63,8 @@ void sdc_coord_job_finish(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, cons
     sdc_coord_job_route_text(j, route, sizeof route);
     sdc_coord_job_log(j, "%s (route %s)", sdc_job_state_name(st), route);
   }
+  sdc_coord_release_route(c, j);
+  j->phase = SDC_COORD_STORING;
   sdc_coord_store_final(c, j, st, error);
 }
 
