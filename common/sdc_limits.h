@@ -48,6 +48,9 @@
 #define SDC_COORD_MAX_JOBS 1024
 #define SDC_MAX_WORKERS 256                    /* registry slots */
 #define SDC_DEAD_LETTER_JSON_BYTES 1024        /* the start of a failed job's JSON kept in sdc:jobs:dead */
+#define SDC_COORD_READ_BLOCK_MS 1000           /* XREADGROUP BLOCK: how long one read waits for new entries */
+#define SDC_COORD_ID_SNIFF_BYTES 4096          /* a refused job's JSON scanned for its "id" */
+#define SDC_COORD_ROUTE_STAGE_BYTES 128        /* one stage's worker ids in a job hash's route field; more: "..." */
 
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */

@@ -5,8 +5,7 @@
 #include <stdint.h>
 
 #include "sdc.pb-c.h"
-
-#define SDC_MAX_WORKERS 256
+#include "sdc_limits.h" /* SDC_MAX_WORKERS */
 
 typedef struct {
   char id[128];

@@ -73,14 +73,16 @@ static char *wait_final(const char *id, double timeout_s) {
   return NULL;
 }
 
-static pid_t start_cluster(const char *model, const char *config, const char *log) {
-  char url[64];
-  snprintf(url, sizeof url, "redis://127.0.0.1:%d", g_redis_port);
+/* `sdc cluster` on Redis `url` (NULL: the test's own server), with two replicas of every UNet shard
+ * when `replicas`. */
+static pid_t start_cluster_on(const char *url, const char *model, const char *config, const char *log, int replicas) {
+  char own[64];
+  snprintf(own, sizeof own, "redis://127.0.0.1:%d", g_redis_port);
   char *argv[16];
   int k = 0;
   argv[k++] = (char *)g_sdc, argv[k++] = "cluster", argv[k++] = "--model", argv[k++] = (char *)model;
-  argv[k++] = "--redis", argv[k++] = url, argv[k++] = "--replicas", argv[k++] = "unet-down=2,unet-mid=2,unet-up=2";
-  argv[k++] = "--log-hops";
+  argv[k++] = "--redis", argv[k++] = (char *)(url ? url : own), argv[k++] = "--log-hops";
+  if (replicas) argv[k++] = "--replicas", argv[k++] = "unet-down=2,unet-mid=2,unet-up=2";
   if (config) argv[k++] = "--config", argv[k++] = (char *)config;
   argv[k] = NULL;
   posix_spawn_file_actions_t fa;
@@ -92,6 +94,40 @@ static pid_t start_cluster(const char *model, const char *config, const char *lo
   posix_spawn_file_actions_destroy(&fa);
   CHECK(rc == 0, "cannot start sdc cluster");
   return rc == 0 ? pid : -1;
+}
+
+static pid_t start_cluster(const char *model, const char *config, const char *log) {
+  return start_cluster_on(NULL, model, config, log, 1);
+}
+
+/* A redis-server on `port` (requirepass `password` unless NULL); 0 when it did not start. */
+static pid_t start_redis(int port, const char *password) {
+  char port_s[16];
+  snprintf(port_s, sizeof port_s, "%d", port);
+  char *rargv[16] = {"/usr/bin/redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                     "no", "--dir", (char *)g_tmp};
+  int k = 11;
+  if (password) rargv[k++] = "--requirepass", rargv[k++] = (char *)password;
+  rargv[k] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, rargv[0], &fa, NULL, rargv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  CHECK(rc == 0, "cannot start redis-server on port %d", port);
+  return rc == 0 ? pid : 0;
+}
+
+/* Connects to 127.0.0.1:port, waiting for the server to come up; NULL on timeout. */
+static redisContext *connect_redis(int port) {
+  redisContext *rc = NULL;
+  for (int i = 0; i < 100 && !rc; i++) {
+    sleep_ms(50);
+    rc = redisConnect("127.0.0.1", port);
+    if (rc && rc->err) redisFree(rc), rc = NULL;
+  }
+  return rc;
 }
 
 /* The cluster restarts a crashed worker, so a crash would otherwise go unseen: read the log. */
@@ -147,9 +183,44 @@ static void compare_with_generate(const char *id, const char *model, const char 
   }
 }
 
+/* The hash of a finished job against docs/jobs.md: created_ms from the entry id even for a plain XADD,
+ * the resolved scheduler name (never "default"), and the short route form, each worker once per stage. */
+static void check_job_hash(const char *id, const char *want_sched) {
+  char *entry = hget(id, "entry"), *created = hget(id, "created_ms"), *sched = hget(id, "scheduler");
+  char *route = hget(id, "route");
+  CHECK(entry && created && strtoull(created, NULL, 10) == strtoull(entry, NULL, 10) && strtoull(created, NULL, 10) > 0,
+        "%s: created_ms '%s' is not the time of entry '%s'", id, created ? created : "(missing)", entry ? entry : "");
+  CHECK(sched && !strcmp(sched, want_sched), "%s: scheduler '%s', expected '%s'", id, sched ? sched : "(missing)",
+        want_sched);
+  CHECK(route && strlen(route) < 1024, "%s: route missing or %zu bytes", id, route ? strlen(route) : 0);
+  static const char *const stages[] = {"text=", "down=", "mid=", "up=", "vae="};
+  const char *p = route ? route : "";
+  for (int s = 0; s < 5 && route; s++) {
+    /* stages in order, separated by one space, each listing distinct workers */
+    CHECK(!strncmp(p, stages[s], strlen(stages[s])), "%s: route '%s' lacks '%s' in place", id, route, stages[s]);
+    if (strncmp(p, stages[s], strlen(stages[s]))) break;
+    p += strlen(stages[s]);
+    size_t n = strcspn(p, " ");
+    char list[512];
+    snprintf(list, sizeof list, "%.*s", (int)(n < sizeof list ? n : sizeof list - 1), p);
+    CHECK(n > 0, "%s: route '%s' has no worker for %s", id, route, stages[s]);
+    for (char *a = list; *a; a += strcspn(a, ",") + (a[strcspn(a, ",")] == ','))
+      for (char *b = a + strcspn(a, ",") + (a[strcspn(a, ",")] == ','); *b; b += strcspn(b, ",") + (b[strcspn(b, ",")] == ','))
+        CHECK(strcspn(a, ",") != strcspn(b, ",") || strncmp(a, b, strcspn(a, ",")), "%s: route '%s' repeats a worker",
+              id, route);
+    p += n;
+    if (*p == ' ') p++;
+  }
+  CHECK(!route || !*p, "%s: route '%s' has more than the five stages", id, route);
+  printf("%s: created_ms %s, scheduler %s, route '%s'\n", id, created ? created : "-", sched ? sched : "-",
+         route ? route : "-");
+  free(entry), free(created), free(sched), free(route);
+}
+
 typedef struct {
   const char *id, *json, *gen_args;
   int n_img;
+  const char *sched; /* the resolved scheduler the hash must name */
 } job_case;
 
 static void run_model(const char *name, const char *model, const char *config, const job_case *cases, int n_cases,
@@ -162,7 +233,10 @@ static void run_model(const char *name, const char *model, const char *config, c
     char *st = wait_final(cases[i].id, 180);
     char *err = st && strcmp(st, "done") ? hget(cases[i].id, "error") : NULL;
     CHECK(st && !strcmp(st, "done"), "%s: state %s (%s)", cases[i].id, st ? st : "timeout", err ? err : "");
-    if (st && !strcmp(st, "done")) compare_with_generate(cases[i].id, model, config, cases[i].gen_args, cases[i].n_img);
+    if (st && !strcmp(st, "done")) {
+      compare_with_generate(cases[i].id, model, config, cases[i].gen_args, cases[i].n_img);
+      check_job_hash(cases[i].id, cases[i].sched);
+    }
     free(st), free(err);
   }
   if (ten_at_once) {
@@ -245,6 +319,7 @@ static void run_model(const char *name, const char *model, const char *config, c
         snprintf(gen, sizeof gen, "--prompt 'survive a crash' --width 128 --height 128 --steps 12 --scheduler euler_a "
                                   "--seed %d", 200 + i);
         compare_with_generate(id, model, config, gen, 1);
+        check_job_hash(id, "euler_a"); /* a re-issued step may list two workers for a stage */
       }
       free(st);
     }
@@ -294,6 +369,66 @@ static void run_bad_jobs(const char *model) {
   stop_cluster(cl, log, 0);
 }
 
+/* A Redis that wants a password: with the right one in the URL (and a db) a job completes; with a
+ * wrong one sdc-coordinator exits non-zero, naming the Redis it could not use. */
+static void run_auth(const char *model) {
+  const int port = sdc_test_free_port();
+  pid_t pid = start_redis(port, "s3cret");
+  redisContext *rc = pid ? connect_redis(port) : NULL;
+  CHECK(rc != NULL, "the password-protected redis-server did not come up");
+  if (!rc) goto out;
+  redisReply *r = redisCommand(rc, "AUTH s3cret");
+  CHECK(r && r->type == REDIS_REPLY_STATUS, "AUTH to the test's own server failed");
+  if (r) freeReplyObject(r);
+  r = redisCommand(rc, "SELECT 2");
+  if (r) freeReplyObject(r);
+  char url[128], log[1024];
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/2", port);
+  snprintf(log, sizeof log, "%s/cluster-auth.log", g_tmp);
+  pid_t cl = start_cluster_on(url, model, NULL, log, 0);
+  r = redisCommand(rc, "XADD sdc:jobs * job %s",
+                   "{\"id\":\"auth-ok\",\"prompt\":\"x\",\"width\":64,\"height\":64,\"steps\":2,\"seed\":1}");
+  CHECK(r && r->type == REDIS_REPLY_STRING, "XADD on the password-protected server failed");
+  if (r) freeReplyObject(r);
+  char *st = NULL;
+  for (int i = 0; i < 1200 && !(st && (!strcmp(st, "done") || !strcmp(st, "failed"))); i++) {
+    free(st);
+    sleep_ms(50);
+    r = redisCommand(rc, "HGET sdc:job:auth-ok state");
+    st = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    if (r) freeReplyObject(r);
+  }
+  CHECK(st && !strcmp(st, "done"), "auth-ok with the right password and db 2: state %s", st ? st : "timeout");
+  printf("auth-ok with a password and db 2: %s\n", st ? st : "timeout");
+  free(st);
+  stop_cluster(cl, log, 0);
+  FILE *fp = fopen(log, "r");
+  char line[2048];
+  int connected = 0;
+  while (fp && fgets(line, sizeof line, fp)) connected |= strstr(line, "coordinator") && strstr(line, "connected") != NULL;
+  if (fp) fclose(fp);
+  CHECK(connected, "%s: the coordinator never logged that Redis is connected", log);
+  /* a wrong password: the coordinator stops with a line naming the server, and never the password */
+  char coord[1100], cmd[4096], err[8192], where[64];
+  snprintf(coord, sizeof coord, "%s", g_sdc);
+  char *slash = strrchr(coord, '/');
+  snprintf(slash ? slash + 1 : coord, sizeof coord - (size_t)(slash ? slash + 1 - coord : 0), "sdc-coordinator");
+  snprintf(cmd, sizeof cmd, "timeout 60 '%s' --model '%s' --redis redis://:wrong-pw@127.0.0.1:%d --bind tcp://127.0.0.1:%d",
+           coord, model, port, sdc_test_free_port());
+  int status = sdc_test_run(cmd, err, sizeof err);
+  snprintf(where, sizeof where, "127.0.0.1:%d", port);
+  CHECK(status != 0 && status != 124, "a wrong password: sdc-coordinator exited with %d", status);
+  CHECK(strstr(err, where) && strstr(err, "AUTH"), "a wrong password: no line names %s and AUTH: %s", where, err);
+  CHECK(!strstr(err, "wrong-pw"), "a wrong password: the log shows the password: %s", err);
+  printf("wrong password: exit %d, %s", status, err);
+  redisFree(rc);
+out:
+  if (pid > 0) {
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   g_sdc = argv[1];
@@ -327,30 +462,31 @@ int main(int argc, char **argv) {
   const job_case sd1[] = {
       {"sd1-pndm", "{\"id\":\"sd1-pndm\",\"prompt\":\"a photograph of an astronaut riding a horse\",\"width\":128,"
                    "\"height\":128,\"steps\":8,\"seed\":42}",
-       "--prompt 'a photograph of an astronaut riding a horse' --width 128 --height 128 --steps 8 --seed 42", 1},
+       "--prompt 'a photograph of an astronaut riding a horse' --width 128 --height 128 --steps 8 --seed 42", 1, "pndm"},
       {"sd1-euler-a", "{\"id\":\"sd1-euler-a\",\"prompt\":\"a cat\",\"negative_prompt\":\"blurry\",\"width\":128,"
                       "\"height\":128,\"steps\":6,\"seed\":1,\"scheduler\":\"euler_a\"}",
-       "--prompt 'a cat' --negative-prompt blurry --width 128 --height 128 --steps 6 --seed 1 --scheduler euler_a", 1},
+       "--prompt 'a cat' --negative-prompt blurry --width 128 --height 128 --steps 6 --seed 1 --scheduler euler_a", 1, "euler_a"},
       {"sd1-two", "{\"id\":\"sd1-two\",\"prompt\":\"two images\",\"width\":128,\"height\":128,\"steps\":5,\"seed\":3,"
                   "\"scheduler\":\"dpmpp_2m_karras\",\"num_images\":2}",
-       "--prompt 'two images' --width 128 --height 128 --steps 5 --seed 3 --scheduler dpmpp_2m_karras --num-images 2", 2},
+       "--prompt 'two images' --width 128 --height 128 --steps 5 --seed 3 --scheduler dpmpp_2m_karras --num-images 2", 2, "dpmpp_2m_karras"},
   };
   const job_case sd2[] = {
       {"sd2-ddim", "{\"id\":\"sd2-ddim\",\"prompt\":\"v prediction\",\"width\":128,\"height\":192,\"steps\":6,\"seed\":9}",
-       "--prompt 'v prediction' --width 128 --height 192 --steps 6 --seed 9", 1},
+       "--prompt 'v prediction' --width 128 --height 192 --steps 6 --seed 9", 1, "ddim"},
       {"sd2-unipc", "{\"id\":\"sd2-unipc\",\"prompt\":\"unipc\",\"width\":128,\"height\":128,\"steps\":5,\"seed\":4,"
                     "\"scheduler\":\"unipc\",\"guidance_scale\":1.0}",
-       "--prompt unipc --width 128 --height 128 --steps 5 --seed 4 --scheduler unipc --guidance-scale 1.0", 1},
+       "--prompt unipc --width 128 --height 128 --steps 5 --seed 4 --scheduler unipc --guidance-scale 1.0", 1, "unipc"},
   };
   const job_case sf[] = {
       {"single-heun", "{\"id\":\"single-heun\",\"prompt\":\"single file\",\"width\":128,\"height\":128,\"steps\":4,"
                       "\"seed\":5,\"scheduler\":\"heun\"}",
-       "--prompt 'single file' --width 128 --height 128 --steps 4 --seed 5 --scheduler heun", 1},
+       "--prompt 'single file' --width 128 --height 128 --steps 4 --seed 5 --scheduler heun", 1, "heun"},
   };
   run_model("sd1", m1, NULL, sd1, 3, 1);
   run_model("sd2", m2, NULL, sd2, 2, 0);
   run_model("single", single, m1, sf, 1, 0);
   run_bad_jobs(m1);
+  run_auth(m1);
   redisFree(g_rc);
   stop_redis();
   if (!sdc_test_failures) sdc_test_rmtree(g_tmp);

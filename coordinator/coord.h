@@ -1,0 +1,153 @@
+/* coord.h - sdc-coordinator's state and the calls its modules make across each other.
+ *
+ * The coordinator claims jobs from Redis, owns each job's latent, scheduler and RNG, routes every step
+ * through one replica of each UNet shard, stores results, and acks only after storing. One libuv loop
+ * thread runs everything; the state below is passed to every function (libuv handles reach it through
+ * handle->data, hiredis callbacks through privdata or ac->data).
+ *
+ * Modules:
+ *   main.c     - command line, start-up, the tick timer, signals (drain), shutdown
+ *   intake.c   - Redis: connections (AUTH, SELECT), XREADGROUP claims, XAUTOCLAIM takeover, touching our
+ *                pending entries, parsing entries into jobs, the job hash, events, images, ack, dead letters,
+ *                cancel checks
+ *   jobs.c     - one job's state machine: phases, the denoising loop (sdc_denoise), failures, completion
+ *   route.c    - ZeroMQ ROUTER: stage requests, their replies, timeouts and re-issue, worker registration
+ *                and heartbeats
+ *   registry.c - the worker table: liveness and the least-loaded replica per stage
+ */
+#ifndef SDC_COORD_H
+#define SDC_COORD_H
+
+#include <hiredis/async.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "denoise.h"
+#include "job.h"
+#include "model.h"
+#include "redis_url.h"
+#include "registry.h"
+#include "sdc.pb-c.h"
+#include "sdc_limits.h"
+#include "stage.h"
+
+typedef struct sdc_coord sdc_coord;
+
+/* CHECKING: reading the hash (state, cancel, seed, owner); TEXT, DENOISE, VAE: a stage request is
+ * issued or about to be; STORING: the outcome is being written, then the entry is acked. */
+typedef enum { SDC_COORD_CHECKING, SDC_COORD_TEXT, SDC_COORD_DENOISE, SDC_COORD_VAE, SDC_COORD_STORING } sdc_coord_phase;
+
+#define SDC_COORD_MAX_HOPS 3 /* stages in one request: down, mid, up */
+
+typedef struct sdc_coord_job {
+  struct sdc_coord_job *next;
+  sdc_coord *c; /* the coordinator, for callbacks that get only the job */
+  char id[SDC_MAX_JOB_ID + 1], entry[64], key[SDC_JOB_KEY_MAX];
+  sdc_job spec;
+  sdc_gen_params g;
+  sdc_denoise d;
+  int denoise_ready;
+  sdc_coord_phase phase;
+  char sched_name[SDC_MAX_SCHEDULER_NAME + 1]; /* resolved: the job's or the model's own */
+  float *ctx, *in, *t;                         /* context (B,L,D), model input (B,C,h,w), timesteps (B) */
+  int64_t L, D;
+  /* the request in flight: n_route > 0 while one is */
+  uint64_t req_id;
+  int64_t issued_ms; /* monotonic */
+  int attempts, route[SDC_COORD_MAX_HOPS], n_route;
+  sdc_stage route_stage[SDC_COORD_MAX_HOPS];
+  /* each stage's distinct workers, comma-separated, for the hash's route field */
+  char workers[SDC_STAGE_END][SDC_COORD_ROUTE_STAGE_BYTES];
+  char last_error[512]; /* the message of the failure that ends (or retries) the job */
+  char *raw;            /* the first SDC_DEAD_LETTER_JSON_BYTES of the job's JSON, for the dead-letter stream */
+  int storing_pending, store_failed;
+  int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
+} sdc_coord_job;
+
+struct sdc_coord {
+  uv_loop_t *loop;
+  void *zctx, *router;
+  uv_poll_t poll;
+  uv_prepare_t prep;
+  uv_timer_t tick;
+  uv_signal_t sig_term, sig_int;
+  redisAsyncContext *rc, *rb; /* commands; blocking reads */
+  sdc_redis_url redis;
+  int redis_ready;  /* connections whose AUTH/SELECT were answered */
+  int closing;      /* main is disconnecting: a lost connection is expected */
+  int exit_code;
+  char id[96], bind[256];
+  sdc_model model;
+  char fingerprint[32];
+  sdc_registry reg;
+  int64_t heartbeat_ms, dead_after_ms;
+  sdc_coord_job *jobs;
+  int n_jobs, max_jobs, reading, draining, stopping;
+  uint64_t next_req_id, step_timeout_ms, ttl_s;
+  int64_t last_touch_ms, last_reclaim_ms; /* monotonic */
+  uint64_t jobs_done, jobs_failed, steps_done;
+  Sdcpb__DType wire_dtype;
+  int64_t max_pixels;
+};
+
+/* ---- intake.c: Redis ---- */
+
+/* Opens one async connection to c->redis, attached to c->loop, and queues AUTH (when the URL has a
+ * password) and SELECT (when db != 0) as its first commands. An error reply to either is logged
+ * naming c->redis.where and stops the loop with c->exit_code = 1. NULL (logged) when it cannot start. */
+redisAsyncContext *sdc_coord_redis_connect(sdc_coord *c);
+/* Reads more entries (XREADGROUP) when there is room, workers for every stage, and no read in flight. */
+void sdc_coord_claim_more(sdc_coord *c);
+/* Touches our pending entries and takes over abandoned ones, each at its own period. */
+void sdc_coord_intake_tick(sdc_coord *c, int64_t now_ms);
+/* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event. */
+void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j);
+/* Writes step, publishes progress and asks Redis whether the job was cancelled; the answer goes to
+ * sdc_coord_job_cancel_checked(). */
+void sdc_coord_store_step(sdc_coord *c, sdc_coord_job *j);
+/* Stores the PNGs with the result TTL; then the job is done (or failed when a write failed). */
+void sdc_coord_store_images(sdc_coord *c, sdc_coord_job *j, const ProtobufCBinaryData *images, size_t n);
+/* Writes the final state (error, route), the TTL, a dead letter for a failure, the event; once Redis
+ * has applied them, acks the entry and frees the job. */
+void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
+/* Publishes the job's progress event. */
+void sdc_coord_publish(sdc_coord *c, const sdc_coord_job *j, sdc_job_state st, const char *error);
+
+/* ---- jobs.c: the state machine ---- */
+
+/* A job's hash was read: `recorded_seed` is the seed an earlier claim chose (NULL: none). Resolves the
+ * parameters, starts the denoising loop and issues the text request; fails the job on a bad request. */
+void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed);
+/* The successful reply to the job's request in flight: text -> denoise -> vae -> storing. */
+void sdc_coord_job_on_output(sdc_coord *c, sdc_coord_job *j, const Sdcpb__StageReply *rep);
+/* The answer to a step's cancel check: ends the job cancelled, or issues the next step (or the VAE). */
+void sdc_coord_job_cancel_checked(sdc_coord *c, sdc_coord_job *j, int cancelled);
+/* Counts a failed try of the request in flight (`why` is copied into last_error first); fails the job
+ * after SDC_COORD_MAX_ATTEMPTS, else returns 0 and the step is issued again. Returns 1 when it failed. */
+int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why);
+/* Ends the job failed with message `why` (copied before anything else runs). */
+void sdc_coord_job_fail(sdc_coord *c, sdc_coord_job *j, const char *why);
+/* Ends the job with a final state; error is NULL unless failed. */
+void sdc_coord_job_finish(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
+/* Unlinks and frees the job. */
+void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j);
+/* The hash's route field, e.g. "text=w1 down=w3,w7 mid=w2 up=w4 vae=w5". */
+void sdc_coord_job_route_text(const sdc_coord_job *j, char *out, size_t n);
+/* One log line for job j, with its step while it denoises. */
+void sdc_coord_job_log(const sdc_coord_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- route.c: ZeroMQ ---- */
+
+/* Sends the request of j's phase to one replica per stage, unless one is in flight or a stage has no
+ * replica now (the tick tries again). A send failure fails the job. */
+void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j);
+/* Forgets j's request in flight: its workers' outstanding counts drop. */
+void sdc_coord_release_route(sdc_coord *c, sdc_coord_job *j);
+/* Tells every live worker to drop what it holds of job_id. */
+void sdc_coord_broadcast_cancel(sdc_coord *c, const char *job_id);
+/* Expires silent workers, re-issues steps whose workers died or whose time ran out, issues what waits. */
+void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms);
+/* Reads every message the ROUTER holds: registrations, heartbeats, replies. */
+void sdc_coord_drain_router(sdc_coord *c);
+
+#endif

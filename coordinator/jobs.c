@@ -1,0 +1,210 @@
+/* jobs.c - one job's state machine in the coordinator: text -> denoise steps -> vae -> storing, failures, the end. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "coord.h"
+#include "error.h"
+#include "log.h"
+#include "scheduler.h"
+#include "wire.h"
+
+void sdc_coord_job_log(const sdc_coord_job *j, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (j->denoise_ready && j->phase == SDC_COORD_DENOISE) {
+    const int64_t calls = sdc_scheduler_n_calls(j->d.sched);
+    sdc_log(j->id, calls - sdc_denoise_calls_left(&j->d), calls, "%s", msg);
+  } else {
+    sdc_log(j->id, -1, 0, "%s", msg);
+  }
+}
+
+void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j) {
+  for (sdc_coord_job **pp = &c->jobs; *pp; pp = &(*pp)->next)
+    if (*pp == j) {
+      *pp = j->next;
+      break;
+    }
+  c->n_jobs--;
+  if (j->denoise_ready) sdc_denoise_free(&j->d);
+  sdc_job_free(&j->spec);
+  free(j->raw);
+  free(j->ctx), free(j->in), free(j->t);
+  free(j);
+}
+
+void sdc_coord_job_route_text(const sdc_coord_job *j, char *out, size_t n) {
+  size_t len = 0;
+  out[0] = 0;
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END && len < n; s++) {
+    if (!j->workers[s][0]) continue;
+    const char *name = sdc_stage_name(s);
+    if (strncmp(name, "unet-", 5) == 0) name += 5; /* down, mid, up */
+    int k = snprintf(out + len, n - len, "%s%s=%s", len ? " " : "", name, j->workers[s]);
+    if (k < 0) break;
+    len += (size_t)k;
+  }
+}
+
+void sdc_coord_job_finish(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error) {
+  if (st == SDC_JOB_DONE) c->jobs_done++;
+  else if (st == SDC_JOB_FAILED) c->jobs_failed++;
+  /* logged before the phase changes: a failure while denoising names its step */
+  if (error) {
+    sdc_coord_job_log(j, "%s: %s", sdc_job_state_name(st), error);
+  } else {
+    char route[SDC_STAGE_END * (SDC_COORD_ROUTE_STAGE_BYTES + 16)];
+    sdc_coord_job_route_text(j, route, sizeof route);
+    sdc_coord_job_log(j, "%s (route %s)", sdc_job_state_name(st), route);
+  }
+  sdc_coord_release_route(c, j);
+  j->phase = SDC_COORD_STORING;
+  sdc_coord_store_final(c, j, st, error);
+}
+
+void sdc_coord_job_fail(sdc_coord *c, sdc_coord_job *j, const char *why) {
+  if (why != j->last_error) snprintf(j->last_error, sizeof j->last_error, "%s", why);
+  sdc_coord_job_finish(c, j, SDC_JOB_FAILED, j->last_error);
+}
+
+/* Fails the job with the message of err, taken from this thread before anything else can replace it. */
+static void sdc__fail_err(sdc_coord *c, sdc_coord_job *j, int err) {
+  snprintf(j->last_error, sizeof j->last_error, "%s", sdc_errmsg(err));
+  sdc_coord_job_fail(c, j, j->last_error);
+}
+
+int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why) {
+  if (why != j->last_error) snprintf(j->last_error, sizeof j->last_error, "%s", why);
+  sdc_coord_release_route(c, j);
+  if (++j->attempts >= SDC_COORD_MAX_ATTEMPTS) {
+    char msg[sizeof j->last_error];
+    snprintf(msg, sizeof msg, "%.480s (after %d attempts)", j->last_error, j->attempts);
+    sdc_coord_job_fail(c, j, msg);
+    return 1;
+  }
+  /* the scheduler has not stepped: the same inputs are sent again */
+  sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing", j->attempts, j->last_error);
+  return 0;
+}
+
+/* The job's scheduler by name: the job's own choice or the one the model's scheduler config resolves to
+ * (what sdc_denoise_init used). */
+static void sdc__resolve_sched_name(const sdc_coord *c, sdc_coord_job *j) {
+  sdc_sched_config sc;
+  const char *name = NULL;
+  if (j->g.scheduler >= 0) name = sdc_sched_name((sdc_sched_kind)j->g.scheduler);
+  else if (sdc_sched_config_parse(&sc, c->model.scheduler_json, -1, "scheduler_config.json") == SDC_OK)
+    name = sdc_sched_name(sc.kind);
+  snprintf(j->sched_name, sizeof j->sched_name, "%s", name ? name : "unknown");
+}
+
+void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed) {
+  /* resolve what the job left to the model */
+  const sdc_model *m = &c->model;
+  const int64_t native = m->unet.sample_size * sdc_vae_scale(&m->vae);
+  j->g = (sdc_gen_params){.prompt = j->spec.prompt,
+                          .negative_prompt = j->spec.negative_prompt,
+                          .width = j->spec.width ? j->spec.width : native,
+                          .height = j->spec.height ? j->spec.height : native,
+                          .steps = j->spec.steps,
+                          .guidance_scale = j->spec.guidance_scale,
+                          .seed = j->spec.seed,
+                          .scheduler = j->spec.scheduler[0] ? sdc_sched_parse_name(j->spec.scheduler) : -1,
+                          .num_images = j->spec.num_images};
+  /* a seed recorded by an earlier claim wins: a takeover makes the same image */
+  if (!j->spec.has_seed && recorded_seed)
+    j->g.seed = strtoull(recorded_seed, NULL, 10);
+  else if (!j->spec.has_seed)
+    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc_clock_unix_ms()) & (SDC_SEED_LIMIT - 1);
+  int err = sdc_gen_params_check(&j->g, c->max_pixels);
+  if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
+                                   m->vae.scaling_factor, NULL);
+  if (err) {
+    sdc__fail_err(c, j, err);
+    return;
+  }
+  j->denoise_ready = 1;
+  sdc__resolve_sched_name(c, j);
+  const int64_t B = sdc_denoise_batch(&j->d);
+  j->D = m->clip.hidden_size;
+  j->in = malloc((size_t)(B * j->d.C * j->d.h * j->d.w) * sizeof *j->in);
+  j->t = malloc((size_t)B * sizeof *j->t);
+  if (!j->in || !j->t) {
+    sdc_coord_job_fail(c, j, "out of memory for the model input");
+    return;
+  }
+  sdc_coord_store_running(c, j);
+  sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,
+                    (long long)sdc_scheduler_n_calls(j->d.sched), j->sched_name, (unsigned long long)j->g.seed);
+  j->phase = SDC_COORD_TEXT;
+  sdc_coord_issue(c, j);
+}
+
+/* The text encoder's output, copied per image: context = [uncond x N; cond x N], or cond x N without
+ * guidance. The encoder returns one row per prompt, (P, L, D). */
+static int sdc__take_context(sdc_coord_job *j, const Sdcpb__Tensor *out) {
+  const int64_t P = j->g.guidance_scale > 1.0 ? 2 : 1, N = j->g.num_images;
+  int nd;
+  int64_t dims[SDC_MAX_DIMS], n = 0;
+  int err = sdc_wire_tensor_check(out, "context", &nd, dims);
+  if (err) return err;
+  if (nd != 3 || dims[0] != P || dims[1] < 1 || dims[1] > SDC_MAX_CONTEXT_TOKENS || dims[2] != j->D)
+    return sdc_seterr(SDC_EPROTOCOL, "context: shape is not (%lld, 1..%d, %lld)", (long long)P, SDC_MAX_CONTEXT_TOKENS,
+                      (long long)j->D);
+  float *rows = malloc((size_t)(P * dims[1] * j->D) * sizeof *rows);
+  if (!rows) return sdc_seterr(SDC_ENOMEM, "context: out of memory");
+  err = sdc_wire_tensor_get(out, "context", 3, (int64_t[]){P, -1, j->D}, rows, &n);
+  if (!err) {
+    j->L = dims[1];
+    j->ctx = malloc((size_t)(P * N * j->L * j->D) * sizeof *j->ctx);
+    if (!j->ctx) err = sdc_seterr(SDC_ENOMEM, "context: out of memory");
+    for (int64_t p = 0; !err && p < P; p++)
+      for (int64_t i = 0; i < N; i++)
+        memcpy(j->ctx + (p * N + i) * j->L * j->D, rows + p * j->L * j->D, (size_t)(j->L * j->D) * sizeof *rows);
+  }
+  free(rows);
+  return err;
+}
+
+void sdc_coord_job_on_output(sdc_coord *c, sdc_coord_job *j, const Sdcpb__StageReply *rep) {
+  int err = SDC_OK;
+  if (j->phase == SDC_COORD_TEXT) {
+    err = sdc__take_context(j, rep->output);
+    if (!err) {
+      j->phase = SDC_COORD_DENOISE;
+      sdc_coord_issue(c, j);
+    }
+  } else if (j->phase == SDC_COORD_DENOISE) {
+    if (sdc_denoise_calls_left(&j->d) == 0) return; /* the move to VAE is made by the step's cancel check */
+    const int64_t B = sdc_denoise_batch(&j->d);
+    float *pred = j->in; /* the input is no longer needed: reuse its buffer */
+    err = sdc_wire_tensor_get(rep->output, "prediction", 4, (int64_t[]){B, j->d.C, j->d.h, j->d.w}, pred, NULL);
+    if (!err) err = sdc_denoise_step(&j->d, pred);
+    if (!err) {
+      c->steps_done++;
+      sdc_coord_store_step(c, j);
+    }
+  } else if (j->phase == SDC_COORD_VAE) {
+    if ((int64_t)rep->n_images != j->d.N)
+      err = sdc_seterr(SDC_EPROTOCOL, "vae returned %zu images, expected %lld", rep->n_images, (long long)j->d.N);
+    else
+      sdc_coord_store_images(c, j, rep->images, rep->n_images);
+  }
+  if (err) sdc__fail_err(c, j, err);
+}
+
+void sdc_coord_job_cancel_checked(sdc_coord *c, sdc_coord_job *j, int cancelled) {
+  if (cancelled) {
+    sdc_coord_broadcast_cancel(c, j->id);
+    sdc_coord_job_finish(c, j, SDC_JOB_CANCELLED, NULL);
+    return;
+  }
+  if (sdc_denoise_calls_left(&j->d) == 0) j->phase = SDC_COORD_VAE;
+  sdc_coord_issue(c, j);
+}

@@ -1,0 +1,196 @@
+/* main.c - sdc-coordinator's command line, start-up, tick, signals and shutdown (the modules are listed in coord.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "coord.h"
+#include "error.h"
+#include "log.h"
+#include "wire.h"
+
+static void sdc__on_tick(uv_timer_t *t) {
+  sdc_coord *c = t->data;
+  const int64_t now = sdc_clock_mono_ms();
+  sdc_coord_route_tick(c, now);
+  sdc_coord_intake_tick(c, now);
+  if (c->draining && !c->jobs && !c->stopping) {
+    c->stopping = 1;
+    sdc_log(NULL, -1, 0, "drained: %llu done, %llu failed; exiting", (unsigned long long)c->jobs_done,
+            (unsigned long long)c->jobs_failed);
+    uv_stop(c->loop);
+  }
+}
+
+static void sdc__on_poll(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events;
+  sdc_coord_drain_router(h->data);
+}
+
+/* ZMQ_FD is edge-triggered and a send can swallow the edge of an arrival:
+ * before the loop sleeps, read whatever the socket holds. */
+static void sdc__on_prepare(uv_prepare_t *p) { sdc_coord_drain_router(p->data); }
+
+static void sdc__on_signal(uv_signal_t *s, int signum) {
+  sdc_coord *c = s->data;
+  if (c->draining) return;
+  c->draining = 1;
+  sdc_log(NULL, -1, 0, "signal %d: draining %d jobs in flight", signum, c->n_jobs);
+}
+
+static void sdc__usage(FILE *fp) {
+  fprintf(fp,
+          "usage: sdc-coordinator --model PATH [--config DIR] [options]\n"
+          "  --redis URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (default redis://127.0.0.1:6379)\n"
+          "  --bind URL            control endpoint workers connect to (default tcp://127.0.0.1:5555)\n"
+          "  --max-jobs N          jobs in flight at once, 1..%d (default %d)\n"
+          "  --step-timeout-ms N   re-issue a step not answered in time (default %d)\n"
+          "  --ttl S               results expire after S seconds (default %d)\n"
+          "  --wire f32|f16|bf16   dtype of tensors on the wire (default f32: pixels identical to sdc generate)\n"
+          "  --max-pixels N        refuse jobs with width*height above N (default %lld)\n"
+          "  --id NAME             consumer name (default host-pid)\n"
+          "SIGTERM/SIGINT drain: no new claims, in-flight jobs finish, then exit.\n",
+          SDC_COORD_MAX_JOBS, SDC_COORD_DEFAULT_MAX_JOBS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S,
+          (long long)SDC_DEFAULT_MAX_PIXELS);
+}
+
+/* Fills c from the command line; 0, or the exit status (usage printed). */
+static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **model, const char **config) {
+  const char *redis = "redis://127.0.0.1:6379";
+  snprintf(c->bind, sizeof c->bind, "tcp://127.0.0.1:5555");
+  c->max_jobs = SDC_COORD_DEFAULT_MAX_JOBS, c->step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS;
+  c->ttl_s = SDC_DEFAULT_RESULT_TTL_S, c->wire_dtype = SDCPB__DTYPE__F32, c->max_pixels = SDC_DEFAULT_MAX_PIXELS;
+  char host[64] = "coordinator";
+  gethostname(host, sizeof host - 1);
+  snprintf(c->id, sizeof c->id, "%s-%d", host, (int)getpid());
+  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX };
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},          {"config", required_argument, 0, 'c'},
+      {"redis", required_argument, 0, 'r'},          {"bind", required_argument, 0, 'b'},
+      {"max-jobs", required_argument, 0, 'j'},       {"step-timeout-ms", required_argument, 0, O_TIMEOUT},
+      {"ttl", required_argument, 0, O_TTL},          {"wire", required_argument, 0, O_WIRE},
+      {"max-pixels", required_argument, 0, O_MAXPX}, {"id", required_argument, 0, 'i'},
+      {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "m:c:r:b:j:i:h", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'm': *model = optarg; break;
+      case 'c': *config = optarg; break;
+      case 'r': redis = optarg; break;
+      case 'b': snprintf(c->bind, sizeof c->bind, "%s", optarg); break;
+      case 'j': c->max_jobs = atoi(optarg); break;
+      case O_TIMEOUT: c->step_timeout_ms = strtoull(optarg, NULL, 10); break;
+      case O_TTL: c->ttl_s = strtoull(optarg, NULL, 10); break;
+      case O_WIRE:
+        c->wire_dtype = strcmp(optarg, "f16") == 0    ? SDCPB__DTYPE__F16
+                        : strcmp(optarg, "bf16") == 0 ? SDCPB__DTYPE__BF16
+                        : strcmp(optarg, "f32") == 0  ? SDCPB__DTYPE__F32
+                                                      : SDCPB__DTYPE__DTYPE_INVALID;
+        break;
+      case O_MAXPX: c->max_pixels = atoll(optarg); break;
+      case 'i': snprintf(c->id, sizeof c->id, "%s", optarg); break;
+      case 'h': sdc__usage(stdout); return -1;
+      default: sdc__usage(stderr); return 2;
+    }
+  }
+  if (!*model || optind != argc || c->max_jobs < 1 || c->max_jobs > SDC_COORD_MAX_JOBS || c->step_timeout_ms < 100 ||
+      c->wire_dtype == SDCPB__DTYPE__DTYPE_INVALID || c->ttl_s < 1 || c->max_pixels < 64) {
+    sdc__usage(stderr);
+    return 2;
+  }
+  int err = sdc_redis_url_parse(&c->redis, redis);
+  if (err) {
+    fprintf(stderr, "sdc-coordinator: --redis: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  return 0;
+}
+
+/* Binds the ROUTER workers connect to and watches its fd from the loop. */
+static int sdc__open_router(sdc_coord *c) {
+  c->zctx = zmq_ctx_new();
+  c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
+  sdc_zmq_configure(c->router);
+  int one = 1;
+  zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one); /* a restarted worker keeps its id */
+  if (zmq_bind(c->router, c->bind) != 0) {
+    sdc_log(NULL, -1, 0, "--bind %s: %s", c->bind, zmq_strerror(errno));
+    return 2;
+  }
+  int fd;
+  size_t fl = sizeof fd;
+  zmq_getsockopt(c->router, ZMQ_FD, &fd, &fl);
+  uv_poll_init(c->loop, &c->poll, fd);
+  c->poll.data = c;
+  uv_poll_start(&c->poll, UV_READABLE, sdc__on_poll);
+  uv_prepare_init(c->loop, &c->prep);
+  c->prep.data = c;
+  uv_prepare_start(&c->prep, sdc__on_prepare);
+  return 0;
+}
+
+static void sdc__shutdown(sdc_coord *c) {
+  c->closing = 1;
+  if (c->rc) redisAsyncDisconnect(c->rc);
+  if (c->rb) redisAsyncDisconnect(c->rb);
+  for (int i = 0; i < c->reg.n; i++)
+    if (c->reg.w[i].push) zmq_close(c->reg.w[i].push);
+  if (c->router) zmq_close(c->router);
+  if (c->zctx) zmq_ctx_term(c->zctx);
+  while (c->jobs) sdc_coord_job_free(c, c->jobs);
+  sdc_model_close(&c->model);
+}
+
+int main(int argc, char **argv) {
+  sdc_coord *c = calloc(1, sizeof *c); /* large (the worker table): not on the stack */
+  if (!c) return 2;
+  const char *model = NULL, *config = NULL;
+  int rc = sdc__parse_args(c, argc, argv, &model, &config);
+  if (rc) {
+    free(c);
+    return rc < 0 ? 0 : rc;
+  }
+  sdc_log_init("coordinator", c->id);
+  c->heartbeat_ms = SDC_HEARTBEAT_MS;
+  c->dead_after_ms = SDC_DEAD_AFTER_BEATS * c->heartbeat_ms + c->heartbeat_ms / 2;
+  int err = sdc_model_open(&c->model, model, config);
+  if (err) {
+    fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(err));
+    free(c);
+    return 2;
+  }
+  sdc_model_fingerprint(&c->model, c->fingerprint, sizeof c->fingerprint); /* what workers must match */
+  srand((unsigned)(sdc_clock_unix_ms() ^ (uint64_t)getpid()));
+  c->loop = uv_default_loop();
+  if ((rc = sdc__open_router(c)) != 0) {
+    sdc__shutdown(c);
+    free(c);
+    return rc;
+  }
+  if (!(c->rc = sdc_coord_redis_connect(c)) || !(c->rb = sdc_coord_redis_connect(c))) {
+    sdc__shutdown(c);
+    free(c);
+    return 2;
+  }
+  redisAsyncCommand(c->rc, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", SDC_JOBS_STREAM, SDC_JOBS_GROUP);
+  uv_timer_init(c->loop, &c->tick);
+  c->tick.data = c;
+  uv_timer_start(&c->tick, sdc__on_tick, SDC_COORD_TICK_MS, SDC_COORD_TICK_MS);
+  uv_signal_init(c->loop, &c->sig_term);
+  uv_signal_init(c->loop, &c->sig_int);
+  c->sig_term.data = c->sig_int.data = c;
+  uv_signal_start(&c->sig_term, sdc__on_signal, SIGTERM);
+  uv_signal_start(&c->sig_int, sdc__on_signal, SIGINT);
+  sdc_log(NULL, -1, 0, "listening on %s, redis %s, model %s (fingerprint %s), %d jobs at once", c->bind, c->redis.where,
+          model, c->fingerprint, c->max_jobs);
+  uv_run(c->loop, UV_RUN_DEFAULT);
+  sdc__shutdown(c);
+  rc = c->exit_code;
+  free(c);
+  return rc;
+}

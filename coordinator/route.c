@@ -1,0 +1,257 @@
+/* route.c - the coordinator's ZeroMQ side: stage requests and replies, re-issue, worker registration and heartbeats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "coord.h"
+#include "error.h"
+#include "log.h"
+#include "wire.h"
+
+void sdc_coord_release_route(sdc_coord *c, sdc_coord_job *j) {
+  for (int i = 0; i < j->n_route; i++)
+    if (j->route[i] >= 0 && c->reg.w[j->route[i]].outstanding > 0) c->reg.w[j->route[i]].outstanding--;
+  j->n_route = 0;
+}
+
+/* Picks one replica per stage in `stages` (in order) and sends req to the first. SDC_EAGAIN (no message
+ * set) when a stage has no replica now. */
+static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageRequest *req, const sdc_stage *stages,
+                               int n) {
+  Sdcpb__Hop hops[SDC_COORD_MAX_HOPS], *hp[SDC_COORD_MAX_HOPS];
+  for (int i = 0; i < n; i++) {
+    int w = sdc_registry_pick(&c->reg, (Sdcpb__Stage)stages[i]);
+    if (w < 0) return SDC_EAGAIN; /* the tick tries again */
+    sdcpb__hop__init(&hops[i]);
+    hops[i].stage = (Sdcpb__Stage)stages[i];
+    hops[i].worker_id = c->reg.w[w].id;
+    hops[i].endpoint = c->reg.w[w].endpoint;
+    hp[i] = &hops[i];
+    j->route[i] = w;
+    j->route_stage[i] = stages[i];
+  }
+  req->job_id = j->id;
+  req->request_id = j->req_id = ++c->next_req_id;
+  req->deadline_unix_ms = sdc_clock_unix_ms() + c->step_timeout_ms;
+  req->n_route = (size_t)n, req->route = hp;
+  req->hop = 0;
+  req->wire_dtype = c->wire_dtype;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+  env.request = req;
+  int err = sdc_zmq_send(c->reg.w[j->route[0]].push, NULL, 0, &env, ZMQ_DONTWAIT);
+  if (err) return err;
+  j->n_route = n;
+  for (int i = 0; i < n; i++) c->reg.w[j->route[i]].outstanding++;
+  j->issued_ms = sdc_clock_mono_ms();
+  return SDC_OK;
+}
+
+void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
+  if (j->n_route) return; /* in flight */
+  Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
+  int err;
+  void *owned[2] = {0};
+  if (j->phase == SDC_COORD_TEXT) {
+    char *prompts[2] = {j->spec.negative_prompt ? j->spec.negative_prompt : "", j->spec.prompt};
+    int cfg = j->g.guidance_scale > 1.0;
+    req.n_prompts = cfg ? 2 : 1, req.prompts = cfg ? prompts : prompts + 1;
+    static const sdc_stage st[] = {SDC_STAGE_TEXT};
+    err = sdc__route_and_send(c, j, &req, st, 1);
+  } else if (j->phase == SDC_COORD_DENOISE) {
+    if (sdc_denoise_calls_left(&j->d) == 0) return; /* the move to VAE is made by the step's cancel check */
+    const int64_t B = sdc_denoise_batch(&j->d);
+    sdc_denoise_model_input(&j->d, j->in, j->t);
+    Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, ctx = SDCPB__TENSOR__INIT;
+    err = sdc_wire_tensor_set(&sample, j->in, 4, (int64_t[]){B, j->d.C, j->d.h, j->d.w}, c->wire_dtype, &owned[0]);
+    if (!err) err = sdc_wire_tensor_set(&ctx, j->ctx, 3, (int64_t[]){B, j->L, j->D}, c->wire_dtype, &owned[1]);
+    req.sample = &sample, req.context = &ctx;
+    req.n_timestep = (size_t)B, req.timestep = j->t;
+    req.step = (uint32_t)(sdc_scheduler_n_calls(j->d.sched) - sdc_denoise_calls_left(&j->d));
+    static const sdc_stage st[] = {SDC_STAGE_UNET_DOWN, SDC_STAGE_UNET_MID, SDC_STAGE_UNET_UP};
+    if (!err) err = sdc__route_and_send(c, j, &req, st, 3);
+  } else if (j->phase == SDC_COORD_VAE) {
+    sdc_denoise_vae_input(&j->d, j->in);
+    Sdcpb__Tensor lat = SDCPB__TENSOR__INIT;
+    err = sdc_wire_tensor_set(&lat, j->in, 4, (int64_t[]){j->d.N, j->d.C, j->d.h, j->d.w}, SDCPB__DTYPE__F32, &owned[0]);
+    char *texts[SDC_MAX_IMAGES];
+    char buf[SDC_MAX_IMAGES][8192], origin[SDC_MAX_JOB_ID + 8];
+    snprintf(origin, sizeof origin, "Job: %s", j->id);
+    for (int64_t i = 0; i < j->d.N && i < SDC_MAX_IMAGES; i++) {
+      sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
+      texts[i] = buf[i];
+    }
+    req.latent = &lat;
+    req.n_png_text = (size_t)j->d.N, req.png_text = texts;
+    static const sdc_stage st[] = {SDC_STAGE_VAE};
+    if (!err) err = sdc__route_and_send(c, j, &req, st, 1);
+  } else {
+    return;
+  }
+  if (err && err != SDC_EAGAIN) {
+    char msg[sizeof j->last_error];
+    snprintf(msg, sizeof msg, "could not send: %s", sdc_errmsg(err));
+    sdc_coord_job_fail(c, j, msg);
+  }
+  for (int i = 0; i < 2; i++) free(owned[i]);
+}
+
+/* Adds the workers of a completed request to the job's route, each stage listing each worker once. */
+static void sdc__note_route(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
+  for (int i = 0; i < j->n_route; i++) {
+    const char *id = (size_t)i < rep->n_route_taken ? rep->route_taken[i] : "?";
+    char *list = j->workers[j->route_stage[i]];
+    const size_t cap = sizeof j->workers[0], len = strlen(list), n = strlen(id);
+    int seen = 0;
+    for (const char *p = list; *p && !seen; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+      size_t k = strcspn(p, ",");
+      seen = (k == n && memcmp(p, id, n) == 0) || (k == 3 && memcmp(p, "...", 3) == 0);
+    }
+    if (seen) continue;
+    if (len + (len ? 1 : 0) + n + 4 < cap) snprintf(list + len, cap - len, "%s%s", len ? "," : "", id);
+    else if (len + 4 < cap) snprintf(list + len, cap - len, "%s...", len ? "," : ""); /* full: the rest is "..." */
+  }
+}
+
+/* A reply from the ROUTER: stale ones (re-issued, cancelled) are dropped; an error counts an attempt. */
+static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
+  sdc_coord_job *j = c->jobs;
+  while (j && !(j->req_id == rep->request_id && strcmp(j->id, rep->job_id) == 0)) j = j->next;
+  if (!j || !j->n_route || j->phase == SDC_COORD_STORING) return; /* stale: re-issued or cancelled */
+  /* the stage that answers must be the one this phase waits for */
+  const sdc_stage want = j->phase == SDC_COORD_TEXT      ? SDC_STAGE_TEXT
+                         : j->phase == SDC_COORD_DENOISE ? SDC_STAGE_UNET_UP
+                                                         : SDC_STAGE_VAE;
+  const int failed = rep->error && rep->error[0];
+  if ((int)rep->stage != (int)want && !failed) {
+    sdc_coord_job_log(j, "dropped a %s reply while waiting for %s", sdc_stage_name(rep->stage), sdc_stage_name(want));
+    return;
+  }
+  for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
+  if (failed) {
+    if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_issue(c, j);
+    return;
+  }
+  sdc__note_route(j, rep);
+  sdc_coord_release_route(c, j);
+  j->attempts = 0;
+  sdc_coord_job_on_output(c, j, rep);
+}
+
+void sdc_coord_broadcast_cancel(sdc_coord *c, const char *job_id) {
+  Sdcpb__Cancel msg = SDCPB__CANCEL__INIT;
+  msg.job_id = (char *)job_id;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_CANCEL;
+  env.cancel = &msg;
+  for (int i = 0; i < c->reg.n; i++)
+    if (c->reg.w[i].alive) sdc_zmq_send(c->router, c->reg.w[i].id, strlen(c->reg.w[i].id), &env, ZMQ_DONTWAIT);
+}
+
+void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
+  int died[SDC_MAX_WORKERS];
+  int n_died = sdc_registry_expire(&c->reg, (uint64_t)now_ms, (uint64_t)c->dead_after_ms, died);
+  for (int i = 0; i < n_died; i++)
+    sdc_log(NULL, -1, 0, "worker %s is dead (no heartbeat for %lld ms)", c->reg.w[died[i]].id, (long long)c->dead_after_ms);
+  for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
+    next = j->next; /* a failed job is freed only once Redis answers, but stay safe */
+    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->awaiting_redis) continue;
+    int lost = 0;
+    for (int i = 0; i < j->n_route; i++) lost |= !c->reg.w[j->route[i]].alive;
+    if (j->n_route && (lost || now_ms > j->issued_ms + (int64_t)c->step_timeout_ms)) {
+      /* a replica died or the step timed out: the same step again elsewhere, same inputs */
+      if (sdc_coord_job_retry(c, j, lost ? "a worker on the route died" : "step timed out")) continue;
+    }
+    if (!j->n_route) sdc_coord_issue(c, j);
+  }
+}
+
+/* ------------------------------------------------------------- workers */
+
+static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, const Sdcpb__Register *r) {
+  Sdcpb__Welcome wel = SDCPB__WELCOME__INIT;
+  wel.coordinator_id = c->id;
+  wel.heartbeat_ms = (uint32_t)c->heartbeat_ms;
+  char id[128];
+  snprintf(id, sizeof id, "%.*s", (int)rid_n, (const char *)rid);
+  unsigned stages = 0;
+  for (size_t i = 0; i < r->n_stages; i++)
+    if ((int)r->stages[i] >= SDC_STAGE_TEXT && (int)r->stages[i] < SDC_STAGE_END) stages |= 1u << r->stages[i];
+  char reason[256] = "";
+  if (strcmp(r->model_fingerprint, c->fingerprint) != 0)
+    snprintf(reason, sizeof reason, "model fingerprint %s differs from the coordinator's %s", r->model_fingerprint,
+             c->fingerprint);
+  else if (strcmp(id, r->worker_id) != 0)
+    snprintf(reason, sizeof reason, "worker id '%s' differs from its socket identity '%s'", r->worker_id, id);
+  else if (!stages || !r->data_endpoint[0])
+    snprintf(reason, sizeof reason, "no stages or no data endpoint");
+  /* a known worker registering again has restarted: what it held is lost, so
+   * the steps routed through it are issued again (same inputs, same image) */
+  int known = sdc_registry_find(&c->reg, id);
+  if (!reason[0] && known >= 0)
+    for (sdc_coord_job *j = c->jobs; j; j = j->next)
+      for (int k = 0; k < j->n_route; k++)
+        if (j->route[k] == known) {
+          sdc_coord_job_log(j, "worker %s restarted with this step in flight; re-issuing", id);
+          sdc_coord_release_route(c, j);
+          j->attempts++;
+          break;
+        }
+  int i = reason[0] ? -1 : sdc_registry_upsert(&c->reg, id, r->data_endpoint, stages, (uint64_t)sdc_clock_mono_ms());
+  if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers (%d)", SDC_MAX_WORKERS);
+  if (i >= 0) {
+    sdc_worker_info *w = &c->reg.w[i];
+    if (w->push) zmq_close(w->push);
+    w->push = zmq_socket(c->zctx, ZMQ_PUSH);
+    sdc_zmq_configure(w->push);
+    if (zmq_connect(w->push, w->endpoint) != 0) {
+      snprintf(reason, sizeof reason, "cannot connect to %s: %s", w->endpoint, zmq_strerror(zmq_errno()));
+      zmq_close(w->push);
+      w->push = NULL, w->alive = 0;
+    } else {
+      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s", id, stages, w->endpoint);
+    }
+  }
+  wel.accepted = !reason[0];
+  wel.reason = reason;
+  if (reason[0]) sdc_log(NULL, -1, 0, "refused worker %s: %s", id, reason);
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_WELCOME;
+  env.welcome = &wel;
+  sdc_zmq_send(c->router, rid, rid_n, &env, ZMQ_DONTWAIT);
+}
+
+static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, const Sdcpb__Heartbeat *hb) {
+  int i = sdc_registry_find(&c->reg, hb->worker_id);
+  if (i >= 0 && c->reg.w[i].alive) {
+    c->reg.w[i].last_seen_ms = (uint64_t)sdc_clock_mono_ms();
+    c->reg.w[i].draining = hb->draining;
+    return;
+  }
+  /* unknown (we restarted, or declared it dead): ask it to register again */
+  Sdcpb__Register ask = SDCPB__REGISTER__INIT;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REGISTER;
+  env.register_ = &ask;
+  ask.worker_id = "";
+  ask.model_fingerprint = "";
+  ask.data_endpoint = "";
+  sdc_zmq_send(c->router, rid, rid_n, &env, ZMQ_DONTWAIT);
+}
+
+void sdc_coord_drain_router(sdc_coord *c) {
+  uint8_t rid[256];
+  size_t rid_n;
+  Sdcpb__Envelope *env;
+  int err;
+  while ((err = sdc_zmq_recv(c->router, &env, rid, sizeof rid, &rid_n)) != SDC_EAGAIN) {
+    if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
+    if (err) break;                    /* the socket itself failed */
+    if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, env->register_);
+    else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, env->heartbeat);
+    else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) sdc__on_reply(c, env->reply);
+    sdc_wire_free(env);
+  }
+}
