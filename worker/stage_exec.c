@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "sdc_limits.h"
 #include "pipeline.h"
@@ -14,7 +14,8 @@
 #include "wire.h"
 
 
-int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages) {
+int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages,
+                        const sdc_load_opts *opts) {
   memset(h, 0, sizeof *h);
   h->stages = stages;
   sdc_arena_init(&h->arena, 0);
@@ -27,18 +28,18 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
       err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", model);
     if (!err) err = sdc_tokenizer_load(&h->tok, tokdir);
     if (!err) err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &h->w[SDC_COMP_TEXT_ENCODER]);
-    if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip);
+    if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip, opts);
   }
   unsigned parts = (stages & (1u << SDCPB__STAGE__UNET_DOWN) ? SDC_UNET_DOWN : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_MID) ? SDC_UNET_MID : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_UP) ? SDC_UNET_UP : 0);
   if (!err && parts) {
     err = sdc_model_weights(&h->model, SDC_COMP_UNET, &h->w[SDC_COMP_UNET]);
-    if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts);
+    if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts, opts);
   }
   if (!err && (stages & (1u << SDCPB__STAGE__VAE))) {
     err = sdc_model_weights(&h->model, SDC_COMP_VAE, &h->w[SDC_COMP_VAE]);
-    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER);
+    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER, opts);
   }
   if (err) sdc_stage_host_free(h);
   return err;
@@ -97,12 +98,6 @@ static float *sdc__take(sdc_stage_host *h, const Sdcpb__Tensor *t, const char *w
   if ((*err = sdc_wire_tensor_get(t, what, ndim, shape, out, NULL))) return NULL;
   if (dims) memcpy(dims, sh, (size_t)nd * sizeof *sh);
   return out;
-}
-
-static uint64_t sdc__now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ------------------------------------------------------------------ stages */
@@ -323,7 +318,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     sdcpb__tensor__init(&res.out), sdcpb__tensor__init(&res.hidden), sdcpb__tensor__init(&res.temb);
     sdc_arena_mark mk = sdc_arena_get_mark(&h->arena);
     Sdcpb__Stage stage = r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
-    uint64_t t0 = sdc__now_us();
+    uint64_t t0 = sdc_clock_mono_ns() / 1000u;
     if (!sdc__host_has(h, stage)) {
       err = sdc_seterr(SDC_EPROTOCOL, "hop %u asks for stage %s, which this worker does not serve", r->hop,
                        sdc_stage_name(stage));
@@ -339,7 +334,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
       err = sdc__run_vae(h, r, &res, &owned);
     }
     sdc_arena_reset(&h->arena, mk);
-    uint64_t dt = sdc__now_us() - t0;
+    uint64_t dt = sdc_clock_mono_ns() / 1000u - t0;
     *compute_us += dt;
     uint32_t hop_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     int last = r->hop + 1 >= r->n_route || stage == SDCPB__STAGE__TEXT || stage == SDCPB__STAGE__VAE ||

@@ -10,6 +10,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "error.h"
 #include "ops.h"
 #include "runtime.h"
@@ -51,12 +52,6 @@ typedef struct {
   unsigned beat_ms;
 } sdc__worker;
 
-static uint64_t sdc__now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sdc__log(const sdc__worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sdc__log(const sdc__worker *w, const char *fmt, ...) {
   char msg[1024];
@@ -64,7 +59,7 @@ static void sdc__log(const sdc__worker *w, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "%llu worker %s: %s\n", (unsigned long long)sdc__now_ms(), w->id, msg);
+  fprintf(stderr, "%llu worker %s: %s\n", (unsigned long long)sdc_clock_unix_ms(), w->id, msg);
 }
 
 static void sdc__drain(sdc__worker *w);
@@ -127,10 +122,10 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__worker *w = req->data;
   sdc__item *it = w->running;
   const char *ep = NULL;
-  it->start_ms = sdc__now_ms();
+  it->start_ms = sdc_clock_unix_ms();
   it->err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->us);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
-  it->end_ms = sdc__now_ms();
+  it->end_ms = sdc_clock_unix_ms();
 }
 
 static void sdc__after_work_cb(uv_work_t *req, int status) {
@@ -170,7 +165,7 @@ static void sdc__start_next(sdc__worker *w) {
     w->head = it->next;
     if (!w->head) w->tail = NULL;
     const Sdcpb__StageRequest *r = it->env->request;
-    if (r->deadline_unix_ms && sdc__now_ms() > r->deadline_unix_ms) {
+    if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
       w->dropped_late++; /* the coordinator has re-issued it by now */
       sdc_wire_free(it->env);
       free(it);
@@ -331,12 +326,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sdc-worker: --stage: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
-  int err = sdc_ops_set_precision(prec);
+  const sdc_load_opts lo = {.precision = prec};
+  int err = sdc_precision_check(prec);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;
   }
-  err = sdc_stage_host_load(&w.host, model, config, bits);
+  err = sdc_stage_host_load(&w.host, model, config, bits, &lo);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;
