@@ -1,15 +1,15 @@
-/* bench_unet.c - UNet step time and peak memory for a model and latent size, beside the sgemm peak of this machine. */
-#include <cblas.h>
+/* bench_unet.c - UNet step time and peak memory for a model and latent size, beside this machine's measured peak. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "arena.h"
+#include "clock.h"
 #include "error.h"
 #include "model.h"
+#include "peak.h"
 #include "runtime.h"
 #include "unet.h"
 
@@ -17,32 +17,10 @@
 extern char *openblas_get_corename(void);
 extern int openblas_get_num_threads(void);
 
-static double sdc__now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double sdc__rss_mib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_maxrss / 1024.0;
-}
-
-/* Best of a few runs of a square sgemm: the yardstick for everything else. */
-static double sdc__sgemm_peak_gflops(int n) {
-  float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
-  if (!a || !b || !c) return 0.0;
-  for (int i = 0; i < n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-  double best = 1e30;
-  for (int r = 0; r < 5; r++) {
-    double t0 = sdc__now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    double t = sdc__now() - t0;
-    if (t < best) best = t;
-  }
-  free(a), free(b), free(c);
-  return 2.0 * n * n * n / best / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -61,7 +39,7 @@ int main(int argc, char **argv) {
       case 'b': batch = atoll(optarg); break;
       case 's': steps = atoll(optarg); break;
       case 'p':
-        if (sdc_precision_parse(optarg, &prec) || sdc_ops_set_precision(prec)) {
+        if (sdc_precision_parse(optarg, &prec) || sdc_precision_check(prec)) {
           fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(SDC_EINVAL));
           return 2;
         }
@@ -75,17 +53,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3] [--precision fp32|bf16]\n");
     return 2;
   }
-  double peak = sdc__sgemm_peak_gflops(1024);
+  const sdc_peak pk = sdc_peak_measure();
   printf("openblas      core %s, %d threads, OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), openblas_get_num_threads(),
          getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
-  printf("sgemm peak    %.1f GFLOP/s (1024^3, best of 5)\n", peak);
+  printf("peak          %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", pk.peak_gflops,
+         pk.sgemm_gflops, pk.threads, pk.fma_gflops);
   double rss0 = sdc__rss_mib();
   sdc_model m;
   sdc_weights w;
   sdc_unet *u = NULL;
   int err = sdc_model_open(&m, model, NULL);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_UNET, &w);
-  if (!err) err = sdc_unet_load(&u, &w, &m.unet, SDC_UNET_ALL);
+  if (!err) err = sdc_unet_load(&u, &w, &m.unet, SDC_UNET_ALL, &(sdc_load_opts){.precision = prec});
   if (err) {
     fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(err));
     return 2;
@@ -100,12 +79,12 @@ int main(int argc, char **argv) {
   sdc_arena_init(&a, 0);
   double best = 1e30, total = 0.0;
   for (int64_t s = 0; s < steps; s++) {
-    double t0 = sdc__now();
+    double t0 = sdc_clock_mono_s();
     if ((err = sdc_unet_forward(u, &a, x, t, ctx, batch, size, size, N, out))) {
       fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(err));
       return 1;
     }
-    double dt = sdc__now() - t0;
+    double dt = sdc_clock_mono_s() - t0;
     total += dt;
     if (dt < best) best = dt;
   }

@@ -1,106 +1,22 @@
 /* bench_engine.c - `sdc bench-engine`: each stage timed in-process beside the machine's peak measured in the same run. */
-#include <cblas.h>
 #include <getopt.h>
-#include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "onednn.h"
 #include "ops.h"
+#include "peak.h"
 #include "pipeline.h"
 
 extern char *openblas_get_corename(void);
 extern int openblas_get_num_threads(void);
-
-static double sdc__now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ---- the yardstick: best of OpenBLAS sgemm 4096^3 and a register-resident FMA loop on every core ---- */
-
-static double sdc__sgemm_gflops(int n, int reps) {
-  float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
-  double best = 0;
-  if (a && b && c) {
-    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = (float)(i % 13) * 0.01f, b[i] = (float)(i % 7) * 0.01f;
-    for (int r = 0; r < reps; r++) {
-      double t0 = sdc__now();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-      double g = 2.0 * n * n * (double)n / (sdc__now() - t0) / 1e9;
-      if (g > best) best = g;
-    }
-  }
-  free(a), free(b), free(c);
-  return best;
-}
-
-typedef struct {
-  double seconds;
-  uint64_t flops;
-} sdc__fma_arg;
-
-__attribute__((target("avx512f"))) static void *sdc__fma512(void *p) {
-  sdc__fma_arg *a = p;
-  __m512 x[8], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < 8; i++) x[i] = _mm512_set1_ps((float)i);
-  uint64_t iters = 0;
-  double t0 = sdc__now();
-  while (sdc__now() - t0 < a->seconds) {
-    for (int k = 0; k < 4096; k++)
-      for (int i = 0; i < 8; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
-    iters += 4096;
-  }
-  float sink = 0;
-  for (int i = 0; i < 8; i++) sink += _mm512_reduce_add_ps(x[i]);
-  a->flops = iters * 8 * 16 * 2 + (sink == 12345.0f);
-  return NULL;
-}
-
-__attribute__((target("avx2,fma"))) static void *sdc__fma256(void *p) {
-  sdc__fma_arg *a = p;
-  __m256 x[8], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < 8; i++) x[i] = _mm256_set1_ps((float)i);
-  uint64_t iters = 0;
-  double t0 = sdc__now();
-  while (sdc__now() - t0 < a->seconds) {
-    for (int k = 0; k < 4096; k++)
-      for (int i = 0; i < 8; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
-    iters += 4096;
-  }
-  float v[8], sink = 0;
-  for (int i = 0; i < 8; i++) _mm256_storeu_ps(v, x[i]), sink += v[0];
-  a->flops = iters * 8 * 8 * 2 + (sink == 12345.0f);
-  return NULL;
-}
-
-static double sdc__fma_gflops(int threads) {
-  __builtin_cpu_init();
-  void *(*fn)(void *) = __builtin_cpu_supports("avx512f") ? sdc__fma512
-                        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? sdc__fma256
-                                                                                          : NULL;
-  if (!fn) return 0;
-  pthread_t tid[64];
-  sdc__fma_arg args[64];
-  if (threads > 64) threads = 64;
-  double t0 = sdc__now();
-  for (int i = 0; i < threads; i++) {
-    args[i] = (sdc__fma_arg){.seconds = 0.5};
-    pthread_create(&tid[i], NULL, fn, &args[i]);
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL), total += args[i].flops;
-  return (double)total / (sdc__now() - t0) / 1e9;
-}
 
 /* ---- stage timing ---- */
 
@@ -166,7 +82,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   }
   sdc_precision prec;
   int err = sdc_precision_parse(precision, &prec);
-  if (!err) err = sdc_ops_set_precision(prec);
+  if (!err) err = sdc_precision_check(prec);
   if (!err && ref && prec != SDC_PREC_BF16)
     err = sdc_seterr(SDC_EINVAL, "--ref measures bf16 against the fp32 goldens: it needs --precision bf16");
   if (err) {
@@ -174,13 +90,14 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     return 2;
   }
   sdc_pipeline *p = NULL;
-  err = sdc_pipeline_load(&p, model, NULL);
+  err = sdc_pipeline_load(&p, model, NULL, &(sdc_load_opts){.precision = prec});
   if (err) {
     fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;
   }
-  const int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  double sgemm = sdc__sgemm_gflops(4096, 3), fma = sdc__fma_gflops(threads), peak = sgemm > fma ? sgemm : fma;
+  const sdc_peak pk = sdc_peak_measure();
+  const int threads = pk.threads;
+  const double sgemm = pk.sgemm_gflops, fma = pk.fma_gflops, peak = pk.peak_gflops;
   const sdc_model *m = &p->model;
   const int64_t s = sdc_vae_scale(&m->vae), h = height / s, w = width / s, B = 2, C = m->unet.in_channels;
   const int64_t L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
@@ -199,18 +116,18 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
   sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
-    double t0 = sdc__now();
+    double t0 = sdc_clock_mono_s();
     err |= sdc_clip_encode(p->clip, a, ids, B, L, ctx);
-    tm[r] = sdc__now() - t0;
+    tm[r] = sdc_clock_mono_s() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[0], tm, runs, f);
   sdc_ops_flops_reset();
   sdc_ops_seconds_reset();
   for (int r = 0; r < runs; r++) {
-    double t0 = sdc__now();
+    double t0 = sdc_clock_mono_s();
     err |= sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
-    tm[r] = sdc__now() - t0;
+    tm[r] = sdc_clock_mono_s() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   /* where a UNet step's time goes, mean over the runs */
@@ -227,15 +144,15 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     sdc_arena_mark mk = sdc_arena_get_mark(a);
     sdc_unet_acts acts;
     sdc_ops_flops_reset();
-    double t0 = sdc__now();
+    double t0 = sdc_clock_mono_s();
     err |= sdc_unet_down(p->unet, a, x, t, ctx, B, h, w, L, &acts);
-    double t1 = sdc__now();
+    double t1 = sdc_clock_mono_s();
     fd += sdc_ops_flops(), sdc_ops_flops_reset();
     err |= sdc_unet_mid(p->unet, a, ctx, L, &acts);
-    double t2 = sdc__now();
+    double t2 = sdc_clock_mono_s();
     fmid += sdc_ops_flops(), sdc_ops_flops_reset();
     err |= sdc_unet_up(p->unet, a, ctx, L, &acts, out);
-    double t3 = sdc__now();
+    double t3 = sdc_clock_mono_s();
     fu += sdc_ops_flops();
     td[r] = t1 - t0, tmid[r] = t2 - t1, tu[r] = t3 - t2;
     sdc_arena_reset(a, mk);
@@ -245,9 +162,9 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   sdc__finish_times(&st[4], tu, runs, fu / (uint64_t)runs);
   sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
-    double t0 = sdc__now();
+    double t0 = sdc_clock_mono_s();
     err |= sdc_vae_decode(p->vae, a, x, 1, h, w, pix);
-    tm[r] = sdc__now() - t0;
+    tm[r] = sdc_clock_mono_s() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[5], tm, runs, f);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "sdc_limits.h"
 #include "utf8.h"
@@ -84,16 +85,10 @@ typedef struct {
   int tty;
 } sdc__progress;
 
-static double sdc__now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void sdc__on_progress(void *ctx, int64_t call, int64_t n) {
   sdc__progress *pr = ctx;
   if (!pr->tty) return;
-  double el = sdc__now() - pr->t0, per = el / (double)call, eta = per * (double)(n - call);
+  double el = sdc_clock_mono_s() - pr->t0, per = el / (double)call, eta = per * (double)(n - call);
   char bar[31];
   int fill = (int)(30 * call / n);
   for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
@@ -198,14 +193,14 @@ int sdc_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     return 2;
   }
-  if (!err) err = sdc_ops_set_precision(prec);
+  if (!err) err = sdc_precision_check(prec);
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     return 2;
   }
   if (!have_seed) g.seed = sdc__random_seed();
   sdc_pipeline *p = NULL;
-  if ((err = sdc_pipeline_load(&p, model, config))) {
+  if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     return 2;
   }
@@ -228,7 +223,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   const char *sched = g.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g.scheduler) : "model default";
   if (!quiet) fprintf(stderr, "seed %llu, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, (long long)g.width,
                       (long long)g.height, (long long)g.steps, sched);
-  sdc__progress pr = {sdc__now(), !quiet && isatty(2)};
+  sdc__progress pr = {sdc_clock_mono_s(), !quiet && isatty(2)};
   err = sdc_pipeline_generate(p, &g, img, NULL, sdc__on_progress, &pr);
   int rc = 0;
   if (err) {

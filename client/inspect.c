@@ -48,6 +48,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
   sdc_vae *vae = NULL;
   sdc_clip *clip = NULL;
   sdc_tokenizer *tok = NULL;
+  const sdc_load_opts lo = SDC_LOAD_OPTS_FP32;
   int err = sdc_model_open(&m, path, config);
   if (err) {
     fprintf(stderr, "sdc inspect: %s\n", sdc_errmsg(err));
@@ -56,11 +57,11 @@ int sdc_cmd_inspect(int argc, char **argv) {
   char tokdir[1200];
   if (sdc_model_tokenizer_dir(&m, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&tok, tokdir);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_TEXT_ENCODER, &w[SDC_COMP_TEXT_ENCODER]);
-  if (!err) err = sdc_clip_load(&clip, &w[SDC_COMP_TEXT_ENCODER], &m.clip);
+  if (!err) err = sdc_clip_load(&clip, &w[SDC_COMP_TEXT_ENCODER], &m.clip, &lo);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_UNET, &w[SDC_COMP_UNET]);
-  if (!err) err = sdc_unet_load(&unet, &w[SDC_COMP_UNET], &m.unet, SDC_UNET_ALL);
+  if (!err) err = sdc_unet_load(&unet, &w[SDC_COMP_UNET], &m.unet, SDC_UNET_ALL, &lo);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_VAE, &w[SDC_COMP_VAE]);
-  if (!err) err = sdc_vae_load(&vae, &w[SDC_COMP_VAE], &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER);
+  if (!err) err = sdc_vae_load(&vae, &w[SDC_COMP_VAE], &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, &lo);
   if (err) {
     fprintf(stderr, "sdc inspect: %s\n", sdc_errmsg(err));
   } else {

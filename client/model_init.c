@@ -153,19 +153,21 @@ static int sdc__init_component(const char *out, const char *comp, const char *js
   if (err) return err;
   sdc_weights rec;
   sdc_weights_init_recorder(&rec, seed);
+  const sdc_load_opts lo = SDC_LOAD_OPTS_FP32; /* a recorder hands out f32 weights in any precision */
   void *obj = NULL;
   if (strcmp(comp, "unet") == 0) {
     sdc_unet_config c;
-    if (!(err = sdc_unet_config_parse(&c, json, comp))) err = sdc_unet_load((sdc_unet **)&obj, &rec, &c, SDC_UNET_ALL);
+    if (!(err = sdc_unet_config_parse(&c, json, comp)))
+      err = sdc_unet_load((sdc_unet **)&obj, &rec, &c, SDC_UNET_ALL, &lo);
     sdc_unet_free(obj);
   } else if (strcmp(comp, "vae") == 0) {
     sdc_vae_config c;
     if (!(err = sdc_vae_config_parse(&c, json, comp)))
-      err = sdc_vae_load((sdc_vae **)&obj, &rec, &c, SDC_VAE_DECODER | SDC_VAE_ENCODER);
+      err = sdc_vae_load((sdc_vae **)&obj, &rec, &c, SDC_VAE_DECODER | SDC_VAE_ENCODER, &lo);
     sdc_vae_free(obj);
   } else {
     sdc_clip_config c;
-    if (!(err = sdc_clip_config_parse(&c, json, comp))) err = sdc_clip_load((sdc_clip **)&obj, &rec, &c);
+    if (!(err = sdc_clip_config_parse(&c, json, comp))) err = sdc_clip_load((sdc_clip **)&obj, &rec, &c, &lo);
     sdc_clip_free(obj);
   }
   snprintf(path, sizeof path, "%s/%s", dir, file);

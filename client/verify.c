@@ -31,6 +31,7 @@ typedef struct {
   sdc_arena arena;
   int n_pass, n_fail;
   int bf16;           /* pipelines only, judged by PSNR against the fp32 goldens */
+  sdc_load_opts opts; /* every model is loaded with these: bf16 precision when bf16 */
   int quiet;          /* bf16: no line per passing case; failures go to stderr */
   double min_psnr_db; /* bf16: over the cases that produced an image */
   int n_psnr;
@@ -311,7 +312,7 @@ static void sdc__text_encoder_cases(sdc__verify *v, sdc_model *m, const char *mo
   sdc_weights w;
   sdc_clip *clip = NULL;
   int err = sdc_model_weights(m, SDC_COMP_TEXT_ENCODER, &w);
-  if (!err) err = sdc_clip_load(&clip, &w, &m->clip);
+  if (!err) err = sdc_clip_load(&clip, &w, &m->clip, &v->opts);
   if (err) {
     snprintf(label, sizeof label, "%s [%s] text encoder", model, layout);
     sdc__report_error(v, label, err);
@@ -343,9 +344,9 @@ static void sdc__text_encoder_cases(sdc__verify *v, sdc_model *m, const char *mo
 }
 
 /* Loads a UNet holding only `parts`, as a shard worker would. */
-static int sdc__unet_shard(sdc_model *m, unsigned parts, sdc_weights *w, sdc_unet **u) {
+static int sdc__unet_shard(const sdc__verify *v, sdc_model *m, unsigned parts, sdc_weights *w, sdc_unet **u) {
   int err = sdc_model_weights(m, SDC_COMP_UNET, w);
-  if (!err) err = sdc_unet_load(u, w, &m->unet, parts);
+  if (!err) err = sdc_unet_load(u, w, &m->unet, parts, &v->opts);
   return err;
 }
 
@@ -367,10 +368,10 @@ static void sdc__unet_case(sdc__verify *v, sdc_model *m, const char *model, cons
   int err = !sample || !ctx || !t ? SDC_EMISSING : SDC_OK;
   if (!err && (se->ndim != 4 || ce->ndim != 3 || n_t != se->shape[0] || ce->shape[0] != se->shape[0]))
     err = sdc_seterr(SDC_ESHAPE, "%s: inconsistent sample/context/timestep shapes", pfx);
-  if (!err) err = sdc__unet_shard(m, SDC_UNET_DOWN, &w[0], &down);
-  if (!err) err = sdc__unet_shard(m, SDC_UNET_MID, &w[1], &mid);
-  if (!err) err = sdc__unet_shard(m, SDC_UNET_UP, &w[2], &up);
-  if (!err) err = sdc__unet_shard(m, SDC_UNET_ALL, &w[3], &whole);
+  if (!err) err = sdc__unet_shard(v, m, SDC_UNET_DOWN, &w[0], &down);
+  if (!err) err = sdc__unet_shard(v, m, SDC_UNET_MID, &w[1], &mid);
+  if (!err) err = sdc__unet_shard(v, m, SDC_UNET_UP, &w[2], &up);
+  if (!err) err = sdc__unet_shard(v, m, SDC_UNET_ALL, &w[3], &whole);
   if (err) {
     sdc__report_error(v, label, err);
     goto done;
@@ -507,7 +508,7 @@ static void sdc__model_cases(sdc__verify *v, const char *model, const cJSON *spe
     sdc_weights w;
     sdc_vae *vae = NULL;
     err = sdc_model_weights(&m, SDC_COMP_VAE, &w);
-    if (!err) err = sdc_vae_load(&vae, &w, &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER);
+    if (!err) err = sdc_vae_load(&vae, &w, &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, &v->opts);
     if (err) {
       snprintf(label, sizeof label, "%s [%s] vae", model, layout);
       sdc__report_error(v, label, err);
@@ -629,7 +630,7 @@ static void sdc__pipeline_cases(sdc__verify *v, const char *model, const cJSON *
   if (single) snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v->ref, model);
   else snprintf(path, sizeof path, "%s", cfgdir);
   sdc_pipeline *p = NULL;
-  int err = sdc_pipeline_load(&p, path, single ? cfgdir : NULL);
+  int err = sdc_pipeline_load(&p, path, single ? cfgdir : NULL, &v->opts);
   if (err) {
     snprintf(label, sizeof label, "%s [%s] pipeline", model, layout);
     return sdc__report_error(v, label, err);
@@ -693,18 +694,13 @@ static void sdc__all_pipelines(sdc__verify *v) {
 }
 
 int sdc_verify_bf16_psnr(const char *ref_dir, double *min_psnr_db, int *n_cases, int quiet) {
-  sdc__verify v = {.bf16 = 1, .quiet = quiet};
+  sdc__verify v = {.bf16 = 1, .quiet = quiet, .opts = {.precision = SDC_PREC_BF16}};
   *min_psnr_db = NAN, *n_cases = 0;
-  const sdc_precision was = sdc_ops_precision();
-  int err = sdc_ops_set_precision(SDC_PREC_BF16);
+  int err = sdc_precision_check(SDC_PREC_BF16);
   if (!err) err = sdc__verify_open(&v, ref_dir);
-  if (err) {
-    sdc_ops_set_precision(was);
-    return err;
-  }
+  if (err) return err;
   sdc__all_pipelines(&v);
   sdc__verify_close(&v);
-  sdc_ops_set_precision(was);
   *min_psnr_db = v.n_psnr ? v.min_psnr_db : NAN;
   *n_cases = v.n_psnr;
   if (v.n_fail) return sdc_seterr(SDC_EMISMATCH, "%d of %d bf16 pipeline case(s) failed or fell below %.0f dB", v.n_fail,
@@ -742,11 +738,12 @@ int sdc_cmd_verify(int argc, char **argv) {
     fprintf(stderr, "sdc verify: --precision: %s\n", sdc_errmsg(err));
     return 2;
   }
-  if (prec == SDC_PREC_BF16 && (err = sdc_ops_set_precision(prec))) {
+  if ((err = sdc_precision_check(prec))) {
     printf("SKIP: %s\n", sdc_errmsg(err)); /* exit 77: what ctest and automake call skipped */
     return 77;
   }
   v.bf16 = prec == SDC_PREC_BF16;
+  v.opts.precision = prec;
   if ((err = sdc__verify_open(&v, ref))) {
     fprintf(stderr, "sdc verify: %s\n", sdc_errmsg(err));
     return 2;

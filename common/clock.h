@@ -9,6 +9,8 @@
 uint64_t sdc_clock_unix_ms(void);
 /* Monotonic milliseconds (CLOCK_MONOTONIC): timeouts within one process. */
 int64_t sdc_clock_mono_ms(void);
+/* Monotonic nanoseconds: per-op timers that sum many short intervals. */
+uint64_t sdc_clock_mono_ns(void);
 /* Monotonic seconds as a double: benchmarks and durations. */
 double sdc_clock_mono_s(void);
 /* Sleeps ms milliseconds, resuming after signals. */

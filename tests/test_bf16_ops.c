@@ -212,7 +212,7 @@ static void test_attention_bf16(sdc_arena *a) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i], D = c[3] * c[4];
     sdc_attn_shape s = {c[0], c[1], c[2], c[3], c[4], D + c[6], D + 2 * c[6], D + 3 * c[6],
-                        (float)(1.0 / sqrt((double)c[4])), (int)c[5]};
+                        (float)(1.0 / sqrt((double)c[4])), (int)c[5], SDC_PREC_BF16};
     float *q = buf(s.B * s.Nq * s.ldq, 700 + i), *k = buf(s.B * s.Nk * s.ldk, 800 + i),
           *v = buf(s.B * s.Nk * s.ldv, 900 + i);
     /* scores of a few units, as in trained models: a peaked P exercises rounding of small probabilities */
@@ -345,13 +345,12 @@ int main(void) {
   int err = SDC_OK;
   if (!__builtin_cpu_supports("avx512bf16"))
     snprintf(why, sizeof why, "this CPU has no AVX512-BF16: bf16 precision cannot run here");
-  else if ((err = sdc_ops_set_precision(SDC_PREC_BF16)))
-    snprintf(why, sizeof why, "sdc_ops_set_precision(bf16): %s", sdc_errmsg(err));
+  else if ((err = sdc_precision_check(SDC_PREC_BF16)))
+    snprintf(why, sizeof why, "sdc_precision_check(bf16): %s", sdc_errmsg(err));
   if (*why) {
     if (sdc_test_failures) return sdc_test_finish("test_bf16_ops"); /* a skip must not hide a failure */
     sdc_test_skip(why);
   }
-  CHECK(sdc_ops_precision() == SDC_PREC_BF16, "precision did not stick");
   printf("oneDNN ready\n");
   sdc_arena a;
   sdc_arena_init(&a, 1 << 20);

@@ -13,6 +13,9 @@
 #include "unet.h"
 #include "vae.h"
 
+/* Architecture checks are precision-blind: every model loads in fp32. */
+static const sdc_load_opts fp32 = {.precision = SDC_PREC_FP32};
+
 /* Writes every tensor a recorder invented into path. */
 static int save_recorded(const sdc_weights *rec, const char *path) {
   int64_t n = sdc_weights_n_recorded(rec);
@@ -52,7 +55,7 @@ static void test_unet_arch(const char *tmp, int which, int64_t H, int64_t W) {
   sdc_weights rec, file_w;
   sdc_unet *u = NULL, *down = NULL, *mid = NULL, *up = NULL;
   sdc_weights_init_recorder(&rec, 1234 + which);
-  err = sdc_unet_load(&u, &rec, &cfg, SDC_UNET_ALL);
+  err = sdc_unet_load(&u, &rec, &cfg, SDC_UNET_ALL, &fp32);
   CHECK(err == 0, "recording unet %d: %s", which, sdc_errmsg(err));
   char path[600];
   snprintf(path, sizeof path, "%s/unet%d.safetensors", tmp, which);
@@ -61,9 +64,9 @@ static void test_unet_arch(const char *tmp, int which, int64_t H, int64_t W) {
   sdc_st_file f;
   CHECK(sdc_st_open(&f, path) == 0, "reopen %s: %s", path, sdc_errmsg(-1));
   CHECK(sdc_weights_init(&file_w, &f, "", NULL, NULL) == 0, "weights view");
-  CHECK(sdc_unet_load(&down, &file_w, &cfg, SDC_UNET_DOWN) == 0, "down shard: %s", sdc_errmsg(-1));
-  CHECK(sdc_unet_load(&mid, &file_w, &cfg, SDC_UNET_MID) == 0, "mid shard: %s", sdc_errmsg(-1));
-  CHECK(sdc_unet_load(&up, &file_w, &cfg, SDC_UNET_UP) == 0, "up shard: %s", sdc_errmsg(-1));
+  CHECK(sdc_unet_load(&down, &file_w, &cfg, SDC_UNET_DOWN, &fp32) == 0, "down shard: %s", sdc_errmsg(-1));
+  CHECK(sdc_unet_load(&mid, &file_w, &cfg, SDC_UNET_MID, &fp32) == 0, "mid shard: %s", sdc_errmsg(-1));
+  CHECK(sdc_unet_load(&up, &file_w, &cfg, SDC_UNET_UP, &fp32) == 0, "up shard: %s", sdc_errmsg(-1));
   if (!u || !down || !mid || !up) goto done;
   const int64_t B = 2, Nctx = 5, n_in = B * cfg.in_channels * H * W, n_out = B * cfg.out_channels * H * W;
   float *x = malloc((size_t)n_in * 4), *ctx = malloc((size_t)(B * Nctx * cfg.cross_attention_dim) * 4);
@@ -108,7 +111,7 @@ static void test_vae_arch(void) {
   sdc_weights rec;
   sdc_weights_init_recorder(&rec, 99);
   sdc_vae *v = NULL;
-  CHECK(sdc_vae_load(&v, &rec, &cfg, SDC_VAE_DECODER | SDC_VAE_ENCODER) == 0, "vae: %s", sdc_errmsg(-1));
+  CHECK(sdc_vae_load(&v, &rec, &cfg, SDC_VAE_DECODER | SDC_VAE_ENCODER, &fp32) == 0, "vae: %s", sdc_errmsg(-1));
   if (v) {
     const int64_t s = sdc_vae_scale(&cfg), h = 3, w = 5, H = h * s, W = w * s;
     float *z = malloc((size_t)(cfg.latent_channels * h * w) * 4), *img = malloc((size_t)(3 * H * W) * 4);
@@ -148,9 +151,10 @@ static void test_recorder_matches_real_layout(const char *ref) {
       sdc_weights rec, real;
       sdc_weights_init_recorder(&rec, 1);
       void *obj = NULL;
-      int err = c == SDC_COMP_UNET ? sdc_unet_load((sdc_unet **)&obj, &rec, &m.unet, SDC_UNET_ALL)
-                : c == SDC_COMP_VAE ? sdc_vae_load((sdc_vae **)&obj, &rec, &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER)
-                                    : sdc_clip_load((sdc_clip **)&obj, &rec, &m.clip);
+      int err = c == SDC_COMP_UNET ? sdc_unet_load((sdc_unet **)&obj, &rec, &m.unet, SDC_UNET_ALL, &fp32)
+                : c == SDC_COMP_VAE
+                    ? sdc_vae_load((sdc_vae **)&obj, &rec, &m.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, &fp32)
+                    : sdc_clip_load((sdc_clip **)&obj, &rec, &m.clip, &fp32);
       CHECK(err == 0, "record %s component %d: %s", models[mi], c, sdc_errmsg(err));
       CHECK(sdc_model_weights(&m, (sdc_component)c, &real) == 0, "real weights: %s", sdc_errmsg(-1));
       int64_t n_match = 0, n_real = 0;

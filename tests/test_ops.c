@@ -83,7 +83,8 @@ static void test_attention(sdc_arena *a) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const int64_t *c = cases[i], D = c[3] * c[4], ld = D + c[6];
-    sdc_attn_shape s = {c[0], c[1], c[2], c[3], c[4], ld, ld, ld, (float)(1.0 / sqrt((double)c[4])), (int)c[5]};
+    sdc_attn_shape s = {c[0], c[1], c[2], c[3], c[4], ld, ld, ld, (float)(1.0 / sqrt((double)c[4])), (int)c[5],
+                        SDC_PREC_FP32};
     float *q = buf(s.B * s.Nq * ld, 20 + i), *k = buf(s.B * s.Nk * ld, 21 + i), *v = buf(s.B * s.Nk * ld, 22 + i);
     float *got = buf(s.B * s.Nq * D, 0), *ref = buf(s.B * s.Nq * D, 0);
     CHECK(sdc_attention(a, got, q, k, v, &s) == 0, "attention case %zu failed", i);

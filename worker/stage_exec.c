@@ -14,7 +14,9 @@
 #include "stage.h"
 #include "wire.h"
 
-int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages) {
+
+int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config_dir, unsigned stages,
+                        const sdc_load_opts *opts) {
   memset(h, 0, sizeof *h);
   h->stages = stages;
   sdc_arena_init(&h->arena, 0);
@@ -27,18 +29,18 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
       err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", model);
     if (!err) err = sdc_tokenizer_load(&h->tok, tokdir);
     if (!err) err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &h->w[SDC_COMP_TEXT_ENCODER]);
-    if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip);
+    if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip, opts);
   }
   unsigned parts = (stages & (1u << SDCPB__STAGE__UNET_DOWN) ? SDC_UNET_DOWN : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_MID) ? SDC_UNET_MID : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_UP) ? SDC_UNET_UP : 0);
   if (!err && parts) {
     err = sdc_model_weights(&h->model, SDC_COMP_UNET, &h->w[SDC_COMP_UNET]);
-    if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts);
+    if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts, opts);
   }
   if (!err && (stages & (1u << SDCPB__STAGE__VAE))) {
     err = sdc_model_weights(&h->model, SDC_COMP_VAE, &h->w[SDC_COMP_VAE]);
-    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER);
+    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER, opts);
   }
   if (err) sdc_stage_host_free(h);
   return err;

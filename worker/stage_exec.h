@@ -26,7 +26,9 @@ typedef struct {
   char fingerprint[32];     /* same configs on every worker of a cluster */
 } sdc_stage_host;
 
-int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const char *config_dir, unsigned stages);
+/* Loads the models of `stages` with opts (blocks.h); errors name the culprit. */
+int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const char *config_dir, unsigned stages,
+                        const sdc_load_opts *opts);
 void sdc_stage_host_free(sdc_stage_host *h);
 
 /* Runs hop req->hop of req (whose stage this host must have) and produces the

@@ -393,12 +393,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sdc-worker: --stage: %s\n", sdc_errmsg(SDC_EINVAL));
     return 2;
   }
-  int err = sdc_ops_set_precision(prec);
+  const sdc_load_opts lo = {.precision = prec};
+  int err = sdc_precision_check(prec);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;
   }
-  err = sdc_stage_host_load(&w.host, model, config, bits);
+  err = sdc_stage_host_load(&w.host, model, config, bits, &lo);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;

@@ -338,9 +338,6 @@ static const void *sdc__weights_for(sdc_arena *a, const sdc__prim *prim, const s
   const void *hit = mp->alt && dnnl_memory_desc_equal(&prim->wei, &mp->alt_md) ? mp->alt : NULL;
   pthread_mutex_unlock(&mp->mu);
   if (hit) return hit;
-  if (getenv("SDC_DEBUG_ONEDNN"))
-    fprintf(stderr, "onednn: weights of %lld x %lld reordered per call\n", (long long)prim->wei.dims[0],
-            (long long)prim->wei.dims[1]);
   void *tmp = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&prim->wei) + 3) / 4);
   sdc__prim r = {0};
   if (!tmp) *err = sdc_seterr(SDC_ENOMEM, "oneDNN: out of memory for weights");

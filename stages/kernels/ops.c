@@ -6,19 +6,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "attn_amx.h"
 #include "attn_f32.h"
+#include "clock.h"
 #include "error.h"
 #include "onednn.h"
 #include "ops_bf16.h"
+#include "sdc_limits.h"
 #include "vecmath.h"
 
 static uint64_t sdc__flops;
-
-/* Elementwise loops smaller than this stay on one core: a fork costs more. */
-#define SDC__PAR_MIN 65536
 
 static inline void sdc__count(double flops) { __atomic_add_fetch(&sdc__flops, (uint64_t)flops, __ATOMIC_RELAXED); }
 uint64_t sdc_ops_flops(void) { return __atomic_load_n(&sdc__flops, __ATOMIC_RELAXED); }
@@ -26,14 +24,9 @@ void sdc_ops_flops_reset(void) { __atomic_store_n(&sdc__flops, 0, __ATOMIC_RELAX
 
 static uint64_t sdc__ns[SDC_OPS_KINDS], sdc__kind_flops[SDC_OPS_KINDS];
 
-static uint64_t sdc__clock_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 /* Charges the time since t0 and the FLOPs counted since f0 to kind k. */
 static void sdc__spent(sdc_ops_kind k, uint64_t t0, uint64_t f0) {
-  __atomic_add_fetch(&sdc__ns[k], sdc__clock_ns() - t0, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&sdc__ns[k], sdc_clock_mono_ns() - t0, __ATOMIC_RELAXED);
   __atomic_add_fetch(&sdc__kind_flops[k], sdc_ops_flops() - f0, __ATOMIC_RELAXED);
 }
 double sdc_ops_seconds(sdc_ops_kind kind) { return 1e-9 * (double)__atomic_load_n(&sdc__ns[kind], __ATOMIC_RELAXED); }
@@ -43,18 +36,7 @@ void sdc_ops_seconds_reset(void) {
     __atomic_store_n(&sdc__ns[k], 0, __ATOMIC_RELAXED), __atomic_store_n(&sdc__kind_flops[k], 0, __ATOMIC_RELAXED);
 }
 
-static sdc_precision sdc__precision = SDC_PREC_FP32;
-
-int sdc_ops_set_precision(sdc_precision p) {
-  if (p == SDC_PREC_BF16) {
-    int err = sdc_onednn_bf16_check();
-    if (err) return err;
-  }
-  sdc__precision = p;
-  return SDC_OK;
-}
-
-sdc_precision sdc_ops_precision(void) { return sdc__precision; }
+int sdc_precision_check(sdc_precision p) { return p == SDC_PREC_BF16 ? sdc_onednn_bf16_check() : SDC_OK; }
 
 const char *sdc_precision_name(sdc_precision p) { return p == SDC_PREC_BF16 ? "bf16" : "fp32"; }
 
@@ -68,7 +50,7 @@ int sdc_precision_parse(const char *s, sdc_precision *p) {
 /* col (Cin*kh*kw, Ho*Wo) for one image: each row is one (c, ky, kx) tap. */
 static void sdc__im2col(float *col, const float *in, const sdc_conv_shape *s) {
   const int64_t HoWo = s->Ho * s->Wo;
-#pragma omp parallel for schedule(static) if (s->Cin * s->kh * s->kw * HoWo > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->Cin * s->kh * s->kw * HoWo > SDC_PAR_MIN_ELEMS)
   for (int64_t c = 0; c < s->Cin; c++)
     for (int64_t ky = 0; ky < s->kh; ky++)
       for (int64_t kx = 0; kx < s->kw; kx++) {
@@ -122,7 +104,7 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
   if (s->w_taps) {
     wt = (float *)w;
   } else {
-#pragma omp parallel for schedule(static) if (taps * Cout * Cin > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (taps * Cout * Cin > SDC_PAR_MIN_ELEMS)
     for (int64_t o = 0; o < Cout; o++)
       for (int64_t c = 0; c < Cin; c++)
         for (int64_t t = 0; t < taps; t++) wt[(t * Cout + o) * Cin + c] = w[(o * Cin + c) * taps + t];
@@ -133,7 +115,7 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
     float *dst = out + n * Cout * s->Ho * s->Wo;
     for (int64_t y0 = 0; y0 < s->Ho; y0 += R) {
       const int64_t rows = s->Ho - y0 < R ? s->Ho - y0 : R, n_cols = rows * Wp, in_rows = rows + s->kh - 1;
-#pragma omp parallel for schedule(static) if (Cin * in_rows * Wp > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (Cin * in_rows * Wp > SDC_PAR_MIN_ELEMS)
       for (int64_t c = 0; c < Cin; c++) {
         for (int64_t y = 0; y < in_rows; y++) {
           int64_t iy = y0 + y - s->pad_t;
@@ -154,7 +136,7 @@ static int sdc__conv_shifted(sdc_arena *a, float *out, const float *in, const fl
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)n_cols, (int)Cin, 1.0f,
                     wt + t * Cout * Cin, (int)Cin, pad + off, (int)S, t ? 1.0f : 0.0f, acc, (int)n_cols);
       }
-#pragma omp parallel for schedule(static) if (Cout * n_cols > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (Cout * n_cols > SDC_PAR_MIN_ELEMS)
       for (int64_t o = 0; o < Cout; o++) {
         const float bv = b ? b[o] : 0.0f;
         for (int64_t y = 0; y < rows; y++) {
@@ -206,7 +188,7 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
 }
 
 int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s) {
-  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  const uint64_t t0 = sdc_clock_mono_ns(), f0 = sdc_ops_flops();
   int err;
   if (w->pk) {
     sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
@@ -222,7 +204,7 @@ int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
 
 int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
                   int64_t N) {
-  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  const uint64_t t0 = sdc_clock_mono_ns(), f0 = sdc_ops_flops();
   int err = SDC_OK;
   if (w->pk) {
     sdc__count(2.0 * (double)M * (double)K * (double)N);
@@ -235,7 +217,7 @@ int sdc_linear_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, co
 }
 
 int sdc_conv2d_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s) {
-  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  const uint64_t t0 = sdc_clock_mono_ns(), f0 = sdc_ops_flops();
   if (!w->pk) return sdc_seterr(SDC_EINVAL, "conv2d: bf16 NHWC input needs packed bf16 weights");
   sdc__count(2.0 * (double)s->B * (double)s->Cout * (double)(s->Cin * s->kh * s->kw) * (double)(s->Ho * s->Wo));
   int err = sdc_onednn_conv_nhwc(a, out, in, w->pk, b, s);
@@ -245,7 +227,7 @@ int sdc_conv2d_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *
 
 int sdc_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *w, const float *b, int64_t M, int64_t K,
                     int64_t N, int accumulate) {
-  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  const uint64_t t0 = sdc_clock_mono_ns(), f0 = sdc_ops_flops();
   if (!w->pk) return sdc_seterr(SDC_EINVAL, "linear: bf16 input needs packed bf16 weights");
   sdc__count(2.0 * (double)M * (double)K * (double)N);
   int err = sdc_onednn_linear_bf16(a, out, in, w->pk, b, M, K, N, accumulate);
@@ -354,7 +336,7 @@ void sdc_group_norm_to(float *out, const float *in, const float *shift, const fl
                        int64_t C, int64_t HW, int64_t groups, double eps, int silu) {
   const int64_t cpg = C / groups;
   const int fast = sdc__have_avx512();
-#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * C * HW > SDC_PAR_MIN_ELEMS)
   for (int64_t bg = 0; bg < B * groups; bg++) {
     const int64_t c0 = (bg % groups) * cpg, row0 = (bg / groups) * C + c0; /* rows of (B*C, HW) */
     /* Each channel's exact two-pass statistics merged by Chan's pairwise
@@ -401,7 +383,7 @@ __attribute__((target("avx512f"))) static void sdc__layer_norm_row_avx512(float 
 void sdc_layer_norm(float *out, const float *in, const float *gamma, const float *beta, int64_t rows, int64_t C,
                     double eps) {
   const int fast = sdc__have_avx512();
-#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * C > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     const float *p = in + r * C;
     float *q = out + r * C;
@@ -435,7 +417,7 @@ void sdc_add_layer_norm(float *out, float *x, const float *y, const float *gamma
                         int64_t C, double eps) {
   const int fast = sdc__have_avx512();
   /* row by row, so the norm's passes find the sum just written in L1 */
-#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * C > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     float *p = x + r * C, *q = out + r * C;
     const float *d = y + r * C;
@@ -465,7 +447,7 @@ __attribute__((target("avx512f"))) static void sdc__silu_avx512(float *x, int64_
 
 void sdc_silu(float *x, int64_t n) {
   const int fast = sdc__have_avx512();
-#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SDC_PAR_MIN_ELEMS)
   for (int64_t i0 = 0; i0 < n; i0 += SDC__CHUNK) {
     const int64_t m = n - i0 < SDC__CHUNK ? n - i0 : SDC__CHUNK;
     if (fast) sdc__silu_avx512(x + i0, m);
@@ -475,17 +457,17 @@ void sdc_silu(float *x, int64_t n) {
 }
 
 void sdc_gelu(float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SDC_PAR_MIN_ELEMS)
   for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
 void sdc_quick_gelu(float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SDC_PAR_MIN_ELEMS)
   for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
 void sdc_add(float *x, const float *y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SDC_PAR_MIN_ELEMS)
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
@@ -529,7 +511,7 @@ static int sdc__have_avx512(void) {
 
 void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t causal_q0, int causal) {
   const int fast = sdc__have_avx512();
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
+#pragma omp parallel for schedule(static) if (rows * n > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     float *p = s + r * ld;
     int64_t lim = causal ? causal_q0 + r + 1 : n;
@@ -620,7 +602,7 @@ __attribute__((target("avx512f"))) static void sdc__geglu_row_avx512(float *o, c
 
 void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
   const int fast = sdc__have_avx512();
-#pragma omp parallel for schedule(static) if (rows * F > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * F > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     const float *h = in + r * 2 * F, *g = h + F;
     float *o = out + r * F;
@@ -634,7 +616,7 @@ void sdc_geglu(float *out, const float *in, int64_t rows, int64_t F) {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sdc_geglu_bf16(uint16_t *out, const float *in,
                                                                                 int64_t rows, int64_t F) {
-#pragma omp parallel for schedule(static) if (rows * F > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * F > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     const float *h = in + r * 2 * F, *g = h + F;
     float tmp[256]; /* f32 in chunks that stay in L1, then rounded */
@@ -653,7 +635,7 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
                           const sdc_attn_shape *s);
 
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s) {
-  const uint64_t t0 = sdc__clock_ns(), f0 = sdc_ops_flops();
+  const uint64_t t0 = sdc_clock_mono_ns(), f0 = sdc_ops_flops();
   int err = sdc__attention(a, out, q, k, v, s);
   sdc__spent(SDC_OPS_ATTENTION, t0, f0);
   return err;
@@ -663,12 +645,9 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
                           const sdc_attn_shape *s) {
   const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
-  if (sdc__precision == SDC_PREC_BF16)
+  if (s->prec == SDC_PREC_BF16)
     return sdc_amx_available() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
-  /* SDC_ATTN_GEMM=1: the sgemm path, for side-by-side timing; read once */
-  static int gemm_path = -1;
-  if (gemm_path < 0) gemm_path = getenv("SDC_ATTN_GEMM") != NULL;
-  if (sdc__have_avx512() && !gemm_path) return sdc_attention_f32(a, out, q, k, v, s);
+  if (sdc__have_avx512()) return sdc_attention_f32(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);
   if (!scores) return sdc_seterr(SDC_ENOMEM, "attention: out of memory for %lld scores", (long long)(tile * s->Nk));
@@ -737,7 +716,7 @@ static void sdc__transpose(float *out, const float *in, const float *res, int64_
   const int fast = sdc__have_avx512();
   const int64_t tr = (rows + SDC__TILE - 1) / SDC__TILE, tc = (cols + SDC__TILE - 1) / SDC__TILE;
   /* one task is a strip of tiles along the output's rows: its writes stay in its own lines */
-#pragma omp parallel for schedule(static) if (B * rows * cols > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * rows * cols > SDC_PAR_MIN_ELEMS)
   for (int64_t bj = 0; bj < B * tc; bj++) {
     const int64_t b = bj / tc, j0 = (bj % tc) * SDC__TILE, c = cols - j0 < SDC__TILE ? cols - j0 : SDC__TILE;
     const float *src = in + b * rows * cols + j0;
@@ -770,7 +749,7 @@ void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int
   /* torch: scale = in/out as float, src = min(floor(dst * scale), in - 1) */
   const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
   const int twice = Wo == 2 * W; /* sx is exactly 1/2: src = x / 2 */
-#pragma omp parallel for schedule(static) if (B * C * Ho * Wo > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * C * Ho * Wo > SDC_PAR_MIN_ELEMS)
   for (int64_t p = 0; p < B * C; p++) {
     const float *src = in + p * H * W;
     float *dst = out + p * Ho * Wo;
@@ -800,7 +779,7 @@ void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int
 
 void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW) {
   /* one channel plane per iteration, so both cores copy */
-#pragma omp parallel for schedule(static) if (B * (C1 + C2) * HW > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * (C1 + C2) * HW > SDC_PAR_MIN_ELEMS)
   for (int64_t p = 0; p < B * (C1 + C2); p++) {
     const int64_t n = p / (C1 + C2), c = p % (C1 + C2);
     const float *src = c < C1 ? a + (n * C1 + c) * HW : b + (n * C2 + c - C1) * HW;

@@ -19,15 +19,15 @@ double sdc_ops_seconds(sdc_ops_kind kind);
 uint64_t sdc_ops_kind_flops(sdc_ops_kind kind); /* their FLOPs, same period */
 void sdc_ops_seconds_reset(void);
 
-/* Arithmetic of the conv, linear and attention GEMMs, process-wide, chosen
- * before any model is loaded (loaders pack weights for it). fp32 is exact
- * f32 on OpenBLAS; bf16 rounds GEMM inputs to bf16 and accumulates in f32 on
- * oneDNN (AMX / AVX512-BF16), see onednn.h. Norms, softmax, activations and
- * residuals are f32 in both. */
+/* Arithmetic of the conv, linear and attention GEMMs. A model takes it as a
+ * load option (blocks.h) and packs its weights for it; attention takes it per
+ * call (sdc_attn_shape). fp32 is exact f32 on OpenBLAS; bf16 rounds GEMM
+ * inputs to bf16 and accumulates in f32 on oneDNN (AMX / AVX512-BF16), see
+ * onednn.h. Norms, softmax, activations and residuals are f32 in both. */
 typedef enum { SDC_PREC_FP32, SDC_PREC_BF16 } sdc_precision;
-/* SDC_EUNSUPPORTED (message says why) when this CPU cannot run p. */
-int sdc_ops_set_precision(sdc_precision p);
-sdc_precision sdc_ops_precision(void);
+/* SDC_EUNSUPPORTED (message says why) when this CPU cannot run p; readies
+ * oneDNN for bf16. Keeps no state of its own: safe to call per load. */
+int sdc_precision_check(sdc_precision p);
 const char *sdc_precision_name(sdc_precision p); /* "fp32", "bf16" */
 /* "fp32" / "bf16" -> *p; SDC_EINVAL naming the value otherwise. */
 int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
@@ -101,13 +101,15 @@ void sdc_add(float *x, const float *y, int64_t n); /* x += y */
 
 /* Multi-head scaled dot-product attention, tokens-major.
  * q (B,Nq,H*dh) row stride ldq, k/v (B,Nk,H*dh) row stride ldk/ldv, out (B,Nq,H*dh)
- * contiguous. scale usually 1/sqrt(dh). causal masks key j > query i. */
+ * contiguous. scale usually 1/sqrt(dh). causal masks key j > query i.
+ * prec: the layer's precision (zero, the default, is fp32). */
 typedef struct {
   int64_t B, Nq, Nk, heads, dh, ldq, ldk, ldv;
   float scale;
   int causal;
+  sdc_precision prec;
 } sdc_attn_shape;
-/* In bf16 precision q, k, v are rounded to bf16 and the probabilities too. */
+/* In bf16 (s->prec) q, k, v are rounded to bf16 and the probabilities too. */
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 /* Internal to the attention kernels: softmax in place of the first n
  * columns of each row of s (rows, ld), row r seeing keys [0, n) or causally

@@ -7,11 +7,10 @@
 
 #include "error.h"
 #include "ops.h"
+#include "sdc_limits.h"
 #include "vecmath.h"
 
 #define SDC__TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-/* Work below this many elements stays on one core. */
-#define SDC__PAR_MIN 65536
 
 static inline int64_t sdc__min(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -60,7 +59,7 @@ SDC__TARGET static void sdc__transpose_bf16(uint16_t *out, const float *x, const
                                             int silu, int64_t B, int64_t C, int64_t HW) {
   const int64_t n_pt = (HW + 15) / 16;
   const __m512i idx = sdc__column_idx();
-#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * C * HW > SDC_PAR_MIN_ELEMS)
   for (int64_t job = 0; job < B * n_pt; job++) {
     const int64_t b = job / n_pt, p0 = (job % n_pt) * 16, np = sdc__min(16, HW - p0);
     const __mmask16 kp = sdc__mask(np);
@@ -112,7 +111,7 @@ SDC__TARGET static void sdc__gn_stats_nhwc(double *mean, double *inv, double *ac
       /* statistics of x + add: each pass sums x - mch, with mch = -add (sums of x + add), then
        * group mean - add (squares about the mean of x + add) */
       for (int64_t c = 0; c < C; c++) mch[c] = (pass ? mean[b * groups + c / cpg] : 0.0) - (add ? add[b * C + c] : 0.0);
-#pragma omp parallel if (HW * C > SDC__PAR_MIN)
+#pragma omp parallel if (HW * C > SDC_PAR_MIN_ELEMS)
       {
         double *my = acc + omp_get_thread_num() * C;
 #pragma omp for schedule(static)
@@ -160,7 +159,7 @@ SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x,
   if (x_nhwc) {
     sdc__gn_stats_nhwc(mean, inv, acc, mch, x, add, B, C, HW, groups, eps);
   } else {
-#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * C * HW > SDC_PAR_MIN_ELEMS)
     for (int64_t bg = 0; bg < B * groups; bg++) inv[bg] = sdc__stats(x + bg * cpg * HW, cpg * HW, eps, &mean[bg]);
   }
   sdc__gn_affine(scale, shift, mean, inv, gamma, beta, B, C, groups);
@@ -170,7 +169,7 @@ SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x,
   if (!x_nhwc) {
     sdc__transpose_bf16(out, x, scale, shift, silu, B, C, HW);
   } else {
-#pragma omp parallel for schedule(static) if (B * C * HW > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (B * C * HW > SDC_PAR_MIN_ELEMS)
     for (int64_t bp = 0; bp < B * HW; bp++) {
       const int64_t b = bp / HW;
       const float *src = x + bp * C, *sc = scale + b * C, *sh = shift + b * C;
@@ -190,7 +189,7 @@ SDC__TARGET int sdc_group_norm_bf16(sdc_arena *a, uint16_t *out, const float *x,
 
 SDC__TARGET void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float *gamma, const float *beta, int64_t rows,
                                      int64_t C, double eps) {
-#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * C > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
     const float *p = in + r * C;
     double mean, inv = sdc__stats(p, C, eps, &mean);
@@ -205,6 +204,6 @@ SDC__TARGET void sdc_layer_norm_bf16(uint16_t *out, const float *in, const float
 }
 
 void sdc_f32_to_bf16_rows(uint16_t *out, const float *in, int64_t rows, int64_t C) {
-#pragma omp parallel for schedule(static) if (rows * C > SDC__PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * C > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) sdc__f32_to_bf16(out + r * C, in + r * C, C, C, 1.0f);
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,13 +102,18 @@ static const sdc__weight_ref *sdc__find(const sdc_weights *w, const char *name) 
 
 int sdc_weights_has(const sdc_weights *w, const char *name) { return sdc__find(w, name) != NULL; }
 
-static const float *sdc__fail(sdc_weights *w, int err, const char *fmt, const char *a, const char *b, const char *c) {
+void *sdc_weights_fail(sdc_weights *w, int err, const char *fmt, ...) {
   if (!w->err) {
     w->err = err;
-    snprintf(w->msg, sizeof w->msg, fmt, a, b, c);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
+    va_end(ap);
   }
   return NULL;
 }
+
+int sdc_weights_error(const sdc_weights *w) { return w->err ? sdc_seterr(w->err, "%s", w->msg) : SDC_OK; }
 
 static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   const sdc_st_entry *e = r->entry;
@@ -117,17 +123,17 @@ static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   /* f32 data that is suitably aligned is used in place: the mmap is the weight. */
   if (e->dtype == SDC_F32 && ((uintptr_t)src % 4) == 0) return src;
   if (e->dtype != SDC_F32 && e->dtype != SDC_F16 && e->dtype != SDC_BF16 && e->dtype != SDC_F64)
-    return sdc__fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
+    return sdc_weights_fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
                      sdc_dtype_name(e->dtype));
   if (w->n_owned == w->cap_owned) {
     int64_t cap = w->cap_owned ? 2 * w->cap_owned : 64;
     void **p = realloc(w->owned, (size_t)cap * sizeof *p);
-    if (!p) return sdc__fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory%s", r->file->path, e->name, "");
+    if (!p) return sdc_weights_fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory", r->file->path, e->name);
     w->owned = p;
     w->cap_owned = cap;
   }
   float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
-  if (!dst) return sdc__fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory%s", r->file->path, e->name, "");
+  if (!dst) return sdc_weights_fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory", r->file->path, e->name);
   sdc_convert_to_f32(dst, src, e->dtype, n);
   /* The narrow copy in the page cache is no longer needed by this process:
    * drop its whole pages from our resident set (they are file-backed, so a
@@ -173,8 +179,8 @@ void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_
       w->cap_kept = cap;
     }
   }
-  if (!obj) return (void *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory (or no kernel) for packed weights%s%s",
-                                     name, "", "");
+  if (!obj)
+    return sdc_weights_fail(w, SDC_ENOMEM, "tensor '%s': out of memory (or no kernel) for packed weights", name);
   w->kept[w->n_kept++] = (struct sdc__kept){obj, free_fn};
   w->n_bytes_owned += (int64_t)n_bytes;
   return obj;
@@ -184,7 +190,7 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
   if (w->err) return NULL;
   if (w->recording) return sdc__record(w, name, ndim, shape);
   const sdc__weight_ref *r = sdc__find(w, name);
-  if (!r) return sdc__fail(w, SDC_EMISSING, "%s: missing tensor '%s'%s", w->source, name, "");
+  if (!r) return sdc_weights_fail(w, SDC_EMISSING, "%s: missing tensor '%s'", w->source, name);
   const sdc_st_entry *e = r->entry;
   int same = e->ndim == ndim;
   for (int i = 0; same && i < ndim; i++) same = (i ? e->shape[i] : e->shape[i] / r->n_parts) == shape[i];
@@ -192,9 +198,8 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
     char want[128], got[128];
     sdc_shape_str(want, sizeof want, ndim, shape);
     sdc_shape_str(got, sizeof got, e->ndim, e->shape);
-    char key[300];
-    snprintf(key, sizeof key, "%s' (%s)", e->name, r->file->path);
-    return sdc__fail(w, SDC_ESHAPE, "tensor '%s has shape %s, expected %s", key, got, want);
+    return sdc_weights_fail(w, SDC_ESHAPE, "tensor '%s' (%s) has shape %s, expected %s", e->name, r->file->path, got,
+                            want);
   }
   return sdc__materialize(w, r);
 }
@@ -253,7 +258,7 @@ static const float *sdc__record(sdc_weights *w, const char *name, int ndim, cons
       struct sdc__recorded *r = &w->rec[mid];
       int same = r->ndim == ndim;
       for (int i = 0; same && i < ndim; i++) same = r->shape[i] == shape[i];
-      if (!same) return sdc__fail(w, SDC_ESHAPE, "recorder: tensor '%s' asked for with two shapes%s%s", name, "", "");
+      if (!same) return sdc_weights_fail(w, SDC_ESHAPE, "recorder: tensor '%s' asked for with two shapes", name);
       return r->data;
     }
     if (c < 0) lo = mid + 1;
@@ -262,14 +267,14 @@ static const float *sdc__record(sdc_weights *w, const char *name, int ndim, cons
   if (w->n_rec == w->cap_rec) {
     int64_t cap = w->cap_rec ? 2 * w->cap_rec : 256;
     struct sdc__recorded *p = realloc(w->rec, (size_t)cap * sizeof *p);
-    if (!p) return sdc__fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'%s%s", name, "", "");
+    if (!p) return sdc_weights_fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'", name);
     w->rec = p, w->cap_rec = cap;
   }
   int64_t n = sdc_shape_numel(ndim, shape);
   struct sdc__recorded r = {.name = strdup(name), .ndim = ndim, .data = malloc((size_t)(n ? n : 1) * sizeof(float))};
   if (!r.name || !r.data) {
     free(r.name), free(r.data);
-    return sdc__fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'%s%s", name, "", "");
+    return sdc_weights_fail(w, SDC_ENOMEM, "recorder: out of memory for '%s'", name);
   }
   memcpy(r.shape, shape, (size_t)ndim * sizeof *shape);
   sdc__invent(r.data, n, name, ndim, shape, w->seed);
@@ -298,12 +303,12 @@ static float *sdc__own_floats(sdc_weights *w, int64_t n, const char *name) {
   if (w->n_owned == w->cap_owned) {
     int64_t cap = w->cap_owned ? 2 * w->cap_owned : 64;
     void **p = realloc(w->owned, (size_t)cap * sizeof *p);
-    if (!p) return (float *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory%s%s", name, "", "");
+    if (!p) return sdc_weights_fail(w, SDC_ENOMEM, "tensor '%s': out of memory", name);
     w->owned = p;
     w->cap_owned = cap;
   }
   float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
-  if (!dst) return (float *)sdc__fail(w, SDC_ENOMEM, "tensor '%s': out of memory%s%s", name, "", "");
+  if (!dst) return sdc_weights_fail(w, SDC_ENOMEM, "tensor '%s': out of memory", name);
   w->owned[w->n_owned++] = dst;
   w->n_bytes_owned += n * 4;
   return dst;
@@ -319,7 +324,7 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
   if (w->recording) {
     if (!(src = sdc__record(w, name, 4, shape))) return NULL; /* the file keeps the usual layout */
   } else {
-    if (!r) return sdc__fail(w, SDC_EMISSING, "%s: missing tensor '%s'%s", w->source, name, "");
+    if (!r) return sdc_weights_fail(w, SDC_EMISSING, "%s: missing tensor '%s'", w->source, name);
     /* shape check (and error message) exactly as get() */
     const sdc_st_entry *e = r->entry;
     int same = e->ndim == 4 && r->n_parts == 1;
@@ -327,7 +332,7 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
     if (!same) return sdc_weights_get(w, name, 4, shape);
     dt = e->dtype;
     if (dt != SDC_F32 && dt != SDC_F16 && dt != SDC_BF16)
-      return sdc__fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
+      return sdc_weights_fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
                        sdc_dtype_name(dt));
     raw = sdc_st_ptr(r->file, e);
     w->n_bytes_used += n * 4;

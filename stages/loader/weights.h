@@ -42,8 +42,6 @@ typedef struct {
   int64_t n_bytes_used;   /* bytes of every tensor handed out */
   /* recorder mode: every tensor asked for is invented and remembered */
   int recording;
-  int conv_onednn; /* hint from the component's loader: its f32 convs run on oneDNN */
-  int keep_f32;    /* hint: these layers stay f32 even in bf16 precision */
   uint64_t seed;
   struct sdc__recorded *rec; /* sorted by name */
   int64_t n_rec, cap_rec;
@@ -59,6 +57,14 @@ int sdc_weights_init(sdc_weights *w /* OUT */, const sdc_st_file *file, const ch
 void sdc_weights_free(sdc_weights *w);
 
 int sdc_weights_has(const sdc_weights *w, const char *name);
+
+/* Records err with a printf message naming the tensor (or block) at fault,
+ * unless an error is already recorded: the first one is what gets reported.
+ * Returns NULL, so a lookup can `return sdc_weights_fail(...)`. */
+void *sdc_weights_fail(sdc_weights *w, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* SDC_OK, or the first recorded error, set as the thread's error (sdc_seterr)
+ * with its message: what a loader returns after all its lookups. */
+int sdc_weights_error(const sdc_weights *w);
 
 /* The tensor `name` as f32 with exactly the given shape. A mismatch, a missing
  * name or an integer dtype records an error naming file and key, and returns

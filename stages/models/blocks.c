@@ -9,6 +9,7 @@
 #include "onednn.h"
 #include "ops.h"
 #include "ops_bf16.h"
+#include "sdc_limits.h"
 
 #define SDC__NAME_MAX 320
 
@@ -22,18 +23,22 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
   return sdc_weights_get(w, key, ndim, shape);
 }
 
-/* bf16 precision: weights are packed for oneDNN straight from their f32
- * widening, which is then released, so only the 2-byte copy stays resident. */
-static int sdc__packs_bf16(const sdc_weights *w) {
-  return sdc_ops_precision() == SDC_PREC_BF16 && !w->recording && !w->keep_f32;
+sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o, int onednn_f32_convs) {
+  if (o->precision == SDC_PREC_BF16) return (sdc_block_opts){SDC_PREC_BF16, SDC_WT_BF16, SDC_WT_BF16};
+  return (sdc_block_opts){SDC_PREC_FP32, onednn_f32_convs ? SDC_WT_F32_ONEDNN : SDC_WT_F32, SDC_WT_F32};
 }
 
-sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64_t cout, int64_t cin, int64_t k,
-                     int64_t stride) {
+/* bf16: weights are packed for oneDNN straight from their f32 widening,
+ * which is then released, so only the 2-byte copy stays resident. A recorder
+ * hands out f32 (it writes the file later). */
+static int sdc__packs_bf16(const sdc_weights *w, sdc_wt_form form) { return form == SDC_WT_BF16 && !w->recording; }
+
+sdc_wt sdc_wget_conv(sdc_weights *w, sdc_wt_form form, const char *prefix, const char *name, int64_t cout, int64_t cin,
+                     int64_t k, int64_t stride) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
   sdc_wt r = {0};
-  const int bf16 = sdc__packs_bf16(w), f32_onednn = !bf16 && w->conv_onednn && !w->keep_f32;
+  const int bf16 = sdc__packs_bf16(w, form), f32_onednn = form == SDC_WT_F32_ONEDNN;
   if (bf16 || f32_onednn) {
     const float *f = sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
     if (!f) return r;
@@ -47,12 +52,12 @@ sdc_wt sdc_wget_conv(sdc_weights *w, const char *prefix, const char *name, int64
   return r;
 }
 
-sdc_wt sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int64_t n_out, int64_t n_in,
-                       int prefer_conv) {
+sdc_wt sdc_wget_linear(sdc_weights *w, sdc_wt_form form, const char *prefix, const char *name, int64_t n_out,
+                       int64_t n_in, int prefer_conv) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
   sdc_wt r = {.f32 = sdc_weights_get_linear(w, key, n_out, n_in, prefer_conv)};
-  if (r.f32 && sdc__packs_bf16(w)) {
+  if (r.f32 && sdc__packs_bf16(w, form)) {
     sdc_packed *pk = sdc_onednn_pack_linear(r.f32, n_out, n_in);
     sdc_weights_release(w, r.f32, n_out * n_in);
     r.f32 = NULL;
@@ -61,32 +66,25 @@ sdc_wt sdc_wget_linear(sdc_weights *w, const char *prefix, const char *name, int
   return r;
 }
 
-/* Arena allocation that turns exhaustion into an error return. */
-#define SDC__ALLOC(ptr, a, n)                                                                    \
-  do {                                                                                           \
-    if (!((ptr) = sdc_arena_floats((a), (n))))                                                   \
-      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld floats)", (long long)(n)); \
-  } while (0)
-
 /* ------------------------------------------------------------------ resnet */
 
-void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const char *p, int64_t cin, int64_t cout, int64_t temb_dim,
-                     int64_t groups, double eps, double out_scale) {
+void sdc_resnet_load(sdc_resnet *r, sdc_weights *w, const sdc_block_opts *o, const char *p, int64_t cin, int64_t cout,
+                     int64_t temb_dim, int64_t groups, double eps, double out_scale) {
   *r = (sdc_resnet){.cin = cin, .cout = cout, .temb_dim = temb_dim, .groups = groups, .eps = eps, .out_scale = out_scale};
   r->norm1_w = sdc_wget(w, p, "norm1.weight", cin, 0, 0, 0);
   r->norm1_b = sdc_wget(w, p, "norm1.bias", cin, 0, 0, 0);
-  r->conv1_w = sdc_wget_conv(w, p, "conv1.weight", cout, cin, 3, 1);
+  r->conv1_w = sdc_wget_conv(w, o->conv, p, "conv1.weight", cout, cin, 3, 1);
   r->conv1_b = sdc_wget(w, p, "conv1.bias", cout, 0, 0, 0);
   if (temb_dim) {
-    r->temb_w = sdc_wget_linear(w, p, "time_emb_proj.weight", cout, temb_dim, 0);
+    r->temb_w = sdc_wget_linear(w, o->linear, p, "time_emb_proj.weight", cout, temb_dim, 0);
     r->temb_b = sdc_wget(w, p, "time_emb_proj.bias", cout, 0, 0, 0);
   }
   r->norm2_w = sdc_wget(w, p, "norm2.weight", cout, 0, 0, 0);
   r->norm2_b = sdc_wget(w, p, "norm2.bias", cout, 0, 0, 0);
-  r->conv2_w = sdc_wget_conv(w, p, "conv2.weight", cout, cout, 3, 1);
+  r->conv2_w = sdc_wget_conv(w, o->conv, p, "conv2.weight", cout, cout, 3, 1);
   r->conv2_b = sdc_wget(w, p, "conv2.bias", cout, 0, 0, 0);
   if (cin != cout) {
-    r->short_w = sdc_wget_conv(w, p, "conv_shortcut.weight", cout, cin, 1, 1);
+    r->short_w = sdc_wget_conv(w, o->conv, p, "conv_shortcut.weight", cout, cin, 1, 1);
     r->short_b = sdc_wget(w, p, "conv_shortcut.bias", cout, 0, 0, 0);
   }
 }
@@ -173,7 +171,7 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
   if (r->out_scale != 1.0) {
     /* (out + res) / out_scale in the one pass, rounded as two */
     const float inv = (float)(1.0 / r->out_scale);
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > SDC_PAR_MIN_ELEMS)
     for (int64_t i = 0; i < n; i++) out[i] = (out[i] + res[i]) * inv;
   } else {
     sdc_add(out, res, n);
@@ -185,13 +183,14 @@ int sdc_resnet_forward(const sdc_resnet *r, sdc_arena *a, float *out, const floa
 /* ------------------------------------------------------------- transformer */
 
 /* "<block>.<name>.to_q" ...: queries from C-wide tokens, keys/values from kv_dim-wide ones. */
-static void sdc__attn_load(sdc__attn *at, sdc_weights *w, const char *block, const char *name, int64_t C, int64_t kv_dim) {
+static void sdc__attn_load(sdc__attn *at, sdc_weights *w, sdc_wt_form form, const char *block, const char *name,
+                           int64_t C, int64_t kv_dim) {
   char p[SDC__NAME_MAX];
   snprintf(p, sizeof p, "%s.%s", block, name);
-  at->q = sdc_wget_linear(w, p, "to_q.weight", C, C, 0);
-  at->k = sdc_wget_linear(w, p, "to_k.weight", C, kv_dim, 0);
-  at->v = sdc_wget_linear(w, p, "to_v.weight", C, kv_dim, 0);
-  at->o_w = sdc_wget_linear(w, p, "to_out.0.weight", C, C, 0);
+  at->q = sdc_wget_linear(w, form, p, "to_q.weight", C, C, 0);
+  at->k = sdc_wget_linear(w, form, p, "to_k.weight", C, kv_dim, 0);
+  at->v = sdc_wget_linear(w, form, p, "to_v.weight", C, kv_dim, 0);
+  at->o_w = sdc_wget_linear(w, form, p, "to_out.0.weight", C, C, 0);
   at->o_b = sdc_wget(w, p, "to_out.0.bias", C, 0, 0, 0);
 }
 
@@ -199,9 +198,9 @@ static void sdc__attn_load(sdc__attn *at, sdc_weights *w, const char *block, con
  * out; q/k/v/o are (rows or B*Nk, C) scratch. */
 static int sdc__attn_forward(const sdc__attn *at, sdc_arena *a, float *res, const float *x, const float *kv, float *q,
                              float *k, float *v, float *o, int64_t B, int64_t N, int64_t Nk, int64_t C, int64_t kv_dim,
-                             int64_t heads) {
+                             int64_t heads, sdc_precision prec) {
   const int64_t rows = B * N, dh = C / heads;
-  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
+  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0, prec};
   int err = sdc_linear_wt(a, q, x, &at->q, NULL, rows, C, C);
   if (!err) err = sdc_linear_wt(a, k, kv, &at->k, NULL, B * Nk, kv_dim, C);
   if (!err) err = sdc_linear_wt(a, v, kv, &at->v, NULL, B * Nk, kv_dim, C);
@@ -210,25 +209,23 @@ static int sdc__attn_forward(const sdc__attn *at, sdc_arena *a, float *res, cons
   return err;
 }
 
-void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int64_t C, int64_t heads, int64_t ctx_dim,
-                          int64_t groups, int64_t n_layers, int linear_proj) {
+void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const sdc_block_opts *o, const char *p, int64_t C,
+                          int64_t heads, int64_t ctx_dim, int64_t groups, int64_t n_layers, int linear_proj) {
   memset(t, 0, sizeof *t);
   t->C = C, t->heads = heads, t->ctx_dim = ctx_dim, t->groups = groups, t->n_layers = n_layers, t->ff_inner = 4 * C;
+  t->prec = o->precision;
   if (n_layers > SDC_MAX_TLAYERS) {
     /* recorded like a weight error so the loader reports it once */
-    if (!w->err) {
-      w->err = SDC_ECONFIG;
-      snprintf(w->msg, sizeof w->msg, "%s: %lld transformer layers, at most %d supported", p, (long long)n_layers,
-               SDC_MAX_TLAYERS);
-    }
+    sdc_weights_fail(w, SDC_ECONFIG, "%s: %lld transformer layers, at most %d supported", p, (long long)n_layers,
+                     SDC_MAX_TLAYERS);
     return;
   }
   t->norm_w = sdc_wget(w, p, "norm.weight", C, 0, 0, 0);
   t->norm_b = sdc_wget(w, p, "norm.bias", C, 0, 0, 0);
   /* conv 1x1 (SD 1.x) and linear (SD 2.x) projections are the same matrix */
-  t->proj_in_w = sdc_wget_linear(w, p, "proj_in.weight", C, C, !linear_proj);
+  t->proj_in_w = sdc_wget_linear(w, o->linear, p, "proj_in.weight", C, C, !linear_proj);
   t->proj_in_b = sdc_wget(w, p, "proj_in.bias", C, 0, 0, 0);
-  t->proj_out_w = sdc_wget_linear(w, p, "proj_out.weight", C, C, !linear_proj);
+  t->proj_out_w = sdc_wget_linear(w, o->linear, p, "proj_out.weight", C, C, !linear_proj);
   t->proj_out_b = sdc_wget(w, p, "proj_out.bias", C, 0, 0, 0);
   for (int64_t l = 0; l < n_layers; l++) {
     char q[SDC__NAME_MAX];
@@ -236,15 +233,15 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
     sdc__tblock *b = &t->blocks[l];
     b->norm1_w = sdc_wget(w, q, "norm1.weight", C, 0, 0, 0);
     b->norm1_b = sdc_wget(w, q, "norm1.bias", C, 0, 0, 0);
-    sdc__attn_load(&b->attn1, w, q, "attn1", C, C);
+    sdc__attn_load(&b->attn1, w, o->linear, q, "attn1", C, C);
     b->norm2_w = sdc_wget(w, q, "norm2.weight", C, 0, 0, 0);
     b->norm2_b = sdc_wget(w, q, "norm2.bias", C, 0, 0, 0);
-    sdc__attn_load(&b->attn2, w, q, "attn2", C, ctx_dim);
+    sdc__attn_load(&b->attn2, w, o->linear, q, "attn2", C, ctx_dim);
     b->norm3_w = sdc_wget(w, q, "norm3.weight", C, 0, 0, 0);
     b->norm3_b = sdc_wget(w, q, "norm3.bias", C, 0, 0, 0);
-    b->ff1_w = sdc_wget_linear(w, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0);
+    b->ff1_w = sdc_wget_linear(w, o->linear, q, "ff.net.0.proj.weight", 2 * t->ff_inner, C, 0);
     b->ff1_b = sdc_wget(w, q, "ff.net.0.proj.bias", 2 * t->ff_inner, 0, 0, 0);
-    b->ff2_w = sdc_wget_linear(w, q, "ff.net.2.weight", C, t->ff_inner, 0);
+    b->ff2_w = sdc_wget_linear(w, o->linear, q, "ff.net.2.weight", C, t->ff_inner, 0);
     b->ff2_b = sdc_wget(w, q, "ff.net.2.bias", C, 0, 0, 0);
   }
 }
@@ -254,9 +251,9 @@ void sdc_transformer_load(sdc_transformer *t, sdc_weights *w, const char *p, int
  * (f32, cross-attention); q/k/v/o are f32 scratch, ob bf16. */
 static int sdc__attn_forward_bf16(const sdc__attn *at, sdc_arena *a, float *tok, const uint16_t *xb, const float *ctx,
                                   float *q, float *k, float *v, float *o, uint16_t *ob, int64_t B, int64_t N, int64_t Nk,
-                                  int64_t C, int64_t kv_dim, int64_t heads) {
+                                  int64_t C, int64_t kv_dim, int64_t heads, sdc_precision prec) {
   const int64_t rows = B * N, dh = C / heads;
-  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0};
+  sdc_attn_shape as = {B, N, Nk, heads, dh, C, C, C, (float)(1.0 / sqrt((double)dh)), 0, prec};
   int err = sdc_linear_bf16(a, q, xb, &at->q, NULL, rows, C, C, 0);
   if (!err) err = ctx ? sdc_linear_wt(a, k, ctx, &at->k, NULL, B * Nk, kv_dim, C)
                       : sdc_linear_bf16(a, k, xb, &at->k, NULL, rows, C, C, 0);
@@ -290,10 +287,11 @@ static int sdc__transformer_forward_bf16(const sdc_transformer *t, sdc_arena *a,
   for (int64_t l = 0; !err && l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
     sdc_layer_norm_bf16(xb, tok, b->norm1_w, b->norm1_b, rows, C, 1e-5);
-    err = sdc__attn_forward_bf16(&b->attn1, a, tok, xb, NULL, q, k, v, o, ob, B, N, N, C, C, t->heads);
+    err = sdc__attn_forward_bf16(&b->attn1, a, tok, xb, NULL, q, k, v, o, ob, B, N, N, C, C, t->heads, t->prec);
     if (err) break;
     sdc_layer_norm_bf16(xb, tok, b->norm2_w, b->norm2_b, rows, C, 1e-5);
-    err = sdc__attn_forward_bf16(&b->attn2, a, tok, xb, ctx, q, k, v, o, ob, B, N, Nctx, C, t->ctx_dim, t->heads);
+    err = sdc__attn_forward_bf16(&b->attn2, a, tok, xb, ctx, q, k, v, o, ob, B, N, Nctx, C, t->ctx_dim, t->heads,
+                                 t->prec);
     if (err) break;
     sdc_layer_norm_bf16(xb, tok, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     if ((err = sdc_linear_bf16(a, ff, xb, &b->ff1_w, b->ff1_b, rows, C, 2 * F, 0))) break;
@@ -334,10 +332,12 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
   for (int64_t l = 0; l < t->n_layers; l++) {
     const sdc__tblock *b = &t->blocks[l];
     /* self-attention */
-    if ((err = sdc__attn_forward(&b->attn1, a, nrm, nrm, nrm, q, k, v, o, B, N, N, C, C, t->heads))) return err;
+    if ((err = sdc__attn_forward(&b->attn1, a, nrm, nrm, nrm, q, k, v, o, B, N, N, C, C, t->heads, t->prec)))
+      return err;
     sdc_add_layer_norm(nrm, tok, nrm, b->norm2_w, b->norm2_b, rows, C, 1e-5);
     /* cross-attention to the text context */
-    if ((err = sdc__attn_forward(&b->attn2, a, nrm, nrm, ctx, q, k, v, o, B, N, Nctx, C, t->ctx_dim, t->heads)))
+    if ((err = sdc__attn_forward(&b->attn2, a, nrm, nrm, ctx, q, k, v, o, B, N, Nctx, C, t->ctx_dim, t->heads,
+                                 t->prec)))
       return err;
     sdc_add_layer_norm(nrm, tok, nrm, b->norm3_w, b->norm3_b, rows, C, 1e-5);
     /* GEGLU feed-forward */
@@ -357,22 +357,23 @@ int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, 
 
 /* ----------------------------------------------------------- VAE attention */
 
-void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const char *p, int64_t C, int64_t groups) {
+void sdc_vae_attention_load(sdc_vae_attention *t, sdc_weights *w, const sdc_block_opts *o, const char *p, int64_t C,
+                            int64_t groups) {
   memset(t, 0, sizeof *t);
-  t->C = C, t->groups = groups;
+  t->C = C, t->groups = groups, t->prec = o->precision;
   char probe[SDC__NAME_MAX];
   snprintf(probe, sizeof probe, "%s.query.weight", p);
   /* Many real files still carry the pre-0.14 names query/key/value/proj_attn. */
   int old = sdc_weights_has(w, probe);
   t->norm_w = sdc_wget(w, p, "group_norm.weight", C, 0, 0, 0);
   t->norm_b = sdc_wget(w, p, "group_norm.bias", C, 0, 0, 0);
-  t->q_w = sdc_wget_linear(w, p, old ? "query.weight" : "to_q.weight", C, C, 0);
+  t->q_w = sdc_wget_linear(w, o->linear, p, old ? "query.weight" : "to_q.weight", C, C, 0);
   t->q_b = sdc_wget(w, p, old ? "query.bias" : "to_q.bias", C, 0, 0, 0);
-  t->k_w = sdc_wget_linear(w, p, old ? "key.weight" : "to_k.weight", C, C, 0);
+  t->k_w = sdc_wget_linear(w, o->linear, p, old ? "key.weight" : "to_k.weight", C, C, 0);
   t->k_b = sdc_wget(w, p, old ? "key.bias" : "to_k.bias", C, 0, 0, 0);
-  t->v_w = sdc_wget_linear(w, p, old ? "value.weight" : "to_v.weight", C, C, 0);
+  t->v_w = sdc_wget_linear(w, o->linear, p, old ? "value.weight" : "to_v.weight", C, C, 0);
   t->v_b = sdc_wget(w, p, old ? "value.bias" : "to_v.bias", C, 0, 0, 0);
-  t->o_w = sdc_wget_linear(w, p, old ? "proj_attn.weight" : "to_out.0.weight", C, C, 0);
+  t->o_w = sdc_wget_linear(w, o->linear, p, old ? "proj_attn.weight" : "to_out.0.weight", C, C, 0);
   t->o_b = sdc_wget(w, p, old ? "proj_attn.bias" : "to_out.0.bias", C, 0, 0, 0);
 }
 
@@ -393,7 +394,7 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
   if (!err) err = sdc_linear_wt(a, k, tok, &t->k_w, t->k_b, rows, C, C);
   if (!err) err = sdc_linear_wt(a, v, tok, &t->v_w, t->v_b, rows, C, C);
   if (err) return err;
-  sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0};
+  sdc_attn_shape as = {B, N, N, 1, C, C, C, C, (float)(1.0 / sqrt((double)C)), 0, t->prec};
   if ((err = sdc_attention(a, o, q, k, v, &as))) return err;
   if ((err = sdc_linear_wt(a, tok, o, &t->o_w, t->o_b, rows, C, C))) return err;
   sdc_nhwc_to_nchw_add(out, tok, x, B, C, N);
@@ -403,9 +404,10 @@ int sdc_vae_attention_forward(const sdc_vae_attention *t, sdc_arena *a, float *o
 
 /* -------------------------------------------------------------- resampling */
 
-void sdc_resample_load(sdc_resample *r, sdc_weights *w, const char *p, int64_t C, int64_t padding, int64_t stride) {
+void sdc_resample_load(sdc_resample *r, sdc_weights *w, const sdc_block_opts *o, const char *p, int64_t C,
+                       int64_t padding, int64_t stride) {
   r->C = C, r->padding = padding;
-  r->w = sdc_wget_conv(w, p, "conv.weight", C, C, 3, stride);
+  r->w = sdc_wget_conv(w, o->conv, p, "conv.weight", C, C, 3, stride);
   r->b = sdc_wget(w, p, "conv.bias", C, 0, 0, 0);
 }
 
@@ -438,11 +440,8 @@ void sdc_conv_load(sdc_conv *c, sdc_weights *w, const char *p, int64_t cin, int6
   /* A model's input and output convs stay f32 in every precision: a few
    * channels on one side, so under 1% of the FLOPs, and they feed the
    * latents and pixels directly (bf16 there costs dBs of PSNR). */
-  const int keep = w->keep_f32;
-  w->keep_f32 = 1;
   /* prefix is the conv itself: its weight is "<prefix>.weight" */
-  c->w = sdc_wget_conv(w, p, "weight", cout, cin, k, 1);
-  w->keep_f32 = keep;
+  c->w = sdc_wget_conv(w, SDC_WT_F32, p, "weight", cout, cin, k, 1);
   c->b = sdc_wget(w, p, "bias", cout, 0, 0, 0);
 }
 

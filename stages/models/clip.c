@@ -6,12 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocks.h"
 #include "error.h"
 #include "ops.h"
 
-int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg) {
+int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg, const sdc_load_opts *opts) {
   *out = NULL;
+  int err = sdc_precision_check(opts->precision);
+  if (err) return err;
   sdc_clip *c = calloc(1, sizeof *c);
   if (c) c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
   if (!c || !c->layers) {
@@ -19,6 +20,8 @@ int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg) {
     return sdc_seterr(SDC_ENOMEM, "out of memory loading the text encoder");
   }
   c->cfg = *cfg;
+  c->opts = *opts;
+  const sdc_wt_form form = sdc_block_opts_for(opts, 0).linear;
   const int64_t D = cfg->hidden_size, F = cfg->intermediate_size;
   c->tok_emb = sdc_weights_get(w, "text_model.embeddings.token_embedding.weight", 2, (int64_t[]){cfg->vocab_size, D});
   c->pos_emb = sdc_weights_get(w, "text_model.embeddings.position_embedding.weight", 2, (int64_t[]){cfg->max_positions, D});
@@ -28,25 +31,24 @@ int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg) {
     sdc__clip_layer *L = &c->layers[l];
     L->ln1_w = sdc_wget(w, p, "layer_norm1.weight", D, 0, 0, 0);
     L->ln1_b = sdc_wget(w, p, "layer_norm1.bias", D, 0, 0, 0);
-    L->q_w = sdc_wget_linear(w, p, "self_attn.q_proj.weight", D, D, 0);
+    L->q_w = sdc_wget_linear(w, form, p, "self_attn.q_proj.weight", D, D, 0);
     L->q_b = sdc_wget(w, p, "self_attn.q_proj.bias", D, 0, 0, 0);
-    L->k_w = sdc_wget_linear(w, p, "self_attn.k_proj.weight", D, D, 0);
+    L->k_w = sdc_wget_linear(w, form, p, "self_attn.k_proj.weight", D, D, 0);
     L->k_b = sdc_wget(w, p, "self_attn.k_proj.bias", D, 0, 0, 0);
-    L->v_w = sdc_wget_linear(w, p, "self_attn.v_proj.weight", D, D, 0);
+    L->v_w = sdc_wget_linear(w, form, p, "self_attn.v_proj.weight", D, D, 0);
     L->v_b = sdc_wget(w, p, "self_attn.v_proj.bias", D, 0, 0, 0);
-    L->o_w = sdc_wget_linear(w, p, "self_attn.out_proj.weight", D, D, 0);
+    L->o_w = sdc_wget_linear(w, form, p, "self_attn.out_proj.weight", D, D, 0);
     L->o_b = sdc_wget(w, p, "self_attn.out_proj.bias", D, 0, 0, 0);
     L->ln2_w = sdc_wget(w, p, "layer_norm2.weight", D, 0, 0, 0);
     L->ln2_b = sdc_wget(w, p, "layer_norm2.bias", D, 0, 0, 0);
-    L->fc1_w = sdc_wget_linear(w, p, "mlp.fc1.weight", F, D, 0);
+    L->fc1_w = sdc_wget_linear(w, form, p, "mlp.fc1.weight", F, D, 0);
     L->fc1_b = sdc_wget(w, p, "mlp.fc1.bias", F, 0, 0, 0);
-    L->fc2_w = sdc_wget_linear(w, p, "mlp.fc2.weight", D, F, 0);
+    L->fc2_w = sdc_wget_linear(w, form, p, "mlp.fc2.weight", D, F, 0);
     L->fc2_b = sdc_wget(w, p, "mlp.fc2.bias", D, 0, 0, 0);
   }
   c->final_w = sdc_weights_get(w, "text_model.final_layer_norm.weight", 1, (int64_t[]){D});
   c->final_b = sdc_weights_get(w, "text_model.final_layer_norm.bias", 1, (int64_t[]){D});
-  if (w->err) {
-    int err = sdc_seterr(w->err, "%s", w->msg);
+  if ((err = sdc_weights_error(w))) {
     sdc_clip_free(c);
     return err;
   }
@@ -82,7 +84,8 @@ int sdc_clip_encode(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t
   for (int64_t l = 0; l < cfg->n_layers; l++) {
     const sdc__clip_layer *L = &c->layers[l];
     sdc_layer_norm(n, x, L->ln1_w, L->ln1_b, rows, D, cfg->layer_norm_eps);
-    sdc_attn_shape as = {B, N, N, cfg->n_heads, dh, D, D, D, (float)(1.0 / sqrt((double)dh)), 1};
+    sdc_attn_shape as = {B, N, N, cfg->n_heads, dh, D, D, D, (float)(1.0 / sqrt((double)dh)), 1,
+                         c->opts.precision};
     int err = sdc_linear_wt(a, q, n, &L->q_w, L->q_b, rows, D, D);
     if (!err) err = sdc_linear_wt(a, k, n, &L->k_w, L->k_b, rows, D, D);
     if (!err) err = sdc_linear_wt(a, v, n, &L->v_w, L->v_b, rows, D, D);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "blocks.h"
 #include "config.h"
 #include "ops.h"
 #include "weights.h"
@@ -16,13 +17,15 @@ typedef struct {
 
 typedef struct {
   sdc_clip_config cfg;
+  sdc_load_opts opts; /* as loaded */
   const float *tok_emb, *pos_emb, *final_w, *final_b;
   sdc__clip_layer *layers;
 } sdc_clip;
 
 /* Loads from w (diffusers/transformers names "text_model.*"), which must outlive
- * the model. Errors name the file and tensor. Free with sdc_clip_free(). */
-int sdc_clip_load(sdc_clip **out /* OUT */, sdc_weights *w, const sdc_clip_config *cfg);
+ * the model, for opts (its precision: SDC_EUNSUPPORTED when this CPU cannot
+ * run it). Errors name the file and tensor. Free with sdc_clip_free(). */
+int sdc_clip_load(sdc_clip **out /* OUT */, sdc_weights *w, const sdc_clip_config *cfg, const sdc_load_opts *opts);
 void sdc_clip_free(sdc_clip *c);
 
 /* ids (B,N) with N <= max_position_embeddings -> hidden (B,N,hidden_size),

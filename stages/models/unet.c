@@ -9,12 +9,6 @@
 #include "error.h"
 #include "ops.h"
 
-#define SDC__ALLOC(ptr, a, n)                                                                    \
-  do {                                                                                           \
-    if (!((ptr) = sdc_arena_floats((a), (n))))                                                   \
-      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld floats)", (long long)(n)); \
-  } while (0)
-
 static int sdc__unet_check_cfg(const sdc_unet_config *c) {
   if (c->n_blocks < 1) return sdc_seterr(SDC_ECONFIG, "unet config: no blocks");
   for (int i = 0; i < c->n_blocks; i++) {
@@ -28,34 +22,32 @@ static int sdc__unet_check_cfg(const sdc_unet_config *c) {
   return SDC_OK;
 }
 
-static sdc_transformer *sdc__load_attns(sdc_weights *w, const char *block, int64_t n, int64_t C, int64_t heads,
-                                        const sdc_unet_config *c, int64_t depth) {
+static sdc_transformer *sdc__load_attns(sdc_weights *w, const sdc_block_opts *o, const char *block, int64_t n,
+                                        int64_t C, int64_t heads, const sdc_unet_config *c, int64_t depth) {
   sdc_transformer *t = calloc((size_t)n, sizeof *t);
-  if (!t) {
-    if (!w->err) w->err = SDC_ENOMEM, snprintf(w->msg, sizeof w->msg, "out of memory loading %s", block);
-    return NULL;
-  }
+  if (!t) return sdc_weights_fail(w, SDC_ENOMEM, "out of memory loading %s", block);
   for (int64_t j = 0; j < n; j++) {
     char p[256];
     snprintf(p, sizeof p, "%s.attentions.%lld", block, (long long)j);
-    sdc_transformer_load(&t[j], w, p, C, heads, c->cross_attention_dim, c->norm_num_groups, depth,
+    sdc_transformer_load(&t[j], w, o, p, C, heads, c->cross_attention_dim, c->norm_num_groups, depth,
                          c->use_linear_projection);
   }
   return t;
 }
 
-int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsigned parts) {
+int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsigned parts, const sdc_load_opts *opts) {
   *out = NULL;
-  int err = sdc__unet_check_cfg(c);
+  int err = sdc_precision_check(opts->precision);
+  if (!err) err = sdc__unet_check_cfg(c);
   if (err) return err;
   sdc_unet *u = calloc(1, sizeof *u);
   if (!u) return sdc_seterr(SDC_ENOMEM, "out of memory loading the unet");
   u->cfg = *c;
   u->parts = parts;
+  u->opts = *opts;
   /* the UNet's convs run at 64x64 and below, where oneDNN's f32 convs beat
    * the shifted GEMMs (the VAE's full-resolution ones stay shifted GEMMs) */
-  const int hint = w->conv_onednn;
-  w->conv_onednn = !getenv("SDC_CONV_SHIFTED");
+  const sdc_block_opts bo = sdc_block_opts_for(opts, 1);
   const int nb = c->n_blocks;
   const int64_t temb = c->time_embed_dim, C0 = c->block_out_channels[0];
   const double eps = c->norm_eps;
@@ -72,24 +64,23 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   }
   if (parts & SDC_UNET_DOWN) {
     sdc_conv_load(&u->conv_in, w, "conv_in", c->in_channels, C0, c->conv_in_kernel);
-    w->keep_f32 = 1; /* two rows per step: f32 costs nothing */
-    u->time_w1 = sdc_wget_linear(w, "time_embedding", "linear_1.weight", temb, C0, 0);
+    /* the time MLP stays f32: two rows per step, f32 costs nothing */
+    u->time_w1 = sdc_wget_linear(w, SDC_WT_F32, "time_embedding", "linear_1.weight", temb, C0, 0);
     u->time_b1 = sdc_weights_get(w, "time_embedding.linear_1.bias", 1, (int64_t[]){temb});
-    u->time_w2 = sdc_wget_linear(w, "time_embedding", "linear_2.weight", temb, temb, 0);
-    w->keep_f32 = 0;
+    u->time_w2 = sdc_wget_linear(w, SDC_WT_F32, "time_embedding", "linear_2.weight", temb, temb, 0);
     u->time_b2 = sdc_weights_get(w, "time_embedding.linear_2.bias", 1, (int64_t[]){temb});
     for (int i = 0; i < nb; i++) {
       sdc__unet_block *b = &u->down[i];
       for (int64_t j = 0; j < b->n_layers; j++) {
         snprintf(p, sizeof p, "down_blocks.%d.resnets.%lld", i, (long long)j);
-        sdc_resnet_load(&b->res[j], w, p, j ? b->cout : b->cin, b->cout, temb, G, eps, 1.0);
+        sdc_resnet_load(&b->res[j], w, &bo, p, j ? b->cout : b->cin, b->cout, temb, G, eps, 1.0);
       }
       snprintf(p, sizeof p, "down_blocks.%d", i);
       if (b->has_attn)
-        b->attn = sdc__load_attns(w, p, b->n_layers, b->cout, c->heads[i], c, c->transformer_layers[i]);
+        b->attn = sdc__load_attns(w, &bo, p, b->n_layers, b->cout, c->heads[i], c, c->transformer_layers[i]);
       if (b->has_resample) {
         snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, b->cout, c->downsample_padding, 2);
+        sdc_resample_load(&b->resample, w, &bo, p, b->cout, c->downsample_padding, 2);
       }
     }
   }
@@ -97,9 +88,9 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   if (parts & SDC_UNET_MID) {
     for (int j = 0; j < 2; j++) {
       snprintf(p, sizeof p, "mid_block.resnets.%d", j);
-      sdc_resnet_load(&u->mid_res[j], w, p, Cm, Cm, temb, G, eps, c->mid_block_scale_factor);
+      sdc_resnet_load(&u->mid_res[j], w, &bo, p, Cm, Cm, temb, G, eps, c->mid_block_scale_factor);
     }
-    u->mid_attn = sdc__load_attns(w, "mid_block", 1, Cm, c->heads[nb - 1], c, c->transformer_layers[nb - 1]);
+    u->mid_attn = sdc__load_attns(w, &bo, "mid_block", 1, Cm, c->heads[nb - 1], c, c->transformer_layers[nb - 1]);
   }
   /* Up blocks mirror the down blocks (diffusers' reversed lists). */
   int64_t out_ch = c->block_out_channels[nb - 1];
@@ -116,13 +107,14 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
     for (int64_t j = 0; j < b->n_layers; j++) {
       int64_t skip_ch = j == b->n_layers - 1 ? in_ch : out_ch, res_in = j == 0 ? prev : out_ch;
       snprintf(p, sizeof p, "up_blocks.%d.resnets.%lld", i, (long long)j);
-      sdc_resnet_load(&b->res[j], w, p, res_in + skip_ch, out_ch, temb, G, eps, 1.0);
+      sdc_resnet_load(&b->res[j], w, &bo, p, res_in + skip_ch, out_ch, temb, G, eps, 1.0);
     }
     snprintf(p, sizeof p, "up_blocks.%d", i);
-    if (b->has_attn) b->attn = sdc__load_attns(w, p, b->n_layers, out_ch, c->heads[r], c, c->transformer_layers[r]);
+    if (b->has_attn)
+      b->attn = sdc__load_attns(w, &bo, p, b->n_layers, out_ch, c->heads[r], c, c->transformer_layers[r]);
     if (b->has_resample) {
       snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
-      sdc_resample_load(&b->resample, w, p, out_ch, 1, 1);
+      sdc_resample_load(&b->resample, w, &bo, p, out_ch, 1, 1);
     }
   }
   if (parts & SDC_UNET_UP) {
@@ -130,9 +122,7 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
     u->norm_out_b = sdc_weights_get(w, "conv_norm_out.bias", 1, (int64_t[]){C0});
     sdc_conv_load(&u->conv_out, w, "conv_out", C0, c->out_channels, c->conv_out_kernel);
   }
-  w->conv_onednn = hint;
-  if (w->err) {
-    err = sdc_seterr(w->err, "%s", w->msg);
+  if ((err = sdc_weights_error(w))) {
     sdc_unet_free(u);
     return err;
   }

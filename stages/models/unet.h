@@ -25,6 +25,7 @@ typedef struct {
 typedef struct {
   sdc_unet_config cfg;
   unsigned parts; /* which shards' weights are loaded */
+  sdc_load_opts opts; /* as loaded */
   sdc_conv conv_in, conv_out;
   const float *time_b1, *time_b2;
   sdc_wt time_w1, time_w2;
@@ -45,9 +46,11 @@ typedef struct {
 } sdc_unet_acts;
 
 /* Loads the weights of the shards in `parts` (SDC_UNET_DOWN | ...) from w,
- * which must outlive the model. On error returns the code; the message names
+ * which must outlive the model, for opts (its precision: SDC_EUNSUPPORTED
+ * when this CPU cannot run it). On error returns the code; the message names
  * the file and the missing or mis-shaped tensor. Free with sdc_unet_free(). */
-int sdc_unet_load(sdc_unet **out /* OUT */, sdc_weights *w, const sdc_unet_config *cfg, unsigned parts);
+int sdc_unet_load(sdc_unet **out /* OUT */, sdc_weights *w, const sdc_unet_config *cfg, unsigned parts,
+                  const sdc_load_opts *opts);
 void sdc_unet_free(sdc_unet *u);
 
 /* Shapes of what unet-down produces for a (H,W) latent: h (C,Hd,Wd), skips. */

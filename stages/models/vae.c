@@ -8,29 +8,26 @@
 #include "error.h"
 #include "ops.h"
 
-#define SDC__ALLOC(ptr, a, n)                                                                    \
-  do {                                                                                           \
-    if (!((ptr) = sdc_arena_floats((a), (n))))                                                   \
-      return sdc_seterr(SDC_ENOMEM, "out of memory for activations (%lld floats)", (long long)(n)); \
-  } while (0)
-
 #define SDC__VAE_EPS 1e-6
 
-static void sdc__load_mid(sdc__vae_coder *c, sdc_weights *w, const char *side, const sdc_vae_config *cfg) {
+static void sdc__load_mid(sdc__vae_coder *c, sdc_weights *w, const sdc_block_opts *o, const char *side,
+                          const sdc_vae_config *cfg) {
   const int64_t C = cfg->block_out_channels[cfg->n_blocks - 1], G = cfg->norm_num_groups;
   char p[128];
   for (int j = 0; j < 2; j++) {
     snprintf(p, sizeof p, "%s.mid_block.resnets.%d", side, j);
-    sdc_resnet_load(&c->mid_res[j], w, p, C, C, 0, G, SDC__VAE_EPS, 1.0);
+    sdc_resnet_load(&c->mid_res[j], w, o, p, C, C, 0, G, SDC__VAE_EPS, 1.0);
   }
   if (cfg->mid_block_add_attention) {
     snprintf(p, sizeof p, "%s.mid_block.attentions.0", side);
-    sdc_vae_attention_load(&c->mid_attn, w, p, C, G);
+    sdc_vae_attention_load(&c->mid_attn, w, o, p, C, G);
   }
 }
 
-int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts) {
+int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts, const sdc_load_opts *opts) {
   *out = NULL;
+  int err = sdc_precision_check(opts->precision);
+  if (err) return err;
   if (cfg->n_blocks < 1) return sdc_seterr(SDC_ECONFIG, "vae config: no blocks");
   if (cfg->layers_per_block + 1 > SDC_VAE_MAX_LAYERS)
     return sdc_seterr(SDC_ECONFIG, "vae config: layers_per_block %lld exceeds %d", (long long)cfg->layers_per_block,
@@ -39,6 +36,9 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
   if (!v) return sdc_seterr(SDC_ENOMEM, "out of memory loading the vae");
   v->cfg = *cfg;
   v->parts = parts;
+  v->opts = *opts;
+  /* the VAE's full-resolution convs run as shifted GEMMs in fp32 */
+  const sdc_block_opts bo = sdc_block_opts_for(opts, 0);
   const int nb = cfg->n_blocks;
   const int64_t G = cfg->norm_num_groups, L = cfg->latent_channels, *boc = cfg->block_out_channels;
   char p[128];
@@ -46,7 +46,7 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
     sdc__vae_coder *d = &v->dec;
     if (cfg->use_post_quant_conv) sdc_conv_load(&v->post_quant, w, "post_quant_conv", L, L, 1);
     sdc_conv_load(&d->conv_in, w, "decoder.conv_in", L, boc[nb - 1], 3);
-    sdc__load_mid(d, w, "decoder", cfg);
+    sdc__load_mid(d, w, &bo, "decoder", cfg);
     int64_t out_ch = boc[nb - 1];
     for (int i = 0; i < nb; i++) {
       sdc__vae_block *b = &d->blocks[i];
@@ -55,11 +55,11 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
       b->cin = prev, b->cout = out_ch, b->n_layers = cfg->layers_per_block + 1, b->has_resample = i != nb - 1;
       for (int64_t j = 0; j < b->n_layers; j++) {
         snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%lld", i, (long long)j);
-        sdc_resnet_load(&b->res[j], w, p, j ? out_ch : prev, out_ch, 0, G, SDC__VAE_EPS, 1.0);
+        sdc_resnet_load(&b->res[j], w, &bo, p, j ? out_ch : prev, out_ch, 0, G, SDC__VAE_EPS, 1.0);
       }
       if (b->has_resample) {
         snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, out_ch, 1, 1);
+        sdc_resample_load(&b->resample, w, &bo, p, out_ch, 1, 1);
       }
     }
     d->norm_out_w = sdc_weights_get(w, "decoder.conv_norm_out.weight", 1, (int64_t[]){boc[0]});
@@ -77,22 +77,21 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
       b->cin = in_ch, b->cout = out_ch, b->n_layers = cfg->layers_per_block, b->has_resample = i != nb - 1;
       for (int64_t j = 0; j < b->n_layers; j++) {
         snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%lld", i, (long long)j);
-        sdc_resnet_load(&b->res[j], w, p, j ? out_ch : in_ch, out_ch, 0, G, SDC__VAE_EPS, 1.0);
+        sdc_resnet_load(&b->res[j], w, &bo, p, j ? out_ch : in_ch, out_ch, 0, G, SDC__VAE_EPS, 1.0);
       }
       if (b->has_resample) {
         /* padding 0: the encoder pads (0,1,0,1) before its stride-2 conv */
         snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0", i);
-        sdc_resample_load(&b->resample, w, p, out_ch, 0, 2);
+        sdc_resample_load(&b->resample, w, &bo, p, out_ch, 0, 2);
       }
     }
-    sdc__load_mid(e, w, "encoder", cfg);
+    sdc__load_mid(e, w, &bo, "encoder", cfg);
     e->norm_out_w = sdc_weights_get(w, "encoder.conv_norm_out.weight", 1, (int64_t[]){boc[nb - 1]});
     e->norm_out_b = sdc_weights_get(w, "encoder.conv_norm_out.bias", 1, (int64_t[]){boc[nb - 1]});
     sdc_conv_load(&e->conv_out, w, "encoder.conv_out", boc[nb - 1], 2 * L, 3);
     if (cfg->use_quant_conv) sdc_conv_load(&v->quant, w, "quant_conv", 2 * L, 2 * L, 1);
   }
-  if (w->err) {
-    int err = sdc_seterr(w->err, "%s", w->msg);
+  if ((err = sdc_weights_error(w))) {
     sdc_vae_free(v);
     return err;
   }

@@ -29,13 +29,16 @@ typedef struct {
 typedef struct {
   sdc_vae_config cfg;
   unsigned parts;
+  sdc_load_opts opts; /* as loaded */
   sdc__vae_coder dec, enc;
   sdc_conv quant, post_quant; /* 1x1, when the config uses them */
 } sdc_vae;
 
 /* Loads the parts (SDC_VAE_DECODER | SDC_VAE_ENCODER) from w, which must
- * outlive the model. Errors name the file and tensor. */
-int sdc_vae_load(sdc_vae **out /* OUT */, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts);
+ * outlive the model, for opts (its precision: SDC_EUNSUPPORTED when this CPU
+ * cannot run it). Errors name the file and tensor. */
+int sdc_vae_load(sdc_vae **out /* OUT */, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts,
+                 const sdc_load_opts *opts);
 void sdc_vae_free(sdc_vae *v);
 
 /* z (B,latent,h,w) -- already divided by scaling_factor -- -> out (B,out,h*s,w*s) in [-1,1] scale. */

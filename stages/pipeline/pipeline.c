@@ -8,7 +8,7 @@
 
 #include "error.h"
 
-int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir) {
+int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir, const sdc_load_opts *opts) {
   *out = NULL;
   sdc_pipeline *p = calloc(1, sizeof *p);
   if (!p) return sdc_seterr(SDC_ENOMEM, "out of memory");
@@ -23,11 +23,11 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
     err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", path);
   if (!err) err = sdc_tokenizer_load(&p->tok, tokdir);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER, &p->w[SDC_COMP_TEXT_ENCODER]);
-  if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip);
+  if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_UNET, &p->w[SDC_COMP_UNET]);
-  if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL);
+  if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_VAE, &p->w[SDC_COMP_VAE]);
-  if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER);
+  if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER, opts);
   if (err) {
     sdc_pipeline_free(p);
     return err;

@@ -25,9 +25,11 @@ typedef struct {
 /* Called after each model call: call (1-based), n_calls. */
 typedef void (*sdc_progress_fn)(void *ctx, int64_t call, int64_t n_calls);
 
-/* Loads everything for generation from a model path (see sdc_model_open).
- * Errors name the file and culprit. Free with sdc_pipeline_free(). */
-int sdc_pipeline_load(sdc_pipeline **out /* OUT */, const char *path, const char *config_dir);
+/* Loads everything for generation from a model path (see sdc_model_open),
+ * every model with opts (blocks.h). Errors name the file and culprit. Free
+ * with sdc_pipeline_free(). */
+int sdc_pipeline_load(sdc_pipeline **out /* OUT */, const char *path, const char *config_dir,
+                      const sdc_load_opts *opts);
 void sdc_pipeline_free(sdc_pipeline *p);
 
 /* Runs the pipeline. images (num_images, height, width, 3) floats in [0,1]
