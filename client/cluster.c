@@ -19,6 +19,7 @@
 #include "error.h"
 #include "log.h"
 #include "ops.h"
+#include "redis_url.h"
 #include "sdc_limits.h"
 #include "stage.h"
 
@@ -153,6 +154,11 @@ int sdc_cmd_cluster(int argc, char **argv) {
   static sdc__child kids[SDC__MAX_CHILDREN];
   int n_kids = 0;
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128];
+  sdc_redis_url shown; /* the log names host:port/db, never the password */
+  if (redis && sdc_redis_url_parse(&shown, redis) != SDC_OK) {
+    fprintf(stderr, "sdc cluster: --redis: %s\n", sdc_errmsg(SDC_EINVAL));
+    return 2;
+  }
   sdc__child redis_child = {0};
   if (!redis) {
     int rp = sdc__free_port();
@@ -167,6 +173,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
     if (sdc__spawn(&redis_child) != 0) return 1;
     redis = redis_url;
+    sdc_redis_url_parse(&shown, redis);
     sdc_clock_sleep_ms(200);
   }
   if (!port) port = sdc__free_port();
@@ -206,7 +213,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
   for (int i = 0; i < n_kids; i++)
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
-  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop", redis, coord_url, n_kids - 1);
+  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop", shown.where, coord_url,
+          n_kids - 1);
   printf("%s\n", redis);
   fflush(stdout);
   /* supervise: a child that dies is restarted (a few times) until we are told to stop */

@@ -5,11 +5,11 @@
 #include <stdint.h>
 
 #include "sdc.pb-c.h"
-#include "sdc_limits.h" /* SDC_MAX_WORKERS */
+#include "sdc_limits.h"
 
 typedef struct {
-  char id[128];
-  char endpoint[256];
+  char id[SDC_MAX_WORKER_ID];
+  char endpoint[SDC_MAX_ENDPOINT];
   unsigned stages;        /* bit (1 << Sdcpb__Stage) */
   uint64_t last_seen_ms;
   int outstanding;        /* requests issued through it and not answered */
