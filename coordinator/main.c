@@ -99,7 +99,7 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
     }
   }
   if (!*model || optind != argc || c->max_jobs < 1 || c->max_jobs > SDC_COORD_MAX_JOBS || c->step_timeout_ms < 100 ||
-      c->wire_dtype == SDCPB__DTYPE__DTYPE_INVALID || c->ttl_s < 1 || c->max_pixels < 64) {
+      c->wire_dtype == SDCPB__DTYPE__DTYPE_INVALID || c->ttl_s < 1 || c->max_pixels < SDC_MIN_IMAGE_SIDE * SDC_MIN_IMAGE_SIDE) {
     sdc__usage(stderr);
     return 2;
   }
