@@ -312,6 +312,11 @@ static void sdc__free_packed(void *data, void *hint) {
 }
 
 int sdc_zmq_send(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, int flags) {
+  return sdc_zmq_send_n(sock, id, id_n, env, flags, NULL);
+}
+
+int sdc_zmq_send_n(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, int flags, size_t *n_bytes) {
+  if (n_bytes) *n_bytes = 0;
   uint8_t *buf;
   size_t n;
   int rc = sdc_wire_pack(env, &buf, &n);
@@ -333,6 +338,7 @@ int sdc_zmq_send(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, 
   }
   sdc__count(&sdc__stats.tx_msgs, 1);
   sdc__count(&sdc__stats.tx_bytes, n);
+  if (n_bytes) *n_bytes = n;
   return SDC_OK;
 }
 
@@ -354,7 +360,12 @@ static int sdc__zmq_drain(void *sock, int more) {
 }
 
 int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, size_t *id_n) {
+  return sdc_zmq_recv_n(sock, env, id, id_cap, id_n, NULL);
+}
+
+int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, size_t *id_n, size_t *n_bytes) {
   *env = NULL;
+  if (n_bytes) *n_bytes = 0;
   if (id_n) *id_n = 0;
   int type = 0, rc = SDC_EPROTOCOL;
   size_t type_n = sizeof type;
@@ -387,6 +398,7 @@ int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, 
   size_t n = zmq_msg_size(&msg);
   sdc__count(&sdc__stats.rx_msgs, 1);
   sdc__count(&sdc__stats.rx_bytes, n);
+  if (n_bytes) *n_bytes = n;
   /* Our messages are one frame: anything after it makes the whole message suspect. */
   int extra = sdc__zmq_drain(sock, zmq_msg_more(&msg));
   if (extra && !bad) bad = "multipart message (one frame expected)";

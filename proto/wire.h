@@ -47,6 +47,9 @@ int sdc_zmq_configure(void *sock);
 /* Packs and sends env as one message; with a routing id (ROUTER sockets) it
  * goes first as its own frame. flags: ZMQ_DONTWAIT or 0. */
 int sdc_zmq_send(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, int flags);
+/* sdc_zmq_send that also reports the body frame's size in *n_bytes (0 unless sent; NULL is fine), for
+ * callers that count bytes per link (the process-wide total is in sdc_wire_stats). */
+int sdc_zmq_send_n(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, int flags, size_t *n_bytes /* OUT */);
 /* Receives one envelope without blocking: SDC_EAGAIN when nothing is there,
  * SDC_EPROTOCOL for a dropped frame (try again), SDC_OK with *env set. For a
  * ROUTER socket pass id/id_cap to get the sender's identity (*id_n); it is
@@ -55,5 +58,9 @@ int sdc_zmq_send(void *sock, const void *id, size_t id_n, Sdcpb__Envelope *env, 
  * A message of more than one frame (after the ROUTER's identity) is dropped
  * whole. */
 int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n);
+/* sdc_zmq_recv that also reports the body frame's size in *n_bytes (also for a dropped frame; 0 when
+ * nothing was received; NULL is fine). */
+int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n,
+                   size_t *n_bytes /* OUT */);
 
 #endif
