@@ -15,7 +15,7 @@ typedef struct {
   uint8_t *out;
   size_t out_n;
   int is_reply, err;
-  uint64_t us;
+  sdc_stage_hops hops;
   sdc_error hop_error;
 } job;
 
@@ -24,7 +24,7 @@ static void *run_on_pool_thread(void *arg) {
   job *j = arg;
   const char *ep = NULL;
   sdc_seterr(SDC_EIO, "an older failure on this pool thread");
-  j->err = sdc_stage_execute(j->host, j->req, "w-test", &j->out, &j->out_n, &j->is_reply, &ep, &j->us, &j->hop_error);
+  j->err = sdc_stage_execute(j->host, j->req, "w-test", &j->out, &j->out_n, &j->is_reply, &ep, &j->hops, &j->hop_error);
   return NULL;
 }
 

@@ -305,9 +305,11 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
 }
 
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
-                      size_t *out_n, int *next_is_reply, const char **next_endpoint, uint64_t *compute_us,
+                      size_t *out_n, int *next_is_reply, const char **next_endpoint, sdc_stage_hops *hops,
                       sdc_error *hop_error) {
-  *out = NULL, *out_n = 0, *next_is_reply = 1, *next_endpoint = NULL, *compute_us = 0;
+  *out = NULL, *out_n = 0, *next_is_reply = 1, *next_endpoint = NULL;
+  memset(hops, 0, sizeof *hops);
+  hops->next_stage = SDCPB__STAGE__STAGE_INVALID;
   sdc_error_capture(hop_error, SDC_OK);
   sdc_clearerr(); /* a message left by an earlier request must not name this one's failure */
   sdc__owned owned = {0};
@@ -340,7 +342,8 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     }
     sdc_arena_reset(&h->arena, mk);
     uint64_t dt = (uint64_t)((sdc_clock_mono_s() - t0_s) * 1e6);
-    *compute_us += dt;
+    hops->total_us += dt;
+    if (hops->n < SDC_WIRE_MAX_ROUTE) hops->stage[hops->n] = stage, hops->us[hops->n++] = dt;
     uint32_t hop_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     int last = r->hop + 1 >= r->n_route || stage == SDCPB__STAGE__TEXT || stage == SDCPB__STAGE__VAE ||
                stage == SDCPB__STAGE__UNET_UP;
@@ -388,6 +391,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     err = sdc_wire_pack(&env, out, out_n);
     *next_is_reply = 0;
     *next_endpoint = next->endpoint;
+    hops->next_stage = next->stage;
     sdc__owned_free(&owned);
     return err;
   }

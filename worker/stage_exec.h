@@ -8,6 +8,7 @@
 #include "clip.h"
 #include "error.h"
 #include "model.h"
+#include "sdc_limits.h"
 #include "sdc.pb-c.h"
 #include "tokenizer.h"
 #include "unet.h"
@@ -26,6 +27,16 @@ typedef struct {
   char fingerprint[32];     /* same configs on every worker of a cluster */
 } sdc_stage_host;
 
+/* The hops one sdc_stage_execute computed here, in route order: their stages and compute times, for the
+ * worker's per-stage metrics; next_stage is the stage the output goes to (STAGE_INVALID: the reply). */
+typedef struct {
+  int n;
+  Sdcpb__Stage stage[SDC_WIRE_MAX_ROUTE];
+  uint64_t us[SDC_WIRE_MAX_ROUTE];
+  uint64_t total_us;
+  Sdcpb__Stage next_stage;
+} sdc_stage_hops;
+
 /* Loads the models of `stages` with opts (blocks.h); errors name the culprit. */
 int sdc_stage_host_load(sdc_stage_host *h /* OUT */, const char *model, const char *config_dir, unsigned stages,
                         const sdc_load_opts *opts);
@@ -38,11 +49,12 @@ void sdc_stage_host_free(sdc_stage_host *h);
  * this host also serves run here too, without a network round trip. Bad input
  * yields a StageReply with `error` naming the culprit, never a crash; that
  * error is also copied into *hop_error (code SDC_OK when every hop succeeded),
- * so a caller on another thread can log it. *compute_us gets the time spent.
+ * so a caller on another thread can log it. *hops gets each hop's stage and
+ * compute time (a hop that failed included).
  * Returns SDC_OK, or the error that left nothing to send (packing failed);
  * its message is the calling thread's (sdc_errmsg). */
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out /* OUT */,
                       size_t *out_n /* OUT */, int *next_is_reply /* OUT */, const char **next_endpoint /* OUT */,
-                      uint64_t *compute_us /* OUT */, sdc_error *hop_error /* OUT */);
+                      sdc_stage_hops *hops /* OUT */, sdc_error *hop_error /* OUT */);
 
 #endif
