@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 
 #include "clock.h"
 #include "error.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "ops.h"
 #include "runtime.h"
 #include "sdc_limits.h"
@@ -30,9 +33,28 @@ typedef struct sdc__item {
   sdc_error hop_error;  /* a hop failed: the reply sent on carries this text */
   sdc_error send_error; /* nothing to send (packing failed) */
   char endpoint[SDC_MAX_ENDPOINT];
-  uint64_t us, start_ms, end_ms;
+  sdc_stage_hops hops;
+  uint64_t start_ms, end_ms;
   struct sdc__item *next;
 } sdc__item;
+
+/* What /readyz says; the loop thread stores it, the HTTP thread loads it. */
+typedef enum { SDC__LOADING, SDC__UNREGISTERED, SDC__DRAINING, SDC__READY } sdc__readiness;
+
+#define SDC__BUSY_WINDOW_S 10 /* sdc_worker_busy_ratio looks this far back, sampled every second */
+
+/* The worker's metrics (docs/operations.md); updated on the loop thread, rendered on the HTTP thread. */
+typedef struct {
+  sdc_metrics *reg;
+  sdc_http *http;
+  sdc_metric *compute_s, *requests, *service_s, *queue, *busy, *link_bytes, *dropped, *ready;
+  sdc_wire_stats wire_seen; /* the collect callback's last reading */
+  atomic_int readiness;
+  uv_timer_t busy_timer;
+  uint64_t busy_done_us, run_start_us; /* compute time of finished requests; when the running one started */
+  uint64_t ring_t_us[SDC__BUSY_WINDOW_S + 1], ring_busy_us[SDC__BUSY_WINDOW_S + 1];
+  int ring_n, ring_i;
+} sdc__telemetry;
 
 typedef struct {
   uv_loop_t *loop;
@@ -51,9 +73,144 @@ typedef struct {
   } peers[SDC_WORKER_MAX_PEERS];
   int n_peers;
   uint64_t served, dropped_late, dropped_full, errors;
-  int draining, registered, closing, log_hops;
+  int draining, registered, closing, log_hops, loaded;
   uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
+  sdc__telemetry tm;
 } sdc__worker;
+
+/* ------------------------------------------------------------ metrics */
+
+static const char *const sdc__stage_label[] = {"stage"};
+
+/* "<from>><to>" for sdc_link_bytes_total; a stage outside the enum is "unknown". */
+static void sdc__link_name(char *out, size_t n, Sdcpb__Stage from, Sdcpb__Stage to) {
+  const int fc = from == SDCPB__STAGE__STAGE_INVALID, tc = to == SDCPB__STAGE__STAGE_INVALID;
+  snprintf(out, n, "%s>%s", fc ? "coordinator" : sdc_stage_name((sdc_stage)from),
+           tc ? "coordinator" : sdc_stage_name((sdc_stage)to));
+}
+
+static void sdc__count_link(sdc__worker *w, Sdcpb__Stage from, Sdcpb__Stage to, const char *direction, size_t n_bytes) {
+  if (!w->tm.reg || !n_bytes) return;
+  char link[64];
+  sdc__link_name(link, sizeof link, from, to);
+  sdc_metric_add(w->tm.link_bytes, (const char *const[]){link, direction}, (double)n_bytes);
+}
+
+static void sdc__count_drop(sdc__worker *w, const char *reason) {
+  sdc_metric_add(w->tm.dropped, (const char *const[]){reason}, 1);
+}
+
+/* Stores what /readyz answers and sdc_ready shows, from the loop thread's state. */
+static void sdc__update_ready(sdc__worker *w) {
+  const sdc__readiness r = !w->loaded      ? SDC__LOADING
+                           : w->draining   ? SDC__DRAINING
+                           : !w->registered ? SDC__UNREGISTERED
+                                            : SDC__READY;
+  atomic_store(&w->tm.readiness, (int)r);
+  sdc_metric_set(w->tm.ready, NULL, r == SDC__READY);
+}
+
+/* The HTTP thread's /readyz: reads only the atomic. */
+static int sdc__ready_fn(void *ctx, char *why, size_t n) {
+  sdc__worker *w = ctx;
+  switch ((sdc__readiness)atomic_load(&w->tm.readiness)) {
+    case SDC__READY: return 1;
+    case SDC__LOADING: snprintf(why, n, "loading models"); break;
+    case SDC__DRAINING: snprintf(why, n, "draining"); break;
+    default: snprintf(why, n, "not registered with coordinator %s", w->coordinator); break;
+  }
+  return 0;
+}
+
+/* At each scrape (HTTP thread): the wire layer's drop counters since the last scrape. */
+static void sdc__collect_wire(sdc_metrics *reg, void *ctx) {
+  (void)reg;
+  sdc__telemetry *tm = ctx;
+  sdc_wire_stats now;
+  sdc_wire_stats_get(&now);
+  sdc_metric_add(tm->dropped, (const char *const[]){"malformed"}, (double)(now.dropped_malformed - tm->wire_seen.dropped_malformed));
+  sdc_metric_add(tm->dropped, (const char *const[]){"version"}, (double)(now.dropped_version - tm->wire_seen.dropped_version));
+  sdc_metric_add(tm->dropped, (const char *const[]){"bad_tensor"}, (double)(now.bad_tensors - tm->wire_seen.bad_tensors));
+  tm->wire_seen = now;
+}
+
+/* Every second on the loop thread: busy time over the last SDC__BUSY_WINDOW_S seconds, the running
+ * request's time so far included. */
+static void sdc__on_busy_timer(uv_timer_t *t) {
+  sdc__worker *w = t->data;
+  sdc__telemetry *tm = &w->tm;
+  const uint64_t now = sdc_clock_mono_ns() / 1000;
+  const uint64_t busy = tm->busy_done_us + (w->running && now > tm->run_start_us ? now - tm->run_start_us : 0);
+  const int cap = SDC__BUSY_WINDOW_S + 1;
+  tm->ring_t_us[tm->ring_i] = now, tm->ring_busy_us[tm->ring_i] = busy;
+  tm->ring_i = (tm->ring_i + 1) % cap;
+  if (tm->ring_n < cap) tm->ring_n++;
+  const int oldest = tm->ring_n < cap ? 0 : tm->ring_i;
+  const uint64_t dt = now - tm->ring_t_us[oldest];
+  double ratio = dt ? (double)(busy - tm->ring_busy_us[oldest]) / (double)dt : 0;
+  sdc_metric_set(tm->busy, NULL, ratio < 0 ? 0 : ratio > 1 ? 1 : ratio);
+}
+
+/* Registers the worker's metrics (docs/operations.md) and serves them on addr_port. 0, or an error
+ * naming addr_port or the metric (sdc_errmsg). */
+static int sdc__telemetry_start(sdc__worker *w, const char *addr_port) {
+  sdc__telemetry *tm = &w->tm;
+  if (!(tm->reg = sdc_metrics_new())) return SDC_ENOMEM;
+  static const double service_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  static const char *const link_labels[] = {"link", "direction"}, *const reason_label[] = {"reason"};
+  tm->compute_s = sdc_metrics_counter(tm->reg, "sdc_stage_compute_seconds_total", "Seconds spent computing the stage.",
+                                      1, sdc__stage_label);
+  tm->requests = sdc_metrics_counter(tm->reg, "sdc_stage_requests_total", "Requests computed.", 1, sdc__stage_label);
+  tm->service_s = sdc_metrics_histogram(tm->reg, "sdc_stage_service_seconds", "Compute time of one request.", 1,
+                                        sdc__stage_label, service_bounds, (int)(sizeof service_bounds / sizeof *service_bounds));
+  tm->queue = sdc_metrics_gauge(tm->reg, "sdc_worker_queue_requests",
+                                "Requests received and waiting for the compute thread.", 0, NULL);
+  tm->busy = sdc_metrics_gauge(tm->reg, "sdc_worker_busy_ratio", "Share of the last 10 s spent computing (0..1).", 0, NULL);
+  tm->link_bytes = sdc_metrics_counter(tm->reg, "sdc_link_bytes_total", "Bytes of stage request and reply frames per link.",
+                                       2, link_labels);
+  tm->dropped = sdc_metrics_counter(tm->reg, "sdc_frames_dropped_total", "Frames dropped instead of computed on.", 1,
+                                    reason_label);
+  tm->ready = sdc_metrics_gauge(tm->reg, "sdc_ready", "1 when /readyz would say ready.", 0, NULL);
+  if (!tm->compute_s || !tm->requests || !tm->service_s || !tm->queue || !tm->busy || !tm->link_bytes || !tm->dropped ||
+      !tm->ready)
+    return SDC_EINVAL; /* sdc_errmsg names the metric */
+  static const char *const reasons[] = {"malformed", "version", "bad_tensor", "late", "deadline"};
+  for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) sdc_metric_add(tm->dropped, &reasons[i], 0);
+  int err = sdc_metrics_add_process(tm->reg);
+  if (!err) err = sdc_metrics_on_collect(tm->reg, sdc__collect_wire, tm);
+  sdc__update_ready(w);
+  if (!err) err = sdc_http_start(&tm->http, addr_port, tm->reg, sdc__ready_fn, w);
+  return err;
+}
+
+/* After the models are loaded: each hosted stage's series exist (at 0) before its first request. */
+static void sdc__telemetry_loaded(sdc__worker *w) {
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++) {
+    if (!(w->host.stages & (1u << s))) continue;
+    const char *name = sdc_stage_name((sdc_stage)s);
+    sdc_metric_add(w->tm.compute_s, &name, 0);
+    sdc_metric_add(w->tm.requests, &name, 0);
+  }
+}
+
+/* One finished request: each hop it computed, per stage. */
+static void sdc__telemetry_done(sdc__worker *w, const sdc__item *it) {
+  sdc__telemetry *tm = &w->tm;
+  tm->busy_done_us += it->hops.total_us;
+  for (int i = 0; i < it->hops.n; i++) {
+    const char *name = sdc_stage_name((sdc_stage)it->hops.stage[i]);
+    const double s = (double)it->hops.us[i] * 1e-6;
+    sdc_metric_add(tm->compute_s, &name, s);
+    sdc_metric_add(tm->requests, &name, 1);
+    sdc_metric_observe(tm->service_s, &name, s);
+  }
+}
+
+static void sdc__set_queue_gauge(sdc__worker *w) {
+  int q = 0;
+  for (sdc__item *it = w->head; it; it = it->next) q++;
+  sdc_metric_set(w->tm.queue, NULL, q);
+}
 
 /* The stage a request asks of its receiver, and the scheduler step to log it under: the UNet
  * shards run once per step, text and vae once per job (their step field is 0). */
@@ -138,7 +295,7 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__item *it = w->running;
   const char *ep = NULL;
   it->start_ms = sdc_clock_unix_ms();
-  int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->us,
+  int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->hops,
                               &it->hop_error);
   sdc_error_capture(&it->send_error, err);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
@@ -153,6 +310,7 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   const Sdcpb__StageRequest *r = it->env->request;
   const int64_t step = sdc__step_of(r);
   const char *stage = sdc_stage_name(sdc__stage_of(r));
+  sdc__telemetry_done(w, it);
   /* one line per hop when asked (--log-hops): the pipeline's overlap can be read off the logs */
   if (w->log_hops)
     sdc_log(r->job_id, step, 0, "hop stage=%s start_ms=%llu end_ms=%llu", stage, (unsigned long long)it->start_ms,
@@ -177,6 +335,8 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
       sdc_log(r->job_id, step, 0, "%s: could not send to %s: %s", stage, to, zmq_strerror(errno));
     } else {
       w->served++;
+      const Sdcpb__Stage last = it->hops.n ? it->hops.stage[it->hops.n - 1] : sdc__stage_of(r);
+      sdc__count_link(w, last, it->is_reply ? SDCPB__STAGE__STAGE_INVALID : it->hops.next_stage, "sent", it->out_n);
     }
   }
   free(it->out);
@@ -188,13 +348,14 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
 }
 
 static void sdc__start_next(sdc__worker *w) {
-  while (!w->running && w->head) {
+  for (; !w->running && w->head; sdc__set_queue_gauge(w)) {
     sdc__item *it = w->head;
     w->head = it->next;
     if (!w->head) w->tail = NULL;
     const Sdcpb__StageRequest *r = it->env->request;
     if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
       w->dropped_late++; /* the coordinator has re-issued it by now */
+      sdc__count_drop(w, "deadline");
       sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
               (unsigned long long)(sdc_clock_unix_ms() - r->deadline_unix_ms));
       sdc_wire_free(it->env);
@@ -202,9 +363,11 @@ static void sdc__start_next(sdc__worker *w) {
       continue;
     }
     w->running = it;
+    w->tm.run_start_us = sdc_clock_mono_ns() / 1000;
     w->work.data = w;
     uv_queue_work(w->loop, &w->work, sdc__work_cb, sdc__after_work_cb);
   }
+  sdc__set_queue_gauge(w);
 }
 
 static void sdc__on_request(sdc__worker *w, Sdcpb__Envelope *env) {
@@ -242,6 +405,7 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
     if (env->welcome->accepted) {
       if (!w->registered) sdc_log(NULL, -1, 0, "registered with coordinator %s", env->welcome->coordinator_id);
       w->registered = 1;
+      sdc__update_ready(w);
       sdc__set_beat(w, env->welcome->heartbeat_ms);
     } else {
       sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
@@ -261,8 +425,10 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
       }
     }
     w->tail = last;
+    sdc__set_queue_gauge(w);
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) {
     w->registered = 0; /* the coordinator asks us to register again */
+    sdc__update_ready(w);
     sdc__send_register(w);
   }
   sdc_wire_free(env);
@@ -274,10 +440,17 @@ static void sdc__drain(sdc__worker *w) {
     progress = 0;
     Sdcpb__Envelope *env;
     int err;
-    while ((err = sdc_zmq_recv(w->data, &env, NULL, 0, NULL)) != SDC_EAGAIN) {
+    size_t n_bytes;
+    while ((err = sdc_zmq_recv_n(w->data, &env, NULL, 0, NULL, &n_bytes)) != SDC_EAGAIN) {
       if (err == SDC_EPROTOCOL) continue; /* malformed: dropped and counted */
       if (err) break;
       progress = 1;
+      if (env->body_case == SDCPB__ENVELOPE__BODY_REQUEST) {
+        const Sdcpb__StageRequest *r = env->request;
+        const Sdcpb__Stage from = r->hop > 0 && r->hop <= r->n_route && r->route[r->hop - 1] ? r->route[r->hop - 1]->stage
+                                                                                               : SDCPB__STAGE__STAGE_INVALID;
+        sdc__count_link(w, from, sdc__stage_of(r), "received", n_bytes);
+      }
       if (env->body_case != SDCPB__ENVELOPE__BODY_REQUEST || w->draining) {
         sdc_wire_free(env);
         continue;
@@ -314,6 +487,7 @@ static void sdc__on_signal(uv_signal_t *s, int signum) {
   if (w->draining) return;
   sdc_log(NULL, -1, 0, "signal %d: draining", signum);
   w->draining = 1;
+  sdc__update_ready(w);
   sdc__send_heartbeat(w);
   sdc__maybe_exit(w);
 }
@@ -341,19 +515,20 @@ static void sdc__usage(FILE *fp) {
           "  --id NAME             worker id (default: host-pid)\n"
           "  --precision fp32|bf16 GEMM arithmetic (default fp32; bf16 on AMX/AVX512-BF16, weights kept in bf16)\n"
           "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
+          "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9101; default off)\n"
           "SIGTERM/SIGINT drain: queued work finishes, nothing new is taken, then the worker exits.\n");
 }
 
 int main(int argc, char **argv) {
   sdc_runtime_init(argv);
   static sdc__worker w;
-  const char *stages = NULL, *model = NULL, *config = NULL, *bind = "tcp://127.0.0.1:*", *advertise = NULL;
+  const char *stages = NULL, *model = NULL, *config = NULL, *bind = "tcp://127.0.0.1:*", *advertise = NULL, *http = NULL;
   static const struct option opts[] = {{"stage", required_argument, 0, 's'},  {"model", required_argument, 0, 'm'},
                                        {"config", required_argument, 0, 'c'}, {"coordinator", required_argument, 0, 'C'},
                                        {"bind", required_argument, 0, 'b'},   {"advertise", required_argument, 0, 'a'},
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
-                                       {0, 0, 0, 0}};
+                                       {"http", required_argument, 0, 'H'},      {0, 0, 0, 0}};
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
@@ -373,6 +548,7 @@ int main(int argc, char **argv) {
         if (sdc__copy_arg("--id", w.id, sizeof w.id, optarg)) return 2;
         break;
       case 'L': w.log_hops = 1; break;
+      case 'H': http = optarg; break;
       case 'p':
         if (sdc_precision_parse(optarg, &prec)) {
           fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -399,11 +575,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;
   }
+  /* served before the (long) model load: /healthz answers and /readyz says "loading models" */
+  if (http && (err = sdc__telemetry_start(&w, http)) != SDC_OK) {
+    fprintf(stderr, "sdc-worker: --http: %s\n", sdc_errmsg(err));
+    return 2;
+  }
   err = sdc_stage_host_load(&w.host, model, config, bits, &lo);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
+    sdc_http_stop(w.tm.http);
     return 2;
   }
+  w.loaded = 1;
+  sdc__update_ready(&w);
+  if (w.tm.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();
   w.ctrl = zmq_socket(w.zctx, ZMQ_DEALER);
   w.data = zmq_socket(w.zctx, ZMQ_PULL);
@@ -443,12 +628,20 @@ int main(int argc, char **argv) {
   w.sig_term.data = w.sig_int.data = &w;
   uv_signal_start(&w.sig_term, sdc__on_signal, SIGTERM);
   uv_signal_start(&w.sig_int, sdc__on_signal, SIGINT);
-  sdc_log(NULL, -1, 0, "serving %s on %s (model %s, fingerprint %s)", stages, w.endpoint, model, w.host.fingerprint);
+  if (w.tm.reg) {
+    uv_timer_init(w.loop, &w.tm.busy_timer);
+    w.tm.busy_timer.data = &w;
+    uv_timer_start(&w.tm.busy_timer, sdc__on_busy_timer, 0, 1000);
+  }
+  sdc_log(NULL, -1, 0, "serving %s on %s (model %s, fingerprint %s)%s%s", stages, w.endpoint, model, w.host.fingerprint,
+          w.tm.http ? ", metrics on " : "", w.tm.http ? http : "");
   uv_run(w.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < w.n_peers; i++) zmq_close(w.peers[i].sock);
   zmq_close(w.ctrl);
   zmq_close(w.data);
   zmq_ctx_term(w.zctx);
+  sdc_http_stop(w.tm.http); /* before the registry it renders */
+  sdc_metrics_free(w.tm.reg);
   sdc_stage_host_free(&w.host);
   return 0;
 }
