@@ -51,6 +51,8 @@
 #define SDC_COORD_READ_BLOCK_MS 1000           /* XREADGROUP BLOCK: how long one read waits for new entries */
 #define SDC_COORD_ID_SNIFF_BYTES 4096          /* a refused job's JSON scanned for its "id" */
 #define SDC_COORD_ROUTE_STAGE_BYTES 128        /* one stage's worker ids in a job hash's route field; more: "..." */
+#define SDC_COORD_QUEUE_POLL_MS 2000           /* --http: XINFO GROUPS / XPENDING for the queue gauges this often */
+#define SDC_COORD_REDIS_SILENT_MS 6000         /* --http: a poll unanswered this long makes /readyz say Redis is down */
 
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */

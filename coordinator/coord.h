@@ -14,22 +14,27 @@
  *   route.c    - ZeroMQ ROUTER: stage requests, their replies, timeouts and re-issue, worker registration
  *                and heartbeats
  *   registry.c - the worker table: liveness and the least-loaded replica per stage
+ *   telemetry.c - --http: the metrics of docs/operations.md, readiness, the queue poll
  */
 #ifndef SDC_COORD_H
 #define SDC_COORD_H
 
 #include <hiredis/async.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "denoise.h"
+#include "http.h"
 #include "job.h"
+#include "metrics.h"
 #include "model.h"
 #include "redis_url.h"
 #include "registry.h"
 #include "sdc.pb-c.h"
 #include "sdc_limits.h"
 #include "stage.h"
+#include "wire.h"
 
 typedef struct sdc_coord sdc_coord;
 
@@ -53,7 +58,9 @@ typedef struct sdc_coord_job {
   int64_t L, D;
   /* the request in flight: n_route > 0 while one is */
   uint64_t req_id;
-  int64_t issued_ms; /* monotonic */
+  int64_t issued_ms;  /* monotonic */
+  uint64_t issued_ns; /* monotonic, for sdc_step_latency_seconds */
+  uint64_t claimed_ns; /* monotonic: when the entry was claimed, for sdc_job_duration_seconds */
   int attempts, route[SDC_COORD_MAX_HOPS], n_route;
   sdc_stage route_stage[SDC_COORD_MAX_HOPS];
   /* each stage's distinct workers, comma-separated, for the hash's route field */
@@ -63,6 +70,24 @@ typedef struct sdc_coord_job {
   int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
 } sdc_coord_job;
+
+/* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
+typedef enum { SDC_COORD_READY, SDC_COORD_NO_REDIS, SDC_COORD_NO_WORKERS, SDC_COORD_DRAINING } sdc_coord_readiness;
+
+/* The coordinator's metrics (docs/operations.md). reg is NULL without --http; updates on NULL metrics do
+ * nothing, so call sites need no check. */
+typedef struct {
+  sdc_metrics *reg;
+  sdc_http *http;
+  sdc_metric *jobs, *in_flight, *pending, *lag, *duration, *queue_wait, *step_latency, *reissued, *workers,
+      *outstanding, *link_bytes, *dropped, *ready;
+  sdc_wire_stats wire_seen; /* the collect callback's last reading (HTTP thread only) */
+  atomic_int readiness;     /* sdc_coord_readiness */
+  atomic_uint missing;      /* SDC_COORD_NO_WORKERS: bit (1 << stage) per stage without a live worker */
+  int64_t poll_sent_ms, poll_answered_ms; /* monotonic; the queue poll, which also proves Redis answers */
+  int poll_in_flight;
+  long long pending_entries, stream_len; /* XPENDING's count and XLEN, kept until XINFO GROUPS answers */
+} sdc_coord_telemetry;
 
 struct sdc_coord {
   uv_loop_t *loop;
@@ -88,6 +113,7 @@ struct sdc_coord {
   uint64_t jobs_done, jobs_failed, steps_done;
   Sdcpb__DType wire_dtype;
   int64_t max_pixels;
+  sdc_coord_telemetry tm;
 };
 
 /* ---- intake.c: Redis ---- */
@@ -149,5 +175,19 @@ void sdc_coord_broadcast_cancel(sdc_coord *c, const char *job_id);
 void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms);
 /* Reads every message the ROUTER holds: registrations, heartbeats, replies. */
 void sdc_coord_drain_router(sdc_coord *c);
+
+/* ---- telemetry.c: --http ---- */
+
+/* Registers the metrics of docs/operations.md and serves them on addr_port (HTTP thread). 0, or an error
+ * whose message names addr_port or the metric. */
+int sdc_coord_telemetry_start(sdc_coord *c, const char *addr_port);
+/* Stops the server, then frees the registry; fine without --http. */
+void sdc_coord_telemetry_stop(sdc_coord *c);
+/* On the tick: readiness, the worker gauges, and every SDC_COORD_QUEUE_POLL_MS the queue poll. */
+void sdc_coord_telemetry_tick(sdc_coord *c, int64_t now_ms);
+/* Adds n_bytes to sdc_link_bytes_total{link="<from>><to>", direction}; SDC_STAGE_INVALID is the coordinator. */
+void sdc_coord_count_link(sdc_coord *c, sdc_stage from, sdc_stage to, const char *direction, size_t n_bytes);
+/* One frame dropped for `reason` (a label value of sdc_frames_dropped_total). */
+void sdc_coord_count_drop(sdc_coord *c, const char *reason);
 
 #endif

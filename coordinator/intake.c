@@ -281,6 +281,11 @@ static void sdc__start_job(sdc_coord *c, const char *entry, const char *json, si
   if (!j) return; /* stays pending; claimed again later */
   j->c = c;
   j->next = c->jobs, c->jobs = j, c->n_jobs++;
+  j->claimed_ns = sdc_clock_mono_ns();
+  sdc_metric_set(c->tm.in_flight, NULL, c->n_jobs);
+  /* the entry id's milliseconds are the server's clock when it was queued */
+  const unsigned long long queued_ms = strtoull(entry, NULL, 10), now_ms = sdc_clock_unix_ms();
+  if (queued_ms && queued_ms <= now_ms) sdc_metric_observe(c->tm.queue_wait, NULL, (double)(now_ms - queued_ms) * 1e-3);
   snprintf(j->entry, sizeof j->entry, "%s", entry);
   const size_t kept = n < SDC_DEAD_LETTER_JSON_BYTES ? n : SDC_DEAD_LETTER_JSON_BYTES;
   if (json && (j->raw = malloc(kept + 1))) memcpy(j->raw, json, kept), j->raw[kept] = 0;

@@ -32,6 +32,7 @@ void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j) {
       break;
     }
   c->n_jobs--;
+  sdc_metric_set(c->tm.in_flight, NULL, c->n_jobs);
   if (j->denoise_ready) sdc_denoise_free(&j->d);
   sdc_job_free(&j->spec);
   free(j->raw);
@@ -55,6 +56,9 @@ void sdc_coord_job_route_text(const sdc_coord_job *j, char *out, size_t n) {
 void sdc_coord_job_finish(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error) {
   if (st == SDC_JOB_DONE) c->jobs_done++;
   else if (st == SDC_JOB_FAILED) c->jobs_failed++;
+  const char *state = sdc_job_state_name(st);
+  sdc_metric_add(c->tm.jobs, &state, 1);
+  if (j->claimed_ns) sdc_metric_observe(c->tm.duration, &state, (double)(sdc_clock_mono_ns() - j->claimed_ns) * 1e-9);
   /* logged before the phase changes: a failure while denoising names its step */
   if (error) {
     sdc_coord_job_log(j, "%s: %s", sdc_job_state_name(st), error);
@@ -89,6 +93,7 @@ int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why) {
     return 1;
   }
   /* the scheduler has not stepped: the same inputs are sent again */
+  sdc_metric_add(c->tm.reissued, NULL, 1);
   sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing", j->attempts, j->last_error);
   return 0;
 }

@@ -19,6 +19,7 @@ static void sdc__on_tick(uv_timer_t *t) {
   const int64_t now = sdc_clock_mono_ms();
   sdc_coord_route_tick(c, now);
   sdc_coord_intake_tick(c, now);
+  sdc_coord_telemetry_tick(c, now);
   if (c->draining && !c->jobs && !c->stopping) {
     c->stopping = 1;
     sdc_log(NULL, -1, 0, "drained: %llu done, %llu failed; exiting", (unsigned long long)c->jobs_done,
@@ -54,13 +55,15 @@ static void sdc__usage(FILE *fp) {
           "  --wire f32|f16|bf16   dtype of tensors on the wire (default f32: pixels identical to sdc generate)\n"
           "  --max-pixels N        refuse jobs with width*height above N (default %lld)\n"
           "  --id NAME             consumer name (default host-pid)\n"
+          "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9100; default off)\n"
           "SIGTERM/SIGINT drain: no new claims, in-flight jobs finish, then exit.\n",
           SDC_COORD_MAX_JOBS, SDC_COORD_DEFAULT_MAX_JOBS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S,
           (long long)SDC_DEFAULT_MAX_PIXELS);
 }
 
 /* Fills c from the command line; 0, or the exit status (usage printed). */
-static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **model, const char **config) {
+static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **model, const char **config,
+                           const char **http) {
   const char *redis = "redis://127.0.0.1:6379";
   snprintf(c->bind, sizeof c->bind, "tcp://127.0.0.1:5555");
   c->max_jobs = SDC_COORD_DEFAULT_MAX_JOBS, c->step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS;
@@ -68,14 +71,15 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   char host[64] = "coordinator";
   gethostname(host, sizeof host - 1);
   snprintf(c->id, sizeof c->id, "%s-%d", host, (int)getpid());
-  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX };
+  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},          {"config", required_argument, 0, 'c'},
       {"redis", required_argument, 0, 'r'},          {"bind", required_argument, 0, 'b'},
       {"max-jobs", required_argument, 0, 'j'},       {"step-timeout-ms", required_argument, 0, O_TIMEOUT},
       {"ttl", required_argument, 0, O_TTL},          {"wire", required_argument, 0, O_WIRE},
       {"max-pixels", required_argument, 0, O_MAXPX}, {"id", required_argument, 0, 'i'},
-      {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+      {"http", required_argument, 0, O_HTTP},        {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "m:c:r:b:j:i:h", opts, NULL)) != -1) {
     switch (ch) {
@@ -94,6 +98,7 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
         break;
       case O_MAXPX: c->max_pixels = atoll(optarg); break;
       case 'i': snprintf(c->id, sizeof c->id, "%s", optarg); break;
+      case O_HTTP: *http = optarg; break;
       case 'h': sdc__usage(stdout); return -1;
       default: sdc__usage(stderr); return 2;
     }
@@ -144,23 +149,31 @@ static void sdc__shutdown(sdc_coord *c) {
   if (c->zctx) zmq_ctx_term(c->zctx);
   while (c->jobs) sdc_coord_job_free(c, c->jobs);
   sdc_model_close(&c->model);
+  sdc_coord_telemetry_stop(c);
 }
 
 int main(int argc, char **argv) {
   sdc_coord *c = calloc(1, sizeof *c); /* large (the worker table): not on the stack */
   if (!c) return 2;
-  const char *model = NULL, *config = NULL;
-  int rc = sdc__parse_args(c, argc, argv, &model, &config);
+  const char *model = NULL, *config = NULL, *http = NULL;
+  int rc = sdc__parse_args(c, argc, argv, &model, &config, &http);
   if (rc) {
     free(c);
     return rc < 0 ? 0 : rc;
   }
   sdc_log_init("coordinator", c->id);
+  if (http && (rc = sdc_coord_telemetry_start(c, http)) != SDC_OK) {
+    fprintf(stderr, "sdc-coordinator: --http: %s\n", sdc_errmsg(rc));
+    sdc_coord_telemetry_stop(c);
+    free(c);
+    return 2;
+  }
   c->heartbeat_ms = SDC_HEARTBEAT_MS;
   c->dead_after_ms = SDC_DEAD_AFTER_BEATS * c->heartbeat_ms + c->heartbeat_ms / 2;
   int err = sdc_model_open(&c->model, model, config);
   if (err) {
     fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(err));
+    sdc_coord_telemetry_stop(c);
     free(c);
     return 2;
   }
@@ -186,8 +199,8 @@ int main(int argc, char **argv) {
   c->sig_term.data = c->sig_int.data = c;
   uv_signal_start(&c->sig_term, sdc__on_signal, SIGTERM);
   uv_signal_start(&c->sig_int, sdc__on_signal, SIGINT);
-  sdc_log(NULL, -1, 0, "listening on %s, redis %s, model %s (fingerprint %s), %d jobs at once", c->bind, c->redis.where,
-          model, c->fingerprint, c->max_jobs);
+  sdc_log(NULL, -1, 0, "listening on %s, redis %s, model %s (fingerprint %s), %d jobs at once%s%s", c->bind,
+          c->redis.where, model, c->fingerprint, c->max_jobs, http ? ", metrics on " : "", http ? http : "");
   uv_run(c->loop, UV_RUN_DEFAULT);
   sdc__shutdown(c);
   rc = c->exit_code;

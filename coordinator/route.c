@@ -41,11 +41,14 @@ static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageReque
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
   env.request = req;
-  int err = sdc_zmq_send(c->reg.w[j->route[0]].push, NULL, 0, &env, ZMQ_DONTWAIT);
+  size_t n_bytes;
+  int err = sdc_zmq_send_n(c->reg.w[j->route[0]].push, NULL, 0, &env, ZMQ_DONTWAIT, &n_bytes);
   if (err) return err;
+  sdc_coord_count_link(c, SDC_STAGE_INVALID, stages[0], "sent", n_bytes);
   j->n_route = n;
   for (int i = 0; i < n; i++) c->reg.w[j->route[i]].outstanding++;
   j->issued_ms = sdc_clock_mono_ms();
+  j->issued_ns = sdc_clock_mono_ns();
   return SDC_OK;
 }
 
@@ -119,16 +122,25 @@ static void sdc__note_route(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
 static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
   sdc_coord_job *j = c->jobs;
   while (j && !(j->req_id == rep->request_id && strcmp(j->id, rep->job_id) == 0)) j = j->next;
-  if (!j || !j->n_route || j->phase == SDC_COORD_STORING) return; /* stale: re-issued or cancelled */
+  if (!j || !j->n_route || j->phase == SDC_COORD_STORING) {
+    /* stale: answered after its step was re-issued, or its job cancelled or gone */
+    sdc_coord_count_drop(c, "late");
+    sdc_log(rep->job_id, rep->step, 0, "dropped a late %s reply (request %llu)", sdc_stage_name((sdc_stage)rep->stage),
+            (unsigned long long)rep->request_id);
+    return;
+  }
   /* the stage that answers must be the one this phase waits for */
   const sdc_stage want = j->phase == SDC_COORD_TEXT      ? SDC_STAGE_TEXT
                          : j->phase == SDC_COORD_DENOISE ? SDC_STAGE_UNET_UP
                                                          : SDC_STAGE_VAE;
   const int failed = rep->error && rep->error[0];
   if ((int)rep->stage != (int)want && !failed) {
+    sdc_coord_count_drop(c, "malformed");
     sdc_coord_job_log(j, "dropped a %s reply while waiting for %s", sdc_stage_name(rep->stage), sdc_stage_name(want));
     return;
   }
+  static const char *const phase_stage[] = {[SDC_COORD_TEXT] = "text", [SDC_COORD_DENOISE] = "unet", [SDC_COORD_VAE] = "vae"};
+  sdc_metric_observe(c->tm.step_latency, &phase_stage[j->phase], (double)(sdc_clock_mono_ns() - j->issued_ns) * 1e-9);
   for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
   if (failed) {
     if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_issue(c, j);
@@ -197,6 +209,7 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
           sdc_coord_job_log(j, "worker %s restarted with this step in flight; re-issuing", id);
           sdc_coord_release_route(c, j);
           j->attempts++;
+          sdc_metric_add(c->tm.reissued, NULL, 1);
           break;
         }
   int i = reason[0] ? -1 : sdc_registry_upsert(&c->reg, id, r->data_endpoint, stages, (uint64_t)sdc_clock_mono_ms());
@@ -243,15 +256,18 @@ static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, co
 
 void sdc_coord_drain_router(sdc_coord *c) {
   uint8_t rid[256];
-  size_t rid_n;
+  size_t rid_n, n_bytes;
   Sdcpb__Envelope *env;
   int err;
-  while ((err = sdc_zmq_recv(c->router, &env, rid, sizeof rid, &rid_n)) != SDC_EAGAIN) {
+  while ((err = sdc_zmq_recv_n(c->router, &env, rid, sizeof rid, &rid_n, &n_bytes)) != SDC_EAGAIN) {
     if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
     if (err) break;                    /* the socket itself failed */
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, env->register_);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, env->heartbeat);
-    else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) sdc__on_reply(c, env->reply);
+    else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) {
+      sdc_coord_count_link(c, (sdc_stage)env->reply->stage, SDC_STAGE_INVALID, "received", n_bytes);
+      sdc__on_reply(c, env->reply);
+    }
     sdc_wire_free(env);
   }
 }
