@@ -75,19 +75,21 @@ static void sdc__usage(FILE *fp) {
           "  --max-jobs N      jobs in flight at once (default 8)\n"
           "  --wire f32|f16|bf16\n"
           "  --precision fp32|bf16  the workers' GEMM arithmetic (default fp32)\n"
-          "  --log-hops        workers log one line per hop (sdc-worker --log-hops)\n");
+          "  --log-hops        workers log one line per hop (sdc-worker --log-hops)\n"
+          "  --http-base PORT  serve metrics: the coordinator on 127.0.0.1:PORT, the workers on PORT+1, PORT+2, ...\n"
+          "                    in start order; one line per process names its URL on stderr (default: none)\n");
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
              *precision = "fp32";
-  int port = 0, log_hops = 0;
+  int port = 0, log_hops = 0, http_base = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
                                        {"wire", required_argument, 0, 'w'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'P'}, {"log-hops", no_argument, 0, 'L'},
-                                       {0, 0, 0, 0}};
+                                       {"http-base", required_argument, 0, 'H'}, {0, 0, 0, 0}};
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:Lh", opts, NULL)) != -1) {
@@ -101,6 +103,16 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'w': wire = optarg; break;
       case 'P': precision = optarg; break;
       case 'L': log_hops = 1; break;
+      case 'H': {
+        char *end;
+        long v = strtol(optarg, &end, 10);
+        if (*optarg == 0 || *end || v < 1 || v > 65535) {
+          fprintf(stderr, "sdc cluster: --http-base: '%s' is not a port in 1..65535\n", optarg);
+          return 2;
+        }
+        http_base = (int)v;
+        break;
+      }
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -136,6 +148,13 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
     count[found] = n;
   }
+  int n_procs = 1;
+  for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++) n_procs += count[s];
+  if (http_base && http_base + n_procs - 1 > 65535) {
+    fprintf(stderr, "sdc cluster: --http-base %d: %d processes need ports up to %d, past 65535\n", http_base, n_procs,
+            http_base + n_procs - 1);
+    return 2;
+  }
   struct stat st;
   if (stat(model, &st) != 0) {
     fprintf(stderr, "sdc cluster: %s: %s\n", model, strerror(errno));
@@ -154,6 +173,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
   static sdc__child kids[SDC__MAX_CHILDREN];
   int n_kids = 0;
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128];
+  static char http_addr[SDC__MAX_CHILDREN][32]; /* 127.0.0.1:PORT per child, with --http-base */
   sdc_redis_url shown; /* the log names host:port/db, never the password */
   if (redis && sdc_redis_url_parse(&shown, redis) != SDC_OK) {
     fprintf(stderr, "sdc cluster: --redis: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -193,6 +213,10 @@ int sdc_cmd_cluster(int argc, char **argv) {
     a[k++] = "--bind", a[k++] = bind_url, a[k++] = "--wire", a[k++] = (char *)wire, a[k++] = "--max-jobs";
     a[k++] = (char *)max_jobs;
     if (config) a[k++] = "--config", a[k++] = (char *)config;
+    if (http_base) {
+      snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%d", http_base);
+      a[k++] = "--http", a[k++] = http_addr[0];
+    }
     a[k] = NULL;
   }
   static char ids[SDC__MAX_CHILDREN][SDC_MAX_WORKER_ID];
@@ -208,6 +232,10 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k++] = "--precision", a[k++] = (char *)precision;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
+      if (http_base) {
+        snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%d", http_base + n_kids);
+        a[k++] = "--http", a[k++] = http_addr[n_kids];
+      }
       a[k] = NULL;
       n_kids++;
     }
@@ -215,6 +243,10 @@ int sdc_cmd_cluster(int argc, char **argv) {
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
   sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop", shown.where, coord_url,
           n_kids - 1);
+  /* one plain line per process, for tools that look for the scrape targets */
+  for (int i = 0; http_base && i < n_kids; i++)
+    fprintf(stderr, "metrics %s%s%s http://%s/metrics\n", i ? "worker" : "coordinator", i ? " " : "", i ? kids[i].name : "",
+            http_addr[i]);
   printf("%s\n", redis);
   fflush(stdout);
   /* supervise: a child that dies is restarted (a few times) until we are told to stop */
