@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-dev libdnnl-dev libcjson-dev libutf8proc-dev libpng-dev
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev libmicrohttpd-dev
-  redis-server procps
+  redis-server procps prometheus
 )
 
 missing=()
