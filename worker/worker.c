@@ -140,9 +140,11 @@ static void *sdc__peer(sdc__worker *w, const char *endpoint) {
 
 /* Drained when nothing is queued or running and nothing more can arrive: the coordinator, which routes
  * nothing new to a draining worker, has no request through us left unanswered (a hop upstream of us
- * still counts). A coordinator that never answers (an old one, or gone) is given SDC_DEAD_AFTER_BEATS
- * beats, after which it has stopped routing to us either way; one beat when we are not registered (the
- * coordinator said goodbye, or never welcomed us), time enough for one that did know us to answer. */
+ * still counts), or it has forgotten us (an empty Register: it said goodbye or expired us) and not
+ * welcomed us since. A coordinator that never answers (an old one, or gone) is given
+ * SDC_DEAD_AFTER_BEATS beats, after which it has stopped routing to us either way; one beat when we are
+ * not registered, time enough for one that did know us to answer. Should a request still be on its way
+ * after all, the deregistration makes the coordinator re-issue it at once. */
 static void sdc__maybe_exit(sdc__worker *w) {
   if (!w->draining || w->running || w->head || w->closing) return;
   const int patience = w->registered ? SDC_DEAD_AFTER_BEATS : 1;
@@ -266,6 +268,7 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
     if (env->welcome->accepted) {
       if (!w->registered) sdc_log(NULL, -1, 0, "registered with coordinator %s", env->welcome->coordinator_id);
       w->registered = 1;
+      if (!w->draining) w->coord_routed = -1; /* it may route to us from now on */
       sdc__set_beat(w, env->welcome->heartbeat_ms);
     } else {
       sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
@@ -292,6 +295,7 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
     w->coord_routed = 0;
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) {
     w->registered = 0; /* the coordinator asks us to register again */
+    w->coord_routed = 0; /* and routes nothing through us until it welcomes us */
     sdc__send_register(w);
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT && w->draining) {
     w->coord_routed = env->heartbeat->in_flight; /* its answer to our drain */
@@ -346,14 +350,12 @@ static void sdc__on_beat(uv_timer_t *t) {
   sdc__maybe_exit(w);
 }
 
-/* Closes every socket, waiting at most SDC_DRAIN_LINGER_MS for what is still queued to go out (the
- * deregistration above all). */
+/* Closes every socket. The deregistration may wait at most SDC_DRAIN_LINGER_MS to go out, unless the
+ * coordinator has forgotten us (it may be gone: nobody would take it). What we forwarded needs no wait:
+ * a drained worker exits only once the coordinator has the replies. */
 static void sdc__close_sockets(sdc__worker *w) {
-  const int linger = SDC_DRAIN_LINGER_MS;
-  for (int i = 0; i < w->n_peers; i++) {
-    zmq_setsockopt(w->peers[i].sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(w->peers[i].sock);
-  }
+  const int linger = w->registered ? SDC_DRAIN_LINGER_MS : 0;
+  for (int i = 0; i < w->n_peers; i++) zmq_close(w->peers[i].sock);
   zmq_setsockopt(w->ctrl, ZMQ_LINGER, &linger, sizeof linger);
   zmq_close(w->ctrl);
   zmq_close(w->data);
