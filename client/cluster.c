@@ -31,9 +31,16 @@ extern char **environ;
 typedef struct {
   pid_t pid;
   char name[SDC_MAX_WORKER_ID];
-  char *argv[24];
-  int restarts;
+  char *argv[32];
+  int restarts; /* after failures; a drain (exit 0) is not one */
 } sdc__child;
+
+/* How a child ended, for the log: "exit 0", "exit 1", "signal 9". */
+static void sdc__status_text(int status, char *out, size_t n) {
+  if (WIFEXITED(status)) snprintf(out, n, "exit %d", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status)) snprintf(out, n, "signal %d", WTERMSIG(status));
+  else snprintf(out, n, "status %d", status);
+}
 
 static volatile sig_atomic_t sdc__stop_signal = 0;
 static void sdc__on_stop(int sig) { sdc__stop_signal = sig; }
@@ -59,9 +66,50 @@ static int sdc__spawn(sdc__child *c) {
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     sdc_log(NULL, -1, 0, "cannot start %s: %s", c->argv[0], strerror(rc));
+    c->pid = 0;
     return -1;
   }
+  if (c->name[0]) sdc_log(NULL, -1, 0, "started %s (pid %d)", c->name, (int)c->pid);
   return 0;
+}
+
+/* Sends SIGTERM to each of kids[0..n) still running and waits, at most timeout_ms, for them to drain;
+ * one still running then is killed (SIGKILL). Logs each one's status and drain time. Returns how many
+ * did not exit 0. */
+static int sdc__drain_children(sdc__child *kids, int n, int64_t timeout_ms) {
+  int64_t t0 = sdc_clock_mono_ms(), sent[SDC__MAX_CHILDREN];
+  int left = 0, failed = 0;
+  for (int i = 0; i < n; i++)
+    if (kids[i].pid > 0) kill(kids[i].pid, SIGTERM), sent[i] = sdc_clock_mono_ms(), left++;
+  while (left > 0) {
+    const int over = sdc_clock_mono_ms() > t0 + timeout_ms;
+    for (int i = 0; i < n; i++) {
+      if (kids[i].pid <= 0) continue;
+      int status;
+      if (over) kill(kids[i].pid, SIGKILL);
+      pid_t p = waitpid(kids[i].pid, &status, over ? 0 : WNOHANG);
+      if (p != kids[i].pid) continue;
+      char how[32];
+      sdc__status_text(status, how, sizeof how);
+      sdc_log(NULL, -1, 0, "%s (pid %d) stopped (%s) %lld ms after SIGTERM%s", kids[i].name, (int)kids[i].pid, how,
+              (long long)(sdc_clock_mono_ms() - sent[i]), over ? ", killed: past the drain timeout" : "");
+      failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      kids[i].pid = 0, left--;
+    }
+    if (left) sdc_clock_sleep_ms(20);
+  }
+  return failed;
+}
+
+/* A --drain-timeout-ms style value: 0..SDC_MAX_DRAIN_TIMEOUT_MS, or -1. */
+static long long sdc__parse_ms(const char *flag, const char *s, long long lo, long long hi) {
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || v < lo || v > hi) {
+    fprintf(stderr, "sdc cluster: %s: '%s' is not a number of ms in %lld..%lld\n", flag, s, lo, hi);
+    return -1;
+  }
+  return v;
 }
 
 static void sdc__usage(FILE *fp) {
@@ -77,19 +125,33 @@ static void sdc__usage(FILE *fp) {
           "  --precision fp32|bf16  the workers' GEMM arithmetic (default fp32)\n"
           "  --log-hops        workers log one line per hop (sdc-worker --log-hops)\n"
           "  --http-base PORT  serve metrics: the coordinator on 127.0.0.1:PORT, the workers on PORT+1, PORT+2, ...\n"
-          "                    in start order; one line per process names its URL on stderr (default: none)\n");
+          "                    in start order; one line per process names its URL on stderr (default: none)\n"
+          "  --drain-timeout-ms N   every child's --drain-timeout-ms (default %d)\n"
+          "  --coordinator-drain-timeout-ms N   the coordinator's, when it differs\n"
+          "  --reclaim-idle-ms N    the coordinator's --reclaim-idle-ms (default %d)\n"
+          "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
+          "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
+          "  On SIGTERM/SIGINT: the coordinator drains first (its jobs finish or are left pending) while the\n"
+          "  workers serve; then the workers drain; exit 0 when every child exited 0.\n",
+          SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS);
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
              *precision = "fp32";
   int port = 0, log_hops = 0, http_base = 0;
+  long long drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
                                        {"wire", required_argument, 0, 'w'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'P'}, {"log-hops", no_argument, 0, 'L'},
-                                       {"http-base", required_argument, 0, 'H'}, {0, 0, 0, 0}};
+                                       {"http-base", required_argument, 0, 'H'},
+                                       {"drain-timeout-ms", required_argument, 0, O_DRAIN},
+                                       {"coordinator-drain-timeout-ms", required_argument, 0, O_COORD_DRAIN},
+                                       {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
+                                       {0, 0, 0, 0}};
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:Lh", opts, NULL)) != -1) {
@@ -113,6 +175,18 @@ int sdc_cmd_cluster(int argc, char **argv) {
         http_base = (int)v;
         break;
       }
+      case O_DRAIN:
+        if ((drain_ms = sdc__parse_ms("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS)) < 0) return 2;
+        break;
+      case O_COORD_DRAIN:
+        if ((coord_drain_ms = sdc__parse_ms("--coordinator-drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS)) < 0)
+          return 2;
+        break;
+      case O_RECLAIM:
+        if ((reclaim_ms = sdc__parse_ms("--reclaim-idle-ms", optarg, SDC_COORD_MIN_RECLAIM_IDLE_MS,
+                                        SDC_COORD_MAX_RECLAIM_IDLE_MS)) < 0)
+          return 2;
+        break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -172,8 +246,13 @@ int sdc_cmd_cluster(int argc, char **argv) {
 
   static sdc__child kids[SDC__MAX_CHILDREN];
   int n_kids = 0;
-  static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128];
   static char http_addr[SDC__MAX_CHILDREN][32]; /* 127.0.0.1:PORT per child, with --http-base */
+  static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128], drain_s[24], coord_drain_s[24],
+      reclaim_s[24];
+  if (coord_drain_ms < 0) coord_drain_ms = drain_ms;
+  snprintf(drain_s, sizeof drain_s, "%lld", drain_ms);
+  snprintf(coord_drain_s, sizeof coord_drain_s, "%lld", coord_drain_ms);
+  snprintf(reclaim_s, sizeof reclaim_s, "%lld", reclaim_ms);
   sdc_redis_url shown; /* the log names host:port/db, never the password */
   if (redis && sdc_redis_url_parse(&shown, redis) != SDC_OK) {
     fprintf(stderr, "sdc cluster: --redis: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -212,6 +291,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     a[k++] = coord_bin, a[k++] = "--model", a[k++] = (char *)model, a[k++] = "--redis", a[k++] = (char *)redis;
     a[k++] = "--bind", a[k++] = bind_url, a[k++] = "--wire", a[k++] = (char *)wire, a[k++] = "--max-jobs";
     a[k++] = (char *)max_jobs;
+    a[k++] = "--drain-timeout-ms", a[k++] = coord_drain_s, a[k++] = "--reclaim-idle-ms", a[k++] = reclaim_s;
     if (config) a[k++] = "--config", a[k++] = (char *)config;
     if (http_base) {
       snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%d", http_base);
@@ -229,7 +309,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       int k = 0;
       a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)sdc_stage_name(s), a[k++] = "--model", a[k++] = (char *)model;
       a[k++] = "--coordinator", a[k++] = coord_url, a[k++] = "--id", a[k++] = ids[n_kids];
-      a[k++] = "--precision", a[k++] = (char *)precision;
+      a[k++] = "--precision", a[k++] = (char *)precision, a[k++] = "--drain-timeout-ms", a[k++] = drain_s;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
       if (http_base) {
@@ -249,7 +329,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
             http_addr[i]);
   printf("%s\n", redis);
   fflush(stdout);
-  /* supervise: a child that dies is restarted (a few times) until we are told to stop */
+  /* supervise: a child that exits is started again until we are told to stop. One that exited 0 drained
+   * (someone sent it SIGTERM, e.g. to move it): the cluster keeps its size. A failure counts; after 5 the
+   * child is given up on. */
   while (!sdc__stop_signal) {
     int status;
     pid_t pid = waitpid(-1, &status, 0);
@@ -259,24 +341,27 @@ int sdc_cmd_cluster(int argc, char **argv) {
     }
     for (int i = 0; i < n_kids; i++)
       if (kids[i].pid == pid && !sdc__stop_signal) {
-        sdc_log(NULL, -1, 0, "%s exited (status %d)%s", kids[i].name, status,
-                kids[i].restarts < 5 ? "; restarting" : "; giving up on it");
+        const int drained = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        char how[32];
+        sdc__status_text(status, how, sizeof how);
+        const int again = drained || kids[i].restarts++ < 5;
+        sdc_log(NULL, -1, 0, "%s (pid %d) exited (%s)%s%s", kids[i].name, (int)pid, how, drained ? ", drained" : "",
+                again ? "; restarting" : "; giving up on it");
         kids[i].pid = 0;
-        if (kids[i].restarts++ < 5) sdc__spawn(&kids[i]);
+        if (again) sdc__spawn(&kids[i]);
       }
   }
-  /* drain: workers first keep serving until the coordinator finishes its jobs */
-  sdc_log(NULL, -1, 0, "stopping (signal %d)", (int)sdc__stop_signal);
-  if (kids[0].pid > 0) kill(kids[0].pid, SIGTERM);
-  int status;
-  if (kids[0].pid > 0) waitpid(kids[0].pid, &status, 0);
-  for (int i = 1; i < n_kids; i++)
-    if (kids[i].pid > 0) kill(kids[i].pid, SIGTERM);
-  for (int i = 1; i < n_kids; i++)
-    if (kids[i].pid > 0) waitpid(kids[i].pid, &status, 0);
+  /* drain: the workers keep serving until the coordinator has finished (or left) its jobs; each waits at
+   * most its drain timeout and a margin for start-up and exit */
+  sdc_log(NULL, -1, 0, "stopping (signal %d): draining the coordinator, then the workers", (int)sdc__stop_signal);
+  const int64_t margin_ms = 10000;
+  int failed = sdc__drain_children(kids, 1, coord_drain_ms + margin_ms);
+  failed += sdc__drain_children(kids + 1, n_kids - 1, drain_ms + margin_ms);
   if (redis_child.pid > 0) {
+    int status;
     kill(redis_child.pid, SIGTERM);
     waitpid(redis_child.pid, &status, 0);
   }
-  return 0;
+  if (failed) sdc_log(NULL, -1, 0, "%d children did not drain cleanly", failed);
+  return failed ? 1 : 0;
 }

@@ -38,10 +38,17 @@
 #define SDC_MIN_HEARTBEAT_MS 50    /* a Welcome.heartbeat_ms outside these is ignored (the worker keeps */
 #define SDC_MAX_HEARTBEAT_MS 60000 /* SDC_HEARTBEAT_MS) and logged */
 
+/* ---- drain (SIGTERM) ---- */
+#define SDC_DEFAULT_DRAIN_TIMEOUT_MS 60000 /* --drain-timeout-ms of sdc-worker and sdc-coordinator */
+#define SDC_MAX_DRAIN_TIMEOUT_MS 3600000   /* the most either accepts */
+#define SDC_DRAIN_LINGER_MS 1000           /* a drained process waits this long at most for its last sends */
+
 /* ---- the coordinator ---- */
 #define SDC_COORD_TICK_MS 200                  /* timeouts and liveness are checked this often */
 #define SDC_COORD_TOUCH_MS 10000               /* re-claims its own pending entries so others see it alive */
-#define SDC_COORD_RECLAIM_IDLE_MS 60000        /* takes over entries nobody touched for this long */
+#define SDC_COORD_RECLAIM_IDLE_MS 60000        /* takes over entries nobody touched for this long (--reclaim-idle-ms) */
+#define SDC_COORD_MIN_RECLAIM_IDLE_MS 1000     /* --reclaim-idle-ms bounds; every coordinator of a stream uses one */
+#define SDC_COORD_MAX_RECLAIM_IDLE_MS 86400000 /* value; a leaving coordinator marks its entries idle this long */
 #define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails */
 #define SDC_COORD_DEFAULT_STEP_TIMEOUT_MS 600000
 #define SDC_COORD_DEFAULT_MAX_JOBS 8           /* jobs in flight per coordinator */

@@ -69,6 +69,7 @@ typedef struct sdc_coord_job {
   char *raw;            /* the first SDC_DEAD_LETTER_JSON_BYTES of the job's JSON, for the dead-letter stream */
   int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
+  int left;           /* drain timed out: left pending in the stream for another coordinator; inert */
 } sdc_coord_job;
 
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
@@ -108,6 +109,8 @@ struct sdc_coord {
   int64_t heartbeat_ms, dead_after_ms;
   sdc_coord_job *jobs;
   int n_jobs, max_jobs, reading, draining, stopping;
+  int64_t drain_start_ms, drain_timeout_ms; /* monotonic; --drain-timeout-ms */
+  int64_t reclaim_idle_ms;                  /* --reclaim-idle-ms: XAUTOCLAIM's min idle time */
   uint64_t next_req_id, step_timeout_ms, ttl_s;
   int64_t last_touch_ms, last_reclaim_ms; /* monotonic */
   uint64_t jobs_done, jobs_failed, steps_done;
@@ -126,6 +129,13 @@ redisAsyncContext *sdc_coord_redis_connect(sdc_coord *c);
 void sdc_coord_claim_more(sdc_coord *c);
 /* Touches our pending entries and takes over abandoned ones, each at its own period. */
 void sdc_coord_intake_tick(sdc_coord *c, int64_t now_ms);
+/* Drain timed out: leaves job j pending in the stream (never acked) and marks it idle for
+ * SDC_COORD_MAX_RECLAIM_IDLE_MS, so the next XAUTOCLAIM of any coordinator takes it over; j becomes
+ * inert (j->left) and its request in flight is forgotten. Logs the job and its step. */
+void sdc_coord_leave(sdc_coord *c, sdc_coord_job *j);
+/* Draining with nothing left to finish: once Redis has applied every write queued so far (acks,
+ * hand-overs), stops the loop. */
+void sdc_coord_exit_after_redis(sdc_coord *c);
 /* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event. */
 void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j);
 /* Writes step, publishes progress and asks Redis whether the job was cancelled; the answer goes to
@@ -173,6 +183,10 @@ void sdc_coord_release_route(sdc_coord *c, sdc_coord_job *j);
 void sdc_coord_broadcast_cancel(sdc_coord *c, const char *job_id);
 /* Expires silent workers, re-issues steps whose workers died or whose time ran out, issues what waits. */
 void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms);
+/* Tells every live worker we no longer know it (an empty Register, as for a worker we expired): a drained
+ * coordinator's goodbye. Workers register with the next coordinator; a draining one knows that nothing
+ * of ours can still reach it. */
+void sdc_coord_forget_workers(sdc_coord *c);
 /* Reads every message the ROUTER holds: registrations, heartbeats, replies. */
 void sdc_coord_drain_router(sdc_coord *c);
 

@@ -120,6 +120,7 @@ static void sdc__on_cancel_checked(redisAsyncContext *ac, void *r, void *priv) {
   redisReply *rep = r;
   if (!rep) return; /* connection lost: the loop stops */
   j->awaiting_redis = 0;
+  if (j->left) return;
   sdc_coord_job_cancel_checked(j->c, j, rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0);
 }
 
@@ -217,7 +218,7 @@ static void sdc__on_state_checked(redisAsyncContext *ac, void *r, void *priv) {
   sdc_coord_job *j = priv;
   sdc_coord *c = j->c;
   redisReply *rep = r;
-  if (!rep) return;
+  if (!rep || j->left) return;
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
     sdc_coord_job_fail(c, j, "reading the job's state from Redis failed");
     return;
@@ -306,7 +307,34 @@ static void sdc__start_job(sdc_coord *c, const char *entry, const char *json, si
                     SDC_JOB_F_SEED, SDC_JOB_F_ENTRY);
 }
 
-/* Entries of an XREADGROUP / XAUTOCLAIM reply: [[id, [field, value, ...]], ...]. */
+/* Hands a pending entry of ours to whichever coordinator runs XAUTOCLAIM next: XCLAIM to ourselves with
+ * an idle time past any --reclaim-idle-ms (JUSTID: the delivery count is not raised). */
+static void sdc__hand_over(sdc_coord *c, const char *entry) {
+  redisAsyncCommand(c->rc, NULL, NULL, "XCLAIM %s %s %s 0 %s IDLE %lld JUSTID", SDC_JOBS_STREAM, SDC_JOBS_GROUP,
+                    c->id, entry, (long long)SDC_COORD_MAX_RECLAIM_IDLE_MS);
+}
+
+void sdc_coord_leave(sdc_coord *c, sdc_coord_job *j) {
+  if (j->left) return;
+  sdc_coord_job_log(j, "drain timeout: left pending in %s for another coordinator (entry %s)", SDC_JOBS_STREAM,
+                    j->entry);
+  sdc_coord_release_route(c, j);
+  j->left = 1;
+  sdc__hand_over(c, j->entry);
+}
+
+static void sdc__on_exit_ping(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac, (void)r;
+  uv_stop(((sdc_coord *)priv)->loop);
+}
+
+void sdc_coord_exit_after_redis(sdc_coord *c) {
+  if (c->rc) redisAsyncCommand(c->rc, sdc__on_exit_ping, c, "PING");
+  else uv_stop(c->loop);
+}
+
+/* Entries of an XREADGROUP / XAUTOCLAIM reply: [[id, [field, value, ...]], ...]. A draining coordinator
+ * starts none of them (a read issued before SIGTERM may still deliver some): each is handed over. */
 static void sdc__take_entries(sdc_coord *c, const redisReply *entries) {
   if (!entries || entries->type != REDIS_REPLY_ARRAY) return;
   for (size_t i = 0; i < entries->elements; i++) {
@@ -322,6 +350,11 @@ static void sdc__take_entries(sdc_coord *c, const redisReply *entries) {
     if (!fields || fields->type == REDIS_REPLY_NIL) {
       /* deleted from the stream while pending: nothing to run */
       redisAsyncCommand(c->rc, NULL, NULL, "XACK %s %s %s", SDC_JOBS_STREAM, SDC_JOBS_GROUP, e->element[0]->str);
+      continue;
+    }
+    if (c->draining) {
+      sdc_log(NULL, -1, 0, "entry %s arrived while draining: left pending for another coordinator", e->element[0]->str);
+      sdc__hand_over(c, e->element[0]->str);
       continue;
     }
     sdc__start_job(c, e->element[0]->str, json, n);
@@ -364,19 +397,22 @@ static void sdc__on_autoclaim(redisAsyncContext *ac, void *r, void *priv) {
 
 void sdc_coord_intake_tick(sdc_coord *c, int64_t now_ms) {
   if (!c->rc || c->exit_code) return;
-  /* keep our pending entries ours: XCLAIM resets their idle time */
-  if (now_ms > c->last_touch_ms + SDC_COORD_TOUCH_MS && c->jobs) {
+  /* keep our pending entries ours: XCLAIM resets their idle time, well within --reclaim-idle-ms */
+  const int64_t touch_ms = c->reclaim_idle_ms / 3 < SDC_COORD_TOUCH_MS ? c->reclaim_idle_ms / 3 : SDC_COORD_TOUCH_MS;
+  if (now_ms > c->last_touch_ms + touch_ms && c->jobs) {
     c->last_touch_ms = now_ms;
     for (sdc_coord_job *j = c->jobs; j; j = j->next)
-      redisAsyncCommand(c->rc, NULL, NULL, "XCLAIM %s %s %s 0 %s JUSTID", SDC_JOBS_STREAM, SDC_JOBS_GROUP, c->id,
-                        j->entry);
+      if (!j->left)
+        redisAsyncCommand(c->rc, NULL, NULL, "XCLAIM %s %s %s 0 %s JUSTID", SDC_JOBS_STREAM, SDC_JOBS_GROUP, c->id,
+                          j->entry);
   }
-  /* take over what dead coordinators left */
-  if (now_ms > c->last_reclaim_ms + SDC_COORD_TOUCH_MS && !c->draining && c->n_jobs < c->max_jobs &&
+  /* take over what dead or drained coordinators left */
+  const int64_t reclaim_ms = c->reclaim_idle_ms / 2 < SDC_COORD_TOUCH_MS ? c->reclaim_idle_ms / 2 : SDC_COORD_TOUCH_MS;
+  if (now_ms > c->last_reclaim_ms + reclaim_ms && !c->draining && c->n_jobs < c->max_jobs &&
       sdc_registry_complete(&c->reg, SDC_STAGE_ALL_BITS)) {
     c->last_reclaim_ms = now_ms;
-    redisAsyncCommand(c->rc, sdc__on_autoclaim, c, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %d", SDC_JOBS_STREAM,
-                      SDC_JOBS_GROUP, c->id, SDC_COORD_RECLAIM_IDLE_MS, c->max_jobs - c->n_jobs);
+    redisAsyncCommand(c->rc, sdc__on_autoclaim, c, "XAUTOCLAIM %s %s %s %lld 0-0 COUNT %d", SDC_JOBS_STREAM,
+                      SDC_JOBS_GROUP, c->id, (long long)c->reclaim_idle_ms, c->max_jobs - c->n_jobs);
   }
   sdc_coord_claim_more(c);
 }

@@ -14,18 +14,33 @@
 #include "log.h"
 #include "wire.h"
 
+/* Draining: past --drain-timeout-ms every job not already storing its outcome is left pending for
+ * another coordinator; once no job remains but left ones, and no read can still deliver entries, the
+ * coordinator exits 0 after Redis has applied its last writes (acks, hand-overs). */
+static void sdc__drain_tick(sdc_coord *c, int64_t now) {
+  if (!c->draining || c->stopping) return;
+  int active = 0, left = 0;
+  for (sdc_coord_job *j = c->jobs; j; j = j->next) {
+    if (!j->left && j->phase != SDC_COORD_STORING && now >= c->drain_start_ms + c->drain_timeout_ms)
+      sdc_coord_leave(c, j);
+    if (j->left) left++;
+    else active++;
+  }
+  if (active || c->reading) return;
+  c->stopping = 1;
+  sdc_log(NULL, -1, 0, "drained in %lld ms: %llu done, %llu failed, %d left pending for another coordinator; exiting",
+          (long long)(now - c->drain_start_ms), (unsigned long long)c->jobs_done, (unsigned long long)c->jobs_failed,
+          left);
+  sdc_coord_exit_after_redis(c);
+}
+
 static void sdc__on_tick(uv_timer_t *t) {
   sdc_coord *c = t->data;
   const int64_t now = sdc_clock_mono_ms();
   sdc_coord_route_tick(c, now);
   sdc_coord_intake_tick(c, now);
   sdc_coord_telemetry_tick(c, now);
-  if (c->draining && !c->jobs && !c->stopping) {
-    c->stopping = 1;
-    sdc_log(NULL, -1, 0, "drained: %llu done, %llu failed; exiting", (unsigned long long)c->jobs_done,
-            (unsigned long long)c->jobs_failed);
-    uv_stop(c->loop);
-  }
+  sdc__drain_tick(c, now);
 }
 
 static void sdc__on_poll(uv_poll_t *h, int status, int events) {
@@ -41,7 +56,9 @@ static void sdc__on_signal(uv_signal_t *s, int signum) {
   sdc_coord *c = s->data;
   if (c->draining) return;
   c->draining = 1;
-  sdc_log(NULL, -1, 0, "signal %d: draining %d jobs in flight", signum, c->n_jobs);
+  c->drain_start_ms = sdc_clock_mono_ms();
+  sdc_log(NULL, -1, 0, "signal %d: draining %d jobs in flight (no new claims; at most %lld ms, then they are left)",
+          signum, c->n_jobs, (long long)c->drain_timeout_ms);
 }
 
 static void sdc__usage(FILE *fp) {
@@ -56,9 +73,15 @@ static void sdc__usage(FILE *fp) {
           "  --max-pixels N        refuse jobs with width*height above N (default %lld)\n"
           "  --id NAME             consumer name (default host-pid)\n"
           "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9100; default off)\n"
-          "SIGTERM/SIGINT drain: no new claims, in-flight jobs finish, then exit.\n",
+                    "  --drain-timeout-ms N  the longest a drain waits for jobs to finish, 0..%d (default %d)\n"
+          "  --reclaim-idle-ms N   take over stream entries idle this long (their coordinator is gone), %d..%d\n"
+          "                        (default %d); give every coordinator of a stream the same value\n"
+          "SIGTERM/SIGINT drain: no new claims (no XREADGROUP, no XAUTOCLAIM); jobs in flight finish. Past\n"
+          "--drain-timeout-ms each unfinished job is logged and left pending in the stream, marked for the next\n"
+          "coordinator to take over at once (never acknowledged). Then exit 0.\n",
           SDC_COORD_MAX_JOBS, SDC_COORD_DEFAULT_MAX_JOBS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S,
-          (long long)SDC_DEFAULT_MAX_PIXELS);
+          (long long)SDC_DEFAULT_MAX_PIXELS, SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS,
+          SDC_COORD_MIN_RECLAIM_IDLE_MS, SDC_COORD_MAX_RECLAIM_IDLE_MS, SDC_COORD_RECLAIM_IDLE_MS);
 }
 
 /* Fills c from the command line; 0, or the exit status (usage printed). */
@@ -68,18 +91,20 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   snprintf(c->bind, sizeof c->bind, "tcp://127.0.0.1:5555");
   c->max_jobs = SDC_COORD_DEFAULT_MAX_JOBS, c->step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS;
   c->ttl_s = SDC_DEFAULT_RESULT_TTL_S, c->wire_dtype = SDCPB__DTYPE__F32, c->max_pixels = SDC_DEFAULT_MAX_PIXELS;
+  c->drain_timeout_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, c->reclaim_idle_ms = SDC_COORD_RECLAIM_IDLE_MS;
   char host[64] = "coordinator";
   gethostname(host, sizeof host - 1);
   snprintf(c->id, sizeof c->id, "%s-%d", host, (int)getpid());
-  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP };
+  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP, O_DRAIN, O_RECLAIM };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},          {"config", required_argument, 0, 'c'},
       {"redis", required_argument, 0, 'r'},          {"bind", required_argument, 0, 'b'},
       {"max-jobs", required_argument, 0, 'j'},       {"step-timeout-ms", required_argument, 0, O_TIMEOUT},
       {"ttl", required_argument, 0, O_TTL},          {"wire", required_argument, 0, O_WIRE},
       {"max-pixels", required_argument, 0, O_MAXPX}, {"id", required_argument, 0, 'i'},
-      {"http", required_argument, 0, O_HTTP},        {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"http", required_argument, 0, O_HTTP},        
+      {"drain-timeout-ms", required_argument, 0, O_DRAIN}, {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
+      {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "m:c:r:b:j:i:h", opts, NULL)) != -1) {
     switch (ch) {
@@ -99,6 +124,21 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
       case O_MAXPX: c->max_pixels = atoll(optarg); break;
       case 'i': snprintf(c->id, sizeof c->id, "%s", optarg); break;
       case O_HTTP: *http = optarg; break;
+      case O_DRAIN:
+      case O_RECLAIM: {
+        const int drain = ch == O_DRAIN;
+        const long long lo = drain ? 0 : SDC_COORD_MIN_RECLAIM_IDLE_MS,
+                        hi = drain ? SDC_MAX_DRAIN_TIMEOUT_MS : SDC_COORD_MAX_RECLAIM_IDLE_MS;
+        char *end;
+        long long v = strtoll(optarg, &end, 10);
+        if (!*optarg || *end || v < lo || v > hi) {
+          fprintf(stderr, "sdc-coordinator: --%s: '%s' is not a number of ms in %lld..%lld\n",
+                  drain ? "drain-timeout-ms" : "reclaim-idle-ms", optarg, lo, hi);
+          return 2;
+        }
+        *(drain ? &c->drain_timeout_ms : &c->reclaim_idle_ms) = v;
+        break;
+      }
       case 'h': sdc__usage(stdout); return -1;
       default: sdc__usage(stderr); return 2;
     }
@@ -145,6 +185,12 @@ static void sdc__shutdown(sdc_coord *c) {
   if (c->rb) redisAsyncDisconnect(c->rb);
   for (int i = 0; i < c->reg.n; i++)
     if (c->reg.w[i].push) zmq_close(c->reg.w[i].push);
+  if (c->router && c->stopping) {
+    /* drained: the goodbye goes out (within SDC_DRAIN_LINGER_MS) before the socket closes */
+    const int linger = SDC_DRAIN_LINGER_MS;
+    sdc_coord_forget_workers(c);
+    zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
+  }
   if (c->router) zmq_close(c->router);
   if (c->zctx) zmq_ctx_term(c->zctx);
   while (c->jobs) sdc_coord_job_free(c, c->jobs);

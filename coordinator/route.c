@@ -10,9 +10,27 @@
 #include "log.h"
 #include "wire.h"
 
+/* Answers a draining worker: how many requests we have routed through it and not seen answered. We
+ * route nothing new to it, so once this is 0 nothing more can reach it and it may deregister. */
+static void sdc__send_drain_status(sdc_coord *c, int i) {
+  sdc_worker_info *w = &c->reg.w[i];
+  Sdcpb__Heartbeat hb = SDCPB__HEARTBEAT__INIT;
+  hb.worker_id = w->id;
+  hb.in_flight = (uint32_t)w->outstanding;
+  hb.draining = 1;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_HEARTBEAT;
+  env.heartbeat = &hb;
+  sdc_zmq_send(c->router, w->id, strlen(w->id), &env, ZMQ_DONTWAIT);
+}
+
 void sdc_coord_release_route(sdc_coord *c, sdc_coord_job *j) {
-  for (int i = 0; i < j->n_route; i++)
-    if (j->route[i] >= 0 && c->reg.w[j->route[i]].outstanding > 0) c->reg.w[j->route[i]].outstanding--;
+  for (int i = 0; i < j->n_route; i++) {
+    sdc_worker_info *w = j->route[i] >= 0 ? &c->reg.w[j->route[i]] : NULL;
+    if (!w || w->outstanding <= 0) continue;
+    /* a draining worker hears at once that its last request is answered */
+    if (--w->outstanding == 0 && w->draining && w->alive) sdc__send_drain_status(c, j->route[i]);
+  }
   j->n_route = 0;
 }
 
@@ -169,7 +187,7 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
     sdc_log(NULL, -1, 0, "worker %s is dead (no heartbeat for %lld ms)", c->reg.w[died[i]].id, (long long)c->dead_after_ms);
   for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
     next = j->next; /* a failed job is freed only once Redis answers, but stay safe */
-    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->awaiting_redis) continue;
+    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->awaiting_redis || j->left) continue;
     int lost = 0;
     for (int i = 0; i < j->n_route; i++) lost |= !c->reg.w[j->route[i]].alive;
     if (j->n_route && (lost || now_ms > j->issued_ms + (int64_t)c->step_timeout_ms)) {
@@ -236,13 +254,57 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
   sdc_zmq_send(c->router, rid, rid_n, &env, ZMQ_DONTWAIT);
 }
 
+/* A drained worker's last word: it holds nothing, so it is forgotten, not dead; nothing is re-issued.
+ * One that still had requests of ours outstanding (its drain timed out) is treated as dead at once:
+ * the tick re-issues those steps. */
+static void sdc__on_deregister(sdc_coord *c, int i) {
+  sdc_worker_info *w = &c->reg.w[i];
+  if (w->outstanding)
+    sdc_log(NULL, -1, 0, "worker %s deregistered with %d requests outstanding: they are re-issued", w->id,
+            w->outstanding);
+  else
+    sdc_log(NULL, -1, 0, "worker %s drained and deregistered (served %llu hops for us)", w->id,
+            (unsigned long long)w->served);
+  w->alive = 0, w->draining = 0;
+  for (sdc_coord_job *j = c->jobs; j; j = j->next)
+    for (int k = 0; k < j->n_route; k++)
+      if (j->route[k] == i) {
+        char why[SDC_MAX_WORKER_ID + 64];
+        snprintf(why, sizeof why, "worker %s left with this step in flight", w->id);
+        sdc_coord_job_retry(c, j, why); /* released now: the slot may be reused at once */
+        break;
+      }
+  if (w->push) zmq_close(w->push);
+  w->push = NULL;
+}
+
+void sdc_coord_forget_workers(sdc_coord *c) {
+  Sdcpb__Register ask = SDCPB__REGISTER__INIT;
+  ask.worker_id = ask.model_fingerprint = ask.data_endpoint = "";
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REGISTER;
+  env.register_ = &ask;
+  for (int i = 0; i < c->reg.n; i++)
+    if (c->reg.w[i].alive) sdc_zmq_send(c->router, c->reg.w[i].id, strlen(c->reg.w[i].id), &env, ZMQ_DONTWAIT);
+}
+
 static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, const Sdcpb__Heartbeat *hb) {
   int i = sdc_registry_find(&c->reg, hb->worker_id);
   if (i >= 0 && c->reg.w[i].alive) {
-    c->reg.w[i].last_seen_ms = (uint64_t)sdc_clock_mono_ms();
-    c->reg.w[i].draining = hb->draining;
+    sdc_worker_info *w = &c->reg.w[i];
+    w->last_seen_ms = (uint64_t)sdc_clock_mono_ms();
+    if (hb->deregister) {
+      sdc__on_deregister(c, i);
+      return;
+    }
+    if (hb->draining && !w->draining)
+      sdc_log(NULL, -1, 0, "worker %s is draining: nothing new is routed to it; %d requests through it outstanding",
+              w->id, w->outstanding);
+    w->draining = hb->draining;
+    if (w->draining) sdc__send_drain_status(c, i);
     return;
   }
+  if (hb->deregister) return; /* already forgotten */
   /* unknown (we restarted, or declared it dead): ask it to register again */
   Sdcpb__Register ask = SDCPB__REGISTER__INIT;
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;

@@ -140,7 +140,7 @@ static void stop_cluster(pid_t pid, const char *log, int expect_restart) {
   FILE *fp = fopen(log, "r");
   char line[2048];
   while (fp && fgets(line, sizeof line, fp))
-    CHECK((expect_restart || !strstr(line, "exited (status")) && !strstr(line, "Sanitizer") &&
+    CHECK((expect_restart || !strstr(line, ") exited (")) && !strstr(line, "Sanitizer") &&
               !strstr(line, "runtime error"),
           "%s: %s", log, line);
   if (fp) fclose(fp);

@@ -1,5 +1,7 @@
 /* test_worker_heartbeat.c - sdc-worker against a fake coordinator: it beats at Welcome.heartbeat_ms once welcomed,
- * and a period outside SDC_MIN_HEARTBEAT_MS..SDC_MAX_HEARTBEAT_MS is logged and ignored. */
+ * and a period outside SDC_MIN_HEARTBEAT_MS..SDC_MAX_HEARTBEAT_MS is logged and ignored. Its drain: on SIGTERM it
+ * says so at once, computes a request that arrives after that (the coordinator had not seen the drain yet), and
+ * deregisters and exits 0 only once the coordinator says nothing is routed through it. */
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -51,6 +53,35 @@ static void welcome(void *router, const uint8_t *id, size_t id_n, uint32_t heart
   CHECK(sdc_zmq_send(router, id, id_n, &env, 0) == SDC_OK, "send Welcome");
 }
 
+/* The coordinator's answer to a draining worker: `routed` requests through it still unanswered. */
+static void drain_status(void *router, const uint8_t *id, size_t id_n, uint32_t routed) {
+  Sdcpb__Heartbeat hb = SDCPB__HEARTBEAT__INIT;
+  hb.worker_id = "hb-test", hb.in_flight = routed, hb.draining = 1;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_HEARTBEAT;
+  env.heartbeat = &hb;
+  CHECK(sdc_zmq_send(router, id, id_n, &env, 0) == SDC_OK, "send the drain status");
+}
+
+/* A one-hop VAE request (request id 77) for a 16x16 latent of zeros. */
+static void send_vae_request(void *push, const char *endpoint) {
+  static float z[4 * 16 * 16];
+  void *owned = NULL;
+  Sdcpb__Tensor lat = SDCPB__TENSOR__INIT;
+  CHECK(sdc_wire_tensor_set(&lat, z, 4, (int64_t[]){1, 4, 16, 16}, SDCPB__DTYPE__F32, &owned) == SDC_OK, "latent");
+  Sdcpb__Hop hop = SDCPB__HOP__INIT, *hp = &hop;
+  hop.stage = SDCPB__STAGE__VAE, hop.worker_id = "hb-test", hop.endpoint = (char *)endpoint;
+  char *text = "late";
+  Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
+  req.job_id = "late-job", req.request_id = 77, req.n_route = 1, req.route = &hp, req.hop = 0;
+  req.wire_dtype = SDCPB__DTYPE__F32, req.latent = &lat, req.n_png_text = 1, req.png_text = &text;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+  env.request = &req;
+  CHECK(sdc_zmq_send(push, NULL, 0, &env, 0) == SDC_OK, "send the late request");
+  free(owned);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   const char *ref = sdc_test_ref_dir();
@@ -74,6 +105,7 @@ int main(int argc, char **argv) {
 
   uint8_t id[128];
   size_t id_n = 0;
+  char data_ep[256] = "";
   Sdcpb__Envelope *env = NULL;
   for (int64_t end = sdc_clock_mono_ms() + 60000; !env && sdc_clock_mono_ms() < end;) {
     env = recv_within(router, 1000, id, &id_n);
@@ -81,6 +113,7 @@ int main(int argc, char **argv) {
   }
   CHECK(env, "no Register from the worker within 60 s (see %s)", log);
   if (env) {
+    snprintf(data_ep, sizeof data_ep, "%s", env->register_->data_endpoint);
     sdc_wire_free(env);
     /* welcomed at 100 ms: about 10 beats a second where the default period gives 1 */
     welcome(router, id, id_n, 100);
@@ -95,9 +128,48 @@ int main(int argc, char **argv) {
     CHECK(n >= 5 && n <= 15, "%d heartbeats in 1 s after an out-of-range period", n);
   }
   kill(pid, SIGTERM);
+  /* the drain is announced at once; we answer that one request is still routed through the worker */
+  Sdcpb__Envelope *hb = NULL;
+  for (int64_t end = sdc_clock_mono_ms() + 2000; !hb && sdc_clock_mono_ms() < end;) {
+    hb = recv_within(router, 500, id, &id_n);
+    if (hb && !(hb->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT && hb->heartbeat->draining)) sdc_wire_free(hb), hb = NULL;
+  }
+  CHECK(hb, "no draining Heartbeat within 2 s of SIGTERM");
+  if (hb) sdc_wire_free(hb);
+  drain_status(router, id, id_n, 1);
+  /* that request arrives only now, after the drain began: it is computed and answered, not dropped */
+  void *push = zmq_socket(zctx, ZMQ_PUSH);
+  sdc_zmq_configure(push);
+  CHECK(data_ep[0] && zmq_connect(push, data_ep) == 0, "connect to the worker's data endpoint '%s'", data_ep);
+  send_vae_request(push, data_ep);
+  int replied = 0, deregistered = 0;
+  for (int64_t end = sdc_clock_mono_ms() + 30000; !replied && sdc_clock_mono_ms() < end;) {
+    Sdcpb__Envelope *e = recv_within(router, 500, id, &id_n);
+    if (e && e->body_case == SDCPB__ENVELOPE__BODY_REPLY) {
+      replied = 1;
+      CHECK(e->reply->request_id == 77 && !e->reply->error[0] && e->reply->n_images == 1,
+            "the late request's reply: request %llu, error '%s', %zu images", (unsigned long long)e->reply->request_id,
+            e->reply->error, e->reply->n_images);
+    }
+    deregistered += e && e->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT && e->heartbeat->deregister;
+    if (e) sdc_wire_free(e);
+  }
+  CHECK(replied, "a request that arrived while draining was not answered within 30 s");
+  /* served, but the coordinator still counts one request through it: it must stay */
+  sdc_clock_sleep_ms(1000);
   int st;
+  CHECK(waitpid(pid, &st, WNOHANG) == 0 && !deregistered, "the worker left while the coordinator still counted a request");
+  drain_status(router, id, id_n, 0);
+  for (int64_t end = sdc_clock_mono_ms() + 5000; !deregistered && sdc_clock_mono_ms() < end;) {
+    Sdcpb__Envelope *e = recv_within(router, 500, id, &id_n);
+    deregistered += e && e->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT && e->heartbeat->deregister;
+    if (e) sdc_wire_free(e);
+  }
+  CHECK(deregistered, "no deregistration within 5 s of the coordinator's count 0");
   waitpid(pid, &st, 0);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sdc-worker did not drain cleanly (status %d)", st);
+  printf("drain: a request sent after SIGTERM was answered; deregistered and exited 0 once told nothing is routed\n");
+  zmq_close(push);
   FILE *fp = fopen(log, "r");
   char line[2048];
   int told = 0, logged_range = 0;

@@ -61,7 +61,7 @@ typedef struct {
   void *zctx, *ctrl, *data;
   uv_poll_t ctrl_poll, data_poll;
   uv_prepare_t prep;
-  uv_timer_t beat;
+  uv_timer_t beat, drain_timer;
   uv_signal_t sig_term, sig_int;
   uv_work_t work;
   char id[SDC_MAX_WORKER_ID], endpoint[SDC_MAX_ENDPOINT], coordinator[SDC_MAX_ENDPOINT];
@@ -76,6 +76,12 @@ typedef struct {
   int draining, registered, closing, log_hops, loaded;
   uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
   sdc__telemetry tm;
+  /* drain: the coordinator's count of requests routed through us (-1 until it answers a draining
+   * heartbeat); beats sent while it had not answered; requests received after SIGTERM */
+  uint64_t drain_timeout_ms;
+  int64_t drain_start_ms, coord_routed;
+  int drain_beats;
+  uint64_t taken_draining;
 } sdc__worker;
 
 /* ------------------------------------------------------------ metrics */
@@ -243,17 +249,25 @@ static void sdc__send_register(sdc__worker *w) {
   sdc_zmq_send(w->ctrl, NULL, 0, &env, ZMQ_DONTWAIT);
 }
 
-static void sdc__send_heartbeat(sdc__worker *w) {
+static uint32_t sdc__held(const sdc__worker *w) {
+  uint32_t q = w->running ? 1 : 0;
+  for (const sdc__item *it = w->head; it; it = it->next) q++;
+  return q;
+}
+
+/* deregister: the last word of a drained worker (see sdc.proto's Heartbeat) */
+static void sdc__send_heartbeat_as(sdc__worker *w, int deregister) {
   Sdcpb__Heartbeat hb = SDCPB__HEARTBEAT__INIT;
   hb.worker_id = w->id;
-  uint32_t q = w->running ? 1 : 0;
-  for (sdc__item *it = w->head; it; it = it->next) q++;
-  hb.in_flight = q, hb.served = w->served, hb.draining = w->draining;
+  hb.in_flight = sdc__held(w), hb.served = w->served, hb.draining = w->draining;
+  hb.deregister = deregister;
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_HEARTBEAT;
   env.heartbeat = &hb;
   sdc_zmq_send(w->ctrl, NULL, 0, &env, ZMQ_DONTWAIT);
 }
+
+static void sdc__send_heartbeat(sdc__worker *w) { sdc__send_heartbeat_as(w, 0); }
 
 /* The PUSH socket to endpoint, connected on first use. NULL with the loop
  * thread's message set (naming the endpoint) when it cannot be had. */
@@ -281,11 +295,23 @@ static void *sdc__peer(sdc__worker *w, const char *endpoint) {
   return s;
 }
 
+/* Drained when nothing is queued or running and nothing more can arrive: the coordinator, which routes
+ * nothing new to a draining worker, has no request through us left unanswered (a hop upstream of us
+ * still counts), or it has forgotten us (an empty Register: it said goodbye or expired us) and not
+ * welcomed us since. A coordinator that never answers (an old one, or gone) is given
+ * SDC_DEAD_AFTER_BEATS beats, after which it has stopped routing to us either way; one beat when we are
+ * not registered, time enough for one that did know us to answer. Should a request still be on its way
+ * after all, the deregistration makes the coordinator re-issue it at once. */
 static void sdc__maybe_exit(sdc__worker *w) {
   if (!w->draining || w->running || w->head || w->closing) return;
+  const int patience = w->registered ? SDC_DEAD_AFTER_BEATS : 1;
+  const int confirmed = w->coord_routed == 0, unanswered = w->coord_routed < 0 && w->drain_beats > patience;
+  if (!confirmed && !unanswered) return;
   w->closing = 1;
-  sdc__send_heartbeat(w); /* last word: draining, nothing in flight */
-  sdc_log(NULL, -1, 0, "drained after %llu requests; exiting", (unsigned long long)w->served);
+  sdc__send_heartbeat_as(w, 1);
+  sdc_log(NULL, -1, 0, "drained in %lld ms (%llu requests received while draining, all served; %s); deregistered, exiting",
+          (long long)(sdc_clock_mono_ms() - w->drain_start_ms), (unsigned long long)w->taken_draining,
+          confirmed ? "the coordinator has nothing routed through us" : "the coordinator never answered the drain");
   uv_stop(w->loop);
 }
 
@@ -406,6 +432,7 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
       if (!w->registered) sdc_log(NULL, -1, 0, "registered with coordinator %s", env->welcome->coordinator_id);
       w->registered = 1;
       sdc__update_ready(w);
+      if (!w->draining) w->coord_routed = -1; /* it may route to us from now on */
       sdc__set_beat(w, env->welcome->heartbeat_ms);
     } else {
       sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
@@ -426,12 +453,22 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
     }
     w->tail = last;
     sdc__set_queue_gauge(w);
+  } else if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER && w->draining) {
+    /* the coordinator does not know us (it restarted, or expired us): it routes nothing through us,
+     * and registering now would only invite new work */
+    w->registered = 0;
+    w->coord_routed = 0;
+    sdc__update_ready(w);
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) {
     w->registered = 0; /* the coordinator asks us to register again */
+    w->coord_routed = 0; /* and routes nothing through us until it welcomes us */
     sdc__update_ready(w);
     sdc__send_register(w);
+  } else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT && w->draining) {
+    w->coord_routed = env->heartbeat->in_flight; /* its answer to our drain */
   }
   sdc_wire_free(env);
+  sdc__maybe_exit(w);
 }
 
 /* ZMQ_FD is edge-triggered: read until the socket says it is empty. */
@@ -451,10 +488,13 @@ static void sdc__drain(sdc__worker *w) {
                                                                                                : SDCPB__STAGE__STAGE_INVALID;
         sdc__count_link(w, from, sdc__stage_of(r), "received", n_bytes);
       }
-      if (env->body_case != SDCPB__ENVELOPE__BODY_REQUEST || w->draining) {
+      if (env->body_case != SDCPB__ENVELOPE__BODY_REQUEST) {
         sdc_wire_free(env);
         continue;
       }
+      /* routed before the coordinator saw our drain, or a hop upstream forwarding: computed all the
+       * same, so nothing needs re-issuing */
+      w->taken_draining += w->draining != 0;
       sdc__on_request(w, env);
     }
     while ((err = sdc_zmq_recv(w->ctrl, &env, NULL, 0, NULL)) != SDC_EAGAIN) {
@@ -477,18 +517,59 @@ static void sdc__on_prepare(uv_prepare_t *p) { sdc__drain(p->data); }
 
 static void sdc__on_beat(uv_timer_t *t) {
   sdc__worker *w = t->data;
-  if (!w->registered) sdc__send_register(w);
+  if (!w->registered && !w->draining) sdc__send_register(w);
   sdc__send_heartbeat(w);
+  if (w->draining && w->coord_routed < 0) w->drain_beats++;
   sdc__drain(w);
+  sdc__maybe_exit(w);
+}
+
+/* Closes every socket. The deregistration may wait at most SDC_DRAIN_LINGER_MS to go out, unless the
+ * coordinator has forgotten us (it may be gone: nobody would take it). What we forwarded needs no wait:
+ * a drained worker exits only once the coordinator has the replies. */
+static void sdc__close_sockets(sdc__worker *w) {
+  const int linger = w->registered ? SDC_DRAIN_LINGER_MS : 0;
+  for (int i = 0; i < w->n_peers; i++) zmq_close(w->peers[i].sock);
+  zmq_setsockopt(w->ctrl, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(w->ctrl);
+  zmq_close(w->data);
+  zmq_ctx_term(w->zctx);
+}
+
+/* --drain-timeout-ms ran out: say what we still hold, deregister (the coordinator re-issues those
+ * steps at once instead of after 3 missed beats) and exit 1. A compute may still run on a pool thread,
+ * so the process ends with _exit, touching nothing it uses. */
+static void sdc__on_drain_timeout(uv_timer_t *t) {
+  sdc__worker *w = t->data;
+  if (w->closing) return;
+  if (w->running) {
+    const Sdcpb__StageRequest *r = w->running->env->request;
+    sdc_log(r->job_id, sdc__step_of(r), 0, "drain timeout: still computing %s", sdc_stage_name(sdc__stage_of(r)));
+  }
+  for (const sdc__item *it = w->head; it; it = it->next)
+    sdc_log(it->env->request->job_id, sdc__step_of(it->env->request), 0, "drain timeout: still queued: %s",
+            sdc_stage_name(sdc__stage_of(it->env->request)));
+  sdc_log(NULL, -1, 0,
+          "drain timeout after %llu ms: %u requests held, the coordinator counts %lld routed through us; "
+          "deregistering, exiting 1",
+          (unsigned long long)w->drain_timeout_ms, sdc__held(w), (long long)w->coord_routed);
+  w->closing = 1;
+  sdc__send_heartbeat_as(w, 1);
+  sdc__close_sockets(w);
+  fflush(stdout), fflush(stderr);
+  _exit(1);
 }
 
 static void sdc__on_signal(uv_signal_t *s, int signum) {
   sdc__worker *w = s->data;
   if (w->draining) return;
-  sdc_log(NULL, -1, 0, "signal %d: draining", signum);
   w->draining = 1;
   sdc__update_ready(w);
-  sdc__send_heartbeat(w);
+  w->drain_start_ms = sdc_clock_mono_ms();
+  sdc_log(NULL, -1, 0, "signal %d: draining (%u requests held; at most %llu ms)", signum, sdc__held(w),
+          (unsigned long long)w->drain_timeout_ms);
+  sdc__send_heartbeat(w); /* at once: the coordinator stops routing to us */
+  uv_timer_start(&w->drain_timer, sdc__on_drain_timeout, w->drain_timeout_ms, 0);
   sdc__maybe_exit(w);
 }
 
@@ -516,7 +597,12 @@ static void sdc__usage(FILE *fp) {
           "  --precision fp32|bf16 GEMM arithmetic (default fp32; bf16 on AMX/AVX512-BF16, weights kept in bf16)\n"
           "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
           "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9101; default off)\n"
-          "SIGTERM/SIGINT drain: queued work finishes, nothing new is taken, then the worker exits.\n");
+                    "  --drain-timeout-ms N  the longest a drain may take, 0..%d (default %d)\n"
+          "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
+          "computes and forwards every request it has received or still receives, and once the coordinator\n"
+          "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
+          "still holds, deregisters (the coordinator re-issues those steps) and exits 1.\n",
+          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS);
 }
 
 int main(int argc, char **argv) {
@@ -528,13 +614,16 @@ int main(int argc, char **argv) {
                                        {"bind", required_argument, 0, 'b'},   {"advertise", required_argument, 0, 'a'},
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
-                                       {"http", required_argument, 0, 'H'},      {0, 0, 0, 0}};
+                                       {"http", required_argument, 0, 'H'}, 
+                                       {"drain-timeout-ms", required_argument, 0, 'D'}, {0, 0, 0, 0}};
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
   int ch;
   sdc_precision prec = SDC_PREC_FP32;
-  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:Lh", opts, NULL)) != -1) {
+  w.drain_timeout_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS;
+  w.coord_routed = -1;
+  while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:D:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
       case 'm': model = optarg; break;
@@ -549,6 +638,17 @@ int main(int argc, char **argv) {
         break;
       case 'L': w.log_hops = 1; break;
       case 'H': http = optarg; break;
+      case 'D': {
+        char *end;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        if (!*optarg || *end || optarg[0] == '-' || v > SDC_MAX_DRAIN_TIMEOUT_MS) {
+          fprintf(stderr, "sdc-worker: --drain-timeout-ms: '%s' is not a number of ms in 0..%d\n", optarg,
+                  SDC_MAX_DRAIN_TIMEOUT_MS);
+          return 2;
+        }
+        w.drain_timeout_ms = v;
+        break;
+      }
       case 'p':
         if (sdc_precision_parse(optarg, &prec)) {
           fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -623,6 +723,8 @@ int main(int argc, char **argv) {
   w.beat.data = &w;
   w.beat_ms = SDC_HEARTBEAT_MS; /* until the coordinator's Welcome names its period */
   uv_timer_start(&w.beat, sdc__on_beat, 0, w.beat_ms);
+  uv_timer_init(w.loop, &w.drain_timer);
+  w.drain_timer.data = &w;
   uv_signal_init(w.loop, &w.sig_term);
   uv_signal_init(w.loop, &w.sig_int);
   w.sig_term.data = w.sig_int.data = &w;
@@ -636,10 +738,7 @@ int main(int argc, char **argv) {
   sdc_log(NULL, -1, 0, "serving %s on %s (model %s, fingerprint %s)%s%s", stages, w.endpoint, model, w.host.fingerprint,
           w.tm.http ? ", metrics on " : "", w.tm.http ? http : "");
   uv_run(w.loop, UV_RUN_DEFAULT);
-  for (int i = 0; i < w.n_peers; i++) zmq_close(w.peers[i].sock);
-  zmq_close(w.ctrl);
-  zmq_close(w.data);
-  zmq_ctx_term(w.zctx);
+  sdc__close_sockets(&w);
   sdc_http_stop(w.tm.http); /* before the registry it renders */
   sdc_metrics_free(w.tm.reg);
   sdc_stage_host_free(&w.host);
