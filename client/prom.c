@@ -102,8 +102,11 @@ static int sdc__parse_line(const char *p, const char *end, sdc_prom_sample *s) {
   s->label_names = calloc(SDC__PROM_MAX_LABELS, sizeof *s->label_names);
   s->label_values = calloc(SDC__PROM_MAX_LABELS, sizeof *s->label_values);
   if (!s->name || !s->label_names || !s->label_values) return -1;
+  const char *after_name = q;
   while (q < end && sdc__is_blank((unsigned char)*q)) q++;
+  int separated = q > after_name; /* a value must not run into the name; after '}' it may */
   if (q < end && *q == '{') {
+    separated = 1;
     q++;
     for (;;) {
       while (q < end && sdc__is_blank((unsigned char)*q)) q++;
@@ -149,9 +152,7 @@ static int sdc__parse_line(const char *p, const char *end, sdc_prom_sample *s) {
     }
   }
   /* the value, then an optional integer timestamp */
-  if (q == end || !sdc__is_blank((unsigned char)*q)) {
-    if (s->n_labels == 0 || q == end) return 0; /* "name{..}value" without a blank is tolerated, "name" alone not */
-  }
+  if (!separated) return 0;
   while (q < end && sdc__is_blank((unsigned char)*q)) q++;
   const char *v0 = q;
   while (q < end && !sdc__is_blank((unsigned char)*q)) q++;
