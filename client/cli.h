@@ -13,6 +13,7 @@ int sdc_cmd_status(int argc, char **argv);
 int sdc_cmd_cancel(int argc, char **argv);
 int sdc_cmd_cluster(int argc, char **argv);
 int sdc_cmd_bench_engine(int argc, char **argv);
+int sdc_cmd_bench(int argc, char **argv);
 
 /* The least PSNR (8-bit, over all RGB bytes) that a bf16 image of a reference
  * pipeline may have against diffusers' fp32 one. */

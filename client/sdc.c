@@ -21,6 +21,7 @@ static void sdc__usage(FILE *fp) {
           "  cancel ID             ask the cluster to cancel a job\n"
           "  cluster --model PATH  run a coordinator and workers (and redis) on this machine\n"
           "  bench-engine --model DIR  time each stage against the machine's measured peak\n"
+          "  bench --redis URL     N jobs at concurrency C on a running cluster: throughput, latency, stages\n"
           "run 'sdc <command> --help' for a command's options.\n");
 }
 
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "cancel") == 0) return sdc_cmd_cancel(argc - 1, argv + 1);
   if (strcmp(cmd, "cluster") == 0) return sdc_cmd_cluster(argc - 1, argv + 1);
   if (strcmp(cmd, "bench-engine") == 0) return sdc_cmd_bench_engine(argc - 1, argv + 1);
+  if (strcmp(cmd, "bench") == 0) return sdc_cmd_bench(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;
