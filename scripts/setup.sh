@@ -9,6 +9,7 @@ PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev libmicrohttpd-dev
   redis-server procps prometheus
   gnuplot-nox
+  nodejs npm
 )
 
 missing=()
@@ -22,6 +23,9 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# offline validation of the k8s/ manifests (k8s/validate.sh): the schema packages, pinned by the lock file
+(cd tools/k8s-validate && npm ci --no-audit --no-fund --silent)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo ${SDC_CMAKE_FLAGS:-}
 cmake --build build -j"$(nproc)"
