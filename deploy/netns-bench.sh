@@ -181,7 +181,7 @@ scrape_all after
 DRV=$(nb_get driver "$OUT/driver.txt")
 awk -v K="$K" -v rate="$RATE" -v rate_bps="$RATE_BPS" -v delay_ms="$DELAY" -v delay_note="$DELAY_NOTE" -v wire="$WIRE" \
     -v model="$MODEL" -v jobs="$JOBS" -v conc="$CONC" -v W="$W" -v H="$H" -v steps="$STEPS" -v threads="${THREADS:-default}" \
-    -v layout="$LAYOUT" -v drvname="$DRV" -v sumf="$OUT/summary.txt" '
+    -v layout="$LAYOUT" -v cores="$(nproc)" -v drvname="$DRV" -v sumf="$OUT/summary.txt" '
 function lab(s, name,  m) { if (match(s, name "=\"[^\"]*\"")) return substr(s, RSTART + length(name) + 2, RLENGTH - length(name) - 3); return "" }
 function num(x) { return (x == "" || x != x + 0) ? "null" : sprintf("%.6g", x) }
 $1 == "driver" { drv[$2] = $3; next }
@@ -207,8 +207,8 @@ END {
   other = rcmd["info"] + rcmd["ping"] + rcmd["command"]
   if (drv["client_commands"] != "") { clus = rtot - other - drv["client_commands"]; rnote = "exact: the built-in driver counts its commands" }
   else { clus = rtot - other - (rcmd["eval"] + rcmd["evalsha"]) * 5; rnote = "approximate: sdc bench polling included" }
-  printf "{\n  \"config\": {\"nodes\": %d, \"rate\": \"%s\", \"delay_ms\": %s, \"delay\": \"%s\", \"wire\": \"%s\", \"model\": \"%s\", \"jobs\": %d, \"concurrency\": %d, \"width\": %d, \"height\": %d, \"steps\": %d, \"threads\": \"%s\", \"layout\": \"%s\", \"driver\": \"%s\"},\n",
-    K, rate, num(delay_ms), delay_note, wire, model, jobs, conc, W, H, steps, threads, layout, drvname
+  printf "{\n  \"config\": {\"nodes\": %d, \"rate\": \"%s\", \"delay_ms\": %s, \"delay\": \"%s\", \"wire\": \"%s\", \"model\": \"%s\", \"jobs\": %d, \"concurrency\": %d, \"width\": %d, \"height\": %d, \"steps\": %d, \"threads\": \"%s\", \"cores\": %d, \"layout\": \"%s\", \"driver\": \"%s\"},\n",
+    K, rate, num(delay_ms), delay_note, wire, model, jobs, conc, W, H, steps, threads, cores, layout, drvname
   printf "  \"images\": %d, \"not_done\": %d, \"wall_s\": %s, \"images_per_minute\": %s, \"latency_p50_s\": %s, \"latency_p95_s\": %s,\n",
     img, drv["not_done"], num(drv["wall_s"]), num(drv["images_per_minute"]), num(drv["latency_p50_s"]), num(drv["latency_p95_s"])
   printf "  \"model_calls_per_image\": %s,\n", num(rn["unet"] / nj)
