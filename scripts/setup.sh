@@ -8,7 +8,7 @@ PACKAGES=(
   libopenblas-dev libdnnl-dev libcjson-dev libutf8proc-dev libpng-dev
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev libmicrohttpd-dev
   redis-server procps prometheus
-  gnuplot-nox
+  iproute2 curl jq gnuplot-nox
 )
 
 missing=()
