@@ -126,6 +126,9 @@ static void sdc__usage(FILE *fp) {
           "  --log-hops        workers log one line per hop (sdc-worker --log-hops)\n"
           "  --http-base PORT  serve metrics: the coordinator on 127.0.0.1:PORT, the workers on PORT+1, PORT+2, ...\n"
           "                    in start order; one line per process names its URL on stderr (default: none)\n"
+          "  --threads N       compute threads of each worker (its OPENBLAS_NUM_THREADS and OMP_NUM_THREADS);\n"
+          "                    default: the machine's cores shared among the workers, at least 1, unless\n"
+          "                    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS is set (then the environment's value)\n"
           "  --drain-timeout-ms N   every child's --drain-timeout-ms (default %d)\n"
           "  --coordinator-drain-timeout-ms N   the coordinator's, when it differs\n"
           "  --reclaim-idle-ms N    the coordinator's --reclaim-idle-ms (default %d)\n"
@@ -140,8 +143,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
              *precision = "fp32";
   int port = 0, log_hops = 0, http_base = 0;
+  long threads = 0; /* 0: share the cores */
   long long drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM };
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -151,6 +155,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"drain-timeout-ms", required_argument, 0, O_DRAIN},
                                        {"coordinator-drain-timeout-ms", required_argument, 0, O_COORD_DRAIN},
                                        {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
+                                       {"threads", required_argument, 0, O_THREADS},
                                        {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -182,6 +187,15 @@ int sdc_cmd_cluster(int argc, char **argv) {
         if ((coord_drain_ms = sdc__parse_ms("--coordinator-drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS)) < 0)
           return 2;
         break;
+      case O_THREADS: {
+        char *end;
+        threads = strtol(optarg, &end, 10);
+        if (!*optarg || *end || threads < 1 || threads > 1024) {
+          fprintf(stderr, "sdc cluster: --threads: '%s' is not a number in 1..1024\n", optarg);
+          return 2;
+        }
+        break;
+      }
       case O_RECLAIM:
         if ((reclaim_ms = sdc__parse_ms("--reclaim-idle-ms", optarg, SDC_COORD_MIN_RECLAIM_IDLE_MS,
                                         SDC_COORD_MAX_RECLAIM_IDLE_MS)) < 0)
@@ -319,10 +333,24 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k] = NULL;
       n_kids++;
     }
+  /* Every worker computing at once on its own OpenBLAS/OpenMP pool oversubscribes the cores, and idle
+   * OpenBLAS threads spin: measured on 2 cores (deploy/cluster-vs-generate.sh), 5 workers x 2 threads gave
+   * 60% of sdc generate's images/minute, 1 thread each 127%. So the cores are shared out. */
+  char threads_s[24] = "";
+  const int user_threads = getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS");
+  if (threads || !user_threads) {
+    if (!threads) {
+      const long cores = sysconf(_SC_NPROCESSORS_ONLN), workers = n_kids - 1;
+      threads = cores > workers && workers > 0 ? cores / workers : 1;
+    }
+    snprintf(threads_s, sizeof threads_s, "%ld", threads);
+    setenv("OPENBLAS_NUM_THREADS", threads_s, 1);
+    setenv("OMP_NUM_THREADS", threads_s, 1);
+  }
   for (int i = 0; i < n_kids; i++)
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
-  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers; SIGTERM or Ctrl-C to stop", shown.where, coord_url,
-          n_kids - 1);
+  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers, %s compute threads each; SIGTERM or Ctrl-C to stop",
+          shown.where, coord_url, n_kids - 1, threads_s[0] ? threads_s : "the environment's");
   /* one plain line per process, for tools that look for the scrape targets */
   for (int i = 0; http_base && i < n_kids; i++)
     fprintf(stderr, "metrics %s%s%s http://%s/metrics\n", i ? "worker" : "coordinator", i ? " " : "", i ? kids[i].name : "",
