@@ -127,8 +127,9 @@ static void sdc__usage(FILE *fp) {
           "  --http-base PORT  serve metrics: the coordinator on 127.0.0.1:PORT, the workers on PORT+1, PORT+2, ...\n"
           "                    in start order; one line per process names its URL on stderr (default: none)\n"
           "  --threads N       compute threads of each worker (its OPENBLAS_NUM_THREADS and OMP_NUM_THREADS);\n"
-          "                    default: the machine's cores shared among the workers, at least 1, unless\n"
-          "                    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS is set (then the environment's value)\n"
+          "                    default: as for sdc generate (every core, or the environment's setting), so the\n"
+          "                    pixels equal sdc generate's. Fewer (e.g. cores / workers) is faster when several\n"
+          "                    workers share a machine, but the last bits of the images then differ\n"
           "  --drain-timeout-ms N   every child's --drain-timeout-ms (default %d)\n"
           "  --coordinator-drain-timeout-ms N   the coordinator's, when it differs\n"
           "  --reclaim-idle-ms N    the coordinator's --reclaim-idle-ms (default %d)\n"
@@ -333,16 +334,12 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k] = NULL;
       n_kids++;
     }
-  /* Every worker computing at once on its own OpenBLAS/OpenMP pool oversubscribes the cores, and idle
-   * OpenBLAS threads spin: measured on 2 cores (deploy/cluster-vs-generate.sh), 5 workers x 2 threads gave
-   * 60% of sdc generate's images/minute, 1 thread each 127%. So the cores are shared out. */
+  /* --threads N: each worker's OpenBLAS/OpenMP pool. Several workers computing at once on full-size pools
+   * oversubscribe the cores (idle OpenBLAS threads spin); sharing the cores out is faster (docs/benchmarks.md)
+   * but not the default, because the last bits of a result depend on the thread count: only workers with
+   * sdc generate's thread count give its exact pixels. */
   char threads_s[24] = "";
-  const int user_threads = getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS");
-  if (threads || !user_threads) {
-    if (!threads) {
-      const long cores = sysconf(_SC_NPROCESSORS_ONLN), workers = n_kids - 1;
-      threads = cores > workers && workers > 0 ? cores / workers : 1;
-    }
+  if (threads) {
     snprintf(threads_s, sizeof threads_s, "%ld", threads);
     setenv("OPENBLAS_NUM_THREADS", threads_s, 1);
     setenv("OMP_NUM_THREADS", threads_s, 1);
