@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "flag.h"
 #include "prom.h"
 #include "redis_url.h"
 #include "sdc_client.h"
@@ -491,16 +492,6 @@ static void sdc__usage(FILE *fp) {
           "Exit 0 when every job finished done, 1 when one did not or Redis is unreachable, 2 for bad flags.\n");
 }
 
-static int sdc__int_flag(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    return sdc_seterr(SDC_EINVAL, "%s '%s': expected an integer in [%lld, %lld]", flag, s, (long long)lo, (long long)hi);
-  *out = v;
-  return SDC_OK;
-}
-
 /* The folder of path must exist and be writable, so a typo costs nothing before a long run. */
 static int sdc__check_out(const char *flag, const char *path) {
   struct stat st;
@@ -539,18 +530,18 @@ int sdc_cmd_bench(int argc, char **argv) {
   while (!err && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
       case O_REDIS: b.url = optarg; break;
-      case O_JOBS: err = sdc__int_flag("--jobs", optarg, 1, SDC__BENCH_MAX_JOBS, &b.n_jobs); break;
-      case O_CONC: err = sdc__int_flag("--concurrency", optarg, 1, SDC__BENCH_MAX_CONCURRENCY, &b.concurrency); break;
-      case O_W: err = sdc__int_flag("--width", optarg, 0, SDC_MAX_IMAGE_SIDE, &b.width); break;
-      case O_H: err = sdc__int_flag("--height", optarg, 0, SDC_MAX_IMAGE_SIDE, &b.height); break;
-      case O_STEPS: err = sdc__int_flag("--steps", optarg, 1, SDC_MAX_STEPS, &b.steps); break;
+      case O_JOBS: err = sdc_flag_int("--jobs", optarg, 1, SDC__BENCH_MAX_JOBS, &b.n_jobs); break;
+      case O_CONC: err = sdc_flag_int("--concurrency", optarg, 1, SDC__BENCH_MAX_CONCURRENCY, &b.concurrency); break;
+      case O_W: err = sdc_flag_int("--width", optarg, 0, SDC_MAX_IMAGE_SIDE, &b.width); break;
+      case O_H: err = sdc_flag_int("--height", optarg, 0, SDC_MAX_IMAGE_SIDE, &b.height); break;
+      case O_STEPS: err = sdc_flag_int("--steps", optarg, 1, SDC_MAX_STEPS, &b.steps); break;
       case O_SCHED:
         if (!sdc_job_scheduler_valid(optarg))
           err = sdc_seterr(SDC_EINVAL, "--scheduler '%s': unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
                                        "dpmpp_2m, dpmpp_2m_karras, unipc)", optarg);
         b.scheduler = optarg;
         break;
-      case O_SEED: err = sdc__int_flag("--seed-base", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &b.seed_base); break;
+      case O_SEED: err = sdc_flag_int("--seed-base", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &b.seed_base); break;
       case O_PROMPT: b.prompt = optarg; break;
       case O_METRICS: {
         if (n_urls == SDC__BENCH_MAX_METRICS)

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "flag.h"
 #include "log.h"
 #include "ops.h"
 #include "redis_url.h"
@@ -101,17 +102,6 @@ static int sdc__drain_children(sdc__child *kids, int n, int64_t timeout_ms) {
   return failed;
 }
 
-/* A --drain-timeout-ms style value: 0..SDC_MAX_DRAIN_TIMEOUT_MS, or -1. */
-static long long sdc__parse_ms(const char *flag, const char *s, long long lo, long long hi) {
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (!*s || *end || v < lo || v > hi) {
-    fprintf(stderr, "sdc cluster: %s: '%s' is not a number of ms in %lld..%lld\n", flag, s, lo, hi);
-    return -1;
-  }
-  return v;
-}
-
 static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc cluster --model PATH [--config DIR] [--redis URL] [--replicas STAGE=N,...] [options]\n"
@@ -143,9 +133,9 @@ static void sdc__usage(FILE *fp) {
 int sdc_cmd_cluster(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *redis = NULL, *replicas = "", *wire = "f32", *max_jobs = "8",
              *precision = "fp32";
-  int port = 0, log_hops = 0, http_base = 0;
-  long threads = 0; /* 0: share the cores */
-  long long drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
+  int port = 0, log_hops = 0;
+  int64_t http_base = 0, threads = 0; /* threads 0: the environment's */
+  int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
   enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
@@ -158,9 +148,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
                                        {"threads", required_argument, 0, O_THREADS},
                                        {0, 0, 0, 0}};
-  int ch;
+  int ch, err = SDC_OK;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:Lh", opts, NULL)) != -1) {
+  while (!err && (ch = getopt_long(argc, argv, "m:c:r:R:p:j:w:P:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 'm': model = optarg; break;
       case 'c': config = optarg; break;
@@ -171,40 +161,23 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'w': wire = optarg; break;
       case 'P': precision = optarg; break;
       case 'L': log_hops = 1; break;
-      case 'H': {
-        char *end;
-        long v = strtol(optarg, &end, 10);
-        if (*optarg == 0 || *end || v < 1 || v > 65535) {
-          fprintf(stderr, "sdc cluster: --http-base: '%s' is not a port in 1..65535\n", optarg);
-          return 2;
-        }
-        http_base = (int)v;
-        break;
-      }
-      case O_DRAIN:
-        if ((drain_ms = sdc__parse_ms("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS)) < 0) return 2;
-        break;
+      case 'H': err = sdc_flag_int("--http-base", optarg, 1, 65535, &http_base); break;
+      case O_DRAIN: err = sdc_flag_int("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS, &drain_ms); break;
       case O_COORD_DRAIN:
-        if ((coord_drain_ms = sdc__parse_ms("--coordinator-drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS)) < 0)
-          return 2;
+        err = sdc_flag_int("--coordinator-drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS, &coord_drain_ms);
         break;
-      case O_THREADS: {
-        char *end;
-        threads = strtol(optarg, &end, 10);
-        if (!*optarg || *end || threads < 1 || threads > 1024) {
-          fprintf(stderr, "sdc cluster: --threads: '%s' is not a number in 1..1024\n", optarg);
-          return 2;
-        }
-        break;
-      }
+      case O_THREADS: err = sdc_flag_int("--threads", optarg, 1, 1024, &threads); break;
       case O_RECLAIM:
-        if ((reclaim_ms = sdc__parse_ms("--reclaim-idle-ms", optarg, SDC_COORD_MIN_RECLAIM_IDLE_MS,
-                                        SDC_COORD_MAX_RECLAIM_IDLE_MS)) < 0)
-          return 2;
+        err = sdc_flag_int("--reclaim-idle-ms", optarg, SDC_COORD_MIN_RECLAIM_IDLE_MS, SDC_COORD_MAX_RECLAIM_IDLE_MS,
+                           &reclaim_ms);
         break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
+  }
+  if (err) {
+    fprintf(stderr, "sdc cluster: %s\n", sdc_errmsg(err));
+    return 2;
   }
   if (!model || optind != argc) {
     sdc__usage(stderr);
@@ -240,8 +213,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int n_procs = 1;
   for (int s = SDC_STAGE_TEXT; s < SDC_STAGE_END; s++) n_procs += count[s];
   if (http_base && http_base + n_procs - 1 > 65535) {
-    fprintf(stderr, "sdc cluster: --http-base %d: %d processes need ports up to %d, past 65535\n", http_base, n_procs,
-            http_base + n_procs - 1);
+    fprintf(stderr, "sdc cluster: --http-base %lld: %d processes need ports up to %lld, past 65535\n",
+            (long long)http_base, n_procs, (long long)http_base + n_procs - 1);
     return 2;
   }
   struct stat st;
@@ -265,9 +238,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128], drain_s[24], coord_drain_s[24],
       reclaim_s[24];
   if (coord_drain_ms < 0) coord_drain_ms = drain_ms;
-  snprintf(drain_s, sizeof drain_s, "%lld", drain_ms);
-  snprintf(coord_drain_s, sizeof coord_drain_s, "%lld", coord_drain_ms);
-  snprintf(reclaim_s, sizeof reclaim_s, "%lld", reclaim_ms);
+  snprintf(drain_s, sizeof drain_s, "%lld", (long long)drain_ms);
+  snprintf(coord_drain_s, sizeof coord_drain_s, "%lld", (long long)coord_drain_ms);
+  snprintf(reclaim_s, sizeof reclaim_s, "%lld", (long long)reclaim_ms);
   sdc_redis_url shown; /* the log names host:port/db, never the password */
   if (redis && sdc_redis_url_parse(&shown, redis) != SDC_OK) {
     fprintf(stderr, "sdc cluster: --redis: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -309,7 +282,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     a[k++] = "--drain-timeout-ms", a[k++] = coord_drain_s, a[k++] = "--reclaim-idle-ms", a[k++] = reclaim_s;
     if (config) a[k++] = "--config", a[k++] = (char *)config;
     if (http_base) {
-      snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%d", http_base);
+      snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%lld", (long long)http_base);
       a[k++] = "--http", a[k++] = http_addr[0];
     }
     a[k] = NULL;
@@ -328,7 +301,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
       if (http_base) {
-        snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%d", http_base + n_kids);
+        snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%lld", (long long)http_base + n_kids);
         a[k++] = "--http", a[k++] = http_addr[n_kids];
       }
       a[k] = NULL;
@@ -340,7 +313,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
    * sdc generate's thread count give its exact pixels. */
   char threads_s[24] = "";
   if (threads) {
-    snprintf(threads_s, sizeof threads_s, "%ld", threads);
+    snprintf(threads_s, sizeof threads_s, "%lld", (long long)threads);
     setenv("OPENBLAS_NUM_THREADS", threads_s, 1);
     setenv("OMP_NUM_THREADS", threads_s, 1);
   }

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "flag.h"
 #include "sdc_limits.h"
 #include "utf8.h"
 #include "ops.h"
@@ -41,17 +42,6 @@ static void sdc__generate_usage(FILE *fp) {
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
           SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS);
-}
-
-/* Strict integer option: the whole string, in range. */
-static int sdc__parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    return sdc_seterr(SDC_EINVAL, "%s '%s': expected an integer in [%lld, %lld]", flag, s, (long long)lo, (long long)hi);
-  *out = v;
-  return SDC_OK;
 }
 
 /* FILE.png -> FILE-i.png when several images are written. */
@@ -135,9 +125,9 @@ int sdc_cmd_generate(int argc, char **argv) {
       case 'c': config = optarg; break;
       case 'p': g.prompt = optarg; break;
       case O_NEG: g.negative_prompt = optarg; break;
-      case 'W': err = sdc__parse_int("--width", optarg, 8, 1 << 16, &g.width); break;
-      case 'H': err = sdc__parse_int("--height", optarg, 8, 1 << 16, &g.height); break;
-      case 's': err = sdc__parse_int("--steps", optarg, 1, SDC_MAX_STEPS, &g.steps); break;
+      case 'W': err = sdc_flag_int("--width", optarg, 8, 1 << 16, &g.width); break;
+      case 'H': err = sdc_flag_int("--height", optarg, 8, 1 << 16, &g.height); break;
+      case 's': err = sdc_flag_int("--steps", optarg, 1, SDC_MAX_STEPS, &g.steps); break;
       case O_GS: {
         char *end;
         g.guidance_scale = strtod(optarg, &end);
@@ -159,9 +149,9 @@ int sdc_cmd_generate(int argc, char **argv) {
         g.seed = s, have_seed = 1;
         break;
       }
-      case O_NUM: err = sdc__parse_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &g.num_images); break;
+      case O_NUM: err = sdc_flag_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &g.num_images); break;
       case 'o': output = optarg; break;
-      case O_MAXPX: err = sdc__parse_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
+      case O_MAXPX: err = sdc_flag_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
       case O_QUIET: quiet = 1; break;
       case O_PREC:
         if (sdc_precision_parse(optarg, &prec)) err = sdc_seterr(SDC_EINVAL, "--precision '%s': expected fp32 or bf16", optarg);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "buf.h"
 #include "error.h"
 
 #define SDC__PROM_MAX_BODY (32u << 20)
@@ -22,31 +23,6 @@
 
 /* ------------------------------------------------------------- parsing */
 
-/* A growable byte string. */
-typedef struct {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sdc__buf;
-
-static void sdc__buf_put(sdc__buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p, b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-
-static void sdc__buf_puts(sdc__buf *b, const char *s) { sdc__buf_put(b, s, strlen(s)); }
 
 static int sdc__is_name_start(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':'; }
 static int sdc__is_name_char(int c) { return sdc__is_name_start(c) || (c >= '0' && c <= '9'); }
@@ -70,21 +46,21 @@ static char *sdc__sample_key(const sdc_prom_sample *s) {
       int t = order[k];
       order[k] = order[k - 1], order[k - 1] = t;
     }
-  sdc__buf b = {0};
-  sdc__buf_puts(&b, s->name);
-  if (s->n_labels) sdc__buf_puts(&b, "{");
+  sdc_buf b = {0};
+  sdc_buf_puts(&b, s->name);
+  if (s->n_labels) sdc_buf_puts(&b, "{");
   for (int i = 0; i < s->n_labels; i++) {
-    if (i) sdc__buf_puts(&b, ",");
-    sdc__buf_puts(&b, s->label_names[order[i]]);
-    sdc__buf_puts(&b, "=\"");
+    if (i) sdc_buf_puts(&b, ",");
+    sdc_buf_puts(&b, s->label_names[order[i]]);
+    sdc_buf_puts(&b, "=\"");
     for (const char *v = s->label_values[order[i]]; *v; v++)
-      if (*v == '\\') sdc__buf_puts(&b, "\\\\");
-      else if (*v == '"') sdc__buf_puts(&b, "\\\"");
-      else if (*v == '\n') sdc__buf_puts(&b, "\\n");
-      else sdc__buf_put(&b, v, 1);
-    sdc__buf_puts(&b, "\"");
+      if (*v == '\\') sdc_buf_puts(&b, "\\\\");
+      else if (*v == '"') sdc_buf_puts(&b, "\\\"");
+      else if (*v == '\n') sdc_buf_puts(&b, "\\n");
+      else sdc_buf_put(&b, v, 1);
+    sdc_buf_puts(&b, "\"");
   }
-  if (s->n_labels) sdc__buf_puts(&b, "}");
+  if (s->n_labels) sdc_buf_puts(&b, "}");
   if (b.oom || !b.p) {
     free(b.p);
     return NULL;
@@ -123,8 +99,8 @@ static int sdc__parse_line(const char *p, const char *end, sdc_prom_sample *s) {
       if (q == end || *q++ != '=') return 0;
       while (q < end && sdc__is_blank((unsigned char)*q)) q++;
       if (q == end || *q++ != '"') return 0;
-      sdc__buf v = {0};
-      sdc__buf_puts(&v, "");
+      sdc_buf v = {0};
+      sdc_buf_puts(&v, "");
       int closed = 0;
       while (q < end) {
         char c = *q++;
@@ -136,7 +112,7 @@ static int sdc__parse_line(const char *p, const char *end, sdc_prom_sample *s) {
           c = *q++;
           if (c == 'n') c = '\n'; /* \\ and \" are the char itself; other escapes kept as the char */
         }
-        sdc__buf_put(&v, &c, 1);
+        sdc_buf_put(&v, &c, 1);
       }
       int i = s->n_labels++;
       s->label_names[i] = strndup(n0, (size_t)(n1 - n0));
@@ -333,7 +309,7 @@ int sdc_prom_http_get(const char *url, int timeout_ms, char **body, size_t *n) {
   char req[2600];
   int len = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
                      path, host, port);
-  sdc__buf b = {0};
+  sdc_buf b = {0};
   int64_t deadline = sdc_clock_mono_ms() + timeout_ms;
   for (int sent = 0; sent < len && !err;) {
     struct pollfd pfd = {.fd = fd, .events = POLLOUT};
@@ -360,7 +336,7 @@ int sdc_prom_http_get(const char *url, int timeout_ms, char **body, size_t *n) {
     if (r < 0) err = sdc_seterr(SDC_EIO, "metrics URL '%s': %s", url, strerror(errno));
     if (r <= 0) break;
     if (b.n + (size_t)r > SDC__PROM_MAX_BODY) err = sdc_seterr(SDC_EIO, "metrics URL '%s': response over %u bytes", url, SDC__PROM_MAX_BODY);
-    else sdc__buf_put(&b, chunk, (size_t)r);
+    else sdc_buf_put(&b, chunk, (size_t)r);
     if (b.oom) err = sdc_seterr(SDC_ENOMEM, "metrics URL '%s': out of memory", url);
   }
   close(fd);

@@ -12,21 +12,10 @@
 
 #include "cli.h"
 #include "error.h"
+#include "flag.h"
 #include "sdc_client.h"
 
 #define SDC__DEFAULT_REDIS "redis://127.0.0.1:6379"
-
-/* Strict integer flag: the whole string, in range. */
-static int sdc__flag_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    return sdc_seterr(SDC_EINVAL, "%s '%s': expected an integer in [%lld, %lld]", flag, s, (long long)lo,
-                      (long long)hi);
-  *out = v;
-  return SDC_OK;
-}
 
 /* The error for whatever getopt_long rejected. */
 static int sdc__bad_flag(const char *cmd, char **argv) {
@@ -100,9 +89,9 @@ int sdc_cmd_submit(int argc, char **argv) {
         break;
       case 'p': job.prompt = optarg; break;
       case O_NEG: job.negative_prompt = optarg; break;
-      case 'W': err = sdc__flag_int("--width", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.width); break;
-      case 'H': err = sdc__flag_int("--height", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.height); break;
-      case 's': err = sdc__flag_int("--steps", optarg, 1, SDC_MAX_STEPS, &job.steps); break;
+      case 'W': err = sdc_flag_int("--width", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.width); break;
+      case 'H': err = sdc_flag_int("--height", optarg, 0, SDC_MAX_IMAGE_SIDE, &job.height); break;
+      case 's': err = sdc_flag_int("--steps", optarg, 1, SDC_MAX_STEPS, &job.steps); break;
       case O_GS: {
         char *end;
         job.guidance_scale = strtod(optarg, &end);
@@ -121,11 +110,11 @@ int sdc_cmd_submit(int argc, char **argv) {
         break;
       case 'S': {
         int64_t s;
-        err = sdc__flag_int("--seed", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &s);
+        err = sdc_flag_int("--seed", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &s);
         job.seed = (uint64_t)s, job.has_seed = 1;
         break;
       }
-      case O_NUM: err = sdc__flag_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &job.num_images); break;
+      case O_NUM: err = sdc_flag_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &job.num_images); break;
       case 'h': sdc__submit_usage(stdout); return 0;
       default: err = sdc__bad_flag("submit", argv);
     }

@@ -9,29 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "error.h"
 
-typedef struct {
-  uint8_t *buf;
-  size_t len, cap;
-  int oom;
-} sdc__membuf;
-
+/* libpng's write callback: the encoded bytes go to an sdc_buf. */
 static void sdc__png_mem_write(png_structp png, png_bytep data, png_size_t n) {
-  sdc__membuf *m = png_get_io_ptr(png);
-  if (m->oom) return;
-  if (m->len + n > m->cap) {
-    size_t cap = m->cap ? m->cap : 65536;
-    while (cap < m->len + n) cap *= 2;
-    uint8_t *b = realloc(m->buf, cap);
-    if (!b) {
-      m->oom = 1;
-      return;
-    }
-    m->buf = b, m->cap = cap;
-  }
-  memcpy(m->buf + m->len, data, n);
-  m->len += n;
+  sdc_buf_put(png_get_io_ptr(png), data, n);
 }
 
 static void sdc__png_mem_flush(png_structp png) { (void)png; }
@@ -41,7 +24,7 @@ int sdc_png_encode(const uint8_t *rgb, int64_t width, int64_t height, int n_text
   *out = NULL, *n = 0;
   if (width < 1 || height < 1 || width > 65535 || height > 65535)
     return sdc_seterr(SDC_EINVAL, "png: image size %lldx%lld out of range", (long long)width, (long long)height);
-  sdc__membuf m = {0};
+  sdc_buf m = {0};
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   png_textp text = calloc((size_t)(n_text > 0 ? n_text : 1), sizeof *text);
@@ -73,8 +56,8 @@ done:
   if (png) png_destroy_write_struct(&png, info ? &info : NULL);
   free(text);
   free(rows);
-  if (err) free(m.buf);
-  else *out = m.buf, *n = m.len;
+  if (err) sdc_buf_free(&m);
+  else *out = (uint8_t *)m.p, *n = m.n;
   return err;
 }
 

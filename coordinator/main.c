@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "coord.h"
 #include "error.h"
+#include "flag.h"
 #include "log.h"
 #include "wire.h"
 
@@ -126,14 +127,12 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
       case O_HTTP: *http = optarg; break;
       case O_DRAIN:
       case O_RECLAIM: {
+        int64_t v;
         const int drain = ch == O_DRAIN;
-        const long long lo = drain ? 0 : SDC_COORD_MIN_RECLAIM_IDLE_MS,
-                        hi = drain ? SDC_MAX_DRAIN_TIMEOUT_MS : SDC_COORD_MAX_RECLAIM_IDLE_MS;
-        char *end;
-        long long v = strtoll(optarg, &end, 10);
-        if (!*optarg || *end || v < lo || v > hi) {
-          fprintf(stderr, "sdc-coordinator: --%s: '%s' is not a number of ms in %lld..%lld\n",
-                  drain ? "drain-timeout-ms" : "reclaim-idle-ms", optarg, lo, hi);
+        if (sdc_flag_int(drain ? "--drain-timeout-ms" : "--reclaim-idle-ms", optarg,
+                         drain ? 0 : SDC_COORD_MIN_RECLAIM_IDLE_MS,
+                         drain ? SDC_MAX_DRAIN_TIMEOUT_MS : SDC_COORD_MAX_RECLAIM_IDLE_MS, &v)) {
+          fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(SDC_EINVAL));
           return 2;
         }
         *(drain ? &c->drain_timeout_ms : &c->reclaim_idle_ms) = v;

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "error.h"
 
 const double sdc_metrics_default_bounds[SDC_METRICS_N_DEFAULT_BOUNDS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -473,47 +474,21 @@ int sdc_metrics_add_process(sdc_metrics *reg) {
 
 /* ---------------------------------------------------------------- rendering */
 
-typedef struct {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sdc__buf;
-
-static void sdc__put(sdc__buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *grown = realloc(b->p, cap);
-    if (!grown) {
-      b->oom = 1;
-      return;
-    }
-    b->p = grown;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-
-static void sdc__puts(sdc__buf *b, const char *s) { sdc__put(b, s, strlen(s)); }
-
 /* Writes s with backslash and newline escaped, and the double quote too when quote (label values). */
-static void sdc__put_escaped(sdc__buf *b, const char *s, int quote) {
+static void sdc__put_escaped(sdc_buf *b, const char *s, int quote) {
   const char *run = s;
   for (; *s; s++) {
     const char *esc = *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : (quote && *s == '"') ? "\\\"" : NULL;
     if (!esc) continue;
-    sdc__put(b, run, (size_t)(s - run));
-    sdc__puts(b, esc);
+    sdc_buf_put(b, run, (size_t)(s - run));
+    sdc_buf_puts(b, esc);
     run = s + 1;
   }
-  sdc__put(b, run, (size_t)(s - run));
+  sdc_buf_put(b, run, (size_t)(s - run));
 }
 
 /* The shortest of %.15g / %.17g that reads back as v; Prometheus' spellings of the infinities and NaN. */
-static void sdc__put_double(sdc__buf *b, double v) {
+static void sdc__put_double(sdc_buf *b, double v) {
   char s[40];
   if (isnan(v))
     snprintf(s, sizeof s, "NaN");
@@ -523,44 +498,44 @@ static void sdc__put_double(sdc__buf *b, double v) {
     snprintf(s, sizeof s, "%.15g", v);
     if (strtod(s, NULL) != v) snprintf(s, sizeof s, "%.17g", v);
   }
-  sdc__puts(b, s);
+  sdc_buf_puts(b, s);
 }
 
-static void sdc__put_u64(sdc__buf *b, uint64_t v) {
+static void sdc__put_u64(sdc_buf *b, uint64_t v) {
   char s[24];
   snprintf(s, sizeof s, "%llu", (unsigned long long)v);
-  sdc__puts(b, s);
+  sdc_buf_puts(b, s);
 }
 
 /* name{a="x",b="y"[,le="bound"]} -- or name alone when there is nothing in the braces. */
-static void sdc__put_series_name(sdc__buf *b, const sdc_metric *m, const char *suffix, const sdc__series *s,
+static void sdc__put_series_name(sdc_buf *b, const sdc_metric *m, const char *suffix, const sdc__series *s,
                                  const char *le) {
-  sdc__puts(b, m->name);
-  sdc__puts(b, suffix);
+  sdc_buf_puts(b, m->name);
+  sdc_buf_puts(b, suffix);
   if (m->n_labels == 0 && !le) return;
-  sdc__puts(b, "{");
+  sdc_buf_puts(b, "{");
   for (int i = 0; i < m->n_labels; i++) {
-    if (i) sdc__puts(b, ",");
-    sdc__puts(b, m->label_names[i]);
-    sdc__puts(b, "=\"");
+    if (i) sdc_buf_puts(b, ",");
+    sdc_buf_puts(b, m->label_names[i]);
+    sdc_buf_puts(b, "=\"");
     sdc__put_escaped(b, s->values[i], 1);
-    sdc__puts(b, "\"");
+    sdc_buf_puts(b, "\"");
   }
   if (le) {
-    if (m->n_labels) sdc__puts(b, ",");
-    sdc__puts(b, "le=\"");
-    sdc__puts(b, le);
-    sdc__puts(b, "\"");
+    if (m->n_labels) sdc_buf_puts(b, ",");
+    sdc_buf_puts(b, "le=\"");
+    sdc_buf_puts(b, le);
+    sdc_buf_puts(b, "\"");
   }
-  sdc__puts(b, "}");
+  sdc_buf_puts(b, "}");
 }
 
-static void sdc__render_series(sdc__buf *b, const sdc_metric *m, sdc__series *s) {
+static void sdc__render_series(sdc_buf *b, const sdc_metric *m, sdc__series *s) {
   if (m->kind != SDC__HISTOGRAM) {
     sdc__put_series_name(b, m, "", s, NULL);
-    sdc__puts(b, " ");
+    sdc_buf_puts(b, " ");
     sdc__put_double(b, sdc__bits_to_double(atomic_load_explicit(&s->bits, memory_order_relaxed)));
-    sdc__puts(b, "\n");
+    sdc_buf_puts(b, "\n");
     return;
   }
   /* Read each bucket once, so the cumulative +Inf row and _count agree even while observations land. */
@@ -571,25 +546,25 @@ static void sdc__render_series(sdc__buf *b, const sdc_metric *m, sdc__series *s)
     if (i == m->n_bounds) {
       snprintf(le, sizeof le, "+Inf");
     } else {
-      sdc__buf lb = {0};
+      sdc_buf lb = {0};
       sdc__put_double(&lb, m->bounds[i]);
       snprintf(le, sizeof le, "%s", lb.p ? lb.p : "");
       free(lb.p);
       if (lb.oom) b->oom = 1;
     }
     sdc__put_series_name(b, m, "_bucket", s, le);
-    sdc__puts(b, " ");
+    sdc_buf_puts(b, " ");
     sdc__put_u64(b, cum);
-    sdc__puts(b, "\n");
+    sdc_buf_puts(b, "\n");
   }
   sdc__put_series_name(b, m, "_sum", s, NULL);
-  sdc__puts(b, " ");
+  sdc_buf_puts(b, " ");
   sdc__put_double(b, sdc__bits_to_double(atomic_load_explicit(&s->bits, memory_order_relaxed)));
-  sdc__puts(b, "\n");
+  sdc_buf_puts(b, "\n");
   sdc__put_series_name(b, m, "_count", s, NULL);
-  sdc__puts(b, " ");
+  sdc_buf_puts(b, " ");
   sdc__put_u64(b, cum);
-  sdc__puts(b, "\n");
+  sdc_buf_puts(b, "\n");
 }
 
 int sdc_metrics_render(sdc_metrics *reg, char **out, size_t *n) {
@@ -603,20 +578,20 @@ int sdc_metrics_render(sdc_metrics *reg, char **out, size_t *n) {
   /* outside reg->lock: a callback may register or set metrics */
   for (int i = 0; i < n_collectors; i++) reg->collectors[i].fn(reg, reg->collectors[i].ctx);
 
-  sdc__buf b = {0};
-  sdc__put(&b, "", 0); /* an empty registry still renders as "" */
+  sdc_buf b = {0};
+  sdc_buf_put(&b, "", 0); /* an empty registry still renders as "" */
   pthread_mutex_lock(&reg->lock);
   for (int i = 0; i < reg->n_metrics; i++) {
     const sdc_metric *m = reg->metrics[i];
-    sdc__puts(&b, "# HELP ");
-    sdc__puts(&b, m->name);
-    sdc__puts(&b, " ");
+    sdc_buf_puts(&b, "# HELP ");
+    sdc_buf_puts(&b, m->name);
+    sdc_buf_puts(&b, " ");
     sdc__put_escaped(&b, m->help, 0);
-    sdc__puts(&b, "\n# TYPE ");
-    sdc__puts(&b, m->name);
-    sdc__puts(&b, " ");
-    sdc__puts(&b, sdc__kind_name(m->kind));
-    sdc__puts(&b, "\n");
+    sdc_buf_puts(&b, "\n# TYPE ");
+    sdc_buf_puts(&b, m->name);
+    sdc_buf_puts(&b, " ");
+    sdc_buf_puts(&b, sdc__kind_name(m->kind));
+    sdc_buf_puts(&b, "\n");
     int n_series = atomic_load_explicit(&((sdc_metric *)m)->n_series, memory_order_acquire);
     for (int j = 0; j < n_series; j++) sdc__render_series(&b, m, m->series[j]);
     sdc__series *ov = atomic_load_explicit(&((sdc_metric *)m)->overflow, memory_order_acquire);

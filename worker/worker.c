@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "flag.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -639,14 +640,12 @@ int main(int argc, char **argv) {
       case 'L': w.log_hops = 1; break;
       case 'H': http = optarg; break;
       case 'D': {
-        char *end;
-        unsigned long long v = strtoull(optarg, &end, 10);
-        if (!*optarg || *end || optarg[0] == '-' || v > SDC_MAX_DRAIN_TIMEOUT_MS) {
-          fprintf(stderr, "sdc-worker: --drain-timeout-ms: '%s' is not a number of ms in 0..%d\n", optarg,
-                  SDC_MAX_DRAIN_TIMEOUT_MS);
+        int64_t v;
+        if (sdc_flag_int("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS, &v)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
           return 2;
         }
-        w.drain_timeout_ms = v;
+        w.drain_timeout_ms = (uint64_t)v;
         break;
       }
       case 'p':
