@@ -28,6 +28,7 @@
 #include "http.h"
 #include "job.h"
 #include "metrics.h"
+#include "node.h"
 #include "model.h"
 #include "redis_url.h"
 #include "registry.h"
@@ -75,14 +76,12 @@ typedef struct sdc_coord_job {
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
 typedef enum { SDC_COORD_READY, SDC_COORD_NO_REDIS, SDC_COORD_NO_WORKERS, SDC_COORD_DRAINING } sdc_coord_readiness;
 
-/* The coordinator's metrics (docs/operations.md). reg is NULL without --http; updates on NULL metrics do
+/* The coordinator's metrics (docs/operations.md). node.reg is NULL without --http; updates on NULL metrics do
  * nothing, so call sites need no check. */
 typedef struct {
-  sdc_metrics *reg;
-  sdc_http *http;
+  sdc_node_metrics node; /* what workers serve too: links, dropped frames, sdc_ready, process_* */
   sdc_metric *jobs, *in_flight, *pending, *lag, *duration, *queue_wait, *step_latency, *reissued, *workers,
-      *outstanding, *link_bytes, *dropped, *ready;
-  sdc_wire_stats wire_seen; /* the collect callback's last reading (HTTP thread only) */
+      *outstanding;
   atomic_int readiness;     /* sdc_coord_readiness */
   atomic_uint missing;      /* SDC_COORD_NO_WORKERS: bit (1 << stage) per stage without a live worker */
   int64_t poll_sent_ms, poll_answered_ms; /* monotonic; the queue poll, which also proves Redis answers */
@@ -199,9 +198,5 @@ int sdc_coord_telemetry_start(sdc_coord *c, const char *addr_port);
 void sdc_coord_telemetry_stop(sdc_coord *c);
 /* On the tick: readiness, the worker gauges, and every SDC_COORD_QUEUE_POLL_MS the queue poll. */
 void sdc_coord_telemetry_tick(sdc_coord *c, int64_t now_ms);
-/* Adds n_bytes to sdc_link_bytes_total{link="<from>><to>", direction}; SDC_STAGE_INVALID is the coordinator. */
-void sdc_coord_count_link(sdc_coord *c, sdc_stage from, sdc_stage to, const char *direction, size_t n_bytes);
-/* One frame dropped for `reason` (a label value of sdc_frames_dropped_total). */
-void sdc_coord_count_drop(sdc_coord *c, const char *reason);
 
 #endif

@@ -62,7 +62,7 @@ static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageReque
   size_t n_bytes;
   int err = sdc_zmq_send_n(c->reg.w[j->route[0]].push, NULL, 0, &env, ZMQ_DONTWAIT, &n_bytes);
   if (err) return err;
-  sdc_coord_count_link(c, SDC_STAGE_INVALID, stages[0], "sent", n_bytes);
+  sdc_node_metrics_link(&c->tm.node, SDC_STAGE_INVALID, stages[0], "sent", n_bytes);
   j->n_route = n;
   for (int i = 0; i < n; i++) c->reg.w[j->route[i]].outstanding++;
   j->issued_ms = sdc_clock_mono_ms();
@@ -142,7 +142,7 @@ static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
   while (j && !(j->req_id == rep->request_id && strcmp(j->id, rep->job_id) == 0)) j = j->next;
   if (!j || !j->n_route || j->phase == SDC_COORD_STORING) {
     /* stale: answered after its step was re-issued, or its job cancelled or gone */
-    sdc_coord_count_drop(c, "late");
+    sdc_node_metrics_drop(&c->tm.node, "late");
     sdc_log(rep->job_id, rep->step, 0, "dropped a late %s reply (request %llu)", sdc_stage_name((sdc_stage)rep->stage),
             (unsigned long long)rep->request_id);
     return;
@@ -153,7 +153,7 @@ static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
                                                          : SDC_STAGE_VAE;
   const int failed = rep->error && rep->error[0];
   if ((int)rep->stage != (int)want && !failed) {
-    sdc_coord_count_drop(c, "malformed");
+    sdc_node_metrics_drop(&c->tm.node, "malformed");
     sdc_coord_job_log(j, "dropped a %s reply while waiting for %s", sdc_stage_name(rep->stage), sdc_stage_name(want));
     return;
   }
@@ -327,7 +327,7 @@ void sdc_coord_drain_router(sdc_coord *c) {
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, env->register_);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, env->heartbeat);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) {
-      sdc_coord_count_link(c, (sdc_stage)env->reply->stage, SDC_STAGE_INVALID, "received", n_bytes);
+      sdc_node_metrics_link(&c->tm.node, (sdc_stage)env->reply->stage, SDC_STAGE_INVALID, "received", n_bytes);
       sdc__on_reply(c, env->reply);
     }
     sdc_wire_free(env);

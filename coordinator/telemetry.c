@@ -52,7 +52,7 @@ static void sdc__update_ready(sdc_coord *c, int64_t now_ms) {
     sdc__ready_fn(c, why, sizeof why);
     sdc_log(NULL, -1, 0, "%s%s", r == SDC_COORD_READY ? "ready" : "not ready: ", why);
   }
-  sdc_metric_set(c->tm.ready, NULL, r == SDC_COORD_READY);
+  sdc_node_metrics_set_ready(&c->tm.node, r == SDC_COORD_READY);
 }
 
 /* ---------------------------------------------------------------- the queue poll */
@@ -145,7 +145,7 @@ static void sdc__update_workers(sdc_coord *c) {
 }
 
 void sdc_coord_telemetry_tick(sdc_coord *c, int64_t now_ms) {
-  if (!c->tm.reg) return;
+  if (!c->tm.node.reg) return;
   sdc__poll_queue(c, now_ms);
   sdc__update_workers(c);
   sdc__update_ready(c, now_ms);
@@ -153,43 +153,26 @@ void sdc_coord_telemetry_tick(sdc_coord *c, int64_t now_ms) {
 
 /* ---------------------------------------------------------------- counting */
 
-void sdc_coord_count_link(sdc_coord *c, sdc_stage from, sdc_stage to, const char *direction, size_t n_bytes) {
-  if (!c->tm.reg || !n_bytes) return;
-  char link[64];
-  snprintf(link, sizeof link, "%s>%s", from == SDC_STAGE_INVALID ? "coordinator" : sdc_stage_name(from),
-           to == SDC_STAGE_INVALID ? "coordinator" : sdc_stage_name(to));
-  sdc_metric_add(c->tm.link_bytes, (const char *const[]){link, direction}, (double)n_bytes);
-}
-
-void sdc_coord_count_drop(sdc_coord *c, const char *reason) {
-  sdc_metric_add(c->tm.dropped, &reason, 1);
-}
-
-/* At each scrape (HTTP thread): the wire layer's drop counters since the last scrape. */
+/* At each scrape (HTTP thread): the wire layer's drop counters. */
 static void sdc__collect_wire(sdc_metrics *reg, void *ctx) {
   (void)reg;
-  sdc_coord_telemetry *tm = ctx;
   sdc_wire_stats now;
   sdc_wire_stats_get(&now);
-  sdc_metric_add(tm->dropped, (const char *const[]){"malformed"},
-                 (double)(now.dropped_malformed - tm->wire_seen.dropped_malformed));
-  sdc_metric_add(tm->dropped, (const char *const[]){"version"}, (double)(now.dropped_version - tm->wire_seen.dropped_version));
-  sdc_metric_add(tm->dropped, (const char *const[]){"bad_tensor"}, (double)(now.bad_tensors - tm->wire_seen.bad_tensors));
-  tm->wire_seen = now;
+  sdc_node_metrics_wire_drops(ctx, now.dropped_malformed, now.dropped_version, now.bad_tensors);
 }
 
 /* ---------------------------------------------------------------- start, stop */
 
 int sdc_coord_telemetry_start(sdc_coord *c, const char *addr_port) {
   sdc_coord_telemetry *tm = &c->tm;
-  if (!(tm->reg = sdc_metrics_new())) return SDC_ENOMEM;
+  int err = sdc_node_metrics_init(&tm->node);
+  if (err) return err;
   /* jobs take seconds to minutes; a step's round trip milliseconds to seconds */
   static const double job_bounds[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
   static const double step_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-  static const char *const state_label[] = {"state"}, *const ws_labels[] = {"worker", "stage"},
-                           *const link_labels[] = {"link", "direction"}, *const reason_label[] = {"reason"};
+  static const char *const state_label[] = {"state"}, *const ws_labels[] = {"worker", "stage"};
   const int n_job = (int)(sizeof job_bounds / sizeof *job_bounds), n_step = (int)(sizeof step_bounds / sizeof *step_bounds);
-  sdc_metrics *r = tm->reg;
+  sdc_metrics *r = tm->node.reg;
   tm->jobs = sdc_metrics_counter(r, "sdc_jobs_total", "Jobs that reached a final state here.", 1, state_label);
   tm->in_flight = sdc_metrics_gauge(r, "sdc_jobs_in_flight", "Jobs this coordinator holds now.", 0, NULL);
   tm->pending = sdc_metrics_gauge(r, "sdc_queue_pending_entries",
@@ -208,30 +191,19 @@ int sdc_coord_telemetry_start(sdc_coord *c, const char *addr_port) {
                                   sdc__stage_label);
   tm->outstanding = sdc_metrics_gauge(r, "sdc_worker_outstanding_requests",
                                       "Requests issued through a worker and not answered.", 2, ws_labels);
-  tm->link_bytes = sdc_metrics_counter(r, "sdc_link_bytes_total", "Bytes of stage request and reply frames per link.",
-                                       2, link_labels);
-  tm->dropped = sdc_metrics_counter(r, "sdc_frames_dropped_total", "Frames dropped instead of computed on.", 1,
-                                    reason_label);
-  tm->ready = sdc_metrics_gauge(r, "sdc_ready", "1 when /readyz would say ready.", 0, NULL);
   if (!tm->jobs || !tm->in_flight || !tm->pending || !tm->lag || !tm->duration || !tm->queue_wait || !tm->step_latency ||
-      !tm->reissued || !tm->workers || !tm->outstanding || !tm->link_bytes || !tm->dropped || !tm->ready)
+      !tm->reissued || !tm->workers || !tm->outstanding)
     return SDC_EINVAL; /* sdc_errmsg names the metric */
   /* every series a dashboard sums over exists from the start, at 0 */
   static const char *const states[] = {"done", "failed", "cancelled"};
-  static const char *const reasons[] = {"malformed", "version", "bad_tensor", "late", "deadline"};
   for (int i = 0; i < 3; i++) sdc_metric_add(tm->jobs, &states[i], 0);
-  for (int i = 0; i < 5; i++) sdc_metric_add(tm->dropped, &reasons[i], 0);
   atomic_store(&tm->readiness, SDC_COORD_NO_REDIS);
   sdc__update_workers(c);
-  int err = sdc_metrics_add_process(r);
-  if (!err) err = sdc_metrics_on_collect(r, sdc__collect_wire, tm);
-  if (!err) err = sdc_http_start(&tm->http, addr_port, r, sdc__ready_fn, c);
+  err = sdc_metrics_on_collect(r, sdc__collect_wire, &tm->node);
+  if (!err) err = sdc_node_metrics_serve(&tm->node, addr_port, sdc__ready_fn, c);
   return err;
 }
 
 void sdc_coord_telemetry_stop(sdc_coord *c) {
-  sdc_http_stop(c->tm.http); /* before the registry it renders */
-  c->tm.http = NULL;
-  sdc_metrics_free(c->tm.reg);
-  c->tm.reg = NULL;
+  sdc_node_metrics_stop(&c->tm.node);
 }

@@ -17,6 +17,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "ops.h"
 #include "runtime.h"
 #include "sdc_limits.h"
@@ -46,10 +47,8 @@ typedef enum { SDC__LOADING, SDC__UNREGISTERED, SDC__DRAINING, SDC__READY } sdc_
 
 /* The worker's metrics (docs/operations.md); updated on the loop thread, rendered on the HTTP thread. */
 typedef struct {
-  sdc_metrics *reg;
-  sdc_http *http;
-  sdc_metric *compute_s, *requests, *service_s, *queue, *busy, *link_bytes, *dropped, *ready;
-  sdc_wire_stats wire_seen; /* the collect callback's last reading */
+  sdc_node_metrics node; /* what the coordinator serves too: links, drops, sdc_ready, process_* */
+  sdc_metric *compute_s, *requests, *service_s, *queue, *busy;
   atomic_int readiness;
   uv_timer_t busy_timer;
   uint64_t busy_done_us, run_start_us; /* compute time of finished requests; when the running one started */
@@ -89,22 +88,8 @@ typedef struct {
 
 static const char *const sdc__stage_label[] = {"stage"};
 
-/* "<from>><to>" for sdc_link_bytes_total; a stage outside the enum is "unknown". */
-static void sdc__link_name(char *out, size_t n, Sdcpb__Stage from, Sdcpb__Stage to) {
-  const int fc = from == SDCPB__STAGE__STAGE_INVALID, tc = to == SDCPB__STAGE__STAGE_INVALID;
-  snprintf(out, n, "%s>%s", fc ? "coordinator" : sdc_stage_name((sdc_stage)from),
-           tc ? "coordinator" : sdc_stage_name((sdc_stage)to));
-}
-
 static void sdc__count_link(sdc__worker *w, Sdcpb__Stage from, Sdcpb__Stage to, const char *direction, size_t n_bytes) {
-  if (!w->tm.reg || !n_bytes) return;
-  char link[64];
-  sdc__link_name(link, sizeof link, from, to);
-  sdc_metric_add(w->tm.link_bytes, (const char *const[]){link, direction}, (double)n_bytes);
-}
-
-static void sdc__count_drop(sdc__worker *w, const char *reason) {
-  sdc_metric_add(w->tm.dropped, (const char *const[]){reason}, 1);
+  sdc_node_metrics_link(&w->tm.node, (int)from, (int)to, direction, n_bytes);
 }
 
 /* Stores what /readyz answers and sdc_ready shows, from the loop thread's state. */
@@ -114,7 +99,7 @@ static void sdc__update_ready(sdc__worker *w) {
                            : !w->registered ? SDC__UNREGISTERED
                                             : SDC__READY;
   atomic_store(&w->tm.readiness, (int)r);
-  sdc_metric_set(w->tm.ready, NULL, r == SDC__READY);
+  sdc_node_metrics_set_ready(&w->tm.node, r == SDC__READY);
 }
 
 /* The HTTP thread's /readyz: reads only the atomic. */
@@ -132,13 +117,9 @@ static int sdc__ready_fn(void *ctx, char *why, size_t n) {
 /* At each scrape (HTTP thread): the wire layer's drop counters since the last scrape. */
 static void sdc__collect_wire(sdc_metrics *reg, void *ctx) {
   (void)reg;
-  sdc__telemetry *tm = ctx;
   sdc_wire_stats now;
   sdc_wire_stats_get(&now);
-  sdc_metric_add(tm->dropped, (const char *const[]){"malformed"}, (double)(now.dropped_malformed - tm->wire_seen.dropped_malformed));
-  sdc_metric_add(tm->dropped, (const char *const[]){"version"}, (double)(now.dropped_version - tm->wire_seen.dropped_version));
-  sdc_metric_add(tm->dropped, (const char *const[]){"bad_tensor"}, (double)(now.bad_tensors - tm->wire_seen.bad_tensors));
-  tm->wire_seen = now;
+  sdc_node_metrics_wire_drops(ctx, now.dropped_malformed, now.dropped_version, now.bad_tensors);
 }
 
 /* Every second on the loop thread: busy time over the last SDC__BUSY_WINDOW_S seconds, the running
@@ -162,31 +143,23 @@ static void sdc__on_busy_timer(uv_timer_t *t) {
  * naming addr_port or the metric (sdc_errmsg). */
 static int sdc__telemetry_start(sdc__worker *w, const char *addr_port) {
   sdc__telemetry *tm = &w->tm;
-  if (!(tm->reg = sdc_metrics_new())) return SDC_ENOMEM;
+  int err = sdc_node_metrics_init(&tm->node);
+  if (err) return err;
+  sdc_metrics *r = tm->node.reg;
   static const double service_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-  static const char *const link_labels[] = {"link", "direction"}, *const reason_label[] = {"reason"};
-  tm->compute_s = sdc_metrics_counter(tm->reg, "sdc_stage_compute_seconds_total", "Seconds spent computing the stage.",
-                                      1, sdc__stage_label);
-  tm->requests = sdc_metrics_counter(tm->reg, "sdc_stage_requests_total", "Requests computed.", 1, sdc__stage_label);
-  tm->service_s = sdc_metrics_histogram(tm->reg, "sdc_stage_service_seconds", "Compute time of one request.", 1,
+  tm->compute_s = sdc_metrics_counter(r, "sdc_stage_compute_seconds_total", "Seconds spent computing the stage.", 1,
+                                      sdc__stage_label);
+  tm->requests = sdc_metrics_counter(r, "sdc_stage_requests_total", "Requests computed.", 1, sdc__stage_label);
+  tm->service_s = sdc_metrics_histogram(r, "sdc_stage_service_seconds", "Compute time of one request.", 1,
                                         sdc__stage_label, service_bounds, (int)(sizeof service_bounds / sizeof *service_bounds));
-  tm->queue = sdc_metrics_gauge(tm->reg, "sdc_worker_queue_requests",
-                                "Requests received and waiting for the compute thread.", 0, NULL);
-  tm->busy = sdc_metrics_gauge(tm->reg, "sdc_worker_busy_ratio", "Share of the last 10 s spent computing (0..1).", 0, NULL);
-  tm->link_bytes = sdc_metrics_counter(tm->reg, "sdc_link_bytes_total", "Bytes of stage request and reply frames per link.",
-                                       2, link_labels);
-  tm->dropped = sdc_metrics_counter(tm->reg, "sdc_frames_dropped_total", "Frames dropped instead of computed on.", 1,
-                                    reason_label);
-  tm->ready = sdc_metrics_gauge(tm->reg, "sdc_ready", "1 when /readyz would say ready.", 0, NULL);
-  if (!tm->compute_s || !tm->requests || !tm->service_s || !tm->queue || !tm->busy || !tm->link_bytes || !tm->dropped ||
-      !tm->ready)
+  tm->queue = sdc_metrics_gauge(r, "sdc_worker_queue_requests", "Requests received and waiting for the compute thread.", 0,
+                                NULL);
+  tm->busy = sdc_metrics_gauge(r, "sdc_worker_busy_ratio", "Share of the last 10 s spent computing (0..1).", 0, NULL);
+  if (!tm->compute_s || !tm->requests || !tm->service_s || !tm->queue || !tm->busy)
     return SDC_EINVAL; /* sdc_errmsg names the metric */
-  static const char *const reasons[] = {"malformed", "version", "bad_tensor", "late", "deadline"};
-  for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) sdc_metric_add(tm->dropped, &reasons[i], 0);
-  int err = sdc_metrics_add_process(tm->reg);
-  if (!err) err = sdc_metrics_on_collect(tm->reg, sdc__collect_wire, tm);
+  err = sdc_metrics_on_collect(r, sdc__collect_wire, &tm->node);
   sdc__update_ready(w);
-  if (!err) err = sdc_http_start(&tm->http, addr_port, tm->reg, sdc__ready_fn, w);
+  if (!err) err = sdc_node_metrics_serve(&tm->node, addr_port, sdc__ready_fn, w);
   return err;
 }
 
@@ -382,7 +355,7 @@ static void sdc__start_next(sdc__worker *w) {
     const Sdcpb__StageRequest *r = it->env->request;
     if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
       w->dropped_late++; /* the coordinator has re-issued it by now */
-      sdc__count_drop(w, "deadline");
+      sdc_node_metrics_drop(&w->tm.node, "deadline");
       sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
               (unsigned long long)(sdc_clock_unix_ms() - r->deadline_unix_ms));
       sdc_wire_free(it->env);
@@ -682,12 +655,12 @@ int main(int argc, char **argv) {
   err = sdc_stage_host_load(&w.host, model, config, bits, &lo);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
-    sdc_http_stop(w.tm.http);
+    sdc_node_metrics_stop(&w.tm.node);
     return 2;
   }
   w.loaded = 1;
   sdc__update_ready(&w);
-  if (w.tm.reg) sdc__telemetry_loaded(&w);
+  if (w.tm.node.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();
   w.ctrl = zmq_socket(w.zctx, ZMQ_DEALER);
   w.data = zmq_socket(w.zctx, ZMQ_PULL);
@@ -729,17 +702,16 @@ int main(int argc, char **argv) {
   w.sig_term.data = w.sig_int.data = &w;
   uv_signal_start(&w.sig_term, sdc__on_signal, SIGTERM);
   uv_signal_start(&w.sig_int, sdc__on_signal, SIGINT);
-  if (w.tm.reg) {
+  if (w.tm.node.reg) {
     uv_timer_init(w.loop, &w.tm.busy_timer);
     w.tm.busy_timer.data = &w;
     uv_timer_start(&w.tm.busy_timer, sdc__on_busy_timer, 0, 1000);
   }
   sdc_log(NULL, -1, 0, "serving %s on %s (model %s, fingerprint %s)%s%s", stages, w.endpoint, model, w.host.fingerprint,
-          w.tm.http ? ", metrics on " : "", w.tm.http ? http : "");
+          w.tm.node.http ? ", metrics on " : "", w.tm.node.http ? http : "");
   uv_run(w.loop, UV_RUN_DEFAULT);
   sdc__close_sockets(&w);
-  sdc_http_stop(w.tm.http); /* before the registry it renders */
-  sdc_metrics_free(w.tm.reg);
+  sdc_node_metrics_stop(&w.tm.node);
   sdc_stage_host_free(&w.host);
   return 0;
 }
