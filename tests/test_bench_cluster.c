@@ -12,17 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "test_util.h"
 
 extern char **environ;
 
 static const char *g_sdc, *g_tmp;
 static pid_t g_redis_pid, g_cluster_pid;
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
 
 static void stop_all(void) {
   if (g_cluster_pid > 0) {
@@ -102,7 +98,7 @@ int main(int argc, char **argv) {
   g_redis_pid = spawn(rargv, path[0], path[0]);
   redisContext *rc = NULL;
   for (int i = 0; i < 100 && !rc; i++) {
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     rc = redisConnect("127.0.0.1", port);
     if (rc && rc->err) redisFree(rc), rc = NULL;
   }

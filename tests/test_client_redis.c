@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "job.h"
 #include "pngio.h"
@@ -142,12 +143,6 @@ static void entry_json(char *buf, size_t n, const char *entry) {
 }
 
 static long long xlen(void) { return raw_int("XLEN %s", SDC_JOBS_STREAM); }
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Runs cmd; its stdout goes to out, its stderr to err (both NUL-terminated,
  * cut at 4096). Returns the exit status, or -1. */
@@ -430,9 +425,9 @@ static void test_wait_library(const char *id_a) {
   progress_log pl = {0, 0, 0, -1, -1};
   pid_t pid = coordinator(id_a, 300, 1, END_DONE);
   sdc_job_status st;
-  int64_t t0 = now_ms();
+  int64_t t0 = sdc_clock_mono_ms();
   int err = sdc_client_wait(g_c, id_a, 10000, on_progress, &pl, &st);
-  int64_t dt = now_ms() - t0;
+  int64_t dt = sdc_clock_mono_ms() - t0;
   reap(pid);
   CHECK(err == SDC_OK && st.state == SDC_JOB_DONE && st.num_images == 1, "wait: %s, state %s", sdc_errmsg(err),
         sdc_job_state_name(st.state));
@@ -457,9 +452,9 @@ static void test_wait_library(const char *id_a) {
   j.prompt = (char *)"silent";
   CHECK(sdc_client_submit(g_c, &j, id, sizeof id) == SDC_OK, "submit silent");
   pid = coordinator(id, 100, 1, END_DONE_SILENT);
-  t0 = now_ms();
+  t0 = sdc_clock_mono_ms();
   err = sdc_client_wait(g_c, id, 10000, NULL, NULL, &st);
-  dt = now_ms() - t0;
+  dt = sdc_clock_mono_ms() - t0;
   reap(pid);
   CHECK(err == SDC_OK && st.state == SDC_JOB_DONE, "wait without events: %s", sdc_errmsg(err));
   CHECK(dt < 1500, "wait without events took %lld ms", (long long)dt);
@@ -476,9 +471,9 @@ static void test_wait_library(const char *id_a) {
 
   /* timeout and unknown job */
   CHECK(sdc_client_submit(g_c, &j, id, sizeof id) == SDC_OK, "submit never-run");
-  t0 = now_ms();
+  t0 = sdc_clock_mono_ms();
   err = sdc_client_wait(g_c, id, 700, NULL, NULL, &st);
-  dt = now_ms() - t0;
+  dt = sdc_clock_mono_ms() - t0;
   CHECK(err == SDC_EAGAIN && st.state == SDC_JOB_QUEUED && strstr(sdc_errmsg(err), "not finished"), "timeout: %s",
         sdc_errmsg(err));
   CHECK(dt >= 690 && dt < 2000, "timeout after %lld ms", (long long)dt);

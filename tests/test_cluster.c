@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "pngio.h"
 #include "test_util.h"
@@ -23,17 +24,6 @@ static const char *g_sdc, *g_ref, *g_tmp;
 static int g_redis_port;
 static pid_t g_redis_pid;
 static redisContext *g_rc;
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void stop_redis(void) {
   if (g_redis_pid > 0) {
@@ -63,12 +53,12 @@ static char *hget(const char *id, const char *field) {
 
 /* Waits until the job's state is final; returns it (heap) or NULL on timeout. */
 static char *wait_final(const char *id, double timeout_s) {
-  double t0 = now_s();
-  while (now_s() - t0 < timeout_s) {
+  double t0 = sdc_clock_mono_s();
+  while (sdc_clock_mono_s() - t0 < timeout_s) {
     char *st = hget(id, "state");
     if (st && (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))) return st;
     free(st);
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
   }
   return NULL;
 }
@@ -123,7 +113,7 @@ static pid_t start_redis(int port, const char *password) {
 static redisContext *connect_redis(int port) {
   redisContext *rc = NULL;
   for (int i = 0; i < 100 && !rc; i++) {
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     rc = redisConnect("127.0.0.1", port);
     if (rc && rc->err) redisFree(rc), rc = NULL;
   }
@@ -240,7 +230,7 @@ static void run_model(const char *name, const char *model, const char *config, c
     free(st), free(err);
   }
   if (ten_at_once) {
-    double t0 = now_s();
+    double t0 = sdc_clock_mono_s();
     for (int i = 0; i < 10; i++) {
       char json[512];
       snprintf(json, sizeof json,
@@ -256,7 +246,7 @@ static void run_model(const char *name, const char *model, const char *config, c
       done += st && !strcmp(st, "done");
       free(st);
     }
-    printf("ten jobs at once: %d done in %.1f s\n", done, now_s() - t0);
+    printf("ten jobs at once: %d done in %.1f s\n", done, sdc_clock_mono_s() - t0);
     CHECK(done == 10, "only %d of 10 jobs finished", done);
     /* the workers' hop lines: overlapping hops of different jobs on different shards,
      * and every replica of every UNet shard served */
@@ -302,7 +292,7 @@ static void run_model(const char *name, const char *model, const char *config, c
                "\"scheduler\":\"euler_a\",\"seed\":%d}", i, 200 + i);
       xadd(json);
     }
-    sleep_ms(800);
+    sdc_clock_sleep_ms(800);
     /* only this cluster's children (another checkout may run the same test);
      * "[-]" keeps the patterns from matching this very shell command line */
     char kill_cmd[256];
@@ -393,7 +383,7 @@ static void run_auth(const char *model) {
   char *st = NULL;
   for (int i = 0; i < 1200 && !(st && (!strcmp(st, "done") || !strcmp(st, "failed"))); i++) {
     free(st);
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     r = redisCommand(rc, "HGET sdc:job:auth-ok state");
     st = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
     if (r) freeReplyObject(r);
@@ -448,7 +438,7 @@ int main(int argc, char **argv) {
   posix_spawn_file_actions_destroy(&fa);
   atexit(stop_redis);
   for (int i = 0; i < 100 && !g_rc; i++) {
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     g_rc = redisConnect("127.0.0.1", g_redis_port);
     if (g_rc && g_rc->err) redisFree(g_rc), g_rc = NULL;
   }

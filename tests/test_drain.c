@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "pngio.h"
+#include "clock.h"
 #include "test_util.h"
 
 extern char **environ;
@@ -26,17 +27,6 @@ static char g_log[1024], g_model[1024];
 static int g_port;
 static pid_t g_redis, g_cluster;
 static redisContext *g_rc;
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static long long unix_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static pid_t spawn_logged(char **argv, const char *out, const char *err) {
   posix_spawn_file_actions_t fa;
@@ -55,7 +45,7 @@ static int reap(pid_t pid, int timeout_ms) {
   int st;
   for (int waited = 0; waited < timeout_ms; waited += 50) {
     if (waitpid(pid, &st, WNOHANG) == pid) return st;
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
   }
   kill(pid, SIGKILL);
   waitpid(pid, &st, 0);
@@ -107,7 +97,7 @@ static void term_child(drained *d) {
   d->pid = child_pid(d->name);
   CHECK(d->pid > 0, "no pid of %s in %s", d->name, g_log);
   if (d->pid <= 0) return;
-  d->sent_ms = unix_ms();
+  d->sent_ms = (long long)sdc_clock_unix_ms();
   kill(d->pid, SIGTERM);
 }
 
@@ -116,7 +106,7 @@ static void await_exit(drained *d, int timeout_ms) {
   if (d->pid <= 0) return;
   char needle[200], line[4096];
   snprintf(needle, sizeof needle, "cluster: %s (pid %d) exited (", d->name, (int)d->pid);
-  for (int waited = 0; waited < timeout_ms && !log_last(needle, line, sizeof line); waited += 50) sleep_ms(50);
+  for (int waited = 0; waited < timeout_ms && !log_last(needle, line, sizeof line); waited += 50) sdc_clock_sleep_ms(50);
   if (!log_last(needle, line, sizeof line)) {
     CHECK(0, "%s (pid %d) did not exit within %d ms of SIGTERM (see %s)", d->name, (int)d->pid, timeout_ms, g_log);
     return;
@@ -217,7 +207,7 @@ int main(int argc, char **argv) {
                    "--dir", (char *)g_tmp, NULL};
   g_redis = spawn_logged(rargv, "/dev/null", NULL);
   for (int i = 0; i < 100 && !g_rc; i++) {
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     g_rc = redisConnect("127.0.0.1", g_port);
     if (g_rc && g_rc->err) redisFree(g_rc), g_rc = NULL;
   }
@@ -231,7 +221,7 @@ int main(int argc, char **argv) {
                    "--drain-timeout-ms", "60000", NULL};
   g_cluster = spawn_logged(cargv, "/dev/null", g_log);
   int registered = 0;
-  for (int waited = 0; waited < 120000 && (registered = log_count(": stages 0x")) < 10; waited += 100) sleep_ms(100);
+  for (int waited = 0; waited < 120000 && (registered = log_count(": stages 0x")) < 10; waited += 100) sdc_clock_sleep_ms(100);
   CHECK(registered >= 10, "only %d of 10 workers registered within 120 s (see %s)", registered, g_log);
   if (registered < 10) return sdc_test_finish("test_drain");
 
@@ -256,7 +246,7 @@ int main(int argc, char **argv) {
   for (int waited = 0; waited < 120000 && stepping < N_JOBS; waited += 50) {
     stepping = 0;
     for (int i = 0; i < N_JOBS; i++) stepping += hget_ll(jobs[i].id, "step") >= 1;
-    if (stepping < N_JOBS) sleep_ms(50);
+    if (stepping < N_JOBS) sdc_clock_sleep_ms(50);
   }
   CHECK(stepping == N_JOBS, "only %d of %d jobs started denoising within 120 s", stepping, N_JOBS);
 
@@ -277,12 +267,12 @@ int main(int argc, char **argv) {
   for (int waited = 0; waited < 240000 && done < N_JOBS; waited += 100) {
     done = 0;
     for (int i = 0; i < N_JOBS; i++) done += is_state(jobs[i].id, "done");
-    if (done < N_JOBS) sleep_ms(100);
+    if (done < N_JOBS) sdc_clock_sleep_ms(100);
   }
   CHECK(done == N_JOBS, "only %d of %d jobs done within 240 s of the drains", done, N_JOBS);
   long long pending = -1;
   for (int waited = 0; waited < 10000 && (pending = redis_int("XPENDING sdc:jobs sdc-coordinators")) != 0; waited += 100)
-    sleep_ms(100);
+    sdc_clock_sleep_ms(100);
   CHECK(pending == 0, "%lld entries still pending in sdc:jobs after every job is done", pending);
   CHECK(redis_int("XLEN sdc:jobs:dead") == 0, "sdc:jobs:dead is not empty");
 
@@ -307,13 +297,13 @@ int main(int argc, char **argv) {
     if (is_state(jobs[i].id, "done")) compare_with_generate(&jobs[i]);
 
   /* the cluster's own SIGTERM: coordinator, then workers, all exit 0 */
-  long long t0 = unix_ms();
+  long long t0 = (long long)sdc_clock_unix_ms();
   kill(g_cluster, SIGTERM);
   int st = reap(g_cluster, 180000);
   g_cluster = 0;
   CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sdc cluster did not stop cleanly (status %d, see %s)", st,
         g_log);
-  printf("sdc cluster stopped in %lld ms\n", unix_ms() - t0);
+  printf("sdc cluster stopped in %lld ms\n", (long long)sdc_clock_unix_ms() - t0);
 
   printf("drain times (SIGTERM to exit) under load:\n");
   for (int i = 0; i < 6; i++)

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "test_util.h"
 
 extern char **environ;
@@ -26,17 +27,6 @@ extern char **environ;
 
 static const char *g_tmp;
 static pid_t g_redis, g_cluster, g_prom, g_lone;
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Starts argv[0] with stdout and stderr to `log` (NULL: /dev/null); 0 when it could not start. */
 static pid_t spawn(char *const *argv, const char *log) {
@@ -55,15 +45,15 @@ static pid_t spawn(char *const *argv, const char *log) {
 static void stop(pid_t *pid, double timeout_s) {
   if (*pid <= 0) return;
   kill(*pid, SIGTERM);
-  double t0 = now_s();
+  double t0 = sdc_clock_mono_s();
   while (waitpid(*pid, NULL, WNOHANG) == 0) {
-    if (now_s() - t0 > timeout_s) {
+    if (sdc_clock_mono_s() - t0 > timeout_s) {
       fprintf(stderr, "pid %d ignored SIGTERM for %.0f s: killing it\n", (int)*pid, timeout_s);
       kill(*pid, SIGKILL);
       waitpid(*pid, NULL, 0);
       break;
     }
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
   }
   *pid = 0;
 }
@@ -173,16 +163,16 @@ static double prom_scalar(int port, const char *promql) {
 
 /* Waits until promql's value reaches want (>=), up to timeout_s; returns the last value. */
 static double prom_wait(int port, const char *promql, double want, double timeout_s) {
-  double t0 = now_s(), v = -1;
-  while (now_s() - t0 < timeout_s && (v = prom_scalar(port, promql)) < want) sleep_ms(500);
+  double t0 = sdc_clock_mono_s(), v = -1;
+  while (sdc_clock_mono_s() - t0 < timeout_s && (v = prom_scalar(port, promql)) < want) sdc_clock_sleep_ms(500);
   return v;
 }
 
 /* Waits until GET path on port answers `want`; returns the last status. */
 static int http_wait(int port, const char *path, int want, double timeout_s, char *body, size_t n) {
-  double t0 = now_s();
+  double t0 = sdc_clock_mono_s();
   int st = -1;
-  while (now_s() - t0 < timeout_s && (st = http_get(port, path, body, n)) != want) sleep_ms(250);
+  while (sdc_clock_mono_s() - t0 < timeout_s && (st = http_get(port, path, body, n)) != want) sdc_clock_sleep_ms(250);
   return st;
 }
 
@@ -223,7 +213,7 @@ int main(int argc, char **argv) {
   g_redis = spawn(rargv, NULL);
   redisContext *rc = NULL;
   for (int i = 0; i < 100 && !rc; i++) {
-    sleep_ms(50);
+    sdc_clock_sleep_ms(50);
     rc = redisConnect("127.0.0.1", redis_port);
     if (rc && rc->err) redisFree(rc), rc = NULL;
   }
@@ -284,7 +274,7 @@ int main(int argc, char **argv) {
   CHECK(up == N_PROCS, "sum(up) is %g after 30 s, expected %d targets up", up, N_PROCS);
 
   /* three small jobs */
-  double t_jobs = now_s();
+  double t_jobs = sdc_clock_mono_s();
   for (int i = 0; i < 3; i++) {
     char json[256];
     snprintf(json, sizeof json, "{\"id\":\"prom-%d\",\"prompt\":\"metrics job %d\",\"width\":64,\"height\":64,\"steps\":3,\"seed\":%d}",
@@ -295,20 +285,20 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < 3; i++) {
     char *state = NULL;
-    double t0 = now_s();
-    while (now_s() - t0 < 120) {
+    double t0 = sdc_clock_mono_s();
+    while (sdc_clock_mono_s() - t0 < 120) {
       redisReply *r = redisCommand(rc, "HGET sdc:job:prom-%d state", i);
       free(state);
       state = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
       if (r) freeReplyObject(r);
       if (state && (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"))) break;
-      sleep_ms(100);
+      sdc_clock_sleep_ms(100);
     }
     CHECK(state && !strcmp(state, "done"), "prom-%d: state '%s' (log %s)", i, state ? state : "(none after 120 s)",
           cluster_log);
     free(state);
   }
-  printf("3 jobs done in %.1f s\n", now_s() - t_jobs);
+  printf("3 jobs done in %.1f s\n", sdc_clock_mono_s() - t_jobs);
 
   /* what Prometheus scraped */
   double done = prom_wait(prom_port, "sum(sdc_jobs_total{state=\"done\"})", 3, 30);

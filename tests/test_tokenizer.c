@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "clock.h"
 #include "error.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -18,12 +19,6 @@ static int n_fail = 0;
 static void check(int ok, const char *what) {
   printf("%s: %s\n", ok ? "pass" : "FAIL", what);
   if (!ok) n_fail++;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Compares ids with want (n each); prints the case and the first difference. */
@@ -64,9 +59,9 @@ static void test_tokenizer_matches_goldens(const char *ref, const char *model, c
   char path[4096], label[256];
   snprintf(path, sizeof path, "%s/%s/tokenizer", ref, model);
   sdc_tokenizer *tok = NULL;
-  double t0 = now_ms();
+  double t0 = 1e3 * sdc_clock_mono_s();
   int err = sdc_tokenizer_load(&tok, path);
-  double t1 = now_ms();
+  double t1 = 1e3 * sdc_clock_mono_s();
   if (err) {
     printf("FAIL: %s: load: %s\n", model, sdc_errmsg(err));
     n_fail++;
@@ -94,9 +89,9 @@ static void test_tokenizer_matches_goldens(const char *ref, const char *model, c
     }
     int32_t want[77], got[77];
     memcpy(want, sdc_st_ptr(goldens, e), sizeof want);
-    t0 = now_ms();
+    t0 = 1e3 * sdc_clock_mono_s();
     err = sdc_tokenizer_encode(tok, p->valuestring, got, 77);
-    t1 = now_ms();
+    t1 = 1e3 * sdc_clock_mono_s();
     if (err) {
       printf("FAIL: %s: %s\n", label, sdc_errmsg(err));
       n_fail++;
@@ -300,9 +295,9 @@ static void test_bpe_heap_matches_naive(const sdc_tokenizer *real) {
     char longw[4001];
     for (int i = 0; i < 4000; i++) longw[i] = "abcdefghijklmnopqrstuvwxyz"[rng_next() % 26];
     static int32_t a[4000], b[4000];
-    double t0 = now_ms();
+    double t0 = 1e3 * sdc_clock_mono_s();
     int64_t nb = sdc__tokenizer_bpe(real, longw, 4000, 0, b, 4000);
-    double t1 = now_ms();
+    double t1 = 1e3 * sdc_clock_mono_s();
     int64_t na = sdc__tokenizer_bpe(real, longw, 4000, 1, a, 4000);
     printf("info: 4000-letter word: heap %.1f ms\n", t1 - t0);
     check(na == nb && na > 0 && !memcmp(a, b, (size_t)na * sizeof a[0]), "heap BPE == naive BPE on a 4000-letter word");
