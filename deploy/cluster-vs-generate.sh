@@ -4,7 +4,7 @@
 # The project's goal: the one-machine cluster keeps >= 95% of sdc generate's images/minute.
 #
 #   deploy/cluster-vs-generate.sh [--model DIR] [--jobs N] [--concurrency C] [--width W --height H] [--steps S]
-#        [--wire f32|f16|bf16] [--threads T] [--cluster-threads "default 1 ..."] [--driver auto|bench|builtin]
+#        [--wire f32|f16|bf16] [--threads T] [--cluster-threads "default 1 ..."]
 #        [--out DIR]
 #
 # generate: every image is one process, so its wall time includes loading the model; "warm" subtracts a load
@@ -12,7 +12,7 @@
 #   two runs, so the page cache is warm). The cluster's workers load before the load starts, so "warm" is the
 #   fair comparison, "raw" is what a user looping over sdc generate gets.
 # cluster: a redis-server on a free loopback port, `sdc cluster --redis ... --http-base P`, one warm-up job, then
-#   the load through `sdc bench` (or the built-in driver of deploy/lib.sh); metrics scraped before and after give
+#   the load through `sdc bench`; metrics scraped before and after give
 #   the compute per image of each stage and the CPU seconds of every process per image.
 # --threads T sets OMP_NUM_THREADS/OPENBLAS_NUM_THREADS for both sides; --cluster-threads runs the cluster once
 #   per entry with that setting for its processes only ("default" = unset: each worker sizes OpenBLAS/OpenMP to
@@ -23,12 +23,12 @@ cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
 MODEL="${SDC_REF:-../shared/ref}/tiny-sd1" JOBS=4 CONC=2 W=0 H=0 STEPS=10 WIRE=f32 THREADS="" CTHREADS="default"
-DRIVER=auto OUT="/tmp/sdc-cluster-vs-generate-$$"
+OUT="/tmp/sdc-cluster-vs-generate-$$"
 while (($#)); do
   case "$1" in
     --model) MODEL=${2-} ;; --jobs) JOBS=${2-} ;; --concurrency) CONC=${2-} ;; --width) W=${2-} ;; --height) H=${2-} ;;
     --steps) STEPS=${2-} ;; --wire) WIRE=${2-} ;; --threads) THREADS=${2-} ;; --cluster-threads) CTHREADS=${2-} ;;
-    --driver) DRIVER=${2-} ;; --out) OUT=${2-} ;;
+    --out) OUT=${2-} ;;
     -h|--help) sed -n '5,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster-vs-generate: unknown flag '$1'" >&2; exit 2 ;;
   esac
@@ -40,7 +40,6 @@ command -v redis-server > /dev/null && command -v curl > /dev/null || { echo "SK
 [ -f "$MODEL/model_index.json" ] || [ -f "$MODEL" ] || { echo "SKIP: no model at $MODEL" >&2; exit 77; }
 mkdir -p "$OUT"
 [ -n "$THREADS" ] && export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
-PROMPT="a lighthouse at dusk, oil painting" # the built-in driver's prompt
 SIZE=(); ((W > 0)) && SIZE+=(--width "$W"); ((H > 0)) && SIZE+=(--height "$H")
 TIMEFORMAT='%R %U %S'
 log() { echo "cluster-vs-generate: $*" >&2; }
@@ -60,7 +59,7 @@ trap 'exit 130' INT TERM
 LOAD=$({ time "$SDC" inspect --model "$MODEL" > /dev/null; } 2>&1 | awk '{ print $1 }')
 : > "$OUT/generate.txt"
 for ((i = 0; i < JOBS; i++)); do
-  { time "$SDC" generate --model "$MODEL" --prompt "$PROMPT" --seed $((1000 + i)) --steps "$STEPS" "${SIZE[@]}" \
+  { time "$SDC" generate --model "$MODEL" --prompt "$NB_PROMPT" --seed $((1000 + i)) --steps "$STEPS" "${SIZE[@]}" \
       --quiet --output "$OUT/generate-$i.png" > /dev/null; } 2>> "$OUT/generate.txt"
 done
 read -r G_WALL G_CPU < <(awk '{ w += $1; c += $2 + $3 } END { printf "%.3f %.3f\n", w, c }' "$OUT/generate.txt")
@@ -88,10 +87,10 @@ for ct in $CTHREADS; do
     (($(nb_now_ms) - t0 > 300000)) && { log "cluster not ready after 300 s"; exit 1; }
     sleep 0.2
   done
-  mkdir -p "$R/warmup"; nb_builtin_driver "$R/warmup" "$RC" 1 1 "$W" "$H" "$STEPS"
+  mkdir -p "$R/warmup"; nb_run_load "$R/warmup" "$SDC" "redis://127.0.0.1:$RP" "" 1 1 "$W" "$H" "$STEPS"
   URLS=(); for i in 0 1 2 3 4 5; do URLS+=("http://127.0.0.1:$((HP + i))/metrics"); done
   for i in "${!URLS[@]}"; do nb_scrape "" "${URLS[$i]}" "$R/metrics-before-$i.txt"; done
-  nb_run_load "$R" "$SDC" "redis://127.0.0.1:$RP" "$RC" "" "$JOBS" "$CONC" "$W" "$H" "$STEPS" "$DRIVER" "${URLS[@]}"
+  nb_run_load "$R" "$SDC" "redis://127.0.0.1:$RP" "" "$JOBS" "$CONC" "$W" "$H" "$STEPS" "${URLS[@]}"
   for i in "${!URLS[@]}"; do nb_scrape "" "${URLS[$i]}" "$R/metrics-after-$i.txt"; done
   for i in "${!URLS[@]}"; do nb_delta "$R/metrics-before-$i.txt" "$R/metrics-after-$i.txt"; done > "$R/deltas.txt"
   kill -TERM "$CPID"; wait "$CPID" 2> /dev/null || true

@@ -4,7 +4,7 @@
 #
 #   sudo deploy/netns-bench.sh [--nodes K] [--rate 1gbit|10gbit|none] [--delay-ms 0.2] [--wire f32|f16|bf16]
 #        [--model DIR] [--jobs N] [--concurrency C] [--width W --height H --steps S] [--threads T]
-#        [--max-jobs N] [--driver auto|bench|builtin] [--warmup N] [--ready-timeout S] [--out DIR]
+#        [--max-jobs N] [--warmup N] [--ready-timeout S] [--out DIR]
 #
 # Topology: K namespaces sdcnb<pid>n0..n<K-1> ("nodes", eth0 = 10.77.0.<i+1>/24) and one more, sdcnb<pid>br, that
 # holds only a Linux bridge br0 (the "switch"); node i's eth0 is a veth whose peer p<i> is a bridge port. Nothing
@@ -15,7 +15,7 @@
 # Node 0 runs redis-server, sdc-coordinator and the load driver; stage s of (text, unet-down, unet-mid, unet-up, vae)
 # runs on node 1 + s mod (K-1), each worker its own process with --http on its node's address. With K=3 the UNet's
 # every hop (coordinator>down, down>mid, mid>up, up>coordinator) crosses the bridge. K=2 puts every worker on node 1.
-# Load: `sdc bench` when `sdc bench --help` works (and jq is there), else a built-in redis-cli driver (deploy/lib.sh).
+# Load: `sdc bench` (deploy/lib.sh's nb_run_load).
 # Metrics of every process are scraped before and after the load (after --warmup jobs, which are not counted).
 #
 # Writes to --out (default /tmp/sdc-netns-bench-<pid>): results.json, summary.txt (also printed), jobs.csv,
@@ -31,19 +31,19 @@
 #                                          what the network, the (de)serialisation and queueing cost per request
 #   hops.<g>.per_hop_s                     that / hops per request (unet 4: c>down, down>mid, mid>up, up>c; text, vae 2)
 #   coordinator.cpu_s_per_step             coordinator process_cpu_seconds_total delta / unet model calls
-#   redis.commands_per_job_cluster         commandstats deltas less the driver's own commands, per job
+#   redis.commands_per_job_cluster         commandstats deltas less sdc bench's submissions, per job (its polling included)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
 K=3 RATE=1gbit DELAY=0.2 WIRE=f32 MODEL="${SDC_REF:-../shared/ref}/tiny-sd1" JOBS=8 CONC=2 W=0 H=0 STEPS=10
-THREADS="" MAXJOBS=8 DRIVER=auto WARMUP=1 READY_S=300 OUT="/tmp/sdc-netns-bench-$$"
+THREADS="" MAXJOBS=8 WARMUP=1 READY_S=300 OUT="/tmp/sdc-netns-bench-$$"
 usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --nodes) K=${2-} ;; --rate) RATE=${2-} ;; --delay-ms) DELAY=${2-} ;; --wire) WIRE=${2-} ;; --model) MODEL=${2-} ;;
     --jobs) JOBS=${2-} ;; --concurrency) CONC=${2-} ;; --width) W=${2-} ;; --height) H=${2-} ;; --steps) STEPS=${2-} ;;
-    --threads) THREADS=${2-} ;; --max-jobs) MAXJOBS=${2-} ;; --driver) DRIVER=${2-} ;; --warmup) WARMUP=${2-} ;;
+    --threads) THREADS=${2-} ;; --max-jobs) MAXJOBS=${2-} ;; --warmup) WARMUP=${2-} ;;
     --ready-timeout) READY_S=${2-} ;; --out) OUT=${2-} ;;
     -h|--help) usage; exit 0 ;;
     *) echo "netns-bench: unknown flag '$1'" >&2; usage >&2; exit 2 ;;
@@ -54,7 +54,6 @@ done
 case "$RATE" in none) RATE_BPS=0 ;; *[0-9]gbit) RATE_BPS=$((${RATE%gbit} * 1000000000)) ;;
   *[0-9]mbit) RATE_BPS=$((${RATE%mbit} * 1000000)) ;; *) echo "netns-bench: --rate: NNgbit, NNmbit or none" >&2; exit 2 ;; esac
 case "$WIRE" in f32|f16|bf16) ;; *) echo "netns-bench: --wire f32|f16|bf16" >&2; exit 2 ;; esac
-case "$DRIVER" in auto|bench|builtin) ;; *) echo "netns-bench: --driver auto|bench|builtin" >&2; exit 2 ;; esac
 
 SDC=$PWD/build/bin/sdc COORD=$PWD/build/bin/sdc-coordinator WORKER=$PWD/build/bin/sdc-worker
 for b in "$SDC" "$COORD" "$WORKER"; do [ -x "$b" ] || { echo "SKIP: $b not built" >&2; exit 77; }; done
@@ -159,7 +158,7 @@ log "ready after $(($(nb_now_ms) - t_ready)) ms"
 # --- the load -------------------------------------------------------------------------------------------------
 if ((WARMUP > 0)); then
   mkdir -p "$OUT/warmup"
-  nb_builtin_driver "$OUT/warmup" "$RC" "$WARMUP" "$WARMUP" "$W" "$H" "$STEPS" "$READY_S"
+  nb_run_load "$OUT/warmup" "$SDC" "redis://$A0:6379" "ip netns exec $N0" "$WARMUP" "$WARMUP" "$W" "$H" "$STEPS"
 fi
 scrape_all() { # before|after
   for e in "${ENDPOINTS[@]}"; do nb_scrape "ip netns exec $N0" "${e#* }" "$OUT/metrics-$1-${e%% *}.txt"; done
@@ -169,7 +168,7 @@ scrape_all() { # before|after
 scrape_all before
 URLS=(); for e in "${ENDPOINTS[@]}"; do URLS+=("${e#* }"); done
 log "load: $JOBS jobs at concurrency $CONC, ${W}x${H} (0 = native), $STEPS steps, wire $WIRE"
-nb_run_load "$OUT" "$SDC" "redis://$A0:6379" "$RC" "ip netns exec $N0" "$JOBS" "$CONC" "$W" "$H" "$STEPS" "$DRIVER" "${URLS[@]}"
+nb_run_load "$OUT" "$SDC" "redis://$A0:6379" "ip netns exec $N0" "$JOBS" "$CONC" "$W" "$H" "$STEPS" "${URLS[@]}"
 scrape_all after
 
 # --- the figures ----------------------------------------------------------------------------------------------
@@ -202,11 +201,10 @@ END {
   group["text"] = "text"; group["vae"] = "vae"; group["unet-down"] = "unet"; group["unet-mid"] = "unet"; group["unet-up"] = "unet"
   gc["text"] = svc["text"]; gc["vae"] = svc["vae"]; gc["unet"] = svc["unet-down"] + svc["unet-mid"] + svc["unet-up"]
   hops["text"] = 2; hops["vae"] = 2; hops["unet"] = 4
-  # client commands: the built-in driver counts what it sent (client_commands); for sdc bench only its EVAL
-  # submissions (XADD + 3 HSETNX inside) are known, so its polling stays in: an overcount, said in "redis_note"
+  # client commands: only sdc bench'"'"'s EVAL submissions (XADD + 3 HSETNX inside) are known, so its polling
+  # stays in: an overcount, said in "redis_note"
   other = rcmd["info"] + rcmd["ping"] + rcmd["command"]
-  if (drv["client_commands"] != "") { clus = rtot - other - drv["client_commands"]; rnote = "exact: the built-in driver counts its commands" }
-  else { clus = rtot - other - (rcmd["eval"] + rcmd["evalsha"]) * 5; rnote = "approximate: sdc bench polling included" }
+  clus = rtot - other - (rcmd["eval"] + rcmd["evalsha"]) * 5; rnote = "approximate: sdc bench polling included"
   printf "{\n  \"config\": {\"nodes\": %d, \"rate\": \"%s\", \"delay_ms\": %s, \"delay\": \"%s\", \"wire\": \"%s\", \"model\": \"%s\", \"jobs\": %d, \"concurrency\": %d, \"width\": %d, \"height\": %d, \"steps\": %d, \"threads\": \"%s\", \"cores\": %d, \"layout\": \"%s\", \"driver\": \"%s\"},\n",
     K, rate, num(delay_ms), delay_note, wire, model, jobs, conc, W, H, steps, threads, cores, layout, drvname
   printf "  \"images\": %d, \"not_done\": %d, \"wall_s\": %s, \"images_per_minute\": %s, \"latency_p50_s\": %s, \"latency_p95_s\": %s,\n",
