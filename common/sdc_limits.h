@@ -67,6 +67,11 @@
 #define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */
 
+/* ---- security (ZeroMQ CURVE) ---- */
+#define SDC_CURVE_MAX_KEYS 256      /* public keys in an authorized file (one per worker or role) */
+#define SDC_CURVE_KEY_FILE_BYTES 1024 /* a .key/.pub file; a Z85 key is 40 characters */
+#define SDC_CURVE_AUTH_FILE_BYTES (256 * 1024) /* an authorized file: "PUBLIC-KEY NAME" lines */
+
 /* ---- kernels ---- */
 #define SDC_PAR_MIN_ELEMS 65536 /* below this many elements an elementwise op stays on one thread */
 

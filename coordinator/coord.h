@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "curve.h"
 #include "denoise.h"
 #include "http.h"
 #include "job.h"
@@ -116,6 +117,11 @@ struct sdc_coord {
   Sdcpb__DType wire_dtype;
   int64_t max_pixels;
   sdc_coord_telemetry tm;
+  /* --curve-key/--curve-authorized: the ROUTER is a CURVE server, the ZAP handler admits authorized keys
+   * only, and the PUSH to each worker is a CURVE client of the key it registered with */
+  sdc_curve curve;
+  uv_poll_t zap_poll;
+  char precision[8]; /* --precision: fed into the fingerprint workers must match */
 };
 
 /* ---- intake.c: Redis ---- */

@@ -77,6 +77,10 @@ static void sdc__usage(FILE *fp) {
                     "  --drain-timeout-ms N  the longest a drain waits for jobs to finish, 0..%d (default %d)\n"
           "  --reclaim-idle-ms N   take over stream entries idle this long (their coordinator is gone), %d..%d\n"
           "                        (default %d); give every coordinator of a stream the same value\n"
+          "  --precision fp32|bf16 the workers' precision: part of the fingerprint they must match (default fp32)\n"
+          "  --curve-key FILE      our CURVE secret key (sdc keygen): workers must hold a key listed in\n"
+          "  --curve-authorized FILE  (\"PUBLIC-KEY NAME\" lines); every ZeroMQ link is encrypted (docs/security.md)\n"
+          "  --insecure            allow plaintext on a non-loopback --bind (without keys only loopback is allowed)\n"
           "SIGTERM/SIGINT drain: no new claims (no XREADGROUP, no XAUTOCLAIM); jobs in flight finish. Past\n"
           "--drain-timeout-ms each unfinished job is logged and left pending in the stream, marked for the next\n"
           "coordinator to take over at once (never acknowledged). Then exit 0.\n",
@@ -87,7 +91,7 @@ static void sdc__usage(FILE *fp) {
 
 /* Fills c from the command line; 0, or the exit status (usage printed). */
 static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **model, const char **config,
-                           const char **http) {
+                           const char **http, const char **curve_key, const char **curve_auth, int *insecure) {
   const char *redis = "redis://127.0.0.1:6379";
   snprintf(c->bind, sizeof c->bind, "tcp://127.0.0.1:5555");
   c->max_jobs = SDC_COORD_DEFAULT_MAX_JOBS, c->step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS;
@@ -96,7 +100,8 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   char host[64] = "coordinator";
   gethostname(host, sizeof host - 1);
   snprintf(c->id, sizeof c->id, "%s-%d", host, (int)getpid());
-  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP, O_DRAIN, O_RECLAIM };
+  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP, O_DRAIN, O_RECLAIM, O_PREC, O_KEY, O_AUTH, O_INSECURE };
+  snprintf(c->precision, sizeof c->precision, "fp32");
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},          {"config", required_argument, 0, 'c'},
       {"redis", required_argument, 0, 'r'},          {"bind", required_argument, 0, 'b'},
@@ -105,6 +110,8 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
       {"max-pixels", required_argument, 0, O_MAXPX}, {"id", required_argument, 0, 'i'},
       {"http", required_argument, 0, O_HTTP},        
       {"drain-timeout-ms", required_argument, 0, O_DRAIN}, {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
+      {"precision", required_argument, 0, O_PREC},   {"curve-key", required_argument, 0, O_KEY},
+      {"curve-authorized", required_argument, 0, O_AUTH}, {"insecure", no_argument, 0, O_INSECURE},
       {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "m:c:r:b:j:i:h", opts, NULL)) != -1) {
@@ -138,6 +145,16 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
         *(drain ? &c->drain_timeout_ms : &c->reclaim_idle_ms) = v;
         break;
       }
+      case O_PREC:
+        if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0) {
+          fprintf(stderr, "sdc-coordinator: --precision: '%s' is not fp32 or bf16\n", optarg);
+          return 2;
+        }
+        snprintf(c->precision, sizeof c->precision, "%s", optarg);
+        break;
+      case O_KEY: *curve_key = optarg; break;
+      case O_AUTH: *curve_auth = optarg; break;
+      case O_INSECURE: *insecure = 1; break;
       case 'h': sdc__usage(stdout); return -1;
       default: sdc__usage(stderr); return 2;
     }
@@ -145,6 +162,15 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   if (!*model || optind != argc || c->max_jobs < 1 || c->max_jobs > SDC_COORD_MAX_JOBS || c->step_timeout_ms < 100 ||
       c->wire_dtype == SDCPB__DTYPE__DTYPE_INVALID || c->ttl_s < 1 || c->max_pixels < SDC_MIN_IMAGE_SIDE * SDC_MIN_IMAGE_SIDE) {
     sdc__usage(stderr);
+    return 2;
+  }
+  if (!*curve_key != !*curve_auth) {
+    fprintf(stderr, "sdc-coordinator: --curve-key and --curve-authorized go together\n");
+    return 2;
+  }
+  if (!*curve_key && !*insecure && !sdc_endpoint_is_loopback(c->bind)) {
+    fprintf(stderr, "sdc-coordinator: --bind %s is not loopback: give --curve-key and --curve-authorized, or --insecure "
+                    "to accept anyone who reaches it\n", c->bind);
     return 2;
   }
   int err = sdc_redis_url_parse(&c->redis, redis);
@@ -155,11 +181,34 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   return 0;
 }
 
-/* Binds the ROUTER workers connect to and watches its fd from the loop. */
+static void sdc__on_zap(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events;
+  sdc_coord_drain_router(h->data); /* serves the ZAP handler first */
+}
+
+/* Binds the ROUTER workers connect to (a CURVE server with keys, behind our ZAP handler) and watches its fd
+ * from the loop. */
 static int sdc__open_router(sdc_coord *c) {
   c->zctx = zmq_ctx_new();
+  if (c->curve.on) {
+    int err = sdc_curve_zap_start(&c->curve, c->zctx);
+    if (err) {
+      sdc_log(NULL, -1, 0, "%s", sdc_errmsg(err));
+      return 2;
+    }
+    int fd;
+    size_t fl = sizeof fd;
+    zmq_getsockopt(c->curve.zap, ZMQ_FD, &fd, &fl);
+    uv_poll_init(c->loop, &c->zap_poll, fd);
+    c->zap_poll.data = c;
+    uv_poll_start(&c->zap_poll, UV_READABLE, sdc__on_zap);
+  }
   c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
   sdc_zmq_configure(c->router);
+  if (c->curve.on && sdc_curve_server(&c->curve, c->router) != SDC_OK) {
+    sdc_log(NULL, -1, 0, "--bind %s: %s", c->bind, sdc_errmsg(SDC_EIO));
+    return 2;
+  }
   int one = 1;
   zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one); /* a restarted worker keeps its id */
   if (zmq_bind(c->router, c->bind) != 0) {
@@ -191,6 +240,7 @@ static void sdc__shutdown(sdc_coord *c) {
     zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
   }
   if (c->router) zmq_close(c->router);
+  sdc_curve_zap_close(&c->curve);
   if (c->zctx) zmq_ctx_term(c->zctx);
   while (c->jobs) sdc_coord_job_free(c, c->jobs);
   sdc_model_close(&c->model);
@@ -200,13 +250,22 @@ static void sdc__shutdown(sdc_coord *c) {
 int main(int argc, char **argv) {
   sdc_coord *c = calloc(1, sizeof *c); /* large (the worker table): not on the stack */
   if (!c) return 2;
-  const char *model = NULL, *config = NULL, *http = NULL;
-  int rc = sdc__parse_args(c, argc, argv, &model, &config, &http);
+  const char *model = NULL, *config = NULL, *http = NULL, *curve_key = NULL, *curve_auth = NULL;
+  int insecure = 0;
+  int rc = sdc__parse_args(c, argc, argv, &model, &config, &http, &curve_key, &curve_auth, &insecure);
   if (rc) {
     free(c);
     return rc < 0 ? 0 : rc;
   }
   sdc_log_init("coordinator", c->id);
+  if (curve_key && (rc = sdc_curve_load(&c->curve, curve_key, curve_auth)) != SDC_OK) {
+    fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(rc));
+    free(c);
+    return 2;
+  }
+  if (!c->curve.on)
+    sdc_log(NULL, -1, 0, "WARNING: plaintext ZeroMQ (no --curve-key): anyone who reaches %s can join as a worker, "
+                         "read prompts and forge images", c->bind);
   if (http && (rc = sdc_coord_telemetry_start(c, http)) != SDC_OK) {
     fprintf(stderr, "sdc-coordinator: --http: %s\n", sdc_errmsg(rc));
     sdc_coord_telemetry_stop(c);
@@ -222,7 +281,18 @@ int main(int argc, char **argv) {
     free(c);
     return 2;
   }
-  sdc_model_fingerprint(&c->model, c->fingerprint, sizeof c->fingerprint); /* what workers must match */
+  /* what workers must match: configs, weights' bytes, precision */
+  const int64_t fp_t0 = sdc_clock_mono_ms();
+  err = sdc_model_fingerprint(&c->model, c->precision, c->fingerprint, sizeof c->fingerprint);
+  if (err) {
+    fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(err));
+    sdc_model_close(&c->model);
+    sdc_coord_telemetry_stop(c);
+    free(c);
+    return 2;
+  }
+  sdc_log(NULL, -1, 0, "fingerprint of %s (%s): %s, hashed in %lld ms", model, c->precision, c->fingerprint,
+          (long long)(sdc_clock_mono_ms() - fp_t0));
   srand((unsigned)(sdc_clock_unix_ms() ^ (uint64_t)getpid()));
   c->loop = uv_default_loop();
   if ((rc = sdc__open_router(c)) != 0) {

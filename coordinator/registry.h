@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "curve.h"
 #include "sdc.pb-c.h"
 #include "sdc_limits.h"
 
@@ -16,6 +17,10 @@ typedef struct {
   uint64_t served;        /* hops it completed for us */
   int draining, alive;
   void *push;             /* PUSH socket connected to its data endpoint */
+  /* CURVE: the authorized key it registered with (the ZAP User-Id) and that key; "" in plaintext. The id
+   * is bound to that key while the worker is alive */
+  char key_name[SDC_MAX_WORKER_ID];
+  char key[SDC_CURVE_Z85];
 } sdc_worker_info;
 
 typedef struct {

@@ -46,6 +46,7 @@ static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageReque
     hops[i].stage = (Sdcpb__Stage)stages[i];
     hops[i].worker_id = c->reg.w[w].id;
     hops[i].endpoint = c->reg.w[w].endpoint;
+    hops[i].curve_public_key = c->reg.w[w].key;
     hp[i] = &hops[i];
     j->route[i] = w;
     j->route_stage[i] = stages[i];
@@ -136,10 +137,28 @@ static void sdc__note_route(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
   }
 }
 
-/* A reply from the ROUTER: stale ones (re-issued, cancelled) are dropped; an error counts an attempt. */
-static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
+/* Whether the connection (routing id `rid`, authenticated key name `user`) is worker slot i's own. */
+static int sdc__is_worker(const sdc_coord *c, int i, const char *rid, const char *user) {
+  const sdc_worker_info *w = &c->reg.w[i];
+  return strcmp(w->id, rid) == 0 && strcmp(w->key_name, user) == 0;
+}
+
+/* A reply from the ROUTER: stale ones (re-issued, cancelled) are dropped; an error counts an attempt. Only
+ * the route's last worker sends a result; any worker on the route may report its hop's error. */
+static void sdc__on_reply(sdc_coord *c, const char *rid, const char *user, const Sdcpb__StageReply *rep) {
   sdc_coord_job *j = c->jobs;
   while (j && !(j->req_id == rep->request_id && strcmp(j->id, rep->job_id) == 0)) j = j->next;
+  if (j && j->n_route && j->phase != SDC_COORD_STORING) {
+    const int failed = rep->error && rep->error[0];
+    int from_route = sdc__is_worker(c, j->route[j->n_route - 1], rid, user);
+    for (int i = 0; failed && i < j->n_route - 1; i++) from_route |= sdc__is_worker(c, j->route[i], rid, user);
+    if (!from_route) {
+      sdc_node_metrics_drop(&c->tm.node, "sender");
+      sdc_coord_job_log(j, "dropped a reply to request %llu from '%s' (key '%s'): not a worker of its route",
+                        (unsigned long long)rep->request_id, rid, user);
+      return;
+    }
+  }
   if (!j || !j->n_route || j->phase == SDC_COORD_STORING) {
     /* stale: answered after its step was re-issued, or its job cancelled or gone */
     sdc_node_metrics_drop(&c->tm.node, "late");
@@ -200,7 +219,7 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
 
 /* ------------------------------------------------------------- workers */
 
-static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, const Sdcpb__Register *r) {
+static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, const char *user, const Sdcpb__Register *r) {
   Sdcpb__Welcome wel = SDCPB__WELCOME__INIT;
   wel.coordinator_id = c->id;
   wel.heartbeat_ms = (uint32_t)c->heartbeat_ms;
@@ -210,16 +229,21 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
   for (size_t i = 0; i < r->n_stages; i++)
     if ((int)r->stages[i] >= SDC_STAGE_TEXT && (int)r->stages[i] < SDC_STAGE_END) stages |= 1u << r->stages[i];
   char reason[256] = "";
+  int known = sdc_registry_find(&c->reg, id);
+  /* ours is not told: a stranger must not learn what to claim (the log has both) */
   if (strcmp(r->model_fingerprint, c->fingerprint) != 0)
-    snprintf(reason, sizeof reason, "model fingerprint %s differs from the coordinator's %s", r->model_fingerprint,
-             c->fingerprint);
+    snprintf(reason, sizeof reason, "model fingerprint differs from the coordinator's (same weights, configs and "
+             "--precision needed)");
   else if (strcmp(id, r->worker_id) != 0)
     snprintf(reason, sizeof reason, "worker id '%s' differs from its socket identity '%s'", r->worker_id, id);
   else if (!stages || !r->data_endpoint[0])
     snprintf(reason, sizeof reason, "no stages or no data endpoint");
+  else if (c->curve.on && !sdc_curve_key_of(&c->curve, user))
+    snprintf(reason, sizeof reason, "no authenticated key"); /* ZAP admits none such: defence in depth */
+  else if (known >= 0 && c->reg.w[known].alive && strcmp(c->reg.w[known].key_name, user) != 0)
+    snprintf(reason, sizeof reason, "worker id '%s' is held by another key", id); /* bound while alive */
   /* a known worker registering again has restarted: what it held is lost, so
    * the steps routed through it are issued again (same inputs, same image) */
-  int known = sdc_registry_find(&c->reg, id);
   if (!reason[0] && known >= 0)
     for (sdc_coord_job *j = c->jobs; j; j = j->next)
       for (int k = 0; k < j->n_route; k++)
@@ -234,20 +258,32 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
   if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers (%d)", SDC_MAX_WORKERS);
   if (i >= 0) {
     sdc_worker_info *w = &c->reg.w[i];
+    snprintf(w->key_name, sizeof w->key_name, "%s", user);
+    snprintf(w->key, sizeof w->key, "%s", c->curve.on ? sdc_curve_key_of(&c->curve, user) : "");
     if (w->push) zmq_close(w->push);
     w->push = zmq_socket(c->zctx, ZMQ_PUSH);
     sdc_zmq_configure(w->push);
-    if (zmq_connect(w->push, w->endpoint) != 0) {
+    /* its data socket is a CURVE server with the key it registered with */
+    if (c->curve.on && sdc_curve_client(&c->curve, w->push, w->key) != SDC_OK) {
+      snprintf(reason, sizeof reason, "%s", sdc_errmsg(SDC_EINVAL));
+      zmq_close(w->push);
+      w->push = NULL, w->alive = 0;
+    } else if (zmq_connect(w->push, w->endpoint) != 0) {
       snprintf(reason, sizeof reason, "cannot connect to %s: %s", w->endpoint, zmq_strerror(zmq_errno()));
       zmq_close(w->push);
       w->push = NULL, w->alive = 0;
     } else {
-      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s", id, stages, w->endpoint);
+      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s%s%s", id, stages, w->endpoint,
+              user[0] ? ", key " : "", user);
     }
   }
   wel.accepted = !reason[0];
   wel.reason = reason;
-  if (reason[0]) sdc_log(NULL, -1, 0, "refused worker %s: %s", id, reason);
+  if (reason[0]) {
+    sdc_node_metrics_drop(&c->tm.node, "refused");
+    sdc_log(NULL, -1, 0, "refused worker %s (key '%s', fingerprint %.32s, ours %s): %s", id, user, r->model_fingerprint,
+            c->fingerprint, reason);
+  }
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_WELCOME;
   env.welcome = &wel;
@@ -288,8 +324,17 @@ void sdc_coord_forget_workers(sdc_coord *c) {
     if (c->reg.w[i].alive) sdc_zmq_send(c->router, c->reg.w[i].id, strlen(c->reg.w[i].id), &env, ZMQ_DONTWAIT);
 }
 
-static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, const Sdcpb__Heartbeat *hb) {
+static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, const char *user,
+                              const Sdcpb__Heartbeat *hb) {
   int i = sdc_registry_find(&c->reg, hb->worker_id);
+  char from[SDC_MAX_WORKER_ID];
+  snprintf(from, sizeof from, "%.*s", (int)rid_n, (const char *)rid);
+  if (i >= 0 && c->reg.w[i].alive && !sdc__is_worker(c, i, from, user)) {
+    /* only X's own connection speaks for X: a forged beat could mark it draining or deregister it */
+    sdc_node_metrics_drop(&c->tm.node, "sender");
+    sdc_log(NULL, -1, 0, "dropped a heartbeat naming worker %s from '%s' (key '%s')", hb->worker_id, from, user);
+    return;
+  }
   if (i >= 0 && c->reg.w[i].alive) {
     sdc_worker_info *w = &c->reg.w[i];
     w->last_seen_ms = (uint64_t)sdc_clock_mono_ms();
@@ -317,18 +362,26 @@ static void sdc__on_heartbeat(sdc_coord *c, const uint8_t *rid, size_t rid_n, co
 }
 
 void sdc_coord_drain_router(sdc_coord *c) {
-  uint8_t rid[256];
+  uint8_t rid[SDC_MAX_WORKER_ID];
   size_t rid_n, n_bytes;
   Sdcpb__Envelope *env;
+  char user[SDC_MAX_WORKER_ID]; /* the sender's key name (ZAP User-Id); "" in plaintext */
   int err;
-  while ((err = sdc_zmq_recv_n(c->router, &env, rid, sizeof rid, &rid_n, &n_bytes)) != SDC_EAGAIN) {
+  if (c->curve.zap) {
+    int refused = sdc_curve_zap_serve(&c->curve);
+    while (refused-- > 0) sdc_node_metrics_drop(&c->tm.node, "unauthorized");
+  }
+  while ((err = sdc_zmq_recv_from(c->router, &env, rid, sizeof rid - 1, &rid_n, &n_bytes, user, sizeof user)) !=
+         SDC_EAGAIN) {
     if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
     if (err) break;                    /* the socket itself failed */
-    if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, env->register_);
-    else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, env->heartbeat);
+    char from[SDC_MAX_WORKER_ID];
+    snprintf(from, sizeof from, "%.*s", (int)rid_n, (const char *)rid);
+    if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, user, env->register_);
+    else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, user, env->heartbeat);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) {
       sdc_node_metrics_link(&c->tm.node, (sdc_stage)env->reply->stage, SDC_STAGE_INVALID, "received", n_bytes);
-      sdc__on_reply(c, env->reply);
+      sdc__on_reply(c, from, user, env->reply);
     }
     sdc_wire_free(env);
   }

@@ -364,6 +364,12 @@ int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, 
 }
 
 int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, size_t *id_n, size_t *n_bytes) {
+  return sdc_zmq_recv_from(sock, env, id, id_cap, id_n, n_bytes, NULL, 0);
+}
+
+int sdc_zmq_recv_from(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap, size_t *id_n, size_t *n_bytes,
+                      char *user, size_t user_cap) {
+  if (user && user_cap) user[0] = 0;
   *env = NULL;
   if (n_bytes) *n_bytes = 0;
   if (id_n) *id_n = 0;
@@ -408,6 +414,9 @@ int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap
     zmq_msg_close(&msg);
     return rc;
   }
+  /* CURVE: the name our ZAP handler gave the sender's key; NULL on a plaintext connection */
+  const char *uid = user && user_cap ? zmq_msg_gets(&msg, "User-Id") : NULL;
+  if (uid) snprintf(user, user_cap, "%s", uid);
   rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
   zmq_msg_close(&msg);
   return rc;

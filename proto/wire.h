@@ -62,5 +62,9 @@ int sdc_zmq_recv(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_
  * nothing was received; NULL is fine). */
 int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n,
                    size_t *n_bytes /* OUT */);
+/* sdc_zmq_recv_n that also copies the connection's authenticated name (the ZAP User-Id: the name of the
+ * sender's CURVE key in the authorized file) into user (cut at user_cap); "" on a plaintext connection. */
+int sdc_zmq_recv_from(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n,
+                      size_t *n_bytes /* OUT */, char *user /* OUT */, size_t user_cap);
 
 #endif

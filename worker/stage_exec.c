@@ -22,7 +22,12 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   sdc_arena_init(&h->arena, 0);
   int err = sdc_model_open(&h->model, model, config_dir);
   if (err) return err;
-  sdc_model_fingerprint(&h->model, h->fingerprint, sizeof h->fingerprint);
+  err = sdc_model_fingerprint(&h->model, sdc_precision_name(opts ? opts->precision : SDC_PREC_FP32), h->fingerprint,
+                              sizeof h->fingerprint);
+  if (err) {
+    sdc_stage_host_free(h);
+    return err;
+  }
   if (stages & (1u << SDCPB__STAGE__TEXT)) {
     char tokdir[PATH_MAX];
     if (!sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0])

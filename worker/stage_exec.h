@@ -24,7 +24,7 @@ typedef struct {
   sdc_vae *vae;
   sdc_weights w[SDC_COMP_COUNT];
   sdc_arena arena;
-  char fingerprint[32];     /* same configs on every worker of a cluster */
+  char fingerprint[32];     /* same configs, weights and precision on every worker of a cluster */
 } sdc_stage_host;
 
 /* The hops one sdc_stage_execute computed here, in route order: their stages and compute times, for the

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "curve.h"
 #include "error.h"
 #include "flag.h"
 #include "http.h"
@@ -69,6 +70,7 @@ typedef struct {
   sdc__item *head, *tail, *running;
   struct {
     char endpoint[SDC_MAX_ENDPOINT];
+    char key[SDC_CURVE_Z85]; /* CURVE: the next hop's public key ("" in plaintext) */
     void *sock;
   } peers[SDC_WORKER_MAX_PEERS];
   int n_peers;
@@ -76,6 +78,11 @@ typedef struct {
   int draining, registered, closing, log_hops, loaded;
   uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
   sdc__telemetry tm;
+  /* --curve-key: the data socket is a CURVE server behind our ZAP handler (the authorized keys only); the
+   * control socket and every next-hop PUSH are CURVE clients */
+  sdc_curve curve;
+  char coord_key[SDC_CURVE_Z85];
+  uv_poll_t zap_poll;
   /* drain: the coordinator's count of requests routed through us (-1 until it answers a draining
    * heartbeat); beats sent while it had not answered; requests received after SIGTERM */
   uint64_t drain_timeout_ms;
@@ -243,11 +250,18 @@ static void sdc__send_heartbeat_as(sdc__worker *w, int deregister) {
 
 static void sdc__send_heartbeat(sdc__worker *w) { sdc__send_heartbeat_as(w, 0); }
 
-/* The PUSH socket to endpoint, connected on first use. NULL with the loop
- * thread's message set (naming the endpoint) when it cannot be had. */
-static void *sdc__peer(sdc__worker *w, const char *endpoint) {
+/* The PUSH socket to endpoint, connected on first use (with CURVE, as a client of `key`, the public key the
+ * coordinator put in the route). NULL with the loop thread's message set (naming the endpoint) when it
+ * cannot be had. */
+static void *sdc__peer(sdc__worker *w, const char *endpoint, const char *key) {
   for (int i = 0; i < w->n_peers; i++)
-    if (strcmp(w->peers[i].endpoint, endpoint) == 0) return w->peers[i].sock;
+    if (strcmp(w->peers[i].endpoint, endpoint) == 0) {
+      if (strcmp(w->peers[i].key, key) == 0) return w->peers[i].sock;
+      /* another worker (key) now listens there: a new connection, the old one is forgotten */
+      zmq_close(w->peers[i].sock);
+      w->peers[i] = w->peers[--w->n_peers];
+      break;
+    }
   if (w->n_peers == SDC_WORKER_MAX_PEERS) {
     sdc_seterr(SDC_EUNSUPPORTED, "%s: already connected to SDC_WORKER_MAX_PEERS (%d) next hops", endpoint,
                SDC_WORKER_MAX_PEERS);
@@ -259,12 +273,18 @@ static void *sdc__peer(sdc__worker *w, const char *endpoint) {
     return NULL;
   }
   sdc_zmq_configure(s);
+  if (w->curve.on && sdc_curve_client(&w->curve, s, key) != SDC_OK) {
+    sdc_adderr(SDC_EINVAL, "%s", endpoint);
+    zmq_close(s);
+    return NULL;
+  }
   if (zmq_connect(s, endpoint) != 0) {
     sdc_seterr(SDC_EIO, "%s: zmq_connect: %s", endpoint, zmq_strerror(errno));
     zmq_close(s);
     return NULL;
   }
   snprintf(w->peers[w->n_peers].endpoint, sizeof w->peers[w->n_peers].endpoint, "%s", endpoint);
+  snprintf(w->peers[w->n_peers].key, sizeof w->peers[w->n_peers].key, "%s", key);
   w->peers[w->n_peers++].sock = s;
   return s;
 }
@@ -326,7 +346,13 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
             it->send_error.msg);
   } else {
     const char *to = it->is_reply ? "the coordinator" : it->endpoint;
-    void *sock = it->is_reply ? w->ctrl : sdc__peer(w, it->endpoint);
+    const char *key = "";
+    for (size_t k = r->hop + 1; !it->is_reply && k < r->n_route; k++)
+      if (r->route[k] && strcmp(r->route[k]->endpoint, it->endpoint) == 0) {
+        key = r->route[k]->curve_public_key;
+        break;
+      }
+    void *sock = it->is_reply ? w->ctrl : sdc__peer(w, it->endpoint, key);
     if (!sock) {
       w->dropped_full++;
       sdc_log(r->job_id, step, 0, "%s: could not send: %s", stage, sdc_errmsg(SDC_EIO)); /* set just now, here */
@@ -447,6 +473,10 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
 
 /* ZMQ_FD is edge-triggered: read until the socket says it is empty. */
 static void sdc__drain(sdc__worker *w) {
+  if (w->curve.zap) {
+    int refused = sdc_curve_zap_serve(&w->curve);
+    while (refused-- > 0) sdc_node_metrics_drop(&w->tm.node, "unauthorized");
+  }
   for (int progress = 1; progress;) {
     progress = 0;
     Sdcpb__Envelope *env;
@@ -507,6 +537,7 @@ static void sdc__close_sockets(sdc__worker *w) {
   zmq_setsockopt(w->ctrl, ZMQ_LINGER, &linger, sizeof linger);
   zmq_close(w->ctrl);
   zmq_close(w->data);
+  sdc_curve_zap_close(&w->curve);
   zmq_ctx_term(w->zctx);
 }
 
@@ -572,6 +603,12 @@ static void sdc__usage(FILE *fp) {
           "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
           "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9101; default off)\n"
                     "  --drain-timeout-ms N  the longest a drain may take, 0..%d (default %d)\n"
+          "  --curve-key FILE      our CURVE secret key (sdc keygen); with it every link is encrypted and the data\n"
+          "                        socket accepts only keys in --curve-authorized (docs/security.md)\n"
+          "  --curve-authorized FILE  \"PUBLIC-KEY NAME\" lines: the coordinator and fellow workers\n"
+          "  --curve-server-key FILE  the coordinator's public key (default: the key named 'coordinator' in\n"
+          "                        --curve-authorized)\n"
+          "  --insecure            allow plaintext on a non-loopback --bind (without keys only loopback is allowed)\n"
           "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
           "computes and forwards every request it has received or still receives, and once the coordinator\n"
           "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
@@ -589,7 +626,10 @@ int main(int argc, char **argv) {
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
                                        {"http", required_argument, 0, 'H'}, 
-                                       {"drain-timeout-ms", required_argument, 0, 'D'}, {0, 0, 0, 0}};
+                                       {"drain-timeout-ms", required_argument, 0, 'D'},
+                                       {"curve-key", required_argument, 0, 'K'}, {"curve-authorized", required_argument, 0, 'A'},
+                                       {"curve-server-key", required_argument, 0, 'S'}, {"insecure", no_argument, 0, 'I'},
+                                       {0, 0, 0, 0}};
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
@@ -597,6 +637,8 @@ int main(int argc, char **argv) {
   sdc_precision prec = SDC_PREC_FP32;
   w.drain_timeout_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS;
   w.coord_routed = -1;
+  const char *curve_key = NULL, *curve_auth = NULL, *curve_server = NULL;
+  int insecure = 0;
   while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:D:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
@@ -627,6 +669,10 @@ int main(int argc, char **argv) {
           return 2;
         }
         break;
+      case 'K': curve_key = optarg; break;
+      case 'A': curve_auth = optarg; break;
+      case 'S': curve_server = optarg; break;
+      case 'I': insecure = 1; break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -636,6 +682,30 @@ int main(int argc, char **argv) {
     return 2;
   }
   sdc_log_init("worker", w.id);
+  if (!curve_key != !curve_auth || (curve_server && !curve_key)) {
+    fprintf(stderr, "sdc-worker: --curve-key and --curve-authorized go together (--curve-server-key needs both)\n");
+    return 2;
+  }
+  if (!curve_key && !insecure && !sdc_endpoint_is_loopback(bind)) {
+    fprintf(stderr, "sdc-worker: --bind %s is not loopback: give --curve-key and --curve-authorized, or --insecure to "
+                    "accept anyone who reaches it\n", bind);
+    return 2;
+  }
+  if (curve_key) {
+    const char *ck;
+    int cerr = sdc_curve_load(&w.curve, curve_key, curve_auth);
+    if (!cerr && curve_server) cerr = sdc_curve_read_key(curve_server, w.coord_key);
+    else if (!cerr && (ck = sdc_curve_key_of(&w.curve, "coordinator"))) snprintf(w.coord_key, sizeof w.coord_key, "%s", ck);
+    else if (!cerr)
+      cerr = sdc_seterr(SDC_EINVAL, "%s: no key named 'coordinator' (give --curve-server-key)", curve_auth);
+    if (cerr) {
+      fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(cerr));
+      return 2;
+    }
+  } else {
+    sdc_log(NULL, -1, 0, "WARNING: plaintext ZeroMQ (no --curve-key): anyone who reaches %s can send us work and "
+                         "read what we compute", bind);
+  }
   unsigned bits = 0;
   if (sdc_stage_parse_list(stages, &bits) != SDC_OK) {
     fprintf(stderr, "sdc-worker: --stage: %s\n", sdc_errmsg(SDC_EINVAL));
@@ -662,10 +732,19 @@ int main(int argc, char **argv) {
   sdc__update_ready(&w);
   if (w.tm.node.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();
+  if (w.curve.on && (err = sdc_curve_zap_start(&w.curve, w.zctx)) != SDC_OK) {
+    fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
+    return 2;
+  }
   w.ctrl = zmq_socket(w.zctx, ZMQ_DEALER);
   w.data = zmq_socket(w.zctx, ZMQ_PULL);
   sdc_zmq_configure(w.ctrl);
   sdc_zmq_configure(w.data);
+  if (w.curve.on && ((err = sdc_curve_client(&w.curve, w.ctrl, w.coord_key)) != SDC_OK ||
+                     (err = sdc_curve_server(&w.curve, w.data)) != SDC_OK)) {
+    fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
+    return 2;
+  }
   zmq_setsockopt(w.ctrl, ZMQ_ROUTING_ID, w.id, strlen(w.id));
   if (zmq_bind(w.data, bind) != 0) {
     fprintf(stderr, "sdc-worker: --bind %s: %s\n", bind, zmq_strerror(errno));
@@ -688,6 +767,12 @@ int main(int argc, char **argv) {
   w.ctrl_poll.data = w.data_poll.data = &w;
   uv_poll_start(&w.ctrl_poll, UV_READABLE, sdc__on_poll);
   uv_poll_start(&w.data_poll, UV_READABLE, sdc__on_poll);
+  if (w.curve.zap) {
+    zmq_getsockopt(w.curve.zap, ZMQ_FD, &fd, &fl);
+    uv_poll_init(w.loop, &w.zap_poll, fd);
+    w.zap_poll.data = &w;
+    uv_poll_start(&w.zap_poll, UV_READABLE, sdc__on_poll);
+  }
   uv_prepare_init(w.loop, &w.prep);
   w.prep.data = &w;
   uv_prepare_start(&w.prep, sdc__on_prepare);

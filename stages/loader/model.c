@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,11 +142,48 @@ const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n) {
   return buf;
 }
 
-void sdc_model_fingerprint(const sdc_model *m, char *out, size_t n) {
+/* crc32c of a whole file's bytes, mapped read-only. */
+static int sdc__file_crc(const char *path, uint32_t *crc) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return sdc_seterr(SDC_EIO, "%s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return sdc_seterr(SDC_EIO, "%s: %s", path, strerror(e));
+  }
+  *crc = 0;
+  if (st.st_size > 0) {
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      close(fd);
+      return sdc_seterr(SDC_EIO, "%s: mmap: %s", path, strerror(e));
+    }
+    madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+    *crc = sdc_crc32c(p, (size_t)st.st_size);
+    munmap(p, (size_t)st.st_size);
+  }
+  close(fd);
+  return SDC_OK;
+}
+
+int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, size_t n) {
   /* the config structs are zeroed before parsing, so their bytes are deterministic */
   uint32_t fp = sdc_crc32c(&m->unet, sizeof m->unet);
   fp ^= sdc_crc32c(&m->vae, sizeof m->vae) * 31u;
   fp ^= sdc_crc32c(&m->clip, sizeof m->clip) * 131u;
   if (m->scheduler_json) fp ^= sdc_crc32c(m->scheduler_json, strlen(m->scheduler_json)) * 1031u;
-  snprintf(out, n, "%08x", fp);
+  /* every weight byte: two models with the same configs and other weights make other images */
+  uint32_t wfp = 0;
+  for (int c = 0; c < (m->single_file ? 1 : SDC_COMP_COUNT); c++) {
+    char p[1200];
+    uint32_t crc;
+    int err = m->single_file ? (snprintf(p, sizeof p, "%s", m->path), SDC_OK) : sdc__component_file(m, (sdc_component)c, p, sizeof p);
+    if (!err) err = sdc__file_crc(p, &crc);
+    if (err) return err;
+    wfp = wfp * 0x9e3779b1u ^ crc;
+  }
+  snprintf(out, n, "%08x%08x-%s", fp, wfp, precision && precision[0] ? precision : "fp32");
+  return SDC_OK;
 }

@@ -35,10 +35,12 @@ void sdc_model_close(sdc_model *m);
  * use). The view must be freed (sdc_weights_free) before the model is closed. */
 int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w /* OUT */);
 
-/* A short hex digest of the model's configs (unet, vae, text encoder,
- * scheduler), written into out (>= 9 bytes). Workers and the coordinator of a
- * cluster compare it: the same configs everywhere or a worker is refused. */
-void sdc_model_fingerprint(const sdc_model *m, char *out, size_t n);
+/* A short digest of the model's configs (unet, vae, text encoder, scheduler),
+ * every byte of its weight files (crc32c over the mapped files) and the
+ * precision name ("fp32", "bf16"), written into out (>= 32 bytes). Workers and
+ * the coordinator of a cluster compare it: the same model and precision
+ * everywhere or a worker is refused. Errors name the weight file. */
+int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, size_t n);
 
 /* The tokenizer folder ("<config_dir>/tokenizer") into buf, or "" when the
  * built-in vocabulary applies. */
