@@ -14,6 +14,10 @@ int sdc_cmd_cancel(int argc, char **argv);
 int sdc_cmd_cluster(int argc, char **argv);
 int sdc_cmd_bench_engine(int argc, char **argv);
 int sdc_cmd_bench(int argc, char **argv);
+int sdc_cmd_keygen(int argc, char **argv);
+/* sdc keygen's work: a key pair per name in dir (created 0700) and dir/authorized; prints "PUBLIC NAME"
+ * lines unless quiet. 0, or 1 with a line on stderr naming the file. */
+int sdc_keygen_write(const char *dir, const char *const *names, int n_names, int force, int quiet);
 
 /* The least PSNR (8-bit, over all RGB bytes) that a bf16 image of a reference
  * pipeline may have against diffusers' fp32 one. */

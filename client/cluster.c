@@ -123,6 +123,8 @@ static void sdc__usage(FILE *fp) {
           "  --drain-timeout-ms N   every child's --drain-timeout-ms (default %d)\n"
           "  --coordinator-drain-timeout-ms N   the coordinator's, when it differs\n"
           "  --reclaim-idle-ms N    the coordinator's --reclaim-idle-ms (default %d)\n"
+          "  --insecure        plaintext ZeroMQ. By default every link is CURVE-encrypted with keys made for this\n"
+          "                    run (coordinator.key and one per worker id, in a 0700 temp folder removed at exit)\n"
           "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
           "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
           "  On SIGTERM/SIGINT: the coordinator drains first (its jobs finish or are left pending) while the\n"
@@ -136,7 +138,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int port = 0, log_hops = 0;
   int64_t http_base = 0, threads = 0; /* threads 0: the environment's */
   int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS };
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_INSECURE };
+  int insecure = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -147,6 +150,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"coordinator-drain-timeout-ms", required_argument, 0, O_COORD_DRAIN},
                                        {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
                                        {"threads", required_argument, 0, O_THREADS},
+                                       {"insecure", no_argument, 0, O_INSECURE},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -171,6 +175,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
         err = sdc_flag_int("--reclaim-idle-ms", optarg, SDC_COORD_MIN_RECLAIM_IDLE_MS, SDC_COORD_MAX_RECLAIM_IDLE_MS,
                            &reclaim_ms);
         break;
+      case O_INSECURE: insecure = 1; break;
       case 'h': sdc__usage(stdout); return 0;
       default: sdc__usage(stderr); return 2;
     }
@@ -280,6 +285,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
     a[k++] = "--bind", a[k++] = bind_url, a[k++] = "--wire", a[k++] = (char *)wire, a[k++] = "--max-jobs";
     a[k++] = (char *)max_jobs;
     a[k++] = "--drain-timeout-ms", a[k++] = coord_drain_s, a[k++] = "--reclaim-idle-ms", a[k++] = reclaim_s;
+    a[k++] = "--precision", a[k++] = (char *)precision; /* part of the fingerprint the workers match */
     if (config) a[k++] = "--config", a[k++] = (char *)config;
     if (http_base) {
       snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%lld", (long long)http_base);
@@ -307,6 +313,28 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k] = NULL;
       n_kids++;
     }
+  /* CURVE unless --insecure: a key per process, so that one worker's key cannot speak for another */
+  static char key_dir[1024], key_path[SDC__MAX_CHILDREN][1200], auth_path[1200];
+  if (!insecure) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(key_dir, sizeof key_dir, "%s/sdc-cluster-keys.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(key_dir)) {
+      fprintf(stderr, "sdc cluster: %s: %s\n", key_dir, strerror(errno));
+      return 1;
+    }
+    const char *names[SDC__MAX_CHILDREN];
+    names[0] = "coordinator";
+    for (int i = 1; i < n_kids; i++) names[i] = ids[i];
+    if (sdc_keygen_write(key_dir, names, n_kids, 0, 1) != 0) return 1;
+    snprintf(auth_path, sizeof auth_path, "%s/authorized", key_dir);
+    for (int i = 0; i < n_kids; i++) {
+      snprintf(key_path[i], sizeof key_path[i], "%s/%s.key", key_dir, names[i]);
+      char **a = kids[i].argv;
+      int k = 0;
+      while (a[k]) k++;
+      a[k++] = "--curve-key", a[k++] = key_path[i], a[k++] = "--curve-authorized", a[k++] = auth_path, a[k] = NULL;
+    }
+  }
   /* --threads N: each worker's OpenBLAS/OpenMP pool. Several workers computing at once on full-size pools
    * oversubscribe the cores (idle OpenBLAS threads spin); sharing the cores out is faster (docs/benchmarks.md)
    * but not the default, because the last bits of a result depend on the thread count: only workers with
@@ -319,8 +347,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
   }
   for (int i = 0; i < n_kids; i++)
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
-  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers, %s compute threads each; SIGTERM or Ctrl-C to stop",
-          shown.where, coord_url, n_kids - 1, threads_s[0] ? threads_s : "the environment's");
+  sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers, %s compute threads each, %s; SIGTERM or Ctrl-C to stop",
+          shown.where, coord_url, n_kids - 1, threads_s[0] ? threads_s : "the environment's",
+          insecure ? "plaintext ZeroMQ (--insecure)" : "CURVE on every link");
   /* one plain line per process, for tools that look for the scrape targets */
   for (int i = 0; http_base && i < n_kids; i++)
     fprintf(stderr, "metrics %s%s%s http://%s/metrics\n", i ? "worker" : "coordinator", i ? " " : "", i ? kids[i].name : "",
@@ -359,6 +388,15 @@ int sdc_cmd_cluster(int argc, char **argv) {
     int status;
     kill(redis_child.pid, SIGTERM);
     waitpid(redis_child.pid, &status, 0);
+  }
+  if (key_dir[0]) { /* the run's keys die with it */
+    for (int i = 0; i < n_kids; i++) {
+      char pub[1200];
+      snprintf(pub, sizeof pub, "%.*s.pub", (int)strlen(key_path[i]) - 4, key_path[i]);
+      unlink(key_path[i]), unlink(pub);
+    }
+    unlink(auth_path);
+    rmdir(key_dir);
   }
   if (failed) sdc_log(NULL, -1, 0, "%d children did not drain cleanly", failed);
   return failed ? 1 : 0;

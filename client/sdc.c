@@ -22,6 +22,7 @@ static void sdc__usage(FILE *fp) {
           "  cluster --model PATH  run a coordinator and workers (and redis) on this machine\n"
           "  bench-engine --model DIR  time each stage against the machine's measured peak\n"
           "  bench --redis URL     N jobs at concurrency C on a running cluster: throughput, latency, stages\n"
+          "  keygen --out DIR      CURVE keys and the authorized file for a cluster (docs/security.md)\n"
           "run 'sdc <command> --help' for a command's options.\n");
 }
 
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "cluster") == 0) return sdc_cmd_cluster(argc - 1, argv + 1);
   if (strcmp(cmd, "bench-engine") == 0) return sdc_cmd_bench_engine(argc - 1, argv + 1);
   if (strcmp(cmd, "bench") == 0) return sdc_cmd_bench(argc - 1, argv + 1);
+  if (strcmp(cmd, "keygen") == 0) return sdc_cmd_keygen(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;

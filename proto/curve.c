@@ -45,7 +45,7 @@ int sdc_curve_read_key(const char *path, char out[SDC_CURVE_Z85]) {
   return SDC_OK;
 }
 
-/* Parses "PUBLIC-KEY NAME" lines into c->peers. */
+/* Parses "PUBLIC-KEY NAME" lines into c->peers; a line starting with '#' is a comment. */
 static int sdc__load_authorized(sdc_curve *c, const char *path) {
   char *text;
   size_t n;
@@ -60,7 +60,8 @@ static int sdc__load_authorized(sdc_curve *c, const char *path) {
   int line = 0;
   for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
     line++; /* blank lines vanish in strtok_r: line numbers then count non-empty lines */
-    l[strcspn(l, "#\r")] = 0;
+    l[strcspn(l, "\r")] = 0;
+    if (l[strspn(l, " \t")] == '#') continue; /* a comment line ('#' is also a Z85 character) */
     char key[64] = "", name[SDC_MAX_WORKER_ID + 1] = "", extra[2] = "";
     int k = sscanf(l, "%63s %128s %1s", key, name, extra);
     if (k <= 0) continue;

@@ -3,7 +3,7 @@
  * Files (written by `sdc keygen`, docs/security.md):
  *   NAME.key     the secret key, Z85 (40 characters) on one line, mode 0600
  *   NAME.pub     the public key, Z85
- *   authorized   one "PUBLIC-KEY NAME" per line ('#' starts a comment); names are unique
+ *   authorized   one "PUBLIC-KEY NAME" per line (a line starting with '#' is a comment); names are unique
  * The ZAP handler accepts a CURVE client only when its public key is in the authorized file, and sets the
  * connection's User-Id to that key's name: every message received on it carries that name
  * (zmq_msg_gets "User-Id", read by sdc_zmq_recv_from). */
