@@ -71,6 +71,8 @@
 #define SDC_CURVE_MAX_KEYS 256      /* public keys in an authorized file (one per worker or role) */
 #define SDC_CURVE_KEY_FILE_BYTES 1024 /* a .key/.pub file; a Z85 key is 40 characters */
 #define SDC_CURVE_AUTH_FILE_BYTES (256 * 1024) /* an authorized file: "PUBLIC-KEY NAME" lines */
+#define SDC_ZMQ_PING_MS 1000         /* with CURVE, the coordinator's ROUTER pings each connection this often */
+#define SDC_ZMQ_PING_TIMEOUT_MS 3000 /* and closes a silent one, freeing its worker id for a reconnect */
 
 /* ---- kernels ---- */
 #define SDC_PAR_MIN_ELEMS 65536 /* below this many elements an elementwise op stays on one thread */

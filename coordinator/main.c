@@ -210,7 +210,16 @@ static int sdc__open_router(sdc_coord *c) {
     return 2;
   }
   int one = 1;
-  zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one); /* a restarted worker keeps its id */
+  if (!c->curve.on) {
+    zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one); /* a restarted worker keeps its id */
+  } else {
+    /* no hand-over: it would let any authorized key take a live worker's routing id and cut that worker off.
+     * A second connection under a live id is refused; a dead one's id frees when its TCP connection closes,
+     * or when ZMTP heartbeats stop answering (a host that vanished), and its worker's reconnects then succeed */
+    const int ivl = SDC_ZMQ_PING_MS, timeout = SDC_ZMQ_PING_TIMEOUT_MS;
+    zmq_setsockopt(c->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(c->router, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
+  }
   if (zmq_bind(c->router, c->bind) != 0) {
     sdc_log(NULL, -1, 0, "--bind %s: %s", c->bind, zmq_strerror(errno));
     return 2;
