@@ -15,7 +15,8 @@
 # Node 0 runs redis-server, sdc-coordinator and the load driver; stage s of (text, unet-down, unet-mid, unet-up, vae)
 # runs on node 1 + s mod (K-1), each worker its own process with --http on its node's address. With K=3 the UNet's
 # every hop (coordinator>down, down>mid, mid>up, up>coordinator) crosses the bridge. K=2 puts every worker on node 1.
-# Load: `sdc bench` (deploy/lib.sh's nb_run_load).
+# Load: `sdc bench` (deploy/lib.sh's nb_run_load). Every ZeroMQ link is CURVE-encrypted (keys from `sdc keygen`
+# in --out/keys, one per process), as in a deployment.
 # Metrics of every process are scraped before and after the load (after --warmup jobs, which are not counted).
 #
 # Writes to --out (default /tmp/sdc-netns-bench-<pid>): results.json, summary.txt (also printed), jobs.csv,
@@ -133,16 +134,22 @@ start redis "$N0" redis-server --bind "$A0" --port 6379 --save "" --appendonly n
 RC="ip netns exec $N0 redis-cli -h $A0 -p 6379"
 for _ in $(seq 50); do $RC PING > /dev/null 2>&1 && break; sleep 0.1; done
 $RC PING > /dev/null || { log "redis-server did not start: $(tail -3 "$OUT/logs/redis.log")"; exit 1; }
-start coordinator "$N0" "$COORD" --model "$MODEL" --redis "redis://$A0:6379" --bind "tcp://$A0:5555" \
-  --wire "$WIRE" --max-jobs "$MAXJOBS" --http "$A0:9100" --id coordinator
-ENDPOINTS=("coordinator http://$A0:9100/metrics")
+# CURVE on every ZeroMQ link, as deployed (docs/security.md): a key per process; the binds are not loopback
 STAGES=(text unet-down unet-mid unet-up vae)
+KEYS="$OUT/keys" KNAMES=(--name coordinator)
+for s in "${!STAGES[@]}"; do KNAMES+=(--name "${STAGES[$s]}-n$((1 + s % (K - 1)))"); done
+"$SDC" keygen --out "$KEYS" "${KNAMES[@]}" > /dev/null || { log "sdc keygen failed"; exit 1; }
+start coordinator "$N0" "$COORD" --model "$MODEL" --redis "redis://$A0:6379" --bind "tcp://$A0:5555" \
+  --wire "$WIRE" --max-jobs "$MAXJOBS" --http "$A0:9100" --id coordinator \
+  --curve-key "$KEYS/coordinator.key" --curve-authorized "$KEYS/authorized"
+ENDPOINTS=("coordinator http://$A0:9100/metrics")
 LAYOUT=""
 WENV=(); [ -n "$THREADS" ] && WENV=(env "OMP_NUM_THREADS=$THREADS" "OPENBLAS_NUM_THREADS=$THREADS")
 for s in "${!STAGES[@]}"; do
   st=${STAGES[$s]} node=$((1 + s % (K - 1))); a=$(ip4 "$node")
   start "$st" "$(ns "$node")" "${WENV[@]}" "$WORKER" --stage "$st" --model "$MODEL" --coordinator "tcp://$A0:5555" \
-    --bind "tcp://$a:$((7000 + s))" --id "$st-n$node" --http "$a:$((9101 + s))"
+    --bind "tcp://$a:$((7000 + s))" --id "$st-n$node" --http "$a:$((9101 + s))" \
+    --curve-key "$KEYS/$st-n$node.key" --curve-authorized "$KEYS/authorized"
   ENDPOINTS+=("$st http://$a:$((9101 + s))/metrics")
   LAYOUT+="${LAYOUT:+ }$st@n$node"
 done
