@@ -166,9 +166,9 @@ int sdc_curve_zap_serve(sdc_curve *c) {
       refused++;
       sdc_log(NULL, -1, 0, "refused a connection from %s: %s%s%s (%s)", addr, why, key[0] ? " " : "", key, c->auth_path);
     }
-    if (n >= 2) { /* answer: version, request id, status, text, user id, metadata */
+    { /* answer every request (a REP socket must): version, request id, status, text, user id, metadata */
       zmq_send(c->zap, "1.0", 3, ZMQ_SNDMORE);
-      zmq_send(c->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+      zmq_send(c->zap, n >= 2 ? zmq_msg_data(&f[1]) : "", n >= 2 ? zmq_msg_size(&f[1]) : 0, ZMQ_SNDMORE);
       zmq_send(c->zap, why ? "400" : "200", 3, ZMQ_SNDMORE);
       zmq_send(c->zap, why ? why : "OK", strlen(why ? why : "OK"), ZMQ_SNDMORE);
       zmq_send(c->zap, name ? name : "", name ? strlen(name) : 0, ZMQ_SNDMORE);

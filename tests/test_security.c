@@ -214,6 +214,25 @@ static void check_plaintext_guard(void) {
         rc, err);
 }
 
+/* Bad key files (the k8s placeholder, a bad authorized line) stop a process with one line naming the file. */
+static void check_bad_keys(void) {
+  char bad[1200], badauth[1200], cmd[4096], err[2048];
+  snprintf(bad, sizeof bad, "%s/placeholder.key", g_tmp);
+  snprintf(badauth, sizeof badauth, "%s/bad-authorized", g_tmp);
+  FILE *fp = fopen(bad, "w");
+  if (fp) fputs("replace-me-with-sdc-keygen\n", fp), fclose(fp);
+  fp = fopen(badauth, "w");
+  if (fp) fputs("# a comment\nnot-a-key coordinator\n", fp), fclose(fp);
+  snprintf(cmd, sizeof cmd, "'%s/sdc-coordinator' --model '%s' --curve-key '%s' --curve-authorized '%s/keys/authorized'",
+           g_bin, g_model, bad, g_tmp);
+  int rc = sdc_test_run(cmd, err, sizeof err);
+  CHECK(rc == 2 && strstr(err, bad) && sdc_test_lines(err) == 1, "placeholder key: exit %d, %s", rc, err);
+  snprintf(cmd, sizeof cmd, "'%s/sdc-worker' --model '%s' --stage vae --coordinator tcp://127.0.0.1:1 --curve-key "
+           "'%s/keys/wA.key' --curve-authorized '%s'", g_bin, g_model, g_tmp, badauth);
+  rc = sdc_test_run(cmd, err, sizeof err);
+  CHECK(rc == 2 && strstr(err, ":2: expected") && sdc_test_lines(err) == 1, "bad authorized line: exit %d, %s", rc, err);
+}
+
 /* The job's image against `sdc generate` with the same parameters: every RGB byte equal. */
 static void compare_with_generate(const char *id, const char *prompt, int steps, int seed) {
   char cmd[4096], err[4096], gen[1100], got[1100];
@@ -274,6 +293,7 @@ int main(int argc, char **argv) {
   zmq_curve_keypair(stranger_pub, stranger_sec);
   read_key("coordinator", "pub", coord_pub);
   read_key("evil", "pub", evil_pub), read_key("evil", "key", evil_sec), read_key("wA", "pub", wa_pub);
+  check_bad_keys();
 
   /* redis, the coordinator, worker wA (text, unet-down, unet-mid) and wB (unet-up, vae): down -> mid is local to
    * wA, mid -> up crosses to wB over CURVE */
