@@ -6,7 +6,10 @@
  * cannot take a worker's id or forge its heartbeats or a route's replies. A bf16 worker is refused by an fp32
  * coordinator; no refusal carries the coordinator's fingerprint. The fingerprint covers weights and precision.
  * Through all of it a job completes with pixels identical to `sdc generate`, and no worker is cut off. */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <spawn.h>
@@ -169,6 +172,29 @@ static void close_all(void **s, int n) {
   }
 }
 
+/* A sample of the coordinator's /metrics (its --http on 127.0.0.1:port), e.g.
+ * sdc_frames_dropped_total{reason="sender"}; -1 when unreadable. */
+static double metric(int port, const char *series) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  static char resp[1 << 20];
+  size_t got = 0;
+  ssize_t r;
+  const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1))
+    while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0) got += (size_t)r;
+  close(fd);
+  resp[got] = 0;
+  char needle[256];
+  snprintf(needle, sizeof needle, "\n%s ", series);
+  const char *p = strstr(resp, needle);
+  return p ? atof(p + strlen(needle)) : -1;
+}
+
 static char *hget(const char *id, const char *field) {
   redisReply *r = redisCommand(g_rc, "HGET sdc:job:%s %s", id, field);
   char *v = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
@@ -297,7 +323,9 @@ int main(int argc, char **argv) {
 
   /* redis, the coordinator, worker wA (text, unet-down, unet-mid) and wB (unet-up, vae): down -> mid is local to
    * wA, mid -> up crosses to wB over CURVE */
-  int rport = sdc_test_free_port(), cport = sdc_test_free_port();
+  int rport = sdc_test_free_port(), cport = sdc_test_free_port(), hport = sdc_test_free_port();
+  char http_arg[32];
+  snprintf(http_arg, sizeof http_arg, "127.0.0.1:%d", hport);
   char rport_s[16], redis_url[64], auth[1200], ckey[1200], akey[1200], bkey[1200];
   snprintf(rport_s, sizeof rport_s, "%d", rport);
   snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d", rport);
@@ -324,7 +352,7 @@ int main(int argc, char **argv) {
   CHECK(g_rc != NULL, "redis-server did not come up");
   if (!g_rc) return sdc_test_finish("test_security");
   char *cargv[] = {coord_bin, "--model", g_model, "--redis", redis_url, "--bind", g_coord_url, "--curve-key", ckey,
-                   "--curve-authorized", auth, "--id", "coord", NULL};
+                   "--curve-authorized", auth, "--id", "coord", "--http", http_arg, NULL};
   g_coord = spawn_logged(cargv, g_clog);
   char *aargv[] = {worker_bin, "--stage", "text,unet-down,unet-mid", "--model", g_model, "--coordinator", g_coord_url,
                    "--id", "wA", "--curve-key", akey, "--curve-authorized", auth, NULL};
@@ -441,6 +469,14 @@ int main(int argc, char **argv) {
   CHECK(forged >= 1, "no forged reply was dropped as one (see %s)", g_clog);
   CHECK(log_count(g_clog, "forger-1") == 0, "the stranger's replies reached the coordinator");
   printf("forged replies dropped by sender (impostor): %d log lines\n", forged);
+  /* every drop is counted, by reason */
+  const double m_sender = metric(hport, "sdc_frames_dropped_total{reason=\"sender\"}"),
+               m_unauth = metric(hport, "sdc_frames_dropped_total{reason=\"unauthorized\"}"),
+               m_refused = metric(hport, "sdc_frames_dropped_total{reason=\"refused\"}");
+  CHECK(m_sender >= forged + 2 && m_unauth >= 3 && m_refused >= 2,
+        "coordinator's sdc_frames_dropped_total: sender %g (>= %d), unauthorized %g (>= 3), refused %g (>= 2)", m_sender,
+        forged + 2, m_unauth, m_refused);
+  printf("coordinator sdc_frames_dropped_total: sender %g, unauthorized %g, refused %g\n", m_sender, m_unauth, m_refused);
 
   /* 5. a bf16 worker joins an fp32 coordinator: refused, without our fingerprint */
   char bflog[1200], bfkey[1200];
