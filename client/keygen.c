@@ -120,7 +120,8 @@ int sdc_cmd_keygen(int argc, char **argv) {
       case 'o': out = optarg; break;
       case 'n':
         if (!sdc__name_ok(optarg)) {
-          fprintf(stderr, "sdc keygen: --name '%.140s': 1..%d bytes of [A-Za-z0-9._-], not starting with '.', not 'authorized'\n",
+          fprintf(stderr,
+                  "sdc keygen: --name '%.140s': 1..%d bytes of [A-Za-z0-9._-], not starting with '.', not 'authorized'\n",
                   optarg, SDC_MAX_WORKER_ID - 1);
           return 2;
         }

@@ -18,7 +18,8 @@ int sdc_node_metrics_init(sdc_node_metrics *nm) {
   nm->ready = sdc_metrics_gauge(nm->reg, "sdc_ready", "1 when /readyz would say ready.", 0, NULL);
   if (!nm->link_bytes || !nm->dropped || !nm->ready) return SDC_EINVAL; /* sdc_errmsg names the metric */
   /* every series a dashboard sums over exists from the start, at 0 */
-  static const char *const reasons[] = {"malformed", "version", "bad_tensor", "late", "deadline", "unauthorized", "sender", "refused"};
+  static const char *const reasons[] = {"malformed", "version",      "bad_tensor", "late",
+                                        "deadline",  "unauthorized", "sender",     "refused"};
   for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) sdc_metric_add(nm->dropped, &reasons[i], 0);
   return sdc_metrics_add_process(nm->reg);
 }

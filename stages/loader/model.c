@@ -179,7 +179,9 @@ int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, 
   for (int c = 0; c < (m->single_file ? 1 : SDC_COMP_COUNT); c++) {
     char p[1200];
     uint32_t crc;
-    int err = m->single_file ? (snprintf(p, sizeof p, "%s", m->path), SDC_OK) : sdc__component_file(m, (sdc_component)c, p, sizeof p);
+    int err = SDC_OK;
+    if (m->single_file) snprintf(p, sizeof p, "%s", m->path);
+    else err = sdc__component_file(m, (sdc_component)c, p, sizeof p);
     if (!err) err = sdc__file_crc(p, &crc);
     if (err) return err;
     wfp = wfp * 0x9e3779b1u ^ crc;
