@@ -219,7 +219,8 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
 
 /* ------------------------------------------------------------- workers */
 
-static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, const char *user, const Sdcpb__Register *r) {
+static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, const char *user,
+                             const Sdcpb__Register *r) {
   Sdcpb__Welcome wel = SDCPB__WELCOME__INIT;
   wel.coordinator_id = c->id;
   wel.heartbeat_ms = (uint32_t)c->heartbeat_ms;
