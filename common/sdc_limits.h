@@ -68,6 +68,7 @@
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */
 
 /* ---- security (ZeroMQ CURVE) ---- */
+#define SDC_WORKER_SILENT_WARN_BEATS 5 /* an unregistered worker the coordinator never answers says so this often */
 #define SDC_CURVE_MAX_KEYS 256      /* public keys in an authorized file (one per worker or role) */
 #define SDC_CURVE_KEY_FILE_BYTES 1024 /* a .key/.pub file; a Z85 key is 40 characters */
 #define SDC_CURVE_AUTH_FILE_BYTES (256 * 1024) /* an authorized file: "PUBLIC-KEY NAME" lines */

@@ -441,6 +441,12 @@ int main(int argc, char **argv) {
   CHECK(wait_log(g_clog, "refused worker evil-3 (key 'evil'", 1, 5000), "evil's registration as wA was not refused");
   close_all(ev, 4);
 
+  /* a worker without keys against the CURVE coordinator: the handshake fails, and the worker says so */
+  char plog[1200];
+  snprintf(plog, sizeof plog, "%s/wplain.log", g_tmp);
+  char *pargv[] = {worker_bin, "--stage", "vae", "--model", g_model, "--coordinator", g_coord_url, "--id", "wplain", NULL};
+  pid_t plain = spawn_logged(pargv, plog);
+
   /* 4. a job under a storm of forged replies from a stranger and the impostor */
   const char *id = "sec-job", *prompt = "a locked door";
   const int steps = 12, seed = 4242;
@@ -477,6 +483,11 @@ int main(int argc, char **argv) {
         "coordinator's sdc_frames_dropped_total: sender %g (>= %d), unauthorized %g (>= 3), refused %g (>= 2)", m_sender,
         forged + 2, m_unauth, m_refused);
   printf("coordinator sdc_frames_dropped_total: sender %g, unauthorized %g, refused %g\n", m_sender, m_unauth, m_refused);
+
+  CHECK(wait_log(plog, "no answer from coordinator", 1, 20000) && log_count(plog, "WARNING: plaintext") == 1,
+        "a plaintext worker facing a CURVE coordinator did not say why it gets no answer (see %s)", plog);
+  CHECK(log_count(g_clog, "worker wplain registered") == 0, "a plaintext worker registered with a CURVE coordinator");
+  stop(&plain);
 
   /* 5. a bf16 worker joins an fp32 coordinator: refused, without our fingerprint */
   char bflog[1200], bfkey[1200];

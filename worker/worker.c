@@ -83,6 +83,7 @@ typedef struct {
   sdc_curve curve;
   char coord_key[SDC_CURVE_Z85];
   uv_poll_t zap_poll;
+  int silent_beats; /* beats since the coordinator last said anything: a CURVE mismatch is otherwise silent */
   /* drain: the coordinator's count of requests routed through us (-1 until it answers a draining
    * heartbeat); beats sent while it had not answered; requests received after SIGTERM */
   uint64_t drain_timeout_ms;
@@ -427,6 +428,7 @@ static void sdc__set_beat(sdc__worker *w, uint32_t period_ms) {
 }
 
 static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
+  w->silent_beats = 0;
   if (env->body_case == SDCPB__ENVELOPE__BODY_WELCOME) {
     if (env->welcome->accepted) {
       if (!w->registered) sdc_log(NULL, -1, 0, "registered with coordinator %s", env->welcome->coordinator_id);
@@ -522,6 +524,13 @@ static void sdc__on_prepare(uv_prepare_t *p) { sdc__drain(p->data); }
 static void sdc__on_beat(uv_timer_t *t) {
   sdc__worker *w = t->data;
   if (!w->registered && !w->draining) sdc__send_register(w);
+  /* unanswered: a handshake that fails (CURVE on one side only, a key it does not authorize, another server
+   * key) shows nowhere else on this side */
+  if (!w->registered && ++w->silent_beats % SDC_WORKER_SILENT_WARN_BEATS == 0)
+    sdc_log(NULL, -1, 0, "no answer from coordinator %s for %d beats: is it running, and %s (docs/security.md)?",
+            w->coordinator, w->silent_beats,
+            w->curve.on ? "does it run CURVE with our key in its authorized file and the server key we were given"
+                        : "does it run plaintext (we have no --curve-key)");
   sdc__send_heartbeat(w);
   if (w->draining && w->coord_routed < 0) w->drain_beats++;
   sdc__drain(w);
