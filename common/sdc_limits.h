@@ -62,7 +62,9 @@
 #define SDC_COORD_REDIS_SILENT_MS 6000         /* --http: a poll unanswered this long makes /readyz say Redis is down */
 
 /* ---- workers ---- */
-#define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */
+#define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps; the least recently used goes first */
+#define SDC_WORKER_PEER_IDLE_MS 60000 /* a next-hop connection unused this long is closed (peers move: pods) */
+#define SDC_WORKER_MAX_QUEUE 64       /* requests waiting for the compute thread; more are answered with an error */
 #define SDC_MAX_WORKER_ID 128   /* bytes of a worker id with its NUL (sdc-worker --id, Register.worker_id) */
 #define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */

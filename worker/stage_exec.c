@@ -304,6 +304,12 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   return sdc_wire_pack(&env, out, out_n);
 }
 
+int sdc_stage_error_reply(const Sdcpb__StageRequest *req, const char *error, uint8_t **out, size_t *out_n) {
+  const Sdcpb__Stage stage = req->hop < req->n_route && req->route[req->hop] ? req->route[req->hop]->stage
+                                                                             : SDCPB__STAGE__STAGE_INVALID;
+  return sdc__pack_reply(req, stage, error, NULL, "", 0, out, out_n);
+}
+
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,
                       size_t *out_n, int *next_is_reply, const char **next_endpoint, sdc_stage_hops *hops,
                       sdc_error *hop_error) {

@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "abort.h"
 #include "clock.h"
 #include "error.h"
 #include "flag.h"
@@ -70,9 +71,11 @@ typedef struct {
   struct {
     char endpoint[SDC_MAX_ENDPOINT];
     void *sock;
+    int64_t used_ms; /* monotonic: the last send, for idle close and least-recently-used eviction */
   } peers[SDC_WORKER_MAX_PEERS];
-  int n_peers;
-  uint64_t served, dropped_late, dropped_full, errors;
+  int n_peers, n_queued;
+  atomic_int cancel_running; /* the Cancel of the running request's job: its compute stops between blocks */
+  uint64_t served, dropped_late, dropped_full, dropped_queue, cancelled, peers_closed, errors;
   int draining, registered, closing, log_hops, loaded;
   uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
   sdc__telemetry tm;
@@ -245,13 +248,32 @@ static void sdc__send_heartbeat(sdc__worker *w) { sdc__send_heartbeat_as(w, 0); 
 
 /* The PUSH socket to endpoint, connected on first use. NULL with the loop
  * thread's message set (naming the endpoint) when it cannot be had. */
+static void sdc__peer_close(sdc__worker *w, int i, const char *why) {
+  sdc_log(NULL, -1, 0, "closed next hop %s (%s)", w->peers[i].endpoint, why);
+  zmq_close(w->peers[i].sock);
+  w->peers[i] = w->peers[--w->n_peers];
+  w->peers_closed++;
+}
+
+/* On the beat: next hops unused for SDC_WORKER_PEER_IDLE_MS are closed; a peer that moved (a restarted
+ * pod on a new address) is never used again, so without this the table would only grow. */
+static void sdc__peers_prune(sdc__worker *w) {
+  const int64_t now = sdc_clock_mono_ms();
+  for (int i = w->n_peers - 1; i >= 0; i--)
+    if (now - w->peers[i].used_ms > SDC_WORKER_PEER_IDLE_MS) sdc__peer_close(w, i, "idle");
+}
+
 static void *sdc__peer(sdc__worker *w, const char *endpoint) {
   for (int i = 0; i < w->n_peers; i++)
-    if (strcmp(w->peers[i].endpoint, endpoint) == 0) return w->peers[i].sock;
-  if (w->n_peers == SDC_WORKER_MAX_PEERS) {
-    sdc_seterr(SDC_EUNSUPPORTED, "%s: already connected to SDC_WORKER_MAX_PEERS (%d) next hops", endpoint,
-               SDC_WORKER_MAX_PEERS);
-    return NULL;
+    if (strcmp(w->peers[i].endpoint, endpoint) == 0) {
+      w->peers[i].used_ms = sdc_clock_mono_ms();
+      return w->peers[i].sock;
+    }
+  if (w->n_peers == SDC_WORKER_MAX_PEERS) { /* full: the least recently used makes room */
+    int lru = 0;
+    for (int i = 1; i < w->n_peers; i++)
+      if (w->peers[i].used_ms < w->peers[lru].used_ms) lru = i;
+    sdc__peer_close(w, lru, "least recently used of SDC_WORKER_MAX_PEERS");
   }
   void *s = zmq_socket(w->zctx, ZMQ_PUSH);
   if (!s) {
@@ -265,6 +287,7 @@ static void *sdc__peer(sdc__worker *w, const char *endpoint) {
     return NULL;
   }
   snprintf(w->peers[w->n_peers].endpoint, sizeof w->peers[w->n_peers].endpoint, "%s", endpoint);
+  w->peers[w->n_peers].used_ms = sdc_clock_mono_ms();
   w->peers[w->n_peers++].sock = s;
   return s;
 }
@@ -295,8 +318,10 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__item *it = w->running;
   const char *ep = NULL;
   it->start_ms = sdc_clock_unix_ms();
+  sdc_abort_watch(&w->cancel_running);
   int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->hops,
                               &it->hop_error);
+  sdc_abort_watch(NULL);
   sdc_error_capture(&it->send_error, err);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
   it->end_ms = sdc_clock_unix_ms();
@@ -315,12 +340,18 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   if (w->log_hops)
     sdc_log(r->job_id, step, 0, "hop stage=%s start_ms=%llu end_ms=%llu", stage, (unsigned long long)it->start_ms,
             (unsigned long long)it->end_ms);
-  if (it->hop_error.code) {
+  if (it->hop_error.code == SDC_ECANCELLED) {
+    /* the job was cancelled while this ran: the coordinator has ended it, nothing is sent */
+    w->cancelled++;
+    sdc_log(r->job_id, step, 0, "%s stopped by cancel after %llu ms: %s", stage,
+            (unsigned long long)(it->end_ms - it->start_ms), it->hop_error.msg);
+  } else if (it->hop_error.code) {
     w->errors++;
     sdc_log(r->job_id, step, 0, "%s failed (%s), replying with the error: %s", stage, sdc_err_name(it->hop_error.code),
             it->hop_error.msg);
   }
-  if (it->send_error.code) {
+  if (it->hop_error.code == SDC_ECANCELLED) {
+  } else if (it->send_error.code) {
     w->errors++;
     sdc_log(r->job_id, step, 0, "%s: nothing to send (%s): %s", stage, sdc_err_name(it->send_error.code),
             it->send_error.msg);
@@ -347,21 +378,53 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   sdc__maybe_exit(w);
 }
 
+/* A request whose deadline is 0 (none: it could be held forever) or past is dropped and counted: the
+ * coordinator re-issues a step whose deadline passed, and a request without one is not its. */
+static int sdc__drop_if_late(sdc__worker *w, const Sdcpb__StageRequest *r) {
+  const uint64_t now = sdc_clock_unix_ms();
+  if (r->deadline_unix_ms && now <= r->deadline_unix_ms) return 0;
+  w->dropped_late++;
+  sdc_node_metrics_drop(&w->tm.node, "deadline");
+  if (!r->deadline_unix_ms)
+    sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, the request has no deadline", sdc_stage_name(sdc__stage_of(r)));
+  else
+    sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
+            (unsigned long long)(now - r->deadline_unix_ms));
+  return 1;
+}
+
+/* On the beat: queued requests whose deadline passed leave the queue now, not when they reach its head. */
+static void sdc__queue_prune(sdc__worker *w) {
+  sdc__item **pp = &w->head, *last = NULL;
+  while (*pp) {
+    sdc__item *it = *pp;
+    if (sdc__drop_if_late(w, it->env->request)) {
+      *pp = it->next;
+      w->n_queued--;
+      sdc_wire_free(it->env);
+      free(it);
+    } else {
+      last = it;
+      pp = &it->next;
+    }
+  }
+  w->tail = last;
+  sdc__set_queue_gauge(w);
+}
+
 static void sdc__start_next(sdc__worker *w) {
   for (; !w->running && w->head; sdc__set_queue_gauge(w)) {
     sdc__item *it = w->head;
     w->head = it->next;
+    w->n_queued--;
     if (!w->head) w->tail = NULL;
     const Sdcpb__StageRequest *r = it->env->request;
-    if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
-      w->dropped_late++; /* the coordinator has re-issued it by now */
-      sdc_node_metrics_drop(&w->tm.node, "deadline");
-      sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
-              (unsigned long long)(sdc_clock_unix_ms() - r->deadline_unix_ms));
+    if (sdc__drop_if_late(w, r)) {
       sdc_wire_free(it->env);
       free(it);
       continue;
     }
+    atomic_store(&w->cancel_running, 0);
     w->running = it;
     w->tm.run_start_us = sdc_clock_mono_ns() / 1000;
     w->work.data = w;
@@ -370,12 +433,38 @@ static void sdc__start_next(sdc__worker *w) {
   sdc__set_queue_gauge(w);
 }
 
+/* A full queue: the coordinator hears at once (an error reply naming us and the bound) and routes the
+ * step again, instead of the queue growing without end. */
+static void sdc__refuse_full(sdc__worker *w, Sdcpb__Envelope *env) {
+  const Sdcpb__StageRequest *r = env->request;
+  char msg[SDC_MAX_WORKER_ID + 128];
+  snprintf(msg, sizeof msg, "worker %s: queue full (SDC_WORKER_MAX_QUEUE %d requests waiting)", w->id,
+           SDC_WORKER_MAX_QUEUE);
+  w->dropped_queue++;
+  sdc_node_metrics_drop(&w->tm.node, "queue_full");
+  sdc_log(r->job_id, sdc__step_of(r), 0, "%s: refused: %s", sdc_stage_name(sdc__stage_of(r)), msg);
+  uint8_t *out = NULL;
+  size_t n = 0;
+  if (sdc_stage_error_reply(r, msg, &out, &n) == SDC_OK) zmq_send(w->ctrl, out, n, ZMQ_DONTWAIT);
+  free(out);
+  sdc_wire_free(env);
+}
+
 static void sdc__on_request(sdc__worker *w, Sdcpb__Envelope *env) {
+  if (sdc__drop_if_late(w, env->request)) {
+    sdc_wire_free(env);
+    return;
+  }
+  if (w->n_queued >= SDC_WORKER_MAX_QUEUE) {
+    sdc__refuse_full(w, env);
+    return;
+  }
   sdc__item *it = calloc(1, sizeof *it);
   if (!it) {
     sdc_wire_free(env);
     return;
   }
+  w->n_queued++;
   it->env = env;
   if (w->tail) w->tail->next = it;
   else w->head = it;
@@ -412,12 +501,15 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
       sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
     }
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_CANCEL) {
-    /* drop queued work of the job; what runs now finishes (one step at most) */
+    /* drop queued work of the job; what runs now stops at its next block */
+    if (w->running && strcmp(w->running->env->request->job_id, env->cancel->job_id) == 0)
+      atomic_store(&w->cancel_running, 1);
     sdc__item **pp = &w->head, *last = NULL;
     while (*pp) {
       sdc__item *it = *pp;
       if (strcmp(it->env->request->job_id, env->cancel->job_id) == 0) {
         *pp = it->next;
+        w->n_queued--;
         sdc_wire_free(it->env);
         free(it);
       } else {
@@ -493,6 +585,8 @@ static void sdc__on_beat(uv_timer_t *t) {
   sdc__worker *w = t->data;
   if (!w->registered && !w->draining) sdc__send_register(w);
   sdc__send_heartbeat(w);
+  sdc__peers_prune(w);
+  sdc__queue_prune(w);
   if (w->draining && w->coord_routed < 0) w->drain_beats++;
   sdc__drain(w);
   sdc__maybe_exit(w);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abort.h"
 #include "error.h"
 #include "ops.h"
 
@@ -200,6 +201,9 @@ int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const fl
   acts->skips[k++] = h;
   for (int i = 0; i < c->n_blocks; i++) {
     const sdc__unet_block *b = &u->down[i];
+    char where[32];
+    snprintf(where, sizeof where, "unet-down block %d", i);
+    if ((err = sdc_abort_check(where))) return err; /* a cancelled job stops here, between blocks */
     for (int64_t j = 0; j < b->n_layers; j++) {
       float *r;
       SDC__ALLOC(r, a, B * b->cout * H * W);
@@ -234,6 +238,7 @@ int sdc_unet_mid(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx
   memcpy(ts, acts->temb, (size_t)(B * T) * sizeof *ts);
   sdc_silu(ts, B * T);
   int err;
+  if ((err = sdc_abort_check("unet-mid"))) return err;
   if ((err = sdc_resnet_forward(&u->mid_res[0], a, h1, acts->h, ts, B, H, W))) return err;
   if ((err = sdc_transformer_forward(&u->mid_attn[0], a, h2, h1, ctx, B, H, W, Nctx))) return err;
   if ((err = sdc_resnet_forward(&u->mid_res[1], a, h1, h2, ts, B, H, W))) return err;
@@ -255,6 +260,12 @@ int sdc_unet_up(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx,
   const float *h = acts->h;
   for (int i = 0; i < c->n_blocks; i++) {
     const sdc__unet_block *b = &u->up[i];
+    char where[32];
+    snprintf(where, sizeof where, "unet-up block %d", i);
+    if ((err = sdc_abort_check(where))) {
+      sdc_arena_reset(a, m);
+      return err;
+    }
     for (int64_t j = 0; j < b->n_layers; j++) {
       k--;
       if (k < 0 || acts->skip_h[k] != H || acts->skip_w[k] != W)
