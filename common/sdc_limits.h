@@ -51,6 +51,11 @@
 #define SDC_COORD_MAX_RECLAIM_IDLE_MS 86400000 /* value; a leaving coordinator marks its entries idle this long */
 #define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails */
 #define SDC_COORD_DEFAULT_STEP_TIMEOUT_MS 600000
+#define SDC_COORD_MAX_STEP_TIMEOUT_MS 86400000  /* --step-timeout-ms bounds: 100..this */
+#define SDC_COORD_DEFAULT_JOB_TIMEOUT_MS 3600000 /* --job-timeout-ms: a job running longer fails, its work cancelled */
+#define SDC_COORD_MIN_JOB_TIMEOUT_MS 1000        /* --job-timeout-ms and the job's timeout_ms: 1 s .. 24 h */
+#define SDC_COORD_MAX_JOB_TIMEOUT_MS 86400000
+#define SDC_COORD_CANCEL_POLL_MS 500           /* a step in flight this long has its job's cancel flag read this often */
 #define SDC_COORD_DEFAULT_MAX_JOBS 8           /* jobs in flight per coordinator */
 #define SDC_COORD_MAX_JOBS 1024
 #define SDC_MAX_WORKERS 256                    /* registry slots */

@@ -92,7 +92,8 @@ int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why) {
     sdc_coord_job_fail(c, j, msg);
     return 1;
   }
-  /* the scheduler has not stepped: the same inputs are sent again */
+  /* the scheduler has not stepped: the same inputs are sent again, once the job is known not cancelled */
+  j->recheck_cancel = 1;
   sdc_metric_add(c->tm.reissued, NULL, 1);
   sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing", j->attempts, j->last_error);
   return 0;
@@ -144,6 +145,8 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     sdc_coord_job_fail(c, j, "out of memory for the model input");
     return;
   }
+  const uint64_t timeout_ms = c->job_timeout_ms;
+  j->deadline_ms = sdc_clock_mono_ms() + (int64_t)timeout_ms;
   sdc_coord_store_running(c, j);
   sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,
                     (long long)sdc_scheduler_n_calls(j->d.sched), j->sched_name, (unsigned long long)j->g.seed);

@@ -62,3 +62,9 @@ int sdc_registry_complete(const sdc_registry *r, unsigned needed) {
     if ((needed & (1u << s)) && sdc_registry_pick(r, (Sdcpb__Stage)s) < 0) return 0;
   return 1;
 }
+
+int sdc_registry_used(const sdc_registry *r) {
+  int n = 0;
+  for (int i = 0; i < r->n; i++) n += r->w[i].alive || r->w[i].push;
+  return n;
+}

@@ -34,6 +34,8 @@ int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage);
 /* Marks workers silent for longer than timeout_ms dead; returns how many died
  * now (their indices in died[], at most SDC_MAX_WORKERS). */
 int sdc_registry_expire(sdc_registry *r, uint64_t now_ms, uint64_t timeout_ms, int *died);
+/* Slots in use: live workers, and dead ones whose socket is still open (a job's route still names them). */
+int sdc_registry_used(const sdc_registry *r);
 /* Whether every stage in `needed` has at least one live, non-draining worker. */
 int sdc_registry_complete(const sdc_registry *r, unsigned needed);
 

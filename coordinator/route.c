@@ -161,7 +161,7 @@ static void sdc__on_reply(sdc_coord *c, const Sdcpb__StageReply *rep) {
   sdc_metric_observe(c->tm.step_latency, &phase_stage[j->phase], (double)(sdc_clock_mono_ns() - j->issued_ns) * 1e-9);
   for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
   if (failed) {
-    if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_issue(c, j);
+    if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_poll_cancel(c, j); /* re-issued unless cancelled */
     return;
   }
   sdc__note_route(j, rep);
@@ -187,14 +187,35 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
     sdc_log(NULL, -1, 0, "worker %s is dead (no heartbeat for %lld ms)", c->reg.w[died[i]].id, (long long)c->dead_after_ms);
   for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
     next = j->next; /* a failed job is freed only once Redis answers, but stay safe */
-    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->awaiting_redis || j->left) continue;
+    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->left) continue;
+    if (j->deadline_ms && now_ms > j->deadline_ms) {
+      /* past the job's deadline: its work stops on every worker, the job fails */
+      char why[160];
+      snprintf(why, sizeof why, "job timed out: still running after %llu ms (--job-timeout-ms)",
+               (unsigned long long)c->job_timeout_ms);
+      sdc_coord_broadcast_cancel(c, j->id);
+      sdc_coord_job_fail(c, j, why);
+      continue;
+    }
+    if (j->awaiting_redis) continue;
     int lost = 0;
     for (int i = 0; i < j->n_route; i++) lost |= !c->reg.w[j->route[i]].alive;
     if (j->n_route && (lost || now_ms > j->issued_ms + (int64_t)c->step_timeout_ms)) {
       /* a replica died or the step timed out: the same step again elsewhere, same inputs */
       if (sdc_coord_job_retry(c, j, lost ? "a worker on the route died" : "step timed out")) continue;
     }
-    if (!j->n_route) sdc_coord_issue(c, j);
+    if (!j->n_route && j->recheck_cancel) sdc_coord_poll_cancel(c, j); /* issued once known not cancelled */
+    else if (!j->n_route) sdc_coord_issue(c, j);
+    else if (now_ms - j->issued_ms >= SDC_COORD_CANCEL_POLL_MS && now_ms - j->cancel_polled_ms >= SDC_COORD_CANCEL_POLL_MS)
+      sdc_coord_poll_cancel(c, j); /* a long step: a cancel stops it now, not at its end */
+  }
+  /* a dead worker's slot is freed once no request of ours names it (outstanding 0): its socket closes and
+   * the slot takes the next new worker, so workers restarting under new ids never fill the registry */
+  for (int i = 0; i < c->reg.n; i++) {
+    sdc_worker_info *w = &c->reg.w[i];
+    if (w->alive || !w->push || w->outstanding > 0) continue;
+    zmq_close(w->push);
+    w->push = NULL;
   }
 }
 
@@ -227,6 +248,7 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
           sdc_coord_job_log(j, "worker %s restarted with this step in flight; re-issuing", id);
           sdc_coord_release_route(c, j);
           j->attempts++;
+          j->recheck_cancel = 1;
           sdc_metric_add(c->tm.reissued, NULL, 1);
           break;
         }
@@ -242,7 +264,8 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
       zmq_close(w->push);
       w->push = NULL, w->alive = 0;
     } else {
-      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s", id, stages, w->endpoint);
+      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s (%d of %d registry slots in use)", id, stages,
+              w->endpoint, sdc_registry_used(&c->reg), SDC_MAX_WORKERS);
     }
   }
   wel.accepted = !reason[0];
