@@ -49,7 +49,9 @@
 #define SDC_COORD_RECLAIM_IDLE_MS 60000        /* takes over entries nobody touched for this long (--reclaim-idle-ms) */
 #define SDC_COORD_MIN_RECLAIM_IDLE_MS 1000     /* --reclaim-idle-ms bounds; every coordinator of a stream uses one */
 #define SDC_COORD_MAX_RECLAIM_IDLE_MS 86400000 /* value; a leaving coordinator marks its entries idle this long */
-#define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails */
+#define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails (and is dead-lettered) */
+#define SDC_COORD_RETRY_BACKOFF_MS 500         /* a failed try waits this long before the next, doubled each */
+#define SDC_COORD_RETRY_BACKOFF_MAX_MS 10000   /* time up to this: a job that crashes workers does not loop hot */
 #define SDC_COORD_DEFAULT_STEP_TIMEOUT_MS 600000
 #define SDC_COORD_MAX_STEP_TIMEOUT_MS 86400000  /* --step-timeout-ms bounds: 100..this */
 #define SDC_COORD_DEFAULT_JOB_TIMEOUT_MS 3600000 /* --job-timeout-ms: a job running longer fails, its work cancelled */

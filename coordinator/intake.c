@@ -139,8 +139,8 @@ static void sdc__on_cancel_polled(redisAsyncContext *ac, void *r, void *priv) {
     return;
   }
   if (j->recheck_cancel && !j->n_route && !j->awaiting_redis) {
-    j->recheck_cancel = 0;
-    sdc_coord_issue(j->c, j);
+    j->recheck_cancel = 0; /* the tick issues it once its backoff has passed */
+    if (sdc_clock_mono_ms() >= j->retry_at_ms) sdc_coord_issue(j->c, j);
   }
 }
 

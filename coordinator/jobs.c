@@ -92,10 +92,15 @@ int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why) {
     sdc_coord_job_fail(c, j, msg);
     return 1;
   }
-  /* the scheduler has not stepped: the same inputs are sent again, once the job is known not cancelled */
+  /* the scheduler has not stepped: the same inputs are sent again, once the job is known not cancelled and
+   * after a backoff doubling per try (a job that crashes its workers must not loop hot) */
   j->recheck_cancel = 1;
+  int64_t backoff = SDC_COORD_RETRY_BACKOFF_MS;
+  for (int k = 1; k < j->attempts && backoff < SDC_COORD_RETRY_BACKOFF_MAX_MS; k++) backoff *= 2;
+  if (backoff > SDC_COORD_RETRY_BACKOFF_MAX_MS) backoff = SDC_COORD_RETRY_BACKOFF_MAX_MS;
+  j->retry_at_ms = sdc_clock_mono_ms() + backoff;
   sdc_metric_add(c->tm.reissued, NULL, 1);
-  sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing", j->attempts, j->last_error);
+  sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing in %lld ms", j->attempts, j->last_error, (long long)backoff);
   return 0;
 }
 

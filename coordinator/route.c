@@ -204,6 +204,7 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
       /* a replica died or the step timed out: the same step again elsewhere, same inputs */
       if (sdc_coord_job_retry(c, j, lost ? "a worker on the route died" : "step timed out")) continue;
     }
+    if (!j->n_route && now_ms < j->retry_at_ms) continue; /* backing off after a failed try */
     if (!j->n_route && j->recheck_cancel) sdc_coord_poll_cancel(c, j); /* issued once known not cancelled */
     else if (!j->n_route) sdc_coord_issue(c, j);
     else if (now_ms - j->issued_ms >= SDC_COORD_CANCEL_POLL_MS && now_ms - j->cancel_polled_ms >= SDC_COORD_CANCEL_POLL_MS)
@@ -242,16 +243,18 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
    * the steps routed through it are issued again (same inputs, same image) */
   int known = sdc_registry_find(&c->reg, id);
   if (!reason[0] && known >= 0)
-    for (sdc_coord_job *j = c->jobs; j; j = j->next)
+    for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
+      next = j->next;
       for (int k = 0; k < j->n_route; k++)
         if (j->route[k] == known) {
-          sdc_coord_job_log(j, "worker %s restarted with this step in flight; re-issuing", id);
-          sdc_coord_release_route(c, j);
-          j->attempts++;
-          j->recheck_cancel = 1;
-          sdc_metric_add(c->tm.reissued, NULL, 1);
+          /* a try like any other: counted against SDC_COORD_MAX_ATTEMPTS with its backoff, so a job that
+           * crashes its worker every time ends failed (dead-lettered) instead of being re-issued forever */
+          char why[SDC_MAX_WORKER_ID + 64];
+          snprintf(why, sizeof why, "worker %s restarted with this step in flight", id);
+          sdc_coord_job_retry(c, j, why);
           break;
         }
+    }
   int i = reason[0] ? -1 : sdc_registry_upsert(&c->reg, id, r->data_endpoint, stages, (uint64_t)sdc_clock_mono_ms());
   if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers (%d)", SDC_MAX_WORKERS);
   if (i >= 0) {

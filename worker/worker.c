@@ -317,6 +317,15 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__worker *w = req->data;
   sdc__item *it = w->running;
   const char *ep = NULL;
+#ifdef SDC_TEST_HOOKS
+  /* test hook (cmake -DSDC_TEST_HOOKS=ON only): a job whose id starts with $SDC_TEST_CRASH_JOB kills the
+   * worker mid-step, every time: the coordinator's retries, backoff and dead letter are tested with it */
+  const char *crash = getenv("SDC_TEST_CRASH_JOB");
+  if (crash && crash[0] && strncmp(it->env->request->job_id, crash, strlen(crash)) == 0) {
+    sdc_log(it->env->request->job_id, -1, 0, "SDC_TEST_CRASH_JOB: aborting (test hook)");
+    abort();
+  }
+#endif
   it->start_ms = sdc_clock_unix_ms();
   sdc_abort_watch(&w->cancel_running);
   int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->hops,
