@@ -127,6 +127,7 @@ static void sdc__usage(FILE *fp) {
           "  --step-timeout-ms N    the coordinator's per-step deadline, 100..%d (default %d)\n"
           "  --job-timeout-ms N     the coordinator's per-job deadline, %d..%d (default %d)\n"
           "  --ttl S                results expire after S seconds (default %d)\n"
+          "  --worker-memory-mib N  every worker's --memory-mib: the memory each may use (they share this machine)\n"
           "  Every value is checked before anything starts; a bad one exits 2 naming the flag.\n"
           "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
           "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
@@ -145,7 +146,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
   int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS, step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS,
           job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, ttl_s = SDC_DEFAULT_RESULT_TTL_S, max_jobs_n = 0;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL };
+  int64_t worker_mem_mib = 0;
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -160,6 +162,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"step-timeout-ms", required_argument, 0, O_STEP_TIMEOUT},
                                        {"job-timeout-ms", required_argument, 0, O_JOB_TIMEOUT},
                                        {"ttl", required_argument, 0, O_TTL},
+                                       {"worker-memory-mib", required_argument, 0, O_WORKER_MEM},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -191,6 +194,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
                            &job_timeout_ms);
         break;
       case O_TTL: err = sdc_flag_int("--ttl", optarg, 1, INT32_MAX, &ttl_s); break;
+      case O_WORKER_MEM: err = sdc_flag_int("--worker-memory-mib", optarg, 1, (int64_t)1 << 30, &worker_mem_mib); break;
       case 'P': precision = optarg; break;
       case 'L': log_hops = 1; break;
       case 'H': err = sdc_flag_int("--http-base", optarg, 1, 65535, &http_base); break;
@@ -268,7 +272,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int n_kids = 0;
   static char http_addr[SDC__MAX_CHILDREN][32]; /* 127.0.0.1:PORT per child, with --http-base */
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128], drain_s[24], coord_drain_s[24],
-      reclaim_s[24], max_pixels_s[24], step_timeout_s[24], job_timeout_s[24], ttl_s_s[24];
+      reclaim_s[24], max_pixels_s[24], step_timeout_s[24], job_timeout_s[24], ttl_s_s[24], worker_mem_s[24];
+  snprintf(worker_mem_s, sizeof worker_mem_s, "%lld", (long long)worker_mem_mib);
   snprintf(max_pixels_s, sizeof max_pixels_s, "%lld", (long long)max_pixels);
   snprintf(step_timeout_s, sizeof step_timeout_s, "%lld", (long long)step_timeout_ms);
   snprintf(job_timeout_s, sizeof job_timeout_s, "%lld", (long long)job_timeout_ms);
@@ -338,6 +343,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k++] = "--precision", a[k++] = (char *)precision, a[k++] = "--drain-timeout-ms", a[k++] = drain_s;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
+      if (worker_mem_mib) a[k++] = "--memory-mib", a[k++] = worker_mem_s;
       if (http_base) {
         snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%lld", (long long)http_base + n_kids);
         a[k++] = "--http", a[k++] = http_addr[n_kids];

@@ -141,6 +141,22 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     return;
   }
   j->denoise_ready = 1;
+  /* the memory of the live workers bounds the job too: refused at once, naming who set the limit */
+  j->pixel_images = (uint64_t)j->g.width * (uint64_t)j->g.height * (uint64_t)j->g.num_images;
+  for (int s = SDC_STAGE_UNET_DOWN; s < SDC_STAGE_END; s++) {
+    uint64_t cap;
+    const int w = sdc_registry_largest(&c->reg, (Sdcpb__Stage)s, &cap);
+    if (w < 0 || !cap || j->pixel_images <= cap) continue;
+    char why[sizeof j->last_error];
+    snprintf(why, sizeof why,
+             "%lldx%lld with num_images %lld is %llu pixel-images; the largest the live %s workers take is %llu "
+             "(worker %s, from its %llu MiB of memory): lower width, height or num_images",
+             (long long)j->g.width, (long long)j->g.height, (long long)j->g.num_images,
+             (unsigned long long)j->pixel_images, sdc_stage_name((sdc_stage)s), (unsigned long long)cap,
+             c->reg.w[w].id, (unsigned long long)(c->reg.w[w].memory_bytes >> 20));
+    sdc_coord_job_fail(c, j, why);
+    return;
+  }
   sdc__resolve_sched_name(c, j);
   const int64_t B = sdc_denoise_batch(&j->d);
   j->D = m->clip.hidden_size;

@@ -16,6 +16,7 @@ typedef struct {
   uint64_t served;        /* hops it completed for us */
   int draining, alive;
   void *push;             /* PUSH socket connected to its data endpoint */
+  uint64_t max_pixel_images, memory_bytes; /* Register: the largest width*height*num_images it takes (0: any) */
 } sdc_worker_info;
 
 typedef struct {
@@ -31,6 +32,11 @@ int sdc_registry_find(const sdc_registry *r, const char *id);
 /* The live, non-draining worker with the fewest outstanding requests that
  * serves stage; ties go to the one that served least. -1 when none. */
 int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage);
+/* As sdc_registry_pick, among the workers whose memory takes pixel_images (Register.max_pixel_images). */
+int sdc_registry_pick_for(const sdc_registry *r, Sdcpb__Stage stage, uint64_t pixel_images);
+/* The live worker of stage that takes the most pixel-images (0 in *cap when one takes any); -1 when the
+ * stage has no live worker. */
+int sdc_registry_largest(const sdc_registry *r, Sdcpb__Stage stage, uint64_t *cap /* OUT */);
 /* Marks workers silent for longer than timeout_ms dead; returns how many died
  * now (their indices in died[], at most SDC_MAX_WORKERS). */
 int sdc_registry_expire(sdc_registry *r, uint64_t now_ms, uint64_t timeout_ms, int *died);

@@ -40,7 +40,7 @@ static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageReque
                                int n) {
   Sdcpb__Hop hops[SDC_COORD_MAX_HOPS], *hp[SDC_COORD_MAX_HOPS];
   for (int i = 0; i < n; i++) {
-    int w = sdc_registry_pick(&c->reg, (Sdcpb__Stage)stages[i]);
+    int w = sdc_registry_pick_for(&c->reg, (Sdcpb__Stage)stages[i], j->pixel_images);
     if (w < 0) return SDC_EAGAIN; /* the tick tries again */
     sdcpb__hop__init(&hops[i]);
     hops[i].stage = (Sdcpb__Stage)stages[i];
@@ -259,6 +259,7 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
   if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers (%d)", SDC_MAX_WORKERS);
   if (i >= 0) {
     sdc_worker_info *w = &c->reg.w[i];
+    w->max_pixel_images = r->max_pixel_images, w->memory_bytes = r->memory_bytes;
     if (w->push) zmq_close(w->push);
     w->push = zmq_socket(c->zctx, ZMQ_PUSH);
     sdc_zmq_configure(w->push);

@@ -26,7 +26,7 @@ extern char **environ;
 
 #define N_FAKES 300
 #define WAVE 60
-#define JOB_TIMEOUT_MS 6000
+#define JOB_TIMEOUT_MS 20000 /* well above a 4-step tiny job on a loaded 2-core machine */
 
 static char g_log[1024];
 static pid_t g_redis, g_cluster;
@@ -178,7 +178,8 @@ int main(int argc, char **argv) {
   }
   CHECK(g_rc != NULL, "redis-server did not come up");
   if (!g_rc) return sdc_test_finish("test_churn");
-  char *cargv[] = {(char *)argv[1], "cluster", "--model", model, "--redis", url, "--job-timeout-ms", jt, NULL};
+  char *cargv[] = {(char *)argv[1], "cluster", "--model", model, "--redis", url, "--job-timeout-ms", jt,
+                   "--worker-memory-mib", "1024", NULL};
   g_cluster = spawn_logged(cargv, g_log);
   int registered = 0;
   for (int waited = 0; waited < 120000 && (registered = log_count2(": stages 0x", NULL)) < 5; waited += 100)
@@ -191,6 +192,7 @@ int main(int argc, char **argv) {
   CHECK(coord[0] && fp[0] && mid_pid_s[0], "the log names no coordinator endpoint, fingerprint or unet-mid pid");
   if (registered < 5 || !coord[0] || !fp[0]) return sdc_test_finish("test_churn");
 
+  redisReply *r;
   /* 1. churn: waves of fake workers with new ids register and vanish while jobs run */
   void *zctx = zmq_ctx_new();
   int n_jobs = 0, welcomed = 0;
@@ -228,7 +230,23 @@ int main(int argc, char **argv) {
   CHECK(done == n_jobs, "%d of %d jobs done during the churn", done, n_jobs);
   zmq_ctx_term(zctx);
 
-  /* 2. a step that never ends (unet-mid stopped): cancel reaches it, a job deadline ends the other */
+  /* 2. a job larger than the workers' memory takes is refused at once, naming the limit and who set it */
+  r = redisCommand(g_rc, "XADD sdc:jobs * job %s",
+                   "{\"id\":\"churn-huge\",\"prompt\":\"huge\",\"steps\":4,\"width\":512,\"height\":512,\"num_images\":8}");
+  if (r) freeReplyObject(r);
+  const int64_t huge_t0 = sdc_clock_mono_ms();
+  await_final("churn-huge", 30000, st, sizeof st);
+  const int64_t huge_ms = sdc_clock_mono_ms() - huge_t0;
+  char huge_err[512], cap_line[512] = "";
+  hget("churn-huge", "error", huge_err, sizeof huge_err);
+  log_field("takes jobs up to", "takes jobs up to ", cap_line, sizeof cap_line);
+  CHECK(!strcmp(st, "failed") && strstr(huge_err, "pixel-images") && strstr(huge_err, "1024 MiB"),
+        "a 512x512 x8 job on 1024 MiB workers ended '%s': %s", st, huge_err);
+  CHECK(huge_ms < 5000, "the oversized job took %lld ms to be refused", (long long)huge_ms);
+  printf("oversized job (512x512 x 8 images, --worker-memory-mib 1024): refused after %lld ms: %s\n", (long long)huge_ms,
+         huge_err);
+
+  /* 3. a step that never ends (unet-mid stopped): cancel reaches it, a job deadline ends the other */
   const pid_t mid = (pid_t)atoi(mid_pid_s);
   CHECK(mid > 0 && kill(mid, SIGSTOP) == 0, "SIGSTOP unet-mid (pid %d)", (int)mid);
   submit("churn-cancel", 20);
@@ -238,7 +256,7 @@ int main(int argc, char **argv) {
     if (!strcmp(st, "running")) break;
   }
   sdc_clock_sleep_ms(300); /* its first step is issued and stuck */
-  redisReply *r = redisCommand(g_rc, "HSET sdc:job:churn-cancel cancel 1");
+  r = redisCommand(g_rc, "HSET sdc:job:churn-cancel cancel 1");
   if (r) freeReplyObject(r);
   const int64_t cancel_t0 = sdc_clock_mono_ms();
   await_final("churn-cancel", 30000, st, sizeof st);

@@ -81,6 +81,7 @@ typedef struct {
   sdc__telemetry tm;
   /* drain: the coordinator's count of requests routed through us (-1 until it answers a draining
    * heartbeat); beats sent while it had not answered; requests received after SIGTERM */
+  uint64_t max_pixel_images, memory_bytes; /* advertised in Register: what our memory takes (0: no limit) */
   uint64_t drain_timeout_ms;
   int64_t drain_start_ms, coord_routed;
   int drain_beats;
@@ -220,6 +221,7 @@ static void sdc__send_register(sdc__worker *w) {
   reg.model_fingerprint = w->host.fingerprint;
   reg.data_endpoint = w->endpoint;
   reg.threads = 1;
+  reg.max_pixel_images = w->max_pixel_images, reg.memory_bytes = w->memory_bytes;
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_REGISTER;
   env.register_ = &reg;
@@ -650,6 +652,51 @@ static void sdc__on_signal(uv_signal_t *s, int signum) {
   sdc__maybe_exit(w);
 }
 
+/* The memory this process may use: the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) when
+ * below the physical RAM, else the RAM (sysconf). */
+static uint64_t sdc__memory_limit(const char **source) {
+  const uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  static const char *const files[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+  *source = "physical memory";
+  for (int i = 0; i < 2; i++) {
+    FILE *fp = fopen(files[i], "r");
+    unsigned long long v = 0;
+    const int ok = fp && fscanf(fp, "%llu", &v) == 1; /* "max" (no limit) does not parse */
+    if (fp) fclose(fp);
+    if (ok && v > 0 && v < phys) {
+      *source = files[i];
+      return v;
+    }
+  }
+  return phys;
+}
+
+/* Our resident set now (/proc/self/statm), 0 when unknown. */
+static uint64_t sdc__rss_bytes(void) {
+  FILE *fp = fopen("/proc/self/statm", "r");
+  unsigned long long size = 0, rss = 0;
+  const int ok = fp && fscanf(fp, "%llu %llu", &size, &rss) == 2;
+  if (fp) fclose(fp);
+  return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/* After loading: the largest width*height*num_images our memory takes, from the model's per-pixel peak
+ * (sdc_stage_host_bytes_per_pixel); logged with what it rests on. */
+static void sdc__estimate_capacity(sdc__worker *w, uint64_t memory_mib) {
+  const char *source;
+  uint64_t mem = sdc__memory_limit(&source);
+  const uint64_t rss = sdc__rss_bytes();
+  if (memory_mib && (memory_mib << 20) < mem) mem = memory_mib << 20, source = "--memory-mib";
+  const int64_t per_px = sdc_stage_host_bytes_per_pixel(&w->host);
+  w->memory_bytes = mem;
+  if (per_px <= 0) return; /* text: its memory does not grow with the image */
+  const int64_t free_b = (int64_t)mem - (int64_t)rss - SDC_WORKER_MEMORY_RESERVE;
+  w->max_pixel_images = free_b > 0 ? (uint64_t)(free_b / per_px) : 1; /* 1: refuses every job, visibly */
+  sdc_log(NULL, -1, 0, "takes jobs up to %llu pixel-images (width*height*num_images): %llu MiB of %s, %llu MiB "
+          "resident, %lld bytes per pixel-image at its peak", (unsigned long long)w->max_pixel_images,
+          (unsigned long long)(mem >> 20), source, (unsigned long long)(rss >> 20), (long long)per_px);
+}
+
 /* Copies a flag's value into a fixed field; a value that does not fit is refused, not cut
  * (a cut id or endpoint would name another worker). */
 static int sdc__copy_arg(const char *flag, char *dst, size_t n, const char *value) {
@@ -675,6 +722,8 @@ static void sdc__usage(FILE *fp) {
           "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
           "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9101; default off)\n"
                     "  --drain-timeout-ms N  the longest a drain may take, 0..%d (default %d)\n"
+          "  --memory-mib N        the memory this worker may use, when less than its cgroup limit or RAM (e.g.\n"
+          "                        workers sharing a machine); bounds the jobs it takes (docs/jobs.md)\n"
           "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
           "computes and forwards every request it has received or still receives, and once the coordinator\n"
           "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
@@ -692,7 +741,9 @@ int main(int argc, char **argv) {
                                        {"id", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
                                        {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
                                        {"http", required_argument, 0, 'H'}, 
-                                       {"drain-timeout-ms", required_argument, 0, 'D'}, {0, 0, 0, 0}};
+                                       {"drain-timeout-ms", required_argument, 0, 'D'},
+                                       {"memory-mib", required_argument, 0, 'M'}, {0, 0, 0, 0}};
+  int64_t memory_mib = 0;
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
@@ -715,6 +766,12 @@ int main(int argc, char **argv) {
         break;
       case 'L': w.log_hops = 1; break;
       case 'H': http = optarg; break;
+      case 'M':
+        if (sdc_flag_int("--memory-mib", optarg, 1, (int64_t)1 << 30, &memory_mib)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        break;
       case 'D': {
         int64_t v;
         if (sdc_flag_int("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS, &v)) {
@@ -762,6 +819,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   w.loaded = 1;
+  sdc__estimate_capacity(&w, (uint64_t)memory_mib);
   sdc__update_ready(&w);
   if (w.tm.node.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();
