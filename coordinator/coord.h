@@ -76,6 +76,7 @@ typedef struct sdc_coord_job {
   int cancel_poll_pending, recheck_cancel;
   int64_t cancel_polled_ms; /* monotonic */
   int64_t deadline_ms;      /* monotonic: past it the job fails (--job-timeout-ms); 0 until it runs */
+  uint64_t timeout_ms;      /* the deadline's length: --job-timeout-ms, or the job's shorter timeout_ms */
   uint64_t pixel_images;    /* width*height*num_images: routed only to workers whose memory takes it */
   int64_t retry_at_ms;      /* monotonic: a failed try is issued again no sooner (SDC_COORD_RETRY_BACKOFF_MS) */
 } sdc_coord_job;

@@ -166,7 +166,11 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     sdc_coord_job_fail(c, j, "out of memory for the model input");
     return;
   }
-  const uint64_t timeout_ms = c->job_timeout_ms;
+  /* the job may ask for a shorter deadline than the coordinator's, never a longer one */
+  const uint64_t timeout_ms = j->spec.timeout_ms > 0 && (uint64_t)j->spec.timeout_ms < c->job_timeout_ms
+                                  ? (uint64_t)j->spec.timeout_ms
+                                  : c->job_timeout_ms;
+  j->timeout_ms = timeout_ms;
   j->deadline_ms = sdc_clock_mono_ms() + (int64_t)timeout_ms;
   sdc_coord_store_running(c, j);
   sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,

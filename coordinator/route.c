@@ -191,8 +191,8 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
     if (j->deadline_ms && now_ms > j->deadline_ms) {
       /* past the job's deadline: its work stops on every worker, the job fails */
       char why[160];
-      snprintf(why, sizeof why, "job timed out: still running after %llu ms (--job-timeout-ms)",
-               (unsigned long long)c->job_timeout_ms);
+      snprintf(why, sizeof why, "job timed out: still running after %llu ms (%s)", (unsigned long long)j->timeout_ms,
+               j->timeout_ms < c->job_timeout_ms ? "the job's timeout_ms" : "--job-timeout-ms");
       sdc_coord_broadcast_cancel(c, j->id);
       sdc_coord_job_fail(c, j, why);
       continue;
