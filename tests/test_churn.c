@@ -194,10 +194,56 @@ int main(int argc, char **argv) {
   if (registered < 5 || !coord[0] || !fp[0]) return sdc_test_finish("test_churn");
 
   redisReply *r;
+  char id[64], st[32];
+  /* 0. fairness: a small job's latency alone, then while a huge job denoises (the coordinator issues at
+   * step granularity, one request per job in flight; workers serve in arrival order) */
+  const int small_steps = 2;
+  int64_t t = sdc_clock_mono_ms();
+  submit("fair-small-alone", small_steps);
+  await_final("fair-small-alone", 60000, st, sizeof st);
+  const int64_t alone_ms = sdc_clock_mono_ms() - t;
+  CHECK(!strcmp(st, "done"), "the small job alone ended '%s'", st);
+  r = redisCommand(g_rc, "XADD sdc:jobs * job %s",
+                   "{\"id\":\"fair-huge\",\"prompt\":\"huge\",\"steps\":50,\"width\":384,\"height\":384}");
+  if (r) freeReplyObject(r);
+  /* the huge job's step time, from its progress */
+  char step_s[16];
+  int64_t step_at[4] = {0};
+  for (int k = 0, last = -1; k < 4;) {
+    hget("fair-huge", "step", step_s, sizeof step_s);
+    const int now_step = step_s[0] ? atoi(step_s) : -1;
+    if (now_step > last && now_step >= 1) step_at[k++] = sdc_clock_mono_ms(), last = now_step;
+    if (sdc_clock_mono_ms() - t > 120000) break;
+    sdc_clock_sleep_ms(20);
+  }
+  const int64_t huge_step_ms = (step_at[3] - step_at[1]) / 2;
+  t = sdc_clock_mono_ms();
+  submit("fair-small-with", small_steps);
+  await_final("fair-small-with", 120000, st, sizeof st);
+  const int64_t with_ms = sdc_clock_mono_ms() - t;
+  CHECK(!strcmp(st, "done"), "the small job beside the huge one ended '%s'", st);
+  hget("fair-huge", "step", step_s, sizeof step_s);
+  /* each of the small job's model calls (steps + 1 with PNDM's repeated one) and its VAE may wait for one
+   * of the huge job's requests at each worker, never for the huge job as a whole; its own compute shares
+   * the 2 cores with the huge job's, so it may take twice as long */
+  const int64_t bound_ms = 2 * alone_ms + (small_steps + 2) * huge_step_ms + 2000;
+  printf("fairness: small job (64x64, %d steps) alone %lld ms; beside a 384x384 50-step job (one step %lld ms) %lld "
+         "ms, bound %lld ms; the huge job was at step %s\n",
+         small_steps, (long long)alone_ms, (long long)huge_step_ms, (long long)with_ms, (long long)bound_ms, step_s);
+  CHECK(step_at[3] > 0 && with_ms < bound_ms, "the small job took %lld ms beside the huge one (bound %lld)",
+        (long long)with_ms, (long long)bound_ms);
+  CHECK(atoi(step_s) < 45, "the huge job had reached step %s: the small one waited for it", step_s);
+  /* the huge job is cancelled mid-step */
+  r = redisCommand(g_rc, "HSET sdc:job:fair-huge cancel 1");
+  if (r) freeReplyObject(r);
+  t = sdc_clock_mono_ms();
+  await_final("fair-huge", 60000, st, sizeof st);
+  printf("fairness: the huge job cancelled %lld ms after the cancel\n", (long long)(sdc_clock_mono_ms() - t));
+  CHECK(!strcmp(st, "cancelled"), "the huge job ended '%s'", st);
+
   /* 1. churn: waves of fake workers with new ids register and vanish while jobs run */
   void *zctx = zmq_ctx_new();
   int n_jobs = 0, welcomed = 0;
-  char id[64], st[32];
   const int64_t churn_t0 = sdc_clock_mono_ms();
   for (int base = 0; base < N_FAKES; base += WAVE) {
     snprintf(id, sizeof id, "churn-job-%d", n_jobs++);
