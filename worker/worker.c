@@ -361,7 +361,9 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
     sdc_log(r->job_id, step, 0, "%s failed (%s), replying with the error: %s", stage, sdc_err_name(it->hop_error.code),
             it->hop_error.msg);
   }
-  if (it->hop_error.code == SDC_ECANCELLED) {
+  const int cancelled = it->hop_error.code == SDC_ECANCELLED;
+  if (cancelled) {
+    /* nothing to send: the reply would be dropped as late */
   } else if (it->send_error.code) {
     w->errors++;
     sdc_log(r->job_id, step, 0, "%s: nothing to send (%s): %s", stage, sdc_err_name(it->send_error.code),
