@@ -69,6 +69,38 @@ static void send_vae(void *push, const char *endpoint, const char *job, uint64_t
   free(owned), free(z);
 }
 
+/* A unet-down request (tiny model: 4 channels, 8x8 latent, 64-wide context) whose next hop, unet-mid, is
+ * next_endpoint: the worker computes it and forwards to that endpoint (a next-hop connection). */
+static void send_down(void *push, const char *endpoint, const char *next_endpoint, uint64_t request_id) {
+  static float x[4 * 8 * 8], ctx[77 * 64], t = 500.0f;
+  void *owned[2] = {0};
+  Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, context = SDCPB__TENSOR__INIT;
+  CHECK(sdc_wire_tensor_set(&sample, x, 4, (int64_t[]){1, 4, 8, 8}, SDCPB__DTYPE__F32, &owned[0]) == SDC_OK &&
+            sdc_wire_tensor_set(&context, ctx, 3, (int64_t[]){1, 77, 64}, SDCPB__DTYPE__F32, &owned[1]) == SDC_OK,
+        "down tensors");
+  Sdcpb__Hop hops[2] = {SDCPB__HOP__INIT, SDCPB__HOP__INIT}, *hp[2] = {&hops[0], &hops[1]};
+  hops[0].stage = SDCPB__STAGE__UNET_DOWN, hops[0].worker_id = WORKER_ID, hops[0].endpoint = (char *)endpoint;
+  hops[1].stage = SDCPB__STAGE__UNET_MID, hops[1].worker_id = "elsewhere", hops[1].endpoint = (char *)next_endpoint;
+  Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
+  req.job_id = "peers", req.request_id = request_id, req.n_route = 2, req.route = hp, req.hop = 0;
+  req.wire_dtype = SDCPB__DTYPE__F32, req.sample = &sample, req.context = &context, req.n_timestep = 1, req.timestep = &t;
+  req.deadline_unix_ms = sdc_clock_unix_ms() + 60000;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+  env.request = &req;
+  CHECK(sdc_zmq_send(push, NULL, 0, &env, 0) == SDC_OK, "send down request %llu", (unsigned long long)request_id);
+  free(owned[0]), free(owned[1]);
+}
+
+static int log_count(const char *path, const char *needle) {
+  FILE *fp = fopen(path, "r");
+  char line[4096];
+  int n = 0;
+  while (fp && fgets(line, sizeof line, fp)) n += strstr(line, needle) != NULL;
+  if (fp) fclose(fp);
+  return n;
+}
+
 static void send_cancel(void *router, const uint8_t *id, size_t id_n, const char *job) {
   Sdcpb__Cancel c = SDCPB__CANCEL__INIT;
   c.job_id = (char *)job;
@@ -99,7 +131,7 @@ int main(int argc, char **argv) {
   sdc_zmq_configure(router);
   snprintf(url, sizeof url, "tcp://127.0.0.1:%d", sdc_test_free_port());
   CHECK(zmq_bind(router, url) == 0, "bind %s", url);
-  char *wargv[] = {argv[1], "--stage", "vae", "--model", model, "--coordinator", url, "--id", WORKER_ID, NULL};
+  char *wargv[] = {argv[1], "--stage", "unet-down,vae", "--model", model, "--coordinator", url, "--id", WORKER_ID, NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -124,7 +156,7 @@ int main(int argc, char **argv) {
   void *push = zmq_socket(zctx, ZMQ_PUSH);
   sdc_zmq_configure(push);
   CHECK(zmq_connect(push, data_ep) == 0, "connect to %s", data_ep);
-  const int64_t N = 1, SIDE = 96; /* one 768x768 image through the tiny VAE: a step of seconds here */
+  const int64_t N = 1, SIDE = 72; /* one 576x576 image through the tiny VAE: a step of seconds here */
 
   /* 1. the long step uncancelled: its duration is the yardstick */
   int64_t t0 = sdc_clock_mono_ms();
@@ -193,6 +225,25 @@ int main(int argc, char **argv) {
         named);
   send_cancel(router, id, id_n, "long-2");
   send_cancel(router, id, id_n, "queued");
+
+  /* 5. next hops on ever new addresses (peers that moved): the table stays at SDC_WORKER_MAX_PEERS, the
+   * least recently used closed first */
+  for (int64_t end = sdc_clock_mono_ms() + 60000; sdc_clock_mono_ms() < end && log_count(log, "stopped by cancel") < 2;)
+    sdc_clock_sleep_ms(100);
+  const int n_peers = SDC_WORKER_MAX_PEERS + 6;
+  for (int i = 0; i < n_peers; i++) {
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + i); /* nobody listens: only the connection counts */
+    send_down(push, data_ep, ep, 5000 + (uint64_t)i);
+    if (i % 8 == 7) sdc_clock_sleep_ms(200); /* paced: the queue bound is not what this checks */
+  }
+  int closed = 0;
+  for (int64_t end = sdc_clock_mono_ms() + 60000; sdc_clock_mono_ms() < end; sdc_clock_sleep_ms(200))
+    if ((closed = log_count(log, "least recently used of SDC_WORKER_MAX_PEERS")) >= n_peers - SDC_WORKER_MAX_PEERS) break;
+  printf("peer table: %d next hops on new addresses, %d least recently used closed (bound %d)\n", n_peers, closed,
+         SDC_WORKER_MAX_PEERS);
+  CHECK(closed == n_peers - SDC_WORKER_MAX_PEERS, "%d next-hop connections closed for %d new peers past the bound %d",
+        closed, n_peers - SDC_WORKER_MAX_PEERS, SDC_WORKER_MAX_PEERS);
 
   kill(pid, SIGKILL);
   int st;
