@@ -128,6 +128,7 @@ static void sdc__usage(FILE *fp) {
           "  --job-timeout-ms N     the coordinator's per-job deadline, %d..%d (default %d)\n"
           "  --ttl S                results expire after S seconds (default %d)\n"
           "  --worker-memory-mib N  every worker's --memory-mib: the memory each may use (they share this machine)\n"
+          "  --worker-max-queue N   every worker's --max-queue (default %d)\n"
           "  Every value is checked before anything starts; a bad one exits 2 naming the flag.\n"
           "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
           "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
@@ -135,7 +136,7 @@ static void sdc__usage(FILE *fp) {
           "  workers serve; then the workers drain; exit 0 when every child exited 0.\n",
           SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS, (long long)SDC_DEFAULT_MAX_PIXELS,
           SDC_COORD_MAX_STEP_TIMEOUT_MS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_COORD_MIN_JOB_TIMEOUT_MS,
-          SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S);
+          SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S, SDC_WORKER_MAX_QUEUE);
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
@@ -146,8 +147,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
   int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS, step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS,
           job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, ttl_s = SDC_DEFAULT_RESULT_TTL_S, max_jobs_n = 0;
-  int64_t worker_mem_mib = 0;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM };
+  int64_t worker_mem_mib = 0, worker_max_queue = SDC_WORKER_MAX_QUEUE;
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM, O_WORKER_QUEUE };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -163,6 +164,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"job-timeout-ms", required_argument, 0, O_JOB_TIMEOUT},
                                        {"ttl", required_argument, 0, O_TTL},
                                        {"worker-memory-mib", required_argument, 0, O_WORKER_MEM},
+                                       {"worker-max-queue", required_argument, 0, O_WORKER_QUEUE},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -194,6 +196,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
                            &job_timeout_ms);
         break;
       case O_TTL: err = sdc_flag_int("--ttl", optarg, 1, INT32_MAX, &ttl_s); break;
+      case O_WORKER_QUEUE:
+        err = sdc_flag_int("--worker-max-queue", optarg, 1, SDC_WORKER_MAX_QUEUE_LIMIT, &worker_max_queue);
+        break;
       case O_WORKER_MEM: err = sdc_flag_int("--worker-memory-mib", optarg, 1, (int64_t)1 << 30, &worker_mem_mib); break;
       case 'P': precision = optarg; break;
       case 'L': log_hops = 1; break;
@@ -272,7 +277,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int n_kids = 0;
   static char http_addr[SDC__MAX_CHILDREN][32]; /* 127.0.0.1:PORT per child, with --http-base */
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128], drain_s[24], coord_drain_s[24],
-      reclaim_s[24], max_pixels_s[24], step_timeout_s[24], job_timeout_s[24], ttl_s_s[24], worker_mem_s[24];
+      reclaim_s[24], max_pixels_s[24], step_timeout_s[24], job_timeout_s[24], ttl_s_s[24], worker_mem_s[24], worker_queue_s[24];
+  snprintf(worker_queue_s, sizeof worker_queue_s, "%lld", (long long)worker_max_queue);
   snprintf(worker_mem_s, sizeof worker_mem_s, "%lld", (long long)worker_mem_mib);
   snprintf(max_pixels_s, sizeof max_pixels_s, "%lld", (long long)max_pixels);
   snprintf(step_timeout_s, sizeof step_timeout_s, "%lld", (long long)step_timeout_ms);
@@ -344,6 +350,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
       if (worker_mem_mib) a[k++] = "--memory-mib", a[k++] = worker_mem_s;
+      a[k++] = "--max-queue", a[k++] = worker_queue_s;
       if (http_base) {
         snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%lld", (long long)http_base + n_kids);
         a[k++] = "--http", a[k++] = http_addr[n_kids];

@@ -71,7 +71,9 @@
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps; the least recently used goes first */
 #define SDC_WORKER_PEER_IDLE_MS 60000 /* a next-hop connection unused this long is closed (peers move: pods) */
-#define SDC_WORKER_MAX_QUEUE 64       /* requests waiting for the compute thread; more are answered with an error */
+#define SDC_WORKER_MAX_QUEUE 64       /* requests waiting for the compute thread (sdc-worker --max-queue); more are
+                                       * answered with an error */
+#define SDC_WORKER_MAX_QUEUE_LIMIT 4096 /* the most --max-queue accepts */
 /* Peak bytes a stage adds per pixel of one image (width*height*num_images, guidance included) for the
  * full-size SD 1.5, from bench/shard_peak.sh at 1024x1024 (docs/operations.md: VmHWM minus the loaded
  * RSS, MiB over 2^20 pixels). The largest activations and im2col buffers are those at full resolution,

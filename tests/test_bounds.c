@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
     if (!e) break;
     if (e->reply->error[0]) {
       refused++;
-      named += strstr(e->reply->error, WORKER_ID) && strstr(e->reply->error, "SDC_WORKER_MAX_QUEUE");
+      named += strstr(e->reply->error, WORKER_ID) && strstr(e->reply->error, "--max-queue 64");
     }
     sdc_wire_free(e);
   }

@@ -15,6 +15,7 @@ int main(int argc, char **argv) {
       {"--job-timeout-ms 10", "--job-timeout-ms"},   {"--job-timeout-ms -1", "--job-timeout-ms"},
       {"--ttl 0", "--ttl"},                          {"--wire f8", "--wire"},
       {"--max-jobs 0", "--max-jobs"},                {"--max-jobs 5000", "--max-jobs"},
+      {"--worker-max-queue 0", "--worker-max-queue"}, {"--worker-memory-mib 0", "--worker-memory-mib"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     char cmd[2048], err[2048];

@@ -73,7 +73,7 @@ typedef struct {
     void *sock;
     int64_t used_ms; /* monotonic: the last send, for idle close and least-recently-used eviction */
   } peers[SDC_WORKER_MAX_PEERS];
-  int n_peers, n_queued;
+  int n_peers, n_queued, max_queue; /* --max-queue: requests waiting beyond the running one */
   atomic_int cancel_running; /* the Cancel of the running request's job: its compute stops between blocks */
   uint64_t served, dropped_late, dropped_full, dropped_queue, cancelled, peers_closed, errors;
   int draining, registered, closing, log_hops, loaded;
@@ -451,8 +451,7 @@ static void sdc__start_next(sdc__worker *w) {
 static void sdc__refuse_full(sdc__worker *w, Sdcpb__Envelope *env) {
   const Sdcpb__StageRequest *r = env->request;
   char msg[SDC_MAX_WORKER_ID + 128];
-  snprintf(msg, sizeof msg, "worker %s: queue full (SDC_WORKER_MAX_QUEUE %d requests waiting)", w->id,
-           SDC_WORKER_MAX_QUEUE);
+  snprintf(msg, sizeof msg, "worker %s: queue full (--max-queue %d requests waiting)", w->id, w->max_queue);
   w->dropped_queue++;
   sdc_node_metrics_drop(&w->tm.node, "queue_full");
   sdc_log(r->job_id, sdc__step_of(r), 0, "%s: refused: %s", sdc_stage_name(sdc__stage_of(r)), msg);
@@ -468,7 +467,7 @@ static void sdc__on_request(sdc__worker *w, Sdcpb__Envelope *env) {
     sdc_wire_free(env);
     return;
   }
-  if (w->n_queued >= SDC_WORKER_MAX_QUEUE) {
+  if (w->n_queued >= w->max_queue) {
     sdc__refuse_full(w, env);
     return;
   }
@@ -724,13 +723,15 @@ static void sdc__usage(FILE *fp) {
           "  --log-hops            log one line per hop: job, step, stage, start and end (unix ms)\n"
           "  --http ADDR:PORT      serve /metrics, /healthz, /readyz there (e.g. 127.0.0.1:9101; default off)\n"
                     "  --drain-timeout-ms N  the longest a drain may take, 0..%d (default %d)\n"
+          "  --max-queue N         requests waiting for the compute thread, 1..%d (default %d); more are\n"
+          "                        answered at once with an error naming the worker and the bound\n"
           "  --memory-mib N        the memory this worker may use, when less than its cgroup limit or RAM (e.g.\n"
           "                        workers sharing a machine); bounds the jobs it takes (docs/jobs.md)\n"
           "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
           "computes and forwards every request it has received or still receives, and once the coordinator\n"
           "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
           "still holds, deregisters (the coordinator re-issues those steps) and exits 1.\n",
-          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS);
+          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_WORKER_MAX_QUEUE_LIMIT, SDC_WORKER_MAX_QUEUE);
 }
 
 int main(int argc, char **argv) {
@@ -744,7 +745,8 @@ int main(int argc, char **argv) {
                                        {"precision", required_argument, 0, 'p'}, {"log-hops", no_argument, 0, 'L'},
                                        {"http", required_argument, 0, 'H'}, 
                                        {"drain-timeout-ms", required_argument, 0, 'D'},
-                                       {"memory-mib", required_argument, 0, 'M'}, {0, 0, 0, 0}};
+                                       {"memory-mib", required_argument, 0, 'M'},
+                                       {"max-queue", required_argument, 0, 'Q'}, {0, 0, 0, 0}};
   int64_t memory_mib = 0;
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
@@ -753,6 +755,7 @@ int main(int argc, char **argv) {
   sdc_precision prec = SDC_PREC_FP32;
   w.drain_timeout_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS;
   w.coord_routed = -1;
+  w.max_queue = SDC_WORKER_MAX_QUEUE;
   while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:D:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
@@ -768,6 +771,15 @@ int main(int argc, char **argv) {
         break;
       case 'L': w.log_hops = 1; break;
       case 'H': http = optarg; break;
+      case 'Q': {
+        int64_t v;
+        if (sdc_flag_int("--max-queue", optarg, 1, SDC_WORKER_MAX_QUEUE_LIMIT, &v)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        w.max_queue = (int)v;
+        break;
+      }
       case 'M':
         if (sdc_flag_int("--memory-mib", optarg, 1, (int64_t)1 << 30, &memory_mib)) {
           fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
