@@ -131,7 +131,8 @@ int main(int argc, char **argv) {
   sdc_zmq_configure(router);
   snprintf(url, sizeof url, "tcp://127.0.0.1:%d", sdc_test_free_port());
   CHECK(zmq_bind(router, url) == 0, "bind %s", url);
-  char *wargv[] = {argv[1], "--stage", "unet-down,vae", "--model", model, "--coordinator", url, "--id", WORKER_ID, NULL};
+  char *wargv[] = {argv[1], "--stage", "unet-down,vae", "--model", model, "--coordinator", url, "--id", WORKER_ID,
+                   "--memory-mib", "2048", NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -142,17 +143,26 @@ int main(int argc, char **argv) {
   uint8_t id[128];
   size_t id_n = 0;
   char data_ep[256] = "";
+  uint64_t max_px = 0, mem = 0;
   for (int64_t end = sdc_clock_mono_ms() + 60000; !data_ep[0] && sdc_clock_mono_ms() < end;) {
     Sdcpb__Envelope *env = NULL;
     zmq_pollitem_t pi = {router, 0, ZMQ_POLLIN, 0};
     zmq_poll(&pi, 1, 1000);
     if (sdc_zmq_recv(router, &env, id, sizeof id, &id_n) != SDC_OK) continue;
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER)
-      snprintf(data_ep, sizeof data_ep, "%s", env->register_->data_endpoint);
+      snprintf(data_ep, sizeof data_ep, "%s", env->register_->data_endpoint), max_px = env->register_->max_pixel_images,
+      mem = env->register_->memory_bytes;
     sdc_wire_free(env);
   }
   CHECK(data_ep[0], "no Register from the worker within 60 s (see %s)", log);
   if (!data_ep[0]) return sdc_test_finish("test_bounds");
+  /* --memory-mib 2048: what it takes is (2048 MiB - its RSS - 256 MiB) over its bytes per pixel-image (the tiny
+   * model's unet-down 1833 * 32/320 + vae 3964 * 32/128, plus 25%: 1468); its RSS is 0..300 MiB */
+  printf("Register: memory %llu MiB, takes up to %llu pixel-images\n", (unsigned long long)(mem >> 20),
+         (unsigned long long)max_px);
+  CHECK(mem == (uint64_t)2048 << 20, "Register.memory_bytes %llu, want --memory-mib 2048", (unsigned long long)mem);
+  CHECK(max_px >= ((uint64_t)(2048 - 256 - 300) << 20) / 1468 && max_px <= ((uint64_t)(2048 - 256) << 20) / 1468,
+        "Register.max_pixel_images %llu", (unsigned long long)max_px);
   void *push = zmq_socket(zctx, ZMQ_PUSH);
   sdc_zmq_configure(push);
   CHECK(zmq_connect(push, data_ep) == 0, "connect to %s", data_ep);
