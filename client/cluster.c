@@ -32,7 +32,7 @@ extern char **environ;
 typedef struct {
   pid_t pid;
   char name[SDC_MAX_WORKER_ID];
-  char *argv[32];
+  char *argv[64]; /* every flag a child gets, with room to spare; NULL-terminated */
   int restarts; /* after failures; a drain (exit 0) is not one */
 } sdc__child;
 
@@ -125,11 +125,20 @@ static void sdc__usage(FILE *fp) {
           "  --reclaim-idle-ms N    the coordinator's --reclaim-idle-ms (default %d)\n"
           "  --insecure        plaintext ZeroMQ. By default every link is CURVE-encrypted with keys made for this\n"
           "                    run (coordinator.key and one per worker id, in a 0700 temp folder removed at exit)\n"
+          "  --max-pixels N         the coordinator's cap on width*height (default %lld)\n"
+          "  --step-timeout-ms N    the coordinator's per-step deadline, 100..%d (default %d)\n"
+          "  --job-timeout-ms N     the coordinator's per-job deadline, %d..%d (default %d)\n"
+          "  --ttl S                results expire after S seconds (default %d)\n"
+          "  --worker-memory-mib N  every worker's --memory-mib: the memory each may use (they share this machine)\n"
+          "  --worker-max-queue N   every worker's --max-queue (default %d)\n"
+          "  Every value is checked before anything starts; a bad one exits 2 naming the flag.\n"
           "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
           "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
           "  On SIGTERM/SIGINT: the coordinator drains first (its jobs finish or are left pending) while the\n"
           "  workers serve; then the workers drain; exit 0 when every child exited 0.\n",
-          SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS);
+          SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS, (long long)SDC_DEFAULT_MAX_PIXELS,
+          SDC_COORD_MAX_STEP_TIMEOUT_MS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_COORD_MIN_JOB_TIMEOUT_MS,
+          SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S, SDC_WORKER_MAX_QUEUE);
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
@@ -138,8 +147,11 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int port = 0, log_hops = 0;
   int64_t http_base = 0, threads = 0; /* threads 0: the environment's */
   int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_INSECURE };
   int insecure = 0;
+  int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS, step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS,
+          job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, ttl_s = SDC_DEFAULT_RESULT_TTL_S, max_jobs_n = 0;
+  int64_t worker_mem_mib = 0, worker_max_queue = SDC_WORKER_MAX_QUEUE;
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM, O_WORKER_QUEUE, O_INSECURE };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -151,6 +163,12 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
                                        {"threads", required_argument, 0, O_THREADS},
                                        {"insecure", no_argument, 0, O_INSECURE},
+                                       {"max-pixels", required_argument, 0, O_MAXPX},
+                                       {"step-timeout-ms", required_argument, 0, O_STEP_TIMEOUT},
+                                       {"job-timeout-ms", required_argument, 0, O_JOB_TIMEOUT},
+                                       {"ttl", required_argument, 0, O_TTL},
+                                       {"worker-memory-mib", required_argument, 0, O_WORKER_MEM},
+                                       {"worker-max-queue", required_argument, 0, O_WORKER_QUEUE},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -161,8 +179,31 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'r': redis = optarg; break;
       case 'R': replicas = optarg; break;
       case 'p': port = atoi(optarg); break;
-      case 'j': max_jobs = optarg; break;
-      case 'w': wire = optarg; break;
+      case 'j':
+        max_jobs = optarg;
+        err = sdc_flag_int("--max-jobs", optarg, 1, SDC_COORD_MAX_JOBS, &max_jobs_n);
+        break;
+      case 'w':
+        wire = optarg;
+        if (strcmp(wire, "f32") && strcmp(wire, "f16") && strcmp(wire, "bf16"))
+          err = sdc_seterr(SDC_EINVAL, "--wire: '%.40s' is not f32, f16 or bf16", wire);
+        break;
+      case O_MAXPX:
+        err = sdc_flag_int("--max-pixels", optarg, SDC_MIN_IMAGE_SIDE * SDC_MIN_IMAGE_SIDE,
+                           (int64_t)SDC_MAX_IMAGE_SIDE * SDC_MAX_IMAGE_SIDE, &max_pixels);
+        break;
+      case O_STEP_TIMEOUT:
+        err = sdc_flag_int("--step-timeout-ms", optarg, 100, SDC_COORD_MAX_STEP_TIMEOUT_MS, &step_timeout_ms);
+        break;
+      case O_JOB_TIMEOUT:
+        err = sdc_flag_int("--job-timeout-ms", optarg, SDC_COORD_MIN_JOB_TIMEOUT_MS, SDC_COORD_MAX_JOB_TIMEOUT_MS,
+                           &job_timeout_ms);
+        break;
+      case O_TTL: err = sdc_flag_int("--ttl", optarg, 1, INT32_MAX, &ttl_s); break;
+      case O_WORKER_QUEUE:
+        err = sdc_flag_int("--worker-max-queue", optarg, 1, SDC_WORKER_MAX_QUEUE_LIMIT, &worker_max_queue);
+        break;
+      case O_WORKER_MEM: err = sdc_flag_int("--worker-memory-mib", optarg, 1, (int64_t)1 << 30, &worker_mem_mib); break;
       case 'P': precision = optarg; break;
       case 'L': log_hops = 1; break;
       case 'H': err = sdc_flag_int("--http-base", optarg, 1, 65535, &http_base); break;
@@ -241,7 +282,13 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int n_kids = 0;
   static char http_addr[SDC__MAX_CHILDREN][32]; /* 127.0.0.1:PORT per child, with --http-base */
   static char redis_url[128], redis_port_s[16], bind_url[128], coord_url[128], drain_s[24], coord_drain_s[24],
-      reclaim_s[24];
+      reclaim_s[24], max_pixels_s[24], step_timeout_s[24], job_timeout_s[24], ttl_s_s[24], worker_mem_s[24], worker_queue_s[24];
+  snprintf(worker_queue_s, sizeof worker_queue_s, "%lld", (long long)worker_max_queue);
+  snprintf(worker_mem_s, sizeof worker_mem_s, "%lld", (long long)worker_mem_mib);
+  snprintf(max_pixels_s, sizeof max_pixels_s, "%lld", (long long)max_pixels);
+  snprintf(step_timeout_s, sizeof step_timeout_s, "%lld", (long long)step_timeout_ms);
+  snprintf(job_timeout_s, sizeof job_timeout_s, "%lld", (long long)job_timeout_ms);
+  snprintf(ttl_s_s, sizeof ttl_s_s, "%lld", (long long)ttl_s);
   if (coord_drain_ms < 0) coord_drain_ms = drain_ms;
   snprintf(drain_s, sizeof drain_s, "%lld", (long long)drain_ms);
   snprintf(coord_drain_s, sizeof coord_drain_s, "%lld", (long long)coord_drain_ms);
@@ -286,6 +333,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
     a[k++] = (char *)max_jobs;
     a[k++] = "--drain-timeout-ms", a[k++] = coord_drain_s, a[k++] = "--reclaim-idle-ms", a[k++] = reclaim_s;
     a[k++] = "--precision", a[k++] = (char *)precision; /* part of the fingerprint the workers match */
+    a[k++] = "--max-pixels", a[k++] = max_pixels_s, a[k++] = "--step-timeout-ms", a[k++] = step_timeout_s;
+    a[k++] = "--job-timeout-ms", a[k++] = job_timeout_s, a[k++] = "--ttl", a[k++] = ttl_s_s;
     if (config) a[k++] = "--config", a[k++] = (char *)config;
     if (http_base) {
       snprintf(http_addr[0], sizeof http_addr[0], "127.0.0.1:%lld", (long long)http_base);
@@ -306,6 +355,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
       a[k++] = "--precision", a[k++] = (char *)precision, a[k++] = "--drain-timeout-ms", a[k++] = drain_s;
       if (config) a[k++] = "--config", a[k++] = (char *)config;
       if (log_hops) a[k++] = "--log-hops";
+      if (worker_mem_mib) a[k++] = "--memory-mib", a[k++] = worker_mem_s;
+      a[k++] = "--max-queue", a[k++] = worker_queue_s;
       if (http_base) {
         snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%lld", (long long)http_base + n_kids);
         a[k++] = "--http", a[k++] = http_addr[n_kids];

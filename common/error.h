@@ -19,7 +19,8 @@
   XX(UNSUPPORTED, "unsupported")                                     \
   XX(MISMATCH, "result does not match the reference")                \
   XX(AGAIN, "try again: nothing to receive now")                     \
-  XX(PROTOCOL, "malformed or unexpected message")
+  XX(PROTOCOL, "malformed or unexpected message")                    \
+  XX(CANCELLED, "cancelled")
 
 typedef enum {
   SDC_OK = 0,

@@ -49,8 +49,15 @@
 #define SDC_COORD_RECLAIM_IDLE_MS 60000        /* takes over entries nobody touched for this long (--reclaim-idle-ms) */
 #define SDC_COORD_MIN_RECLAIM_IDLE_MS 1000     /* --reclaim-idle-ms bounds; every coordinator of a stream uses one */
 #define SDC_COORD_MAX_RECLAIM_IDLE_MS 86400000 /* value; a leaving coordinator marks its entries idle this long */
-#define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails */
+#define SDC_COORD_MAX_ATTEMPTS 3               /* tries of one step before the job fails (and is dead-lettered) */
+#define SDC_COORD_RETRY_BACKOFF_MS 500         /* a failed try waits this long before the next, doubled each */
+#define SDC_COORD_RETRY_BACKOFF_MAX_MS 10000   /* time up to this: a job that crashes workers does not loop hot */
 #define SDC_COORD_DEFAULT_STEP_TIMEOUT_MS 600000
+#define SDC_COORD_MAX_STEP_TIMEOUT_MS 86400000  /* --step-timeout-ms bounds: 100..this */
+#define SDC_COORD_DEFAULT_JOB_TIMEOUT_MS 3600000 /* --job-timeout-ms: a job running longer fails, its work cancelled */
+#define SDC_COORD_MIN_JOB_TIMEOUT_MS 1000        /* --job-timeout-ms and the job's timeout_ms: 1 s .. 24 h */
+#define SDC_COORD_MAX_JOB_TIMEOUT_MS 86400000
+#define SDC_COORD_CANCEL_POLL_MS 500           /* a step in flight this long has its job's cancel flag read this often */
 #define SDC_COORD_DEFAULT_MAX_JOBS 8           /* jobs in flight per coordinator */
 #define SDC_COORD_MAX_JOBS 1024
 #define SDC_MAX_WORKERS 256                    /* registry slots */
@@ -62,7 +69,25 @@
 #define SDC_COORD_REDIS_SILENT_MS 6000         /* --http: a poll unanswered this long makes /readyz say Redis is down */
 
 /* ---- workers ---- */
-#define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps */
+#define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps; the least recently used goes first */
+#define SDC_WORKER_PEER_IDLE_MS 60000 /* a next-hop connection unused this long is closed (peers move: pods) */
+#define SDC_WORKER_MAX_QUEUE 64       /* requests waiting for the compute thread (sdc-worker --max-queue); more are
+                                       * answered with an error */
+#define SDC_WORKER_MAX_QUEUE_LIMIT 4096 /* the most --max-queue accepts */
+/* Peak bytes a stage adds per pixel of one image (width*height*num_images, guidance included) for the
+ * full-size SD 1.5, from bench/shard_peak.sh at 1024x1024 (docs/operations.md: VmHWM minus the loaded
+ * RSS, MiB over 2^20 pixels). The largest activations and im2col buffers are those at full resolution,
+ * linear in its channel count (block_out_channels[0]: SD 1.5's UNet 320, VAE 128), so another model
+ * scales them by its own over SD's. The worker advertises (memory - RSS - SDC_WORKER_MEMORY_RESERVE) /
+ * the sum over its stages in Register.max_pixel_images. */
+#define SDC_PEAK_MARGIN_PCT 125 /* the scaled figure times this: the tiny model's measured 1112 B/pixel was 12% over */
+#define SDC_SD15_UNET_C0 320
+#define SDC_SD15_VAE_C0 128
+#define SDC_VAE_PEAK_BYTES_PER_PIXEL 3964       /* vae 4162 - 198 MiB */
+#define SDC_UNET_DOWN_PEAK_BYTES_PER_PIXEL 1833 /* unet-down 2804 - 971 MiB */
+#define SDC_UNET_MID_PEAK_BYTES_PER_PIXEL 687   /* unet-mid 1067 - 380 MiB */
+#define SDC_UNET_UP_PEAK_BYTES_PER_PIXEL 2517   /* unet-up 4477 - 1960 MiB */
+#define SDC_WORKER_MEMORY_RESERVE ((int64_t)256 << 20) /* kept free: allocator slack, the process itself */
 #define SDC_MAX_WORKER_ID 128   /* bytes of a worker id with its NUL (sdc-worker --id, Register.worker_id) */
 #define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */

@@ -72,6 +72,14 @@ typedef struct sdc_coord_job {
   int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
   int left;           /* drain timed out: left pending in the stream for another coordinator; inert */
+  /* cancel while a step runs: the flag is read every SDC_COORD_CANCEL_POLL_MS, and once before a failed
+   * or lost step is issued again (a cancelled job's step is never re-issued) */
+  int cancel_poll_pending, recheck_cancel;
+  int64_t cancel_polled_ms; /* monotonic */
+  int64_t deadline_ms;      /* monotonic: past it the job fails (--job-timeout-ms); 0 until it runs */
+  uint64_t timeout_ms;      /* the deadline's length: --job-timeout-ms, or the job's shorter timeout_ms */
+  uint64_t pixel_images;    /* width*height*num_images: routed only to workers whose memory takes it */
+  int64_t retry_at_ms;      /* monotonic: a failed try is issued again no sooner (SDC_COORD_RETRY_BACKOFF_MS) */
 } sdc_coord_job;
 
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
@@ -111,7 +119,7 @@ struct sdc_coord {
   int n_jobs, max_jobs, reading, draining, stopping;
   int64_t drain_start_ms, drain_timeout_ms; /* monotonic; --drain-timeout-ms */
   int64_t reclaim_idle_ms;                  /* --reclaim-idle-ms: XAUTOCLAIM's min idle time */
-  uint64_t next_req_id, step_timeout_ms, ttl_s;
+  uint64_t next_req_id, step_timeout_ms, ttl_s, job_timeout_ms;
   int64_t last_touch_ms, last_reclaim_ms; /* monotonic */
   uint64_t jobs_done, jobs_failed, steps_done;
   Sdcpb__DType wire_dtype;
@@ -141,6 +149,9 @@ void sdc_coord_leave(sdc_coord *c, sdc_coord_job *j);
 /* Draining with nothing left to finish: once Redis has applied every write queued so far (acks,
  * hand-overs), stops the loop. */
 void sdc_coord_exit_after_redis(sdc_coord *c);
+/* Reads job j's cancel flag (HGET); cancelled: the step in flight is stopped on every worker and the job
+ * ends cancelled; not cancelled and j->recheck_cancel: the step is issued again. */
+void sdc_coord_poll_cancel(sdc_coord *c, sdc_coord_job *j);
 /* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event. */
 void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j);
 /* Writes step, publishes progress and asks Redis whether the job was cancelled; the answer goes to

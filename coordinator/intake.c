@@ -120,8 +120,35 @@ static void sdc__on_cancel_checked(redisAsyncContext *ac, void *r, void *priv) {
   redisReply *rep = r;
   if (!rep) return; /* connection lost: the loop stops */
   j->awaiting_redis = 0;
-  if (j->left) return;
+  if (j->left || j->phase == SDC_COORD_STORING) return; /* ended meanwhile (cancel poll, job timeout) */
   sdc_coord_job_cancel_checked(j->c, j, rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0);
+}
+
+static void sdc__on_cancel_polled(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  sdc_coord_job *j = priv;
+  redisReply *rep = r;
+  if (!rep) return; /* connection lost: the loop stops */
+  j->cancel_poll_pending = 0;
+  if (j->left || j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING) return;
+  if (rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0) {
+    sdc_coord_job_log(j, "cancelled with %s: stopping its work on every worker",
+                      j->n_route ? "a step in flight" : "a step to re-issue");
+    sdc_coord_broadcast_cancel(j->c, j->id);
+    sdc_coord_job_finish(j->c, j, SDC_JOB_CANCELLED, NULL);
+    return;
+  }
+  if (j->recheck_cancel && !j->n_route && !j->awaiting_redis) {
+    j->recheck_cancel = 0; /* the tick issues it once its backoff has passed */
+    if (sdc_clock_mono_ms() >= j->retry_at_ms) sdc_coord_issue(j->c, j);
+  }
+}
+
+void sdc_coord_poll_cancel(sdc_coord *c, sdc_coord_job *j) {
+  if (j->cancel_poll_pending) return;
+  j->cancel_poll_pending = 1;
+  j->cancel_polled_ms = sdc_clock_mono_ms();
+  redisAsyncCommand(c->rc, sdc__on_cancel_polled, j, "HGET %s %s", j->key, SDC_JOB_F_CANCEL);
 }
 
 void sdc_coord_store_step(sdc_coord *c, sdc_coord_job *j) {

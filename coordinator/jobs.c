@@ -92,9 +92,15 @@ int sdc_coord_job_retry(sdc_coord *c, sdc_coord_job *j, const char *why) {
     sdc_coord_job_fail(c, j, msg);
     return 1;
   }
-  /* the scheduler has not stepped: the same inputs are sent again */
+  /* the scheduler has not stepped: the same inputs are sent again, once the job is known not cancelled and
+   * after a backoff doubling per try (a job that crashes its workers must not loop hot) */
+  j->recheck_cancel = 1;
+  int64_t backoff = SDC_COORD_RETRY_BACKOFF_MS;
+  for (int k = 1; k < j->attempts && backoff < SDC_COORD_RETRY_BACKOFF_MAX_MS; k++) backoff *= 2;
+  if (backoff > SDC_COORD_RETRY_BACKOFF_MAX_MS) backoff = SDC_COORD_RETRY_BACKOFF_MAX_MS;
+  j->retry_at_ms = sdc_clock_mono_ms() + backoff;
   sdc_metric_add(c->tm.reissued, NULL, 1);
-  sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing", j->attempts, j->last_error);
+  sdc_coord_job_log(j, "attempt %d failed: %s; re-issuing in %lld ms", j->attempts, j->last_error, (long long)backoff);
   return 0;
 }
 
@@ -135,6 +141,22 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     return;
   }
   j->denoise_ready = 1;
+  /* the memory of the live workers bounds the job too: refused at once, naming who set the limit */
+  j->pixel_images = (uint64_t)j->g.width * (uint64_t)j->g.height * (uint64_t)j->g.num_images;
+  for (int s = SDC_STAGE_UNET_DOWN; s < SDC_STAGE_END; s++) {
+    uint64_t cap;
+    const int w = sdc_registry_largest(&c->reg, (Sdcpb__Stage)s, &cap);
+    if (w < 0 || !cap || j->pixel_images <= cap) continue;
+    char why[sizeof j->last_error];
+    snprintf(why, sizeof why,
+             "%lldx%lld with num_images %lld is %llu pixel-images; the largest the live %s workers take is %llu "
+             "(worker %s, from its %llu MiB of memory): lower width, height or num_images",
+             (long long)j->g.width, (long long)j->g.height, (long long)j->g.num_images,
+             (unsigned long long)j->pixel_images, sdc_stage_name((sdc_stage)s), (unsigned long long)cap,
+             c->reg.w[w].id, (unsigned long long)(c->reg.w[w].memory_bytes >> 20));
+    sdc_coord_job_fail(c, j, why);
+    return;
+  }
   sdc__resolve_sched_name(c, j);
   const int64_t B = sdc_denoise_batch(&j->d);
   j->D = m->clip.hidden_size;
@@ -144,6 +166,12 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     sdc_coord_job_fail(c, j, "out of memory for the model input");
     return;
   }
+  /* the job may ask for a shorter deadline than the coordinator's, never a longer one */
+  const uint64_t timeout_ms = j->spec.timeout_ms > 0 && (uint64_t)j->spec.timeout_ms < c->job_timeout_ms
+                                  ? (uint64_t)j->spec.timeout_ms
+                                  : c->job_timeout_ms;
+  j->timeout_ms = timeout_ms;
+  j->deadline_ms = sdc_clock_mono_ms() + (int64_t)timeout_ms;
   sdc_coord_store_running(c, j);
   sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,
                     (long long)sdc_scheduler_n_calls(j->d.sched), j->sched_name, (unsigned long long)j->g.seed);

@@ -68,7 +68,8 @@ static void sdc__usage(FILE *fp) {
           "  --redis URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (default redis://127.0.0.1:6379)\n"
           "  --bind URL            control endpoint workers connect to (default tcp://127.0.0.1:5555)\n"
           "  --max-jobs N          jobs in flight at once, 1..%d (default %d)\n"
-          "  --step-timeout-ms N   re-issue a step not answered in time (default %d)\n"
+          "  --step-timeout-ms N   re-issue a step not answered in time, 100..%d (default %d)\n"
+          "  --job-timeout-ms N    fail a job running longer and cancel its work, %d..%d (default %d)\n"
           "  --ttl S               results expire after S seconds (default %d)\n"
           "  --wire f32|f16|bf16   dtype of tensors on the wire (default f32: pixels identical to sdc generate)\n"
           "  --max-pixels N        refuse jobs with width*height above N (default %lld)\n"
@@ -84,7 +85,8 @@ static void sdc__usage(FILE *fp) {
           "SIGTERM/SIGINT drain: no new claims (no XREADGROUP, no XAUTOCLAIM); jobs in flight finish. Past\n"
           "--drain-timeout-ms each unfinished job is logged and left pending in the stream, marked for the next\n"
           "coordinator to take over at once (never acknowledged). Then exit 0.\n",
-          SDC_COORD_MAX_JOBS, SDC_COORD_DEFAULT_MAX_JOBS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S,
+          SDC_COORD_MAX_JOBS, SDC_COORD_DEFAULT_MAX_JOBS, SDC_COORD_MAX_STEP_TIMEOUT_MS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS,
+          SDC_COORD_MIN_JOB_TIMEOUT_MS, SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S,
           (long long)SDC_DEFAULT_MAX_PIXELS, SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS,
           SDC_COORD_MIN_RECLAIM_IDLE_MS, SDC_COORD_MAX_RECLAIM_IDLE_MS, SDC_COORD_RECLAIM_IDLE_MS);
 }
@@ -97,10 +99,11 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
   c->max_jobs = SDC_COORD_DEFAULT_MAX_JOBS, c->step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS;
   c->ttl_s = SDC_DEFAULT_RESULT_TTL_S, c->wire_dtype = SDCPB__DTYPE__F32, c->max_pixels = SDC_DEFAULT_MAX_PIXELS;
   c->drain_timeout_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, c->reclaim_idle_ms = SDC_COORD_RECLAIM_IDLE_MS;
+  c->job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS;
   char host[64] = "coordinator";
   gethostname(host, sizeof host - 1);
   snprintf(c->id, sizeof c->id, "%s-%d", host, (int)getpid());
-  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP, O_DRAIN, O_RECLAIM, O_PREC, O_KEY, O_AUTH, O_INSECURE };
+  enum { O_TIMEOUT = 256, O_TTL, O_WIRE, O_MAXPX, O_HTTP, O_DRAIN, O_RECLAIM, O_PREC, O_KEY, O_AUTH, O_INSECURE, O_JOB_TIMEOUT };
   snprintf(c->precision, sizeof c->precision, "fp32");
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},          {"config", required_argument, 0, 'c'},
@@ -112,6 +115,7 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
       {"drain-timeout-ms", required_argument, 0, O_DRAIN}, {"reclaim-idle-ms", required_argument, 0, O_RECLAIM},
       {"precision", required_argument, 0, O_PREC},   {"curve-key", required_argument, 0, O_KEY},
       {"curve-authorized", required_argument, 0, O_AUTH}, {"insecure", no_argument, 0, O_INSECURE},
+      {"job-timeout-ms", required_argument, 0, O_JOB_TIMEOUT},
       {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "m:c:r:b:j:i:h", opts, NULL)) != -1) {
@@ -121,7 +125,18 @@ static int sdc__parse_args(sdc_coord *c, int argc, char **argv, const char **mod
       case 'r': redis = optarg; break;
       case 'b': snprintf(c->bind, sizeof c->bind, "%s", optarg); break;
       case 'j': c->max_jobs = atoi(optarg); break;
-      case O_TIMEOUT: c->step_timeout_ms = strtoull(optarg, NULL, 10); break;
+      case O_TIMEOUT:
+      case O_JOB_TIMEOUT: {
+        int64_t v;
+        const int step = ch == O_TIMEOUT;
+        if (sdc_flag_int(step ? "--step-timeout-ms" : "--job-timeout-ms", optarg, step ? 100 : SDC_COORD_MIN_JOB_TIMEOUT_MS,
+                         step ? SDC_COORD_MAX_STEP_TIMEOUT_MS : SDC_COORD_MAX_JOB_TIMEOUT_MS, &v)) {
+          fprintf(stderr, "sdc-coordinator: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        *(step ? &c->step_timeout_ms : &c->job_timeout_ms) = (uint64_t)v;
+        break;
+      }
       case O_TTL: c->ttl_s = strtoull(optarg, NULL, 10); break;
       case O_WIRE:
         c->wire_dtype = strcmp(optarg, "f16") == 0    ? SDCPB__DTYPE__F16

@@ -35,11 +35,29 @@ int sdc_registry_upsert(sdc_registry *r, const char *id, const char *endpoint, u
   return i;
 }
 
-int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage) {
+int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage) { return sdc_registry_pick_for(r, stage, 0); }
+
+int sdc_registry_largest(const sdc_registry *r, Sdcpb__Stage stage, uint64_t *cap) {
+  int best = -1;
+  *cap = 0;
+  for (int i = 0; i < r->n; i++) {
+    const sdc_worker_info *w = &r->w[i];
+    if (!w->alive || !w->push || !(w->stages & (1u << stage))) continue;
+    if (!w->max_pixel_images) { /* takes any size */
+      *cap = 0;
+      return i;
+    }
+    if (best < 0 || w->max_pixel_images > *cap) best = i, *cap = w->max_pixel_images;
+  }
+  return best;
+}
+
+int sdc_registry_pick_for(const sdc_registry *r, Sdcpb__Stage stage, uint64_t pixel_images) {
   int best = -1;
   for (int i = 0; i < r->n; i++) {
     const sdc_worker_info *w = &r->w[i];
     if (!w->alive || w->draining || !w->push || !(w->stages & (1u << stage))) continue;
+    if (w->max_pixel_images && pixel_images > w->max_pixel_images) continue; /* its memory would not hold it */
     if (best < 0 || w->outstanding < r->w[best].outstanding ||
         (w->outstanding == r->w[best].outstanding && w->served < r->w[best].served))
       best = i;
@@ -61,4 +79,10 @@ int sdc_registry_complete(const sdc_registry *r, unsigned needed) {
   for (int s = SDCPB__STAGE__TEXT; s <= SDCPB__STAGE__VAE; s++)
     if ((needed & (1u << s)) && sdc_registry_pick(r, (Sdcpb__Stage)s) < 0) return 0;
   return 1;
+}
+
+int sdc_registry_used(const sdc_registry *r) {
+  int n = 0;
+  for (int i = 0; i < r->n; i++) n += r->w[i].alive || r->w[i].push;
+  return n;
 }

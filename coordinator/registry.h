@@ -21,6 +21,7 @@ typedef struct {
    * is bound to that key while the worker is alive */
   char key_name[SDC_MAX_WORKER_ID];
   char key[SDC_CURVE_Z85];
+  uint64_t max_pixel_images, memory_bytes; /* Register: the largest width*height*num_images it takes (0: any) */
 } sdc_worker_info;
 
 typedef struct {
@@ -36,9 +37,16 @@ int sdc_registry_find(const sdc_registry *r, const char *id);
 /* The live, non-draining worker with the fewest outstanding requests that
  * serves stage; ties go to the one that served least. -1 when none. */
 int sdc_registry_pick(const sdc_registry *r, Sdcpb__Stage stage);
+/* As sdc_registry_pick, among the workers whose memory takes pixel_images (Register.max_pixel_images). */
+int sdc_registry_pick_for(const sdc_registry *r, Sdcpb__Stage stage, uint64_t pixel_images);
+/* The live worker of stage that takes the most pixel-images (0 in *cap when one takes any); -1 when the
+ * stage has no live worker. */
+int sdc_registry_largest(const sdc_registry *r, Sdcpb__Stage stage, uint64_t *cap /* OUT */);
 /* Marks workers silent for longer than timeout_ms dead; returns how many died
  * now (their indices in died[], at most SDC_MAX_WORKERS). */
 int sdc_registry_expire(sdc_registry *r, uint64_t now_ms, uint64_t timeout_ms, int *died);
+/* Slots in use: live workers, and dead ones whose socket is still open (a job's route still names them). */
+int sdc_registry_used(const sdc_registry *r);
 /* Whether every stage in `needed` has at least one live, non-draining worker. */
 int sdc_registry_complete(const sdc_registry *r, unsigned needed);
 

@@ -40,7 +40,7 @@ static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageReque
                                int n) {
   Sdcpb__Hop hops[SDC_COORD_MAX_HOPS], *hp[SDC_COORD_MAX_HOPS];
   for (int i = 0; i < n; i++) {
-    int w = sdc_registry_pick(&c->reg, (Sdcpb__Stage)stages[i]);
+    int w = sdc_registry_pick_for(&c->reg, (Sdcpb__Stage)stages[i], j->pixel_images);
     if (w < 0) return SDC_EAGAIN; /* the tick tries again */
     sdcpb__hop__init(&hops[i]);
     hops[i].stage = (Sdcpb__Stage)stages[i];
@@ -180,7 +180,7 @@ static void sdc__on_reply(sdc_coord *c, const char *rid, const char *user, const
   sdc_metric_observe(c->tm.step_latency, &phase_stage[j->phase], (double)(sdc_clock_mono_ns() - j->issued_ns) * 1e-9);
   for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
   if (failed) {
-    if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_issue(c, j);
+    if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_poll_cancel(c, j); /* re-issued unless cancelled */
     return;
   }
   sdc__note_route(j, rep);
@@ -206,14 +206,36 @@ void sdc_coord_route_tick(sdc_coord *c, int64_t now_ms) {
     sdc_log(NULL, -1, 0, "worker %s is dead (no heartbeat for %lld ms)", c->reg.w[died[i]].id, (long long)c->dead_after_ms);
   for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
     next = j->next; /* a failed job is freed only once Redis answers, but stay safe */
-    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->awaiting_redis || j->left) continue;
+    if (j->phase == SDC_COORD_STORING || j->phase == SDC_COORD_CHECKING || j->left) continue;
+    if (j->deadline_ms && now_ms > j->deadline_ms) {
+      /* past the job's deadline: its work stops on every worker, the job fails */
+      char why[160];
+      snprintf(why, sizeof why, "job timed out: still running after %llu ms (%s)", (unsigned long long)j->timeout_ms,
+               j->timeout_ms < c->job_timeout_ms ? "the job's timeout_ms" : "--job-timeout-ms");
+      sdc_coord_broadcast_cancel(c, j->id);
+      sdc_coord_job_fail(c, j, why);
+      continue;
+    }
+    if (j->awaiting_redis) continue;
     int lost = 0;
     for (int i = 0; i < j->n_route; i++) lost |= !c->reg.w[j->route[i]].alive;
     if (j->n_route && (lost || now_ms > j->issued_ms + (int64_t)c->step_timeout_ms)) {
       /* a replica died or the step timed out: the same step again elsewhere, same inputs */
       if (sdc_coord_job_retry(c, j, lost ? "a worker on the route died" : "step timed out")) continue;
     }
-    if (!j->n_route) sdc_coord_issue(c, j);
+    if (!j->n_route && now_ms < j->retry_at_ms) continue; /* backing off after a failed try */
+    if (!j->n_route && j->recheck_cancel) sdc_coord_poll_cancel(c, j); /* issued once known not cancelled */
+    else if (!j->n_route) sdc_coord_issue(c, j);
+    else if (now_ms - j->issued_ms >= SDC_COORD_CANCEL_POLL_MS && now_ms - j->cancel_polled_ms >= SDC_COORD_CANCEL_POLL_MS)
+      sdc_coord_poll_cancel(c, j); /* a long step: a cancel stops it now, not at its end */
+  }
+  /* a dead worker's slot is freed once no request of ours names it (outstanding 0): its socket closes and
+   * the slot takes the next new worker, so workers restarting under new ids never fill the registry */
+  for (int i = 0; i < c->reg.n; i++) {
+    sdc_worker_info *w = &c->reg.w[i];
+    if (w->alive || !w->push || w->outstanding > 0) continue;
+    zmq_close(w->push);
+    w->push = NULL;
   }
 }
 
@@ -246,21 +268,25 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
   /* a known worker registering again has restarted: what it held is lost, so
    * the steps routed through it are issued again (same inputs, same image) */
   if (!reason[0] && known >= 0)
-    for (sdc_coord_job *j = c->jobs; j; j = j->next)
+    for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
+      next = j->next;
       for (int k = 0; k < j->n_route; k++)
         if (j->route[k] == known) {
-          sdc_coord_job_log(j, "worker %s restarted with this step in flight; re-issuing", id);
-          sdc_coord_release_route(c, j);
-          j->attempts++;
-          sdc_metric_add(c->tm.reissued, NULL, 1);
+          /* a try like any other: counted against SDC_COORD_MAX_ATTEMPTS with its backoff, so a job that
+           * crashes its worker every time ends failed (dead-lettered) instead of being re-issued forever */
+          char why[SDC_MAX_WORKER_ID + 64];
+          snprintf(why, sizeof why, "worker %s restarted with this step in flight", id);
+          sdc_coord_job_retry(c, j, why);
           break;
         }
+    }
   int i = reason[0] ? -1 : sdc_registry_upsert(&c->reg, id, r->data_endpoint, stages, (uint64_t)sdc_clock_mono_ms());
   if (!reason[0] && i < 0) snprintf(reason, sizeof reason, "too many workers (%d)", SDC_MAX_WORKERS);
   if (i >= 0) {
     sdc_worker_info *w = &c->reg.w[i];
     snprintf(w->key_name, sizeof w->key_name, "%s", user);
     snprintf(w->key, sizeof w->key, "%s", c->curve.on ? sdc_curve_key_of(&c->curve, user) : "");
+    w->max_pixel_images = r->max_pixel_images, w->memory_bytes = r->memory_bytes;
     if (w->push) zmq_close(w->push);
     w->push = zmq_socket(c->zctx, ZMQ_PUSH);
     sdc_zmq_configure(w->push);
@@ -274,8 +300,8 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
       zmq_close(w->push);
       w->push = NULL, w->alive = 0;
     } else {
-      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s%s%s", id, stages, w->endpoint,
-              user[0] ? ", key " : "", user);
+      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s%s%s (%d of %d registry slots in use)", id, stages,
+              w->endpoint, user[0] ? ", key " : "", user, sdc_registry_used(&c->reg), SDC_MAX_WORKERS);
     }
   }
   wel.accepted = !reason[0];

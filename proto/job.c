@@ -114,14 +114,18 @@ int sdc_job_validate(const sdc_job *job) {
   if (job->num_images < 1 || job->num_images > SDC_MAX_IMAGES)
     return sdc_seterr(SDC_EINVAL, "job field 'num_images': %lld is out of range [1, %d]", (long long)job->num_images,
                       SDC_MAX_IMAGES);
+  if (job->timeout_ms && (job->timeout_ms < SDC_COORD_MIN_JOB_TIMEOUT_MS || job->timeout_ms > SDC_COORD_MAX_JOB_TIMEOUT_MS))
+    return sdc_seterr(SDC_EINVAL, "job field 'timeout_ms': %lld is out of range [%d, %d]", (long long)job->timeout_ms,
+                      SDC_COORD_MIN_JOB_TIMEOUT_MS, SDC_COORD_MAX_JOB_TIMEOUT_MS);
   return SDC_OK;
 }
 
 /* --------------------------------------------------------------- parse */
 
-enum { F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_COUNT };
+enum { F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_TIMEOUT, F_COUNT };
 static const char *const sdc__fields[F_COUNT] = {"id",    "prompt",         "negative_prompt", "width", "height",
-                                                 "steps", "guidance_scale", "scheduler",       "seed",  "num_images"};
+                                                 "steps", "guidance_scale", "scheduler",       "seed",  "num_images",
+                                                 "timeout_ms"};
 
 /* cJSON decodes \u0000 into a NUL that would silently cut the string; refuse it. */
 static int sdc__has_escaped_nul(const char *s, size_t n) {
@@ -149,7 +153,7 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
     if (k == F_COUNT)
       return sdc_seterr(SDC_EINVAL,
                         "job field %s: unknown (known: id, prompt, negative_prompt, width, height, steps, "
-                        "guidance_scale, scheduler, seed, num_images)",
+                        "guidance_scale, scheduler, seed, num_images, timeout_ms)",
                         sdc_json_quote(q, sizeof q, f->string));
     if (seen[k]++) return sdc_seterr(SDC_EINVAL, "job field '%s': given more than once", sdc__fields[k]);
     if (cJSON_IsNull(f) && k != F_PROMPT) continue; /* null = absent = default */
@@ -175,6 +179,12 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
       case F_HEIGHT: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->height); break;
       case F_STEPS: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->steps); break;
       case F_NUM: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->num_images); break;
+      case F_TIMEOUT:
+        err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->timeout_ms);
+        if (!err && job->timeout_ms == 0)
+          err = sdc_seterr(SDC_EINVAL, "job field 'timeout_ms': 0 is out of range [%d, %d] (leave it out for the default)",
+                           SDC_COORD_MIN_JOB_TIMEOUT_MS, SDC_COORD_MAX_JOB_TIMEOUT_MS);
+        break;
       case F_GUIDANCE: {
         if (!cJSON_IsNumber(f))
           err = sdc_json_fail_value(&jf, name, "expected a number", f);
@@ -282,6 +292,7 @@ int sdc_job_to_json(const sdc_job *job, char **json) {
   if (ok && job->scheduler[0]) ok = cJSON_AddStringToObject(o, "scheduler", job->scheduler) != NULL;
   if (ok && job->has_seed) ok = sdc__add_int(o, "seed", (int64_t)job->seed);
   if (ok && job->num_images != 1) ok = sdc__add_int(o, "num_images", job->num_images);
+  if (ok && job->timeout_ms) ok = sdc__add_int(o, "timeout_ms", job->timeout_ms);
   if (ok) ok = (*json = cJSON_PrintUnformatted(o)) != NULL;
   cJSON_Delete(o);
   return ok ? SDC_OK : sdc_seterr(SDC_ENOMEM, "job JSON: out of memory");

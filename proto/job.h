@@ -74,6 +74,8 @@ typedef struct {
   int has_seed;                              /* 0: the coordinator picks one at claim and records it */
   uint64_t seed;
   int64_t num_images; /* default 1 */
+  int64_t timeout_ms; /* 0: the coordinator's --job-timeout-ms; else SDC_COORD_MIN..MAX_JOB_TIMEOUT_MS, and the
+                       * shorter of the two applies */
 } sdc_job;
 
 /* Sets every field to its default (no prompt, no id). Owns nothing yet. */

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SDC_REF="${SDC_REF:-$(cd .. && pwd)/shared/ref}"
 
-cmake -S . -B build -DSDC_WERROR=ON >/dev/null
+cmake -S . -B build -DSDC_WERROR=ON -DSDC_TEST_HOOKS=ON >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure)
 

@@ -54,12 +54,13 @@ static void test_job_defaults_and_full(void) {
       " {\"id\":\"job.A_1:x-2\",\"prompt\":\"\\u65e5\\u672c "
       "\xf0\x9f\x90\xb1\",\"negative_prompt\":\"blurry\",\"width\":768,"
       "\"height\":64,\"steps\":20.0,\"guidance_scale\":0.1,\"scheduler\":\"dpmpp_2m_karras\",\"seed\":9007199254740991,"
-      "\"num_images\":8}\n";
+      "\"num_images\":8,\"timeout_ms\":5000}\n";
   if (parse_ok("full", full, &j)) {
     CHECK(strcmp(j.id, "job.A_1:x-2") == 0, "explicit id wins: %s", j.id);
     CHECK(strcmp(j.prompt, "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xb1") == 0, "unicode prompt");
     CHECK(j.width == 768 && j.height == 64 && j.steps == 20 && j.guidance_scale == 0.1 && j.has_seed &&
-              j.seed == 9007199254740991ull && j.num_images == 8 && strcmp(j.scheduler, "dpmpp_2m_karras") == 0,
+              j.seed == 9007199254740991ull && j.num_images == 8 && strcmp(j.scheduler, "dpmpp_2m_karras") == 0 &&
+              j.timeout_ms == 5000,
           "full fields");
     char *json = NULL;
     CHECK(sdc_job_to_json(&j, &json) == SDC_OK, "to_json full: %s", sdc_errmsg(SDC_EINVAL));
@@ -68,7 +69,7 @@ static void test_job_defaults_and_full(void) {
       CHECK(strcmp(k.id, j.id) == 0 && strcmp(k.prompt, j.prompt) == 0 &&
                 strcmp(k.negative_prompt, j.negative_prompt) == 0 && k.width == j.width && k.height == j.height &&
                 k.steps == j.steps && k.guidance_scale == j.guidance_scale && strcmp(k.scheduler, j.scheduler) == 0 &&
-                k.has_seed && k.seed == j.seed && k.num_images == j.num_images,
+                k.has_seed && k.seed == j.seed && k.num_images == j.num_images && k.timeout_ms == j.timeout_ms,
             "round trip differs: %s", json);
       CHECK(strstr(json, "\"seed\":9007199254740991") && strstr(json, "\"guidance_scale\":0.1,"), "numbers: %s", json);
       sdc_job_free(&k);
@@ -129,6 +130,10 @@ static void test_job_limits(void) {
   }
   expect_bad("num_images 0", "{\"prompt\":\"x\",\"num_images\":0}", "'num_images'", "0");
   expect_bad("num_images 9", "{\"prompt\":\"x\",\"num_images\":9}", "'num_images'", "9");
+  expect_bad("timeout_ms 0", "{\"prompt\":\"x\",\"timeout_ms\":0}", "'timeout_ms'", "0");
+  expect_bad("timeout_ms 999", "{\"prompt\":\"x\",\"timeout_ms\":999}", "'timeout_ms'", "999");
+  expect_bad("timeout_ms 1e9", "{\"prompt\":\"x\",\"timeout_ms\":1000000000}", "'timeout_ms'", "1000000000");
+  expect_bad("timeout_ms string", "{\"prompt\":\"x\",\"timeout_ms\":\"5000\"}", "'timeout_ms'", "5000");
 }
 
 static void test_job_types_and_fields(void) {

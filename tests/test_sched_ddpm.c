@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "scheduler.h"
+#include "sdc_limits.h"
 #include "test_util.h"
 
 #define SD_BETAS "\"beta_start\": 0.00085, \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\""
@@ -208,10 +209,7 @@ static void test_limits(void) {
     CHECK(sdc_scheduler_step(s, out, x, 8, z) == SDC_EINVAL, "%s: step past the end accepted", sdc_sched_name(kinds[k]));
     sdc_scheduler_free(s);
   }
-  /* timesteps past the training range: 1000 leading steps + offset 1 reach t = 1000 */
-  sdc_scheduler *s = make(SDC_SCHED_DDIM, "{\"steps_offset\": 1}", 1000, &err);
-  CHECK(!s && err == SDC_ECONFIG, "ddim with t = 1000: err %d", err);
-  sdc_scheduler_free(s);
+  sdc_scheduler *s;
   /* options these classes cannot honour */
   s = make(SDC_SCHED_DDPM, "{\"variance_type\": \"learned_range\"}", 10, &err);
   CHECK(!s && err == SDC_EUNSUPPORTED, "ddpm learned_range: err %d", err);
@@ -221,7 +219,45 @@ static void test_limits(void) {
   sdc_scheduler_free(s);
 }
 
+/* SDC_MAX_STEPS with SD's own scheduler config (leading, steps_offset 1): 1000 steps over 1000 training
+ * timesteps would start at t = 1000, past alphas_cumprod (diffusers raises IndexError); every training
+ * timestep 999..0 is used instead, and every kind of scheduler runs the whole contract range. */
+static void test_max_steps_with_sd_config(void) {
+  int err;
+  const char *sd = "{" SD_BETAS ", \"steps_offset\": 1, \"skip_prk_steps\": true, \"set_alpha_to_one\": false}";
+  static const sdc_sched_kind kinds[] = {SDC_SCHED_DDIM, SDC_SCHED_DDPM, SDC_SCHED_PNDM};
+  for (int k = 0; k < 3; k++) {
+    sdc_scheduler *s = make(kinds[k], sd, SDC_MAX_STEPS, &err);
+    CHECK(s, "%s with %d steps: %s", sdc_sched_name(kinds[k]), SDC_MAX_STEPS, sdc_errmsg(err));
+    if (!s) continue;
+    const int64_t n = sdc_scheduler_n_calls(s);
+    CHECK(n == SDC_MAX_STEPS + (kinds[k] == SDC_SCHED_PNDM), "%s: %lld calls", sdc_sched_name(kinds[k]), (long long)n);
+    CHECK(sdc_scheduler_timestep(s, 0) == 999 && sdc_scheduler_timestep(s, n - 1) == 0, "%s: timesteps %g..%g, want 999..0",
+          sdc_sched_name(kinds[k]), sdc_scheduler_timestep(s, 0), sdc_scheduler_timestep(s, n - 1));
+    float x[8];
+    CHECK(run_all(s, x) >= 0 && all_finite(x, 8), "%s: %d-step run failed or non-finite", sdc_sched_name(kinds[k]),
+          SDC_MAX_STEPS);
+    sdc_scheduler_free(s);
+    /* 500 steps keep diffusers' schedule exactly: 2*(499-i) + 1 */
+    s = make(kinds[k], sd, 500, &err);
+    CHECK(s && sdc_scheduler_timestep(s, 0) == 999, "%s 500 steps: first timestep %g", sdc_sched_name(kinds[k]),
+          s ? sdc_scheduler_timestep(s, 0) : -1.0);
+    sdc_scheduler_free(s);
+  }
+  /* the other schedulers: the model's own config with the most steps the contract allows */
+  static const sdc_sched_kind rest[] = {SDC_SCHED_EULER, SDC_SCHED_EULER_A, SDC_SCHED_HEUN, SDC_SCHED_LMS,
+                                        SDC_SCHED_DPMPP_2M, SDC_SCHED_DPMPP_2M_KARRAS, SDC_SCHED_UNIPC};
+  for (size_t k = 0; k < sizeof rest / sizeof *rest; k++) {
+    sdc_scheduler *s = make(rest[k], sd, SDC_MAX_STEPS, &err);
+    CHECK(s, "%s with %d steps: %s", sdc_sched_name(rest[k]), SDC_MAX_STEPS, sdc_errmsg(err));
+    float x[8];
+    if (s) CHECK(run_all(s, x) >= 0 && all_finite(x, 8), "%s: %d-step run failed or non-finite", sdc_sched_name(rest[k]), SDC_MAX_STEPS);
+    sdc_scheduler_free(s);
+  }
+}
+
 int main(void) {
+  test_max_steps_with_sd_config();
   test_ddim_trailing_and_linspace_timesteps();
   test_pndm_prk_warmup_runs_all_calls();
   test_pndm_plms_repeats_second_timestep();

@@ -75,6 +75,7 @@ static void send_vae_request(void *push, const char *endpoint) {
   Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
   req.job_id = "late-job", req.request_id = 77, req.n_route = 1, req.route = &hp, req.hop = 0;
   req.wire_dtype = SDCPB__DTYPE__F32, req.latent = &lat, req.n_png_text = 1, req.png_text = &text;
+  req.deadline_unix_ms = sdc_clock_unix_ms() + 60000; /* a request without one is dropped */
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
   env.request = &req;

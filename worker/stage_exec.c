@@ -51,6 +51,17 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   return err;
 }
 
+int64_t sdc_stage_host_bytes_per_pixel(const sdc_stage_host *h) {
+  const double unet = (double)h->model.unet.block_out_channels[0] / SDC_SD15_UNET_C0,
+               vae = (double)h->model.vae.block_out_channels[0] / SDC_SD15_VAE_C0;
+  double b = 0;
+  if (h->stages & (1u << SDCPB__STAGE__UNET_DOWN)) b += unet * SDC_UNET_DOWN_PEAK_BYTES_PER_PIXEL;
+  if (h->stages & (1u << SDCPB__STAGE__UNET_MID)) b += unet * SDC_UNET_MID_PEAK_BYTES_PER_PIXEL;
+  if (h->stages & (1u << SDCPB__STAGE__UNET_UP)) b += unet * SDC_UNET_UP_PEAK_BYTES_PER_PIXEL;
+  if (h->stages & (1u << SDCPB__STAGE__VAE)) b += vae * SDC_VAE_PEAK_BYTES_PER_PIXEL;
+  return (int64_t)(b * SDC_PEAK_MARGIN_PCT / 100 + 0.5);
+}
+
 void sdc_stage_host_free(sdc_stage_host *h) {
   sdc_tokenizer_free(h->tok);
   sdc_clip_free(h->clip);
@@ -307,6 +318,12 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   env.body_case = SDCPB__ENVELOPE__BODY_REPLY;
   env.reply = &rep;
   return sdc_wire_pack(&env, out, out_n);
+}
+
+int sdc_stage_error_reply(const Sdcpb__StageRequest *req, const char *error, uint8_t **out, size_t *out_n) {
+  const Sdcpb__Stage stage = req->hop < req->n_route && req->route[req->hop] ? req->route[req->hop]->stage
+                                                                             : SDCPB__STAGE__STAGE_INVALID;
+  return sdc__pack_reply(req, stage, error, NULL, "", 0, out, out_n);
 }
 
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out,

@@ -57,4 +57,14 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
                       size_t *out_n /* OUT */, int *next_is_reply /* OUT */, const char **next_endpoint /* OUT */,
                       sdc_stage_hops *hops /* OUT */, sdc_error *hop_error /* OUT */);
 
+/* Peak bytes the hosted stages add per pixel of one image (SDC_*_PEAK_BYTES_PER_PIXEL scaled to the
+ * model's full-resolution channels, summed over the stages: consecutive hops run in one request); 0 for
+ * a text-only host (its memory does not grow with the image). */
+int64_t sdc_stage_host_bytes_per_pixel(const sdc_stage_host *h);
+
+/* A StageReply for req carrying `error` and no output, packed into *out (heap, caller frees): what a
+ * worker answers for a request it will not compute (its queue is full). SDC_OK or the packing error. */
+int sdc_stage_error_reply(const Sdcpb__StageRequest *req, const char *error, uint8_t **out /* OUT */,
+                          size_t *out_n /* OUT */);
+
 #endif

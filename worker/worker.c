@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "abort.h"
 #include "clock.h"
 #include "curve.h"
 #include "error.h"
@@ -72,9 +73,11 @@ typedef struct {
     char endpoint[SDC_MAX_ENDPOINT];
     char key[SDC_CURVE_Z85]; /* CURVE: the next hop's public key ("" in plaintext) */
     void *sock;
+    int64_t used_ms; /* monotonic: the last send, for idle close and least-recently-used eviction */
   } peers[SDC_WORKER_MAX_PEERS];
-  int n_peers;
-  uint64_t served, dropped_late, dropped_full, errors;
+  int n_peers, n_queued, max_queue; /* --max-queue: requests waiting beyond the running one */
+  atomic_int cancel_running; /* the Cancel of the running request's job: its compute stops between blocks */
+  uint64_t served, dropped_late, dropped_full, dropped_queue, cancelled, peers_closed, errors;
   int draining, registered, closing, log_hops, loaded;
   uint32_t beat_ms; /* SDC_HEARTBEAT_MS until a Welcome says otherwise */
   sdc__telemetry tm;
@@ -86,6 +89,7 @@ typedef struct {
   int silent_beats; /* beats since the coordinator last said anything: a CURVE mismatch is otherwise silent */
   /* drain: the coordinator's count of requests routed through us (-1 until it answers a draining
    * heartbeat); beats sent while it had not answered; requests received after SIGTERM */
+  uint64_t max_pixel_images, memory_bytes; /* advertised in Register: what our memory takes (0: no limit) */
   uint64_t drain_timeout_ms;
   int64_t drain_start_ms, coord_routed;
   int drain_beats;
@@ -225,6 +229,7 @@ static void sdc__send_register(sdc__worker *w) {
   reg.model_fingerprint = w->host.fingerprint;
   reg.data_endpoint = w->endpoint;
   reg.threads = 1;
+  reg.max_pixel_images = w->max_pixel_images, reg.memory_bytes = w->memory_bytes;
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_REGISTER;
   env.register_ = &reg;
@@ -251,22 +256,40 @@ static void sdc__send_heartbeat_as(sdc__worker *w, int deregister) {
 
 static void sdc__send_heartbeat(sdc__worker *w) { sdc__send_heartbeat_as(w, 0); }
 
+static void sdc__peer_close(sdc__worker *w, int i, const char *why) {
+  sdc_log(NULL, -1, 0, "closed next hop %s (%s)", w->peers[i].endpoint, why);
+  zmq_close(w->peers[i].sock);
+  w->peers[i] = w->peers[--w->n_peers];
+  w->peers_closed++;
+}
+
+/* On the beat: next hops unused for SDC_WORKER_PEER_IDLE_MS are closed; a peer that moved (a restarted
+ * pod on a new address) is never used again, so without this the table would only grow. */
+static void sdc__peers_prune(sdc__worker *w) {
+  const int64_t now = sdc_clock_mono_ms();
+  for (int i = w->n_peers - 1; i >= 0; i--)
+    if (now - w->peers[i].used_ms > SDC_WORKER_PEER_IDLE_MS) sdc__peer_close(w, i, "idle");
+}
+
 /* The PUSH socket to endpoint, connected on first use (with CURVE, as a client of `key`, the public key the
  * coordinator put in the route). NULL with the loop thread's message set (naming the endpoint) when it
  * cannot be had. */
 static void *sdc__peer(sdc__worker *w, const char *endpoint, const char *key) {
   for (int i = 0; i < w->n_peers; i++)
     if (strcmp(w->peers[i].endpoint, endpoint) == 0) {
-      if (strcmp(w->peers[i].key, key) == 0) return w->peers[i].sock;
+      if (strcmp(w->peers[i].key, key) == 0) {
+        w->peers[i].used_ms = sdc_clock_mono_ms();
+        return w->peers[i].sock;
+      }
       /* another worker (key) now listens there: a new connection, the old one is forgotten */
-      zmq_close(w->peers[i].sock);
-      w->peers[i] = w->peers[--w->n_peers];
+      sdc__peer_close(w, i, "another key listens there now");
       break;
     }
-  if (w->n_peers == SDC_WORKER_MAX_PEERS) {
-    sdc_seterr(SDC_EUNSUPPORTED, "%s: already connected to SDC_WORKER_MAX_PEERS (%d) next hops", endpoint,
-               SDC_WORKER_MAX_PEERS);
-    return NULL;
+  if (w->n_peers == SDC_WORKER_MAX_PEERS) { /* full: the least recently used makes room */
+    int lru = 0;
+    for (int i = 1; i < w->n_peers; i++)
+      if (w->peers[i].used_ms < w->peers[lru].used_ms) lru = i;
+    sdc__peer_close(w, lru, "least recently used of SDC_WORKER_MAX_PEERS");
   }
   void *s = zmq_socket(w->zctx, ZMQ_PUSH);
   if (!s) {
@@ -286,6 +309,7 @@ static void *sdc__peer(sdc__worker *w, const char *endpoint, const char *key) {
   }
   snprintf(w->peers[w->n_peers].endpoint, sizeof w->peers[w->n_peers].endpoint, "%s", endpoint);
   snprintf(w->peers[w->n_peers].key, sizeof w->peers[w->n_peers].key, "%s", key);
+  w->peers[w->n_peers].used_ms = sdc_clock_mono_ms();
   w->peers[w->n_peers++].sock = s;
   return s;
 }
@@ -315,9 +339,20 @@ static void sdc__work_cb(uv_work_t *req) {
   sdc__worker *w = req->data;
   sdc__item *it = w->running;
   const char *ep = NULL;
+#ifdef SDC_TEST_HOOKS
+  /* test hook (cmake -DSDC_TEST_HOOKS=ON only): a job whose id starts with $SDC_TEST_CRASH_JOB kills the
+   * worker mid-step, every time: the coordinator's retries, backoff and dead letter are tested with it */
+  const char *crash = getenv("SDC_TEST_CRASH_JOB");
+  if (crash && crash[0] && strncmp(it->env->request->job_id, crash, strlen(crash)) == 0) {
+    sdc_log(it->env->request->job_id, -1, 0, "SDC_TEST_CRASH_JOB: aborting (test hook)");
+    abort();
+  }
+#endif
   it->start_ms = sdc_clock_unix_ms();
+  sdc_abort_watch(&w->cancel_running);
   int err = sdc_stage_execute(&w->host, it->env->request, w->id, &it->out, &it->out_n, &it->is_reply, &ep, &it->hops,
                               &it->hop_error);
+  sdc_abort_watch(NULL);
   sdc_error_capture(&it->send_error, err);
   if (ep) snprintf(it->endpoint, sizeof it->endpoint, "%s", ep);
   it->end_ms = sdc_clock_unix_ms();
@@ -336,12 +371,20 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   if (w->log_hops)
     sdc_log(r->job_id, step, 0, "hop stage=%s start_ms=%llu end_ms=%llu", stage, (unsigned long long)it->start_ms,
             (unsigned long long)it->end_ms);
-  if (it->hop_error.code) {
+  if (it->hop_error.code == SDC_ECANCELLED) {
+    /* the job was cancelled while this ran: the coordinator has ended it, nothing is sent */
+    w->cancelled++;
+    sdc_log(r->job_id, step, 0, "%s stopped by cancel after %llu ms: %s", stage,
+            (unsigned long long)(it->end_ms - it->start_ms), it->hop_error.msg);
+  } else if (it->hop_error.code) {
     w->errors++;
     sdc_log(r->job_id, step, 0, "%s failed (%s), replying with the error: %s", stage, sdc_err_name(it->hop_error.code),
             it->hop_error.msg);
   }
-  if (it->send_error.code) {
+  const int cancelled = it->hop_error.code == SDC_ECANCELLED;
+  if (cancelled) {
+    /* nothing to send: the reply would be dropped as late */
+  } else if (it->send_error.code) {
     w->errors++;
     sdc_log(r->job_id, step, 0, "%s: nothing to send (%s): %s", stage, sdc_err_name(it->send_error.code),
             it->send_error.msg);
@@ -374,21 +417,53 @@ static void sdc__after_work_cb(uv_work_t *req, int status) {
   sdc__maybe_exit(w);
 }
 
+/* A request whose deadline is 0 (none: it could be held forever) or past is dropped and counted: the
+ * coordinator re-issues a step whose deadline passed, and a request without one is not its. */
+static int sdc__drop_if_late(sdc__worker *w, const Sdcpb__StageRequest *r) {
+  const uint64_t now = sdc_clock_unix_ms();
+  if (r->deadline_unix_ms && now <= r->deadline_unix_ms) return 0;
+  w->dropped_late++;
+  sdc_node_metrics_drop(&w->tm.node, "deadline");
+  if (!r->deadline_unix_ms)
+    sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, the request has no deadline", sdc_stage_name(sdc__stage_of(r)));
+  else
+    sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
+            (unsigned long long)(now - r->deadline_unix_ms));
+  return 1;
+}
+
+/* On the beat: queued requests whose deadline passed leave the queue now, not when they reach its head. */
+static void sdc__queue_prune(sdc__worker *w) {
+  sdc__item **pp = &w->head, *last = NULL;
+  while (*pp) {
+    sdc__item *it = *pp;
+    if (sdc__drop_if_late(w, it->env->request)) {
+      *pp = it->next;
+      w->n_queued--;
+      sdc_wire_free(it->env);
+      free(it);
+    } else {
+      last = it;
+      pp = &it->next;
+    }
+  }
+  w->tail = last;
+  sdc__set_queue_gauge(w);
+}
+
 static void sdc__start_next(sdc__worker *w) {
   for (; !w->running && w->head; sdc__set_queue_gauge(w)) {
     sdc__item *it = w->head;
     w->head = it->next;
+    w->n_queued--;
     if (!w->head) w->tail = NULL;
     const Sdcpb__StageRequest *r = it->env->request;
-    if (r->deadline_unix_ms && sdc_clock_unix_ms() > r->deadline_unix_ms) {
-      w->dropped_late++; /* the coordinator has re-issued it by now */
-      sdc_node_metrics_drop(&w->tm.node, "deadline");
-      sdc_log(r->job_id, sdc__step_of(r), 0, "%s: dropped, %llu ms past its deadline", sdc_stage_name(sdc__stage_of(r)),
-              (unsigned long long)(sdc_clock_unix_ms() - r->deadline_unix_ms));
+    if (sdc__drop_if_late(w, r)) {
       sdc_wire_free(it->env);
       free(it);
       continue;
     }
+    atomic_store(&w->cancel_running, 0);
     w->running = it;
     w->tm.run_start_us = sdc_clock_mono_ns() / 1000;
     w->work.data = w;
@@ -397,12 +472,37 @@ static void sdc__start_next(sdc__worker *w) {
   sdc__set_queue_gauge(w);
 }
 
+/* A full queue: the coordinator hears at once (an error reply naming us and the bound) and routes the
+ * step again, instead of the queue growing without end. */
+static void sdc__refuse_full(sdc__worker *w, Sdcpb__Envelope *env) {
+  const Sdcpb__StageRequest *r = env->request;
+  char msg[SDC_MAX_WORKER_ID + 128];
+  snprintf(msg, sizeof msg, "worker %s: queue full (--max-queue %d requests waiting)", w->id, w->max_queue);
+  w->dropped_queue++;
+  sdc_node_metrics_drop(&w->tm.node, "queue_full");
+  sdc_log(r->job_id, sdc__step_of(r), 0, "%s: refused: %s", sdc_stage_name(sdc__stage_of(r)), msg);
+  uint8_t *out = NULL;
+  size_t n = 0;
+  if (sdc_stage_error_reply(r, msg, &out, &n) == SDC_OK) zmq_send(w->ctrl, out, n, ZMQ_DONTWAIT);
+  free(out);
+  sdc_wire_free(env);
+}
+
 static void sdc__on_request(sdc__worker *w, Sdcpb__Envelope *env) {
+  if (sdc__drop_if_late(w, env->request)) {
+    sdc_wire_free(env);
+    return;
+  }
+  if (w->n_queued >= w->max_queue) {
+    sdc__refuse_full(w, env);
+    return;
+  }
   sdc__item *it = calloc(1, sizeof *it);
   if (!it) {
     sdc_wire_free(env);
     return;
   }
+  w->n_queued++;
   it->env = env;
   if (w->tail) w->tail->next = it;
   else w->head = it;
@@ -440,12 +540,15 @@ static void sdc__on_control(sdc__worker *w, Sdcpb__Envelope *env) {
       sdc_log(NULL, -1, 0, "registration refused: %s", env->welcome->reason);
     }
   } else if (env->body_case == SDCPB__ENVELOPE__BODY_CANCEL) {
-    /* drop queued work of the job; what runs now finishes (one step at most) */
+    /* drop queued work of the job; what runs now stops at its next block */
+    if (w->running && strcmp(w->running->env->request->job_id, env->cancel->job_id) == 0)
+      atomic_store(&w->cancel_running, 1);
     sdc__item **pp = &w->head, *last = NULL;
     while (*pp) {
       sdc__item *it = *pp;
       if (strcmp(it->env->request->job_id, env->cancel->job_id) == 0) {
         *pp = it->next;
+        w->n_queued--;
         sdc_wire_free(it->env);
         free(it);
       } else {
@@ -532,6 +635,8 @@ static void sdc__on_beat(uv_timer_t *t) {
             w->curve.on ? "does it run CURVE with our key in its authorized file and the server key we were given"
                         : "does it run plaintext (we have no --curve-key)");
   sdc__send_heartbeat(w);
+  sdc__peers_prune(w);
+  sdc__queue_prune(w);
   if (w->draining && w->coord_routed < 0) w->drain_beats++;
   sdc__drain(w);
   sdc__maybe_exit(w);
@@ -587,6 +692,51 @@ static void sdc__on_signal(uv_signal_t *s, int signum) {
   sdc__maybe_exit(w);
 }
 
+/* The memory this process may use: the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) when
+ * below the physical RAM, else the RAM (sysconf). */
+static uint64_t sdc__memory_limit(const char **source) {
+  const uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  static const char *const files[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+  *source = "physical memory";
+  for (int i = 0; i < 2; i++) {
+    FILE *fp = fopen(files[i], "r");
+    unsigned long long v = 0;
+    const int ok = fp && fscanf(fp, "%llu", &v) == 1; /* "max" (no limit) does not parse */
+    if (fp) fclose(fp);
+    if (ok && v > 0 && v < phys) {
+      *source = files[i];
+      return v;
+    }
+  }
+  return phys;
+}
+
+/* Our resident set now (/proc/self/statm), 0 when unknown. */
+static uint64_t sdc__rss_bytes(void) {
+  FILE *fp = fopen("/proc/self/statm", "r");
+  unsigned long long size = 0, rss = 0;
+  const int ok = fp && fscanf(fp, "%llu %llu", &size, &rss) == 2;
+  if (fp) fclose(fp);
+  return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/* After loading: the largest width*height*num_images our memory takes, from the model's per-pixel peak
+ * (sdc_stage_host_bytes_per_pixel); logged with what it rests on. */
+static void sdc__estimate_capacity(sdc__worker *w, uint64_t memory_mib) {
+  const char *source;
+  uint64_t mem = sdc__memory_limit(&source);
+  const uint64_t rss = sdc__rss_bytes();
+  if (memory_mib && (memory_mib << 20) < mem) mem = memory_mib << 20, source = "--memory-mib";
+  const int64_t per_px = sdc_stage_host_bytes_per_pixel(&w->host);
+  w->memory_bytes = mem;
+  if (per_px <= 0) return; /* text: its memory does not grow with the image */
+  const int64_t free_b = (int64_t)mem - (int64_t)rss - SDC_WORKER_MEMORY_RESERVE;
+  w->max_pixel_images = free_b > 0 ? (uint64_t)(free_b / per_px) : 1; /* 1: refuses every job, visibly */
+  sdc_log(NULL, -1, 0, "takes jobs up to %llu pixel-images (width*height*num_images): %llu MiB of %s, %llu MiB "
+          "resident, %lld bytes per pixel-image at its peak", (unsigned long long)w->max_pixel_images,
+          (unsigned long long)(mem >> 20), source, (unsigned long long)(rss >> 20), (long long)per_px);
+}
+
 /* Copies a flag's value into a fixed field; a value that does not fit is refused, not cut
  * (a cut id or endpoint would name another worker). */
 static int sdc__copy_arg(const char *flag, char *dst, size_t n, const char *value) {
@@ -618,11 +768,15 @@ static void sdc__usage(FILE *fp) {
           "  --curve-server-key FILE  the coordinator's public key (default: the key named 'coordinator' in\n"
           "                        --curve-authorized)\n"
           "  --insecure            allow plaintext on a non-loopback --bind (without keys only loopback is allowed)\n"
+          "  --max-queue N         requests waiting for the compute thread, 1..%d (default %d); more are\n"
+          "                        answered at once with an error naming the worker and the bound\n"
+          "  --memory-mib N        the memory this worker may use, when less than its cgroup limit or RAM (e.g.\n"
+          "                        workers sharing a machine); bounds the jobs it takes (docs/jobs.md)\n"
           "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
           "computes and forwards every request it has received or still receives, and once the coordinator\n"
           "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
           "still holds, deregisters (the coordinator re-issues those steps) and exits 1.\n",
-          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS);
+          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_WORKER_MAX_QUEUE_LIMIT, SDC_WORKER_MAX_QUEUE);
 }
 
 int main(int argc, char **argv) {
@@ -638,7 +792,9 @@ int main(int argc, char **argv) {
                                        {"drain-timeout-ms", required_argument, 0, 'D'},
                                        {"curve-key", required_argument, 0, 'K'}, {"curve-authorized", required_argument, 0, 'A'},
                                        {"curve-server-key", required_argument, 0, 'S'}, {"insecure", no_argument, 0, 'I'},
-                                       {0, 0, 0, 0}};
+                                       {"memory-mib", required_argument, 0, 'M'},
+                                       {"max-queue", required_argument, 0, 'Q'}, {0, 0, 0, 0}};
+  int64_t memory_mib = 0;
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
   snprintf(w.id, sizeof w.id, "%s-%d", host, (int)getpid());
@@ -648,6 +804,7 @@ int main(int argc, char **argv) {
   w.coord_routed = -1;
   const char *curve_key = NULL, *curve_auth = NULL, *curve_server = NULL;
   int insecure = 0;
+  w.max_queue = SDC_WORKER_MAX_QUEUE;
   while ((ch = getopt_long(argc, argv, "s:m:c:C:b:a:i:p:D:Lh", opts, NULL)) != -1) {
     switch (ch) {
       case 's': stages = optarg; break;
@@ -663,6 +820,21 @@ int main(int argc, char **argv) {
         break;
       case 'L': w.log_hops = 1; break;
       case 'H': http = optarg; break;
+      case 'Q': {
+        int64_t v;
+        if (sdc_flag_int("--max-queue", optarg, 1, SDC_WORKER_MAX_QUEUE_LIMIT, &v)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        w.max_queue = (int)v;
+        break;
+      }
+      case 'M':
+        if (sdc_flag_int("--memory-mib", optarg, 1, (int64_t)1 << 30, &memory_mib)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        break;
       case 'D': {
         int64_t v;
         if (sdc_flag_int("--drain-timeout-ms", optarg, 0, SDC_MAX_DRAIN_TIMEOUT_MS, &v)) {
@@ -738,6 +910,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   w.loaded = 1;
+  sdc__estimate_capacity(&w, (uint64_t)memory_mib);
   sdc__update_ready(&w);
   if (w.tm.node.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abort.h"
 #include "error.h"
 #include "ops.h"
 
@@ -201,6 +202,7 @@ int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const fl
   for (int i = 0; i < c->n_blocks; i++) {
     const sdc__unet_block *b = &u->down[i];
     for (int64_t j = 0; j < b->n_layers; j++) {
+      if ((err = sdc_abort_check("unet-down", i, (int)j))) return err; /* a cancelled job stops here */
       float *r;
       SDC__ALLOC(r, a, B * b->cout * H * W);
       if ((err = sdc_resnet_forward(&b->res[j], a, r, h, temb_silu, B, H, W))) return err;
@@ -234,6 +236,7 @@ int sdc_unet_mid(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx
   memcpy(ts, acts->temb, (size_t)(B * T) * sizeof *ts);
   sdc_silu(ts, B * T);
   int err;
+  if ((err = sdc_abort_check("unet-mid", -1, -1))) return err;
   if ((err = sdc_resnet_forward(&u->mid_res[0], a, h1, acts->h, ts, B, H, W))) return err;
   if ((err = sdc_transformer_forward(&u->mid_attn[0], a, h2, h1, ctx, B, H, W, Nctx))) return err;
   if ((err = sdc_resnet_forward(&u->mid_res[1], a, h1, h2, ts, B, H, W))) return err;
@@ -256,6 +259,10 @@ int sdc_unet_up(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx,
   for (int i = 0; i < c->n_blocks; i++) {
     const sdc__unet_block *b = &u->up[i];
     for (int64_t j = 0; j < b->n_layers; j++) {
+      if ((err = sdc_abort_check("unet-up", i, (int)j))) {
+        sdc_arena_reset(a, m);
+        return err;
+      }
       k--;
       if (k < 0 || acts->skip_h[k] != H || acts->skip_w[k] != W)
         return sdc_seterr(SDC_ESHAPE, "unet-up: skip %d does not match the hidden state's size", k);

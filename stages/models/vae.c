@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abort.h"
 #include "error.h"
 #include "ops.h"
 
@@ -152,16 +153,18 @@ int sdc_vae_decode(const sdc_vae *v, sdc_arena *a, const float *z, int64_t B, in
   int k = 1;
   h = pp[0];
   if ((err = sdc_conv_forward(&v->dec.conv_in, a, h, in, B, H, W))) return err;
-  if ((err = sdc__vae_mid(&v->dec, cfg, a, &h, B, C, H, W))) return err;
+  if ((err = sdc_abort_check("vae mid", -1, -1)) || (err = sdc__vae_mid(&v->dec, cfg, a, &h, B, C, H, W))) return err;
   for (int i = 0; i < nb; i++) {
     const sdc__vae_block *b = &v->dec.blocks[i];
     for (int64_t j = 0; j < b->n_layers; j++) {
+      if ((err = sdc_abort_check("vae decoder", i, (int)j))) return err; /* the caller resets the arena */
       float *r = pp[k] == h ? pp[k ^= 1] : pp[k];
       if ((err = sdc_resnet_forward(&b->res[j], a, r, h, NULL, B, H, W))) return err;
       h = r, k ^= 1;
     }
     C = b->cout;
     if (b->has_resample) {
+      if ((err = sdc_abort_check("vae decoder upsample", i, -1))) return err;
       float *u = pp[k] == h ? pp[k ^= 1] : pp[k];
       if ((err = sdc_upsample_forward(&b->resample, a, u, h, B, H, W, 2 * H, 2 * W))) return err;
       h = u, H *= 2, W *= 2, k ^= 1;

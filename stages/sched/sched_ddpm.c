@@ -16,12 +16,19 @@
  *   linspace: round(linspace(0, T-1, n))      (i * step, last = T-1 exactly)
  * out gets n values, descending. Differences from diffusers: for n where
  * float arange yields n+1 entries (trailing, e.g. T=1000, n=61) diffusers
- * appends a -1 timestep; we keep n. */
+ * appends a -1 timestep; we keep n. And leading with n close to T (SD's
+ * steps_offset 1 and n = T = 1000: 1..1000) reaches t = T, where diffusers
+ * indexes alphas_cumprod[T] and raises IndexError (its issue #10003): the
+ * offset is lowered to what keeps the top timestep at T-1, so n = T gives
+ * every training timestep, T-1..0, and any n <= T that the job contract
+ * allows runs. */
 static void sdc__ddpm_train_steps(const sdc_scheduler *s, int64_t n, int64_t *out) {
   const int64_t T = s->cfg.num_train_timesteps;
   if (strcmp(s->cfg.timestep_spacing, "leading") == 0) {
     const int64_t ratio = T / n;
-    for (int64_t i = 0; i < n; i++) out[i] = (n - 1 - i) * ratio + s->cfg.steps_offset;
+    int64_t offset = s->cfg.steps_offset;
+    if (ratio > 0 && (n - 1) * ratio + offset > T - 1) offset = T - 1 - (n - 1) * ratio;
+    for (int64_t i = 0; i < n; i++) out[i] = (n - 1 - i) * ratio + offset;
   } else if (strcmp(s->cfg.timestep_spacing, "trailing") == 0) {
     const double delta = ((double)T - (double)T / (double)n) - (double)T;
     for (int64_t i = 0; i < n; i++) out[i] = (int64_t)nearbyint((double)T + (double)i * delta) - 1;

@@ -72,6 +72,13 @@ static double sdc__lambda(double sigma) { return sigma > 0 ? -log(sigma) : INFIN
  * the count. */
 static int64_t sdc__ms_spacing(const sdc_scheduler *s, int64_t n, int64_t last, double *out) {
   const sdc_sched_config *c = &s->cfg;
+  if (n >= last && strcmp(c->timestep_spacing, "trailing") != 0) {
+    /* 1000 steps over 1000 timesteps: n+1 points cannot be distinct (leading's ratio is 0, every timestep
+     * steps_offset; linspace rounds to repeats), a repeat makes a step's h = 0 and the sample NaN, as it
+     * does in diffusers; each usable timestep once, last-1..0, instead (trailing already does that) */
+    for (int64_t i = 0; i < last; i++) out[i] = (double)(last - 1 - i);
+    return last;
+  }
   if (strcmp(c->timestep_spacing, "leading") == 0) {
     const int64_t ratio = last / (n + 1);
     for (int64_t i = 0; i < n; i++) out[i] = (double)((n - i) * ratio + c->steps_offset);
