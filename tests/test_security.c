@@ -158,6 +158,7 @@ static void send_request(void *s, const char *job_id, const char *wid, const cha
   char *prompts[] = {"a stranger's prompt"};
   Sdcpb__StageRequest r = SDCPB__STAGE_REQUEST__INIT;
   r.job_id = (char *)job_id, r.request_id = 424242, r.n_route = 1, r.route = &hp;
+  r.deadline_unix_ms = sdc_clock_unix_ms() + 60000; /* a worker drops a request without a deadline */
   r.n_prompts = 1, r.prompts = prompts, r.wire_dtype = SDCPB__DTYPE__F32;
   Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
   env.body_case = SDCPB__ENVELOPE__BODY_REQUEST, env.request = &r;
