@@ -71,6 +71,11 @@ typedef struct sdc_coord_job {
   int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
   int left;           /* drain timed out: left pending in the stream for another coordinator; inert */
+  /* fencing (docs/jobs.md): the epoch our claim got; every write is checked against it and our id */
+  char epoch[24];
+  int parse_failed;  /* the JSON was refused: the claim is strict and the job fails once claimed */
+  int redis_pending; /* commands in flight whose callbacks name this job: freed only when none is */
+  int dropped;       /* unlinked (fenced out, Redis lost, or ended): freed when redis_pending reaches 0 */
 } sdc_coord_job;
 
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
@@ -99,6 +104,9 @@ struct sdc_coord {
   redisAsyncContext *rc, *rb; /* commands; blocking reads */
   sdc_redis_url redis;
   int redis_ready;  /* connections whose AUTH/SELECT were answered */
+  uv_timer_t redis_retry;   /* the reconnect after a lost or refused Redis */
+  int redis_retrying;       /* an outage: both connections are closed and the retry timer runs */
+  int64_t redis_backoff_ms, redis_connect_ms, redis_lost_ms; /* monotonic; the current delay, last try, outage start */
   int closing;      /* main is disconnecting: a lost connection is expected */
   int exit_code;
   char id[96], bind[256];
@@ -120,10 +128,12 @@ struct sdc_coord {
 
 /* ---- intake.c: Redis ---- */
 
-/* Opens one async connection to c->redis, attached to c->loop, and queues AUTH (when the URL has a
- * password) and SELECT (when db != 0) as its first commands. An error reply to either is logged
- * naming c->redis.where and stops the loop with c->exit_code = 1. NULL (logged) when it cannot start. */
-redisAsyncContext *sdc_coord_redis_connect(sdc_coord *c);
+/* Opens the two connections to c->redis (AUTH, SELECT, PING first on each). A refused, failed or lost
+ * connection is never fatal: it is logged ("redis HOST:PORT: why; retrying in N ms"), every job in
+ * memory is dropped (its entry stays pending), and both are reopened with exponential backoff
+ * (SDC_REDIS_RETRY_MIN_MS..SDC_REDIS_RETRY_MAX_MS); once both answer, our own pending entries are
+ * re-claimed at once (XREADGROUP ... 0) and re-run from their recorded seed. */
+void sdc_coord_redis_start(sdc_coord *c);
 /* Reads more entries (XREADGROUP) when there is room, workers for every stage, and no read in flight. */
 void sdc_coord_claim_more(sdc_coord *c);
 /* Touches our pending entries and takes over abandoned ones, each at its own period. */
@@ -145,8 +155,6 @@ void sdc_coord_store_images(sdc_coord *c, sdc_coord_job *j, const ProtobufCBinar
 /* Writes the final state (error, route), the TTL, a dead letter for a failure, the event; once Redis
  * has applied them, acks the entry and frees the job. */
 void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
-/* Publishes the job's progress event. */
-void sdc_coord_publish(sdc_coord *c, const sdc_coord_job *j, sdc_job_state st, const char *error);
 
 /* ---- jobs.c: the state machine ---- */
 
