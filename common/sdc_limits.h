@@ -70,6 +70,9 @@
 #define SDC_MAX_WORKER_ID 128   /* bytes of a worker id with its NUL (sdc-worker --id, Register.worker_id) */
 #define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */
+#define SDC_CLUSTER_START_TRIES 3        /* a child failing this often before it ever started stops sdc cluster */
+#define SDC_CLUSTER_RESTART_MIN_MS 200   /* sdc cluster restarts a failed child after this, doubling per failure */
+#define SDC_CLUSTER_RESTART_MAX_MS 5000  /* ... up to this, forever */
 
 /* ---- kernels ---- */
 #define SDC_PAR_MIN_ELEMS 65536 /* below this many elements an elementwise op stays on one thread */
