@@ -173,11 +173,15 @@ static void sdc__on_ready(redisAsyncContext *ac, void *r, void *priv) {
     return;
   }
   if (++c->redis_ready < 2) return;
-  if (c->redis_lost_ms)
+  if (c->redis_lost_ms && c->redis_was_up)
     sdc_log(NULL, -1, 0, "redis %s: reconnected after %lld ms; re-claiming our pending entries", c->redis.where,
+            (long long)(sdc_clock_mono_ms() - c->redis_lost_ms));
+  else if (c->redis_lost_ms)
+    sdc_log(NULL, -1, 0, "redis %s: connected (after %lld ms of retries)", c->redis.where,
             (long long)(sdc_clock_mono_ms() - c->redis_lost_ms));
   else
     sdc_log(NULL, -1, 0, "redis %s: connected", c->redis.where);
+  c->redis_was_up = 1;
   c->redis_lost_ms = 0, c->redis_backoff_ms = 0, c->redis_connect_ms = 0;
   redisAsyncCommand(c->rb, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", SDC_JOBS_STREAM, SDC_JOBS_GROUP);
   if (c->draining || !c->max_jobs) return;

@@ -132,6 +132,7 @@ pid_t fu_child_pid(const char *log, const char *name) {
 }
 
 char *fu_hget(const char *id, const char *field) {
+  if (!g_rc || g_rc->err) fu_reconnect(5000); /* Redis restarted under us */
   redisReply *r = g_rc ? redisCommand(g_rc, "HGET sdc:job:%s %s", id, field) : NULL;
   char *v = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
   if (r) freeReplyObject(r);
