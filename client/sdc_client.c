@@ -22,6 +22,7 @@
 struct sdc_client {
   redisContext *ctx; /* NULL after an I/O error: the next command reconnects */
   sdc_redis_url url; /* url.where names it in messages (never the password) */
+  int was_up;        /* connected once: a Redis lost later is retried (one down at the start fails at once) */
 };
 
 /* Enqueue atomically: the job hash can never be missing for an entry a
@@ -108,15 +109,16 @@ static int sdc__open_once(sdc_client *c, redisContext **out, int *transient) {
   return err;
 }
 
-/* A new connection; a Redis that is down, restarting or loading is retried with backoff
- * (SDC_REDIS_RETRY_MIN_MS doubling to SDC_REDIS_RETRY_MAX_MS) for SDC_CLIENT_REDIS_RETRY_MS, each
- * retry said on stderr. A refused password or db fails at once. */
+/* A new connection. Once the client has been connected, a Redis that is down, restarting or loading is
+ * retried with backoff (SDC_REDIS_RETRY_MIN_MS doubling to SDC_REDIS_RETRY_MAX_MS) for
+ * SDC_CLIENT_REDIS_RETRY_MS, each retry said on stderr; the first connection and a refused password or
+ * db fail at once (a wrong URL is told, not waited on). */
 static int sdc__open(sdc_client *c, redisContext **out) {
   const int64_t t0 = sdc_clock_mono_ms();
   int64_t backoff = SDC_REDIS_RETRY_MIN_MS;
   for (;;) {
     int transient, err = sdc__open_once(c, out, &transient);
-    if (!err || !transient || sdc_clock_mono_ms() - t0 + backoff > SDC_CLIENT_REDIS_RETRY_MS) return err;
+    if (!err || !transient || !c->was_up || sdc_clock_mono_ms() - t0 + backoff > SDC_CLIENT_REDIS_RETRY_MS) return err;
     fprintf(stderr, "sdc: %s; retrying in %lld ms\n", sdc_errmsg(err), (long long)backoff);
     sdc_clock_sleep_ms(backoff);
     backoff = 2 * backoff > SDC_REDIS_RETRY_MAX_MS ? SDC_REDIS_RETRY_MAX_MS : 2 * backoff;
@@ -129,6 +131,7 @@ int sdc_client_connect(sdc_client **out, const char *url) {
   if (!c) return sdc_seterr(SDC_ENOMEM, "redis client: out of memory");
   int err = sdc_redis_url_parse(&c->url, url);
   if (!err) err = sdc__open(c, &c->ctx);
+  c->was_up = !err;
   if (err) {
     sdc_client_free(c);
     return err;
