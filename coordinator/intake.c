@@ -620,6 +620,14 @@ static void sdc__start_job(sdc_coord *c, const char *entry, const char *json, si
   sdc__job_cmd(c, j, sdc__on_claimed, 0, sizeof argv / sizeof *argv, argv, NULL);
 }
 
+/* The touch's answer: an entry no longer pending was acknowledged by the coordinator that took the job
+ * over while we were stalled; the job is not ours to run (its writes would be fenced anyway). */
+static void sdc__on_touched(sdc_coord *c, sdc_coord_job *j, const redisReply *rep) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements || j->phase == SDC_COORD_STORING || j->left) return;
+  sdc_coord_job_log(j, "entry %s is no longer pending (another coordinator ended the job): dropped", j->entry);
+  sdc__job_release(c, j);
+}
+
 /* Hands a pending entry of ours to whichever coordinator runs XAUTOCLAIM next: XCLAIM to ourselves with
  * an idle time past any --reclaim-idle-ms (JUSTID: the delivery count is not raised). */
 static void sdc__hand_over(sdc_coord *c, const char *entry) {
@@ -721,10 +729,12 @@ void sdc_coord_intake_tick(sdc_coord *c, int64_t now_ms) {
   const int64_t touch_ms = c->reclaim_idle_ms / 3 < SDC_COORD_TOUCH_MS ? c->reclaim_idle_ms / 3 : SDC_COORD_TOUCH_MS;
   if (now_ms > c->last_touch_ms + touch_ms && c->jobs) {
     c->last_touch_ms = now_ms;
-    for (sdc_coord_job *j = c->jobs; j; j = j->next)
-      if (!j->left)
-        redisAsyncCommand(c->rc, NULL, NULL, "XCLAIM %s %s %s 0 %s JUSTID", SDC_JOBS_STREAM, SDC_JOBS_GROUP, c->id,
-                          j->entry);
+    for (sdc_coord_job *j = c->jobs, *next; j; j = next) {
+      next = j->next; /* a failed queueing releases j */
+      if (j->left) continue;
+      const char *argv[] = {"XCLAIM", SDC_JOBS_STREAM, SDC_JOBS_GROUP, c->id, "0", j->entry, "JUSTID"};
+      sdc__job_cmd(c, j, sdc__on_touched, 0, sizeof argv / sizeof *argv, argv, NULL);
+    }
   }
   /* take over what dead or drained coordinators left */
   const int64_t reclaim_ms = c->reclaim_idle_ms / 2 < SDC_COORD_TOUCH_MS ? c->reclaim_idle_ms / 2 : SDC_COORD_TOUCH_MS;

@@ -415,7 +415,8 @@ static void run_auth(const char *model) {
   for (const char *p = err; (p = strstr(p, "AUTH failed")); p++) auth_lines++;
   CHECK(auth_lines >= 3, "a wrong password: %d AUTH lines in 4 s, expected one per retry: %s", auth_lines, err);
   CHECK(!strstr(err, "wrong-pw"), "a wrong password: the log shows the password: %s", err);
-  printf("wrong password: %d AUTH retries logged in 4 s, e.g. %.*s\n", auth_lines, (int)strcspn(err, "\n"), err);
+  const char *auth = strstr(err, "AUTH failed") ? strstr(err, "AUTH failed") : err;
+  printf("wrong password: %d AUTH retries logged in 4 s, e.g. %.*s\n", auth_lines, (int)strcspn(auth, "\n"), auth);
   redisFree(rc);
 out:
   if (pid > 0) {

@@ -87,7 +87,7 @@ static void run_pause(job *jobs, int n) {
   for (int i = 0; i < n; i++) {
     char id[32];
     snprintf(id, sizeof id, "pause-%d", i);
-    submit(&jobs[i], id, i, 24, 128);
+    submit(&jobs[i], id, i, 20, 96);
   }
   CHECK(wait_stepping(jobs, n, 60000) == n, "not every job started denoising on A");
   pid_t coord = fu_child_pid(g_log_a, "coordinator");
@@ -112,7 +112,7 @@ static void run_pause(job *jobs, int n) {
     epoch[i] = fu_hget_ll(jobs[i].id, "epoch");
   kill(coord, SIGCONT);
   /* A wakes up with its steps' replies and its ticks due: give it time to try every write it would make */
-  sdc_clock_sleep_ms(5000);
+  sdc_clock_sleep_ms(3000);
   for (int i = 0; i < n; i++) {
     CHECK(fu_is_state(jobs[i].id, "done"), "%s is no longer done after A resumed", jobs[i].id);
     CHECK(fu_hget_ll(jobs[i].id, "step") == step[i], "%s: step changed after A resumed", jobs[i].id);
@@ -120,7 +120,8 @@ static void run_pause(job *jobs, int n) {
     CHECK(fu_hget_ll(jobs[i].id, "epoch") == epoch[i], "%s: epoch changed after A resumed", jobs[i].id);
     CHECK(epoch[i] >= 2, "%s: epoch %lld: B never claimed it", jobs[i].id, epoch[i]);
   }
-  const int fenced = fu_log_count(g_log_a, "no longer ours", NULL, 0);
+  /* either its touch finds the entry acknowledged, or a write of it is fenced: one line per job either way */
+  const int fenced = fu_log_count(g_log_a, "no longer ours", NULL, 0) + fu_log_count(g_log_a, "is no longer pending", NULL, 0);
   printf("after SIGCONT A dropped %d jobs it no longer owned (one log line each), wrote nothing\n", fenced);
   CHECK(fenced >= 1, "A resumed and never noticed it lost its jobs (see %s)", g_log_a);
   compare_all(jobs, n);
@@ -144,6 +145,30 @@ static void run_both(job *jobs, int n) {
   }
   printf("two coordinators: %d jobs on A, %d on B, each done exactly once\n", on_a, n - on_a);
   compare_all(jobs, n);
+}
+
+/* Phase 2b: the fence itself. Another claim of a running job (its epoch bumped behind its coordinator's
+ * back) makes that coordinator's next write change nothing: it drops the job, the entry stays pending,
+ * is taken over, and the job ends done once with the same pixels. */
+static void run_steal(job *j) {
+  submit(j, "steal-0", 5, 20, 96);
+  CHECK(wait_stepping(j, 1, 60000) == 1, "steal-0 never started");
+  const int before = fu_log_count(g_log_a, "no longer ours", NULL, 0) + fu_log_count(g_log_b, "no longer ours", NULL, 0);
+  redisReply *r = redisCommand(g_rc, "HINCRBY sdc:job:steal-0 epoch 1");
+  if (r) freeReplyObject(r);
+  const long long step = fu_hget_ll("steal-0", "step");
+  int after = before;
+  for (int waited = 0; waited < 10000 && after == before; waited += 20) {
+    after = fu_log_count(g_log_a, "no longer ours", NULL, 0) + fu_log_count(g_log_b, "no longer ours", NULL, 0);
+    sdc_clock_sleep_ms(20);
+  }
+  CHECK(after == before + 1, "a write with a stale epoch was not refused (%d lines)", after - before);
+  CHECK(fu_hget_ll("steal-0", "step") == step, "the stale coordinator wrote a step");
+  CHECK(wait_all_done(j, 1, 60000) == 1, "steal-0 not done after its takeover");
+  CHECK(done_lines("steal-0") == 1, "steal-0 done %d times", done_lines("steal-0"));
+  printf("stale epoch: the write was refused, the job dropped, taken over (epoch %lld) and done once\n",
+         fu_hget_ll("steal-0", "epoch"));
+  compare_all(j, 1);
 }
 
 /* Phase 3: kill -9 of the coordinator that holds the most jobs mid-denoise. */
@@ -315,21 +340,22 @@ int main(int argc, char **argv) {
   g_a = fu_start_cluster(url, flags, g_log_a);
   if (!g_a) return sdc_test_finish("test_fencing");
 
-  job pause[4], both[6], killed[4];
+  job pause[4], both[6], killed[4], steal;
   run_pause(pause, 4);
   if (g_b) {
     run_both(both, 6);
+    run_steal(&steal);
     run_kill(killed, 4);
   }
   run_reject();
 
   /* every job ended once on the events channel, and nothing said running after that */
-  static const char *const phases[3] = {"pause", "both", "kill"};
-  const int counts[3] = {4, 6, 4};
+  static const char *const phases[4] = {"pause", "both", "kill", "steal"};
+  const int counts[4] = {4, 6, 4, 1};
   fu_job_events ev[16];
   memset(ev, 0, sizeof ev);
   int k = 0;
-  for (int s = 0; s < 3; s++)
+  for (int s = 0; s < 4; s++)
     for (int i = 0; i < counts[s]; i++) snprintf(ev[k++].id, sizeof ev[0].id, "%s-%d", phases[s], i);
   fu_events_collect(sub, ev, k, 1000); /* everything published since the start waits in the socket */
   for (int i = 0; i < k; i++) {
