@@ -68,7 +68,6 @@ typedef struct sdc_coord_job {
   char workers[SDC_STAGE_END][SDC_COORD_ROUTE_STAGE_BYTES];
   char last_error[512]; /* the message of the failure that ends (or retries) the job */
   char *raw;            /* the first SDC_DEAD_LETTER_JSON_BYTES of the job's JSON, for the dead-letter stream */
-  int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
   int left;           /* drain timed out: left pending in the stream for another coordinator; inert */
   /* fencing (docs/jobs.md): the epoch our claim got; every write is checked against it and our id */
@@ -146,15 +145,18 @@ void sdc_coord_leave(sdc_coord *c, sdc_coord_job *j);
 /* Draining with nothing left to finish: once Redis has applied every write queued so far (acks,
  * hand-overs), stops the loop. */
 void sdc_coord_exit_after_redis(sdc_coord *c);
-/* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event. */
+/* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event
+ * (one fenced write: see docs/jobs.md, Fencing). */
 void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j);
 /* Writes step, publishes progress and asks Redis whether the job was cancelled; the answer goes to
  * sdc_coord_job_cancel_checked(). */
 void sdc_coord_store_step(sdc_coord *c, sdc_coord_job *j);
-/* Stores the PNGs with the result TTL; then the job is done (or failed when a write failed). */
+/* Stores the PNGs with the result TTL and num_images (one fenced write); then the job is done (or failed
+ * when Redis refused the write). */
 void sdc_coord_store_images(sdc_coord *c, sdc_coord_job *j, const ProtobufCBinaryData *images, size_t n);
-/* Writes the final state (error, route), the TTL, a dead letter for a failure, the event; once Redis
- * has applied them, acks the entry and frees the job. */
+/* Writes the final state (error, route), the TTL, a dead letter for a failure, the event and the ack
+ * (XACK, XDEL) in one fenced write; once Redis answers, frees the job. Nothing lands when the job is no
+ * longer ours or already final. */
 void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
 
 /* ---- jobs.c: the state machine ---- */

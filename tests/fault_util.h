@@ -25,7 +25,7 @@ int fu_reconnect(int timeout_ms);
 /* `sdc cluster` on Redis url (NULL: its own) with extra flags, stderr to log; waits until its five
  * workers registered. Its pid, or 0. */
 pid_t fu_start_cluster(const char *url, const char *const *extra, const char *log);
-/* SIGTERM, then wait for the cluster to stop. */
+/* SIGTERM, then wait (60 s at most, then SIGKILL) for the cluster to drain and stop its children. */
 void fu_stop_cluster(pid_t pid);
 /* How many lines of log hold needle; the last one copied into line (when not NULL). */
 int fu_log_count(const char *log, const char *needle, char *line, size_t n);

@@ -27,8 +27,9 @@ static pid_t g_redis, g_a, g_b;
 static void stop_all(void) {
   pid_t coord = g_a ? fu_child_pid(g_log_a, "coordinator") : 0;
   if (coord > 0) kill(coord, SIGCONT);
-  if (g_a) kill(g_a, SIGKILL), waitpid(g_a, NULL, 0), g_a = 0;
-  if (g_b) kill(g_b, SIGKILL), waitpid(g_b, NULL, 0), g_b = 0;
+  /* SIGTERM: sdc cluster drains and stops its children (a SIGKILLed one would orphan them) */
+  if (g_a) fu_stop_cluster(g_a), g_a = 0;
+  if (g_b) fu_stop_cluster(g_b), g_b = 0;
   if (g_redis) kill(g_redis, SIGTERM), waitpid(g_redis, NULL, 0), g_redis = 0;
 }
 
@@ -365,8 +366,16 @@ int main(int argc, char **argv) {
   }
   CHECK(fu_int("XPENDING sdc:jobs sdc-coordinators") == 0, "entries still pending at the end");
   if (sub) redisFree(sub);
-  printf("test_fencing: %lld ms\n", (long long)sdc_clock_mono_ms() - t0);
   stop_all();
+  const char *logs[2] = {g_log_a, g_log_b};
+  for (int l = 0; l < 2; l++) {
+    FILE *fp = fopen(logs[l], "r");
+    char line[4096];
+    while (fp && fgets(line, sizeof line, fp))
+      CHECK(!strstr(line, "Sanitizer") && !strstr(line, "runtime error"), "%s", line);
+    if (fp) fclose(fp);
+  }
+  printf("test_fencing: %lld ms\n", (long long)sdc_clock_mono_ms() - t0);
   if (!sdc_test_failures) sdc_test_rmtree(g_tmp);
   return sdc_test_finish("test_fencing");
 }

@@ -26,7 +26,7 @@ static char g_log[1100];
 static pid_t g_cluster, g_redis;
 
 static void stop_all(void) {
-  if (g_cluster) kill(g_cluster, SIGKILL), waitpid(g_cluster, NULL, 0), g_cluster = 0;
+  if (g_cluster) fu_stop_cluster(g_cluster), g_cluster = 0; /* SIGTERM: it stops its children too */
   if (g_redis) kill(g_redis, SIGKILL), waitpid(g_redis, NULL, 0), g_redis = 0;
 }
 
