@@ -20,7 +20,7 @@
 #include "fault_util.h"
 #include "test_util.h"
 
-#define N_JOBS 4
+#define N_JOBS 3 /* = the cluster's --max-jobs: two more stay queued */
 
 static char g_log[1100];
 static pid_t g_cluster, g_redis;
@@ -61,12 +61,21 @@ static void submit(job *j, const char *round, int i) {
   snprintf(j->id, sizeof j->id, "%s-%d", round, i);
   snprintf(j->prompt, sizeof j->prompt, "redis fault %s %d", round, i);
   snprintf(j->sched, sizeof j->sched, "%s", scheds[i % 4]);
-  j->steps = 20, j->seed = 900 + i;
+  j->steps = 14, j->seed = 900 + i;
   char json[512];
   snprintf(json, sizeof json,
            "{\"id\":\"%s\",\"prompt\":\"%s\",\"steps\":%d,\"seed\":%d,\"scheduler\":\"%s\",\"width\":96,\"height\":96}",
            j->id, j->prompt, j->steps, j->seed, j->sched);
   fu_xadd(json);
+}
+
+/* INFO clients' connected_clients, -1 on error. */
+static long long fu_clients(void) {
+  redisReply *r = redisCommand(g_rc, "INFO clients");
+  const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "connected_clients:") : NULL;
+  long long n = p ? atoll(p + 18) : -1;
+  if (r) freeReplyObject(r);
+  return n;
 }
 
 /* Phase 0: the coordinator starts before Redis. */
@@ -133,8 +142,10 @@ static void run_restart(const char *round, const char *fsync, int sig, const cha
   char wait_err[1200];
   snprintf(wait_err, sizeof wait_err, "%s/wait-%s.err", g_tmp, round);
   char *wargv[] = {(char *)g_sdc, "wait", "--redis", (char *)redis_url, jobs[waited_job].id, NULL};
+  const long long clients = fu_clients();
   pid_t waiter = fu_spawn(wargv, "/dev/null", wait_err);
-  sdc_clock_sleep_ms(200);
+  /* its two connections (commands, events) are up before Redis goes: the restart happens under it */
+  for (int w = 0; w < 20000 && fu_clients() < clients + 2; w += 20) sdc_clock_sleep_ms(20);
   const int reconnects = fu_log_count(g_log, ": reconnected after ", NULL, 0);
   pid_t rp = fu_child_pid(g_log, "redis-server");
   CHECK(rp > 0, "no redis-server pid in %s", g_log);
@@ -192,7 +203,7 @@ int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "%s/aof", g_tmp);
   snprintf(out, sizeof out, "%s/cluster.out", g_tmp);
   char *cargv[] = {(char *)g_sdc, "cluster", "--model", g_model, "--redis-dir", dir, "--redis-fsync", "always",
-                   "--max-jobs", "4", "--reclaim-idle-ms", "2000", NULL};
+                   "--max-jobs", "3", "--reclaim-idle-ms", "2000", NULL};
   g_cluster = fu_spawn(cargv, out, g_log);
   for (int waited = 0; waited < 90000 && fu_log_count(g_log, ": stages 0x", NULL, 0) < 5; waited += 100)
     sdc_clock_sleep_ms(100);
