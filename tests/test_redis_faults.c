@@ -5,6 +5,8 @@
  *     running when that Redis gets SIGKILL (appendfsync always), SIGTERM (everysec) and SIGKILL (everysec):
  *     sdc cluster restarts it, the coordinator reconnects and re-claims, every job ends done exactly once
  *     with sdc generate's pixels; `sdc wait` across the restart retries, says so and succeeds.
+ *  2. `sdc cluster` refuses a bad flag before starting anything, and stops (exit 1, quoting the child's
+ *     error line) when a worker cannot load its model, instead of running on with jobs stuck queued.
  *  The recovery times measured are printed (docs/reliability.md). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -67,6 +69,34 @@ static void submit(job *j, const char *round, int i) {
            "{\"id\":\"%s\",\"prompt\":\"%s\",\"steps\":%d,\"seed\":%d,\"scheduler\":\"%s\",\"width\":96,\"height\":96}",
            j->id, j->prompt, j->steps, j->seed, j->sched);
   fu_xadd(json);
+}
+
+/* No silent failure in sdc cluster: a bad flag is refused before anything starts; a model its VAE
+ * worker cannot load stops the whole cluster with exit 1 and the worker's own error line. */
+static void run_cluster_cannot_start(void) {
+  char cmd[4096], err[8192], bad[1100];
+  snprintf(cmd, sizeof cmd, "timeout 20 '%s' cluster --model '%s' --wire f8", g_sdc, g_model);
+  int st = sdc_test_run(cmd, err, sizeof err);
+  CHECK(st == 2 && strstr(err, "--wire 'f8'") && !strstr(err, "started"), "--wire f8: exit %d: %s", st, err);
+  snprintf(cmd, sizeof cmd, "timeout 20 '%s' cluster --model '%s' --redis redis://127.0.0.1:1 --redis-dir '%s'", g_sdc,
+           g_model, g_tmp);
+  st = sdc_test_run(cmd, err, sizeof err);
+  CHECK(st == 2 && strstr(err, "--redis-dir"), "--redis with --redis-dir: exit %d: %s", st, err);
+  /* tiny-sd1 with a truncated VAE: every part linked but the VAE's weights */
+  snprintf(bad, sizeof bad, "%s/bad-vae", g_tmp);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p '%s/vae' && for f in model_index.json scheduler text_encoder tokenizer unet; do ln -s '%s'/$f '%s'/$f; "
+           "done && ln -s '%s/vae/config.json' '%s/vae/config.json' && head -c 100 '%s/vae/diffusion_pytorch_model.safetensors' "
+           "> '%s/vae/diffusion_pytorch_model.safetensors'",
+           bad, g_model, bad, g_model, bad, g_model, bad);
+  CHECK(system(cmd) == 0, "cannot build the broken model");
+  const long long t0 = (long long)sdc_clock_mono_ms();
+  snprintf(cmd, sizeof cmd, "timeout 120 '%s' cluster --model '%s'", g_sdc, bad);
+  st = sdc_test_run(cmd, err, sizeof err);
+  const char *line = strstr(err, "sdc cluster: vae-0 cannot start");
+  CHECK(st == 1 && line && strstr(line, "safetensors"), "a VAE that cannot load: exit %d: %s", st, err);
+  printf("a VAE that cannot load: exit %d after %lld ms: %.*s\n", st, (long long)sdc_clock_mono_ms() - t0,
+         line ? (int)strcspn(line, "\n") : 0, line ? line : "");
 }
 
 /* INFO clients' connected_clients, -1 on error. */
@@ -196,6 +226,7 @@ int main(int argc, char **argv) {
   atexit(stop_all);
   const long long t0 = (long long)sdc_clock_mono_ms();
   snprintf(g_log, sizeof g_log, "%s/cluster.log", g_tmp);
+  run_cluster_cannot_start();
   run_no_redis_at_start();
 
   /* sdc cluster with its own persistent Redis; stdout carries its URL */
