@@ -63,6 +63,7 @@
 #define SDC_REDIS_RETRY_MIN_MS 100             /* reconnect backoff after a lost or refused Redis: doubles from here */
 #define SDC_REDIS_RETRY_MAX_MS 5000            /* ... up to this, and stays there until Redis answers again */
 #define SDC_CLIENT_REDIS_RETRY_MS 60000         /* sdc submit/wait/status/cancel: how long a client retries a Redis that is down */
+#define SDC_REDIS_STALL_MS 10000               /* the coordinator's liveness PING unanswered this long: Redis is lost */
 #define SDC_REDIS_CONNECT_TIMEOUT_MS 5000      /* a connection not ready (AUTH, SELECT, PING answered) by then is retried */
 
 /* ---- workers ---- */

@@ -106,6 +106,7 @@ struct sdc_coord {
   uv_timer_t redis_retry;   /* the reconnect after a lost or refused Redis */
   int redis_retrying;       /* an outage: both connections are closed and the retry timer runs */
   int redis_was_up;         /* connected at least once: a later connect is a reconnect */
+  int64_t redis_ping_sent_ms; /* monotonic: the liveness PING in flight since (0: none) */
   int64_t redis_backoff_ms, redis_connect_ms, redis_lost_ms; /* monotonic; the current delay, last try, outage start */
   int closing;      /* main is disconnecting: a lost connection is expected */
   int exit_code;

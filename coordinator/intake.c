@@ -114,16 +114,17 @@ static void sdc__redis_lost(sdc_coord *c, const char *why) {
   c->redis_retrying = 1;
   c->redis_ready = 0;
   c->reading = 0;
+  c->redis_ping_sent_ms = 0;
   if (!c->redis_lost_ms) c->redis_lost_ms = sdc_clock_mono_ms();
+  const int dropped = c->n_jobs; /* counted first: the callbacks run below release their jobs */
   redisAsyncContext *rc = c->rc, *rb = c->rb;
   c->rc = c->rb = NULL;
   if (rc) redisAsyncFree(rc); /* pending callbacks run now with no reply */
   if (rb) redisAsyncFree(rb);
-  int dropped = 0;
   while (c->jobs) {
     sdc_coord_job *j = c->jobs;
     sdc_coord_release_route(c, j);
-    c->jobs = j->next, c->n_jobs--, dropped++;
+    c->jobs = j->next, c->n_jobs--;
     j->dropped = 1;
     if (!j->redis_pending) sdc_coord_job_free(c, j);
   }
@@ -717,7 +718,26 @@ static void sdc__on_autoclaim(redisAsyncContext *ac, void *r, void *priv) {
   }
 }
 
+/* The liveness PING's answer (NULL when the connection went: the outage handles that). */
+static void sdc__on_alive(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  sdc_coord *c = priv;
+  if (r) c->redis_ping_sent_ms = 0;
+}
+
 void sdc_coord_intake_tick(sdc_coord *c, int64_t now_ms) {
+  /* a Redis that stopped answering (paused, or a network that drops packets without a reset) would hang
+   * every job silently: a PING unanswered for SDC_REDIS_STALL_MS counts as a lost connection */
+  if (c->redis_ready >= 2 && c->rc && !c->redis_retrying) {
+    if (c->redis_ping_sent_ms && now_ms - c->redis_ping_sent_ms > SDC_REDIS_STALL_MS) {
+      char why[96];
+      snprintf(why, sizeof why, "no reply for %lld ms", (long long)(now_ms - c->redis_ping_sent_ms));
+      sdc__redis_lost(c, why);
+    } else if (!c->redis_ping_sent_ms) {
+      c->redis_ping_sent_ms = now_ms;
+      redisAsyncCommand(c->rc, sdc__on_alive, c, "PING");
+    }
+  }
   if (!c->redis_retrying && c->redis_ready < 2 && c->redis_connect_ms &&
       now_ms - c->redis_connect_ms > SDC_REDIS_CONNECT_TIMEOUT_MS) {
     char why[96];

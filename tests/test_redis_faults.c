@@ -5,6 +5,8 @@
  *     running when that Redis gets SIGKILL (appendfsync always), SIGTERM (everysec) and SIGKILL (everysec):
  *     sdc cluster restarts it, the coordinator reconnects and re-claims, every job ends done exactly once
  *     with sdc generate's pixels; `sdc wait` across the restart retries, says so and succeeds.
+ *     Then Redis is paused (SIGSTOP) past SDC_REDIS_STALL_MS: the coordinator notices, reconnects after
+ *     SIGCONT, and every job still ends done once.
  *  2. `sdc cluster` refuses a bad flag before starting anything, and stops (exit 1, quoting the child's
  *     error line) when a worker cannot load its model, instead of running on with jobs stuck queued.
  *  The recovery times measured are printed (docs/reliability.md). */
@@ -221,6 +223,55 @@ static void run_restart(const char *round, const char *fsync, int sig, const cha
   printf("  sdc wait: %.*s\n", (int)strcspn(err, "\n"), err);
 }
 
+/* Redis paused (SIGSTOP) past SDC_REDIS_STALL_MS with jobs running: the coordinator notices, says so,
+ * drops its jobs and reconnects once Redis answers again (SIGCONT); every job done once, same pixels. */
+static void run_stall(void) {
+  job jobs[N_JOBS + 2];
+  for (int i = 0; i < N_JOBS + 2; i++) submit(&jobs[i], "stall", i);
+  int stepping = 0;
+  for (int waited = 0; waited < 60000 && stepping < 2; waited += 50) {
+    stepping = 0;
+    for (int i = 0; i < N_JOBS + 2; i++) stepping += fu_hget_ll(jobs[i].id, "step") >= 1;
+    if (stepping < 2) sdc_clock_sleep_ms(50);
+  }
+  const int stalls = fu_log_count(g_log, ": no reply for ", NULL, 0),
+            reconnects = fu_log_count(g_log, ": reconnected after ", NULL, 0);
+  pid_t rp = fu_child_pid(g_log, "redis-server");
+  const long long t_stop = (long long)sdc_clock_mono_ms();
+  kill(rp, SIGSTOP);
+  /* no Redis command of ours while it is stopped */
+  char line[4096] = "";
+  for (int waited = 0; waited < 30000 && fu_log_count(g_log, ": no reply for ", line, sizeof line) <= stalls; waited += 50)
+    sdc_clock_sleep_ms(50);
+  const long long t_noticed = (long long)sdc_clock_mono_ms();
+  kill(rp, SIGCONT);
+  CHECK(fu_log_count(g_log, ": no reply for ", NULL, 0) > stalls, "a stopped Redis went unnoticed (see %s)", g_log);
+  printf("Redis SIGSTOPped: %s", strstr(line, "coordinator") ? strstr(line, "coordinator") : line);
+  for (int waited = 0; waited < 30000 && fu_log_count(g_log, ": reconnected after ", NULL, 0) <= reconnects; waited += 20)
+    sdc_clock_sleep_ms(20);
+  const long long t_back = (long long)sdc_clock_mono_ms();
+  CHECK(fu_log_count(g_log, ": reconnected after ", NULL, 0) > reconnects, "no reconnect after SIGCONT");
+  const char *ids[N_JOBS + 2];
+  for (int i = 0; i < N_JOBS + 2; i++) ids[i] = jobs[i].id;
+  const int done = fu_wait_done(ids, N_JOBS + 2, 90000);
+  const long long t_done = (long long)sdc_clock_mono_ms();
+  CHECK(done == N_JOBS + 2, "stall: only %d of %d jobs done", done, N_JOBS + 2);
+  int twice = 0, differ = 0;
+  for (int i = 0; i < N_JOBS + 2; i++) {
+    char needle[96];
+    snprintf(needle, sizeof needle, " job %s: done (route", jobs[i].id);
+    const int n = fu_log_count(g_log, needle, NULL, 0);
+    CHECK(n == 1, "%s reached done %d times", jobs[i].id, n);
+    twice += n > 1;
+    long long d = fu_compare(jobs[i].id, jobs[i].prompt, jobs[i].sched, jobs[i].steps, jobs[i].seed);
+    CHECK(d == 0, "%s: %lld bytes differ from sdc generate (-1: no image)", jobs[i].id, d);
+    differ += d != 0;
+  }
+  printf("stall: noticed %lld ms after SIGSTOP, reconnected %lld ms after SIGCONT, all %d done %lld ms after "
+         "SIGCONT; lost %d, twice %d, images differing %d\n",
+         t_noticed - t_stop, t_back - t_noticed, N_JOBS + 2, t_done - t_noticed, N_JOBS + 2 - done, twice, differ);
+}
+
 int main(int argc, char **argv) {
   fu_init(argc, argv, "test_redis_faults");
   atexit(stop_all);
@@ -253,6 +304,7 @@ int main(int argc, char **argv) {
   run_restart("always-kill", "always", SIGKILL, url);
   run_restart("everysec-term", "everysec", SIGTERM, url);
   run_restart("everysec-kill", "everysec", SIGKILL, url);
+  run_stall();
 
   CHECK(fu_int("XPENDING sdc:jobs sdc-coordinators") == 0, "entries still pending at the end");
   CHECK(fu_int("XLEN sdc:jobs:dead") == 0, "something was dead-lettered");
