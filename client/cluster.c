@@ -1,9 +1,11 @@
 /* cluster.c - `sdc cluster`: a coordinator and its workers (and Redis when none is given) on loopback. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -33,7 +35,14 @@ typedef struct {
   pid_t pid;
   char name[SDC_MAX_WORKER_ID];
   char *argv[64]; /* every flag a child gets, with room to spare; NULL-terminated */
-  int restarts; /* after failures; a drain (exit 0) is not one */
+  int restarts; /* failures in a row; a drain (exit 0) is not one */
+  int fd;       /* read end of the child's stdout+stderr, relayed line by line to ours; -1: none */
+  const char *ready_mark; /* a line holding this means the child started (model loaded, socket bound) */
+  int ready;              /* seen since the last start */
+  int64_t restart_at_ms;  /* monotonic: a failed child waits out its backoff; 0: not waiting */
+  char line[512];         /* the line being relayed */
+  size_t line_n;
+  char last[512]; /* the last complete line, quoted when the child cannot start */
 } sdc__child;
 
 /* How a child ended, for the log: "exit 0", "exit 1", "signal 9". */
@@ -58,20 +67,67 @@ static int sdc__free_port(void) {
   return port;
 }
 
-/* Children's stdout goes to our stderr: our stdout carries only the Redis URL. */
+/* Children's stdout goes to our stderr: our stdout carries only the Redis URL. A child with a ready mark
+ * writes into a pipe that sdc__relay copies to our stderr, so its last line is known when it fails. */
 static int sdc__spawn(sdc__child *c) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  int p[2] = {-1, -1};
+  if (c->ready_mark && pipe2(p, O_CLOEXEC) == 0) {
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+  } else {
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  }
   int rc = posix_spawn(&c->pid, c->argv[0], &fa, NULL, c->argv, environ);
   posix_spawn_file_actions_destroy(&fa);
+  if (p[1] >= 0) close(p[1]);
   if (rc != 0) {
     sdc_log(NULL, -1, 0, "cannot start %s: %s", c->argv[0], strerror(rc));
+    if (p[0] >= 0) close(p[0]);
     c->pid = 0;
     return -1;
   }
+  if (p[0] >= 0) fcntl(p[0], F_SETFL, O_NONBLOCK);
+  c->fd = p[0], c->ready = 0, c->line_n = 0, c->restart_at_ms = 0;
   if (c->name[0]) sdc_log(NULL, -1, 0, "started %s (pid %d)", c->name, (int)c->pid);
   return 0;
+}
+
+static sdc__child *sdc__all; /* every child but Redis, for the relay */
+static int sdc__n_all;
+
+/* Copies what the children wrote to our stderr, whole lines at a time, noting each child's last line and
+ * its ready mark; waits at most wait_ms for output. A child's pipe is closed at its end of file. */
+static void sdc__relay(sdc__child *kids, int n, int wait_ms) {
+  struct pollfd pf[SDC__MAX_CHILDREN];
+  int idx[SDC__MAX_CHILDREN], k = 0;
+  for (int i = 0; i < n; i++)
+    if (kids[i].fd >= 0) pf[k] = (struct pollfd){.fd = kids[i].fd, .events = POLLIN}, idx[k++] = i;
+  if (!k) {
+    if (wait_ms > 0) sdc_clock_sleep_ms(wait_ms);
+    return;
+  }
+  if (poll(pf, (nfds_t)k, wait_ms) <= 0) return;
+  for (int m = 0; m < k; m++) {
+    if (!pf[m].revents) continue;
+    sdc__child *c = &kids[idx[m]];
+    char buf[4096];
+    ssize_t got;
+    while ((got = read(c->fd, buf, sizeof buf)) > 0)
+      for (ssize_t b = 0; b < got; b++) {
+        if (c->line_n < sizeof c->line - 1) c->line[c->line_n++] = buf[b];
+        if (buf[b] != '\n' && c->line_n < sizeof c->line - 1) continue;
+        c->line[c->line_n] = 0;
+        fputs(c->line, stderr);
+        if (buf[b] != '\n') fputc('\n', stderr); /* a line too long for the buffer: cut */
+        c->line[strcspn(c->line, "\n")] = 0;
+        snprintf(c->last, sizeof c->last, "%s", c->line);
+        if (c->ready_mark && strstr(c->line, c->ready_mark)) c->ready = 1;
+        c->line_n = 0;
+      }
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) close(c->fd), c->fd = -1;
+  }
 }
 
 /* Sends SIGTERM to each of kids[0..n) still running and waits, at most timeout_ms, for them to drain;
@@ -89,6 +145,7 @@ static int sdc__drain_children(sdc__child *kids, int n, int64_t timeout_ms) {
       int status;
       if (over) kill(kids[i].pid, SIGKILL);
       pid_t p = waitpid(kids[i].pid, &status, over ? 0 : WNOHANG);
+      if (p == kids[i].pid) sdc__relay(kids + i, 1, 0);
       if (p != kids[i].pid) continue;
       char how[32];
       sdc__status_text(status, how, sizeof how);
@@ -97,7 +154,7 @@ static int sdc__drain_children(sdc__child *kids, int n, int64_t timeout_ms) {
       failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
       kids[i].pid = 0, left--;
     }
-    if (left) sdc_clock_sleep_ms(20);
+    if (left) sdc__relay(sdc__all, sdc__n_all, 20); /* a child blocked on a full pipe could not drain */
   }
   return failed;
 }
@@ -131,14 +188,21 @@ static void sdc__usage(FILE *fp) {
           "  --ttl S                results expire after S seconds (default %d)\n"
           "  --worker-memory-mib N  every worker's --memory-mib: the memory each may use (they share this machine)\n"
           "  --worker-max-queue N   every worker's --max-queue (default %d)\n"
-          "  Every value is checked before anything starts; a bad one exits 2 naming the flag.\n"
-          "  A child that exits is started again: one that drained (exit 0, e.g. after a SIGTERM sent to it)\n"
-          "  always, a failed one up to 5 times. Each start, exit and status is logged with the pid.\n"
+          "  --redis-dir DIR   (without --redis) the Redis it starts keeps an append-only file in DIR: jobs survive\n"
+          "                    a Redis crash or restart, and a Redis that exits is started again on the same port\n"
+          "  --redis-fsync always|everysec   that AOF's appendfsync (default everysec: a SIGKILL may lose the\n"
+          "                    last second of writes; always: none, at a cost per write)\n"
+          "  Every flag is checked before anything starts. A child that exits is started again: one that\n"
+          "  drained (exit 0) at once, a failed one after a backoff (%d ms doubling to %d ms), forever. A child\n"
+          "  that fails before it ever started (exit 2: a bad flag or a model it cannot load; or %d failures\n"
+          "  in a row) is fatal: sdc cluster stops the others and exits 1, quoting the child's last line.\n"
+          "  Each start, exit and status is logged with the pid.\n"
           "  On SIGTERM/SIGINT: the coordinator drains first (its jobs finish or are left pending) while the\n"
           "  workers serve; then the workers drain; exit 0 when every child exited 0.\n",
           SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS, (long long)SDC_DEFAULT_MAX_PIXELS,
           SDC_COORD_MAX_STEP_TIMEOUT_MS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_COORD_MIN_JOB_TIMEOUT_MS,
-          SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S, SDC_WORKER_MAX_QUEUE);
+          SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S, SDC_WORKER_MAX_QUEUE,
+          SDC_CLUSTER_RESTART_MIN_MS, SDC_CLUSTER_RESTART_MAX_MS, SDC_CLUSTER_START_TRIES);
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
@@ -149,9 +213,12 @@ int sdc_cmd_cluster(int argc, char **argv) {
   int64_t drain_ms = SDC_DEFAULT_DRAIN_TIMEOUT_MS, coord_drain_ms = -1, reclaim_ms = SDC_COORD_RECLAIM_IDLE_MS;
   int insecure = 0;
   int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS, step_timeout_ms = SDC_COORD_DEFAULT_STEP_TIMEOUT_MS,
-          job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, ttl_s = SDC_DEFAULT_RESULT_TTL_S, max_jobs_n = 0;
+          job_timeout_ms = SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, ttl_s = SDC_DEFAULT_RESULT_TTL_S;
   int64_t worker_mem_mib = 0, worker_max_queue = SDC_WORKER_MAX_QUEUE;
-  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM, O_WORKER_QUEUE, O_INSECURE };
+  const char *redis_dir = NULL, *redis_fsync = NULL;
+  int64_t port_v = 0, max_jobs_v = SDC_COORD_DEFAULT_MAX_JOBS;
+  enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM,
+         O_WORKER_QUEUE, O_INSECURE, O_REDIS_DIR, O_REDIS_FSYNC };
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -169,6 +236,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"ttl", required_argument, 0, O_TTL},
                                        {"worker-memory-mib", required_argument, 0, O_WORKER_MEM},
                                        {"worker-max-queue", required_argument, 0, O_WORKER_QUEUE},
+                                       {"redis-dir", required_argument, 0, O_REDIS_DIR},
+                                       {"redis-fsync", required_argument, 0, O_REDIS_FSYNC},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -178,16 +247,11 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'c': config = optarg; break;
       case 'r': redis = optarg; break;
       case 'R': replicas = optarg; break;
-      case 'p': port = atoi(optarg); break;
-      case 'j':
-        max_jobs = optarg;
-        err = sdc_flag_int("--max-jobs", optarg, 1, SDC_COORD_MAX_JOBS, &max_jobs_n);
-        break;
-      case 'w':
-        wire = optarg;
-        if (strcmp(wire, "f32") && strcmp(wire, "f16") && strcmp(wire, "bf16"))
-          err = sdc_seterr(SDC_EINVAL, "--wire: '%.40s' is not f32, f16 or bf16", wire);
-        break;
+      case 'p': err = sdc_flag_int("--port", optarg, 1, 65535, &port_v), port = (int)port_v; break;
+      case 'j': err = sdc_flag_int("--max-jobs", optarg, 1, SDC_COORD_MAX_JOBS, &max_jobs_v), max_jobs = optarg; break;
+      case O_REDIS_DIR: redis_dir = optarg; break;
+      case O_REDIS_FSYNC: redis_fsync = optarg; break;
+      case 'w': wire = optarg; break;
       case O_MAXPX:
         err = sdc_flag_int("--max-pixels", optarg, SDC_MIN_IMAGE_SIDE * SDC_MIN_IMAGE_SIDE,
                            (int64_t)SDC_MAX_IMAGE_SIDE * SDC_MAX_IMAGE_SIDE, &max_pixels);
@@ -232,6 +296,28 @@ int sdc_cmd_cluster(int argc, char **argv) {
   sdc_precision prec;
   if (sdc_precision_parse(precision, &prec)) {
     fprintf(stderr, "sdc cluster: %s\n", sdc_errmsg(SDC_EINVAL));
+    return 2;
+  }
+  /* every flag a child would refuse is refused here, before anything starts */
+  if (strcmp(wire, "f32") != 0 && strcmp(wire, "f16") != 0 && strcmp(wire, "bf16") != 0) {
+    fprintf(stderr, "sdc cluster: --wire '%s': expected f32, f16 or bf16\n", wire);
+    return 2;
+  }
+  if ((redis_dir || redis_fsync) && redis) {
+    fprintf(stderr, "sdc cluster: --redis-dir and --redis-fsync are for the Redis sdc cluster starts; not with --redis\n");
+    return 2;
+  }
+  if (redis_fsync && strcmp(redis_fsync, "always") != 0 && strcmp(redis_fsync, "everysec") != 0) {
+    fprintf(stderr, "sdc cluster: --redis-fsync '%s': expected always or everysec\n", redis_fsync);
+    return 2;
+  }
+  struct stat dst;
+  if (redis_dir && mkdir(redis_dir, 0700) != 0 && errno != EEXIST) {
+    fprintf(stderr, "sdc cluster: --redis-dir %s: %s\n", redis_dir, strerror(errno));
+    return 2;
+  }
+  if (redis_dir && (stat(redis_dir, &dst) != 0 || !S_ISDIR(dst.st_mode) || access(redis_dir, W_OK) != 0)) {
+    fprintf(stderr, "sdc cluster: --redis-dir %s: not a writable directory\n", redis_dir);
     return 2;
   }
   int count[SDC_STAGE_END];
@@ -304,8 +390,14 @@ int sdc_cmd_cluster(int argc, char **argv) {
     snprintf(redis_port_s, sizeof redis_port_s, "%d", rp);
     snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d", rp);
     char *rargv[] = {"/usr/bin/redis-server", "--port", redis_port_s, "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", NULL};
+                     "--appendonly", redis_dir ? "yes" : "no", NULL, NULL, NULL, NULL, NULL};
+    if (redis_dir) {
+      rargv[9] = "--dir", rargv[10] = (char *)redis_dir;
+      rargv[11] = "--appendfsync", rargv[12] = (char *)(redis_fsync ? redis_fsync : "everysec");
+    }
     memcpy(redis_child.argv, rargv, sizeof rargv);
+    snprintf(redis_child.name, sizeof redis_child.name, "redis-server");
+    redis_child.fd = -1;
     if (access(rargv[0], X_OK) != 0) {
       fprintf(stderr, "sdc cluster: no --redis given and %s is missing (apt-get install redis-server)\n", rargv[0]);
       return 2;
@@ -326,6 +418,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
   {
     sdc__child *c = &kids[n_kids++];
     snprintf(c->name, sizeof c->name, "coordinator");
+    c->ready_mark = ": listening on "; /* model loaded, control socket bound */
     char **a = c->argv;
     int k = 0;
     a[k++] = coord_bin, a[k++] = "--model", a[k++] = (char *)model, a[k++] = "--redis", a[k++] = (char *)redis;
@@ -348,6 +441,7 @@ int sdc_cmd_cluster(int argc, char **argv) {
       sdc__child *c = &kids[n_kids];
       snprintf(ids[n_kids], sizeof ids[n_kids], "%s-%d", sdc_stage_name(s), r);
       snprintf(c->name, sizeof c->name, "%s", ids[n_kids]);
+      c->ready_mark = ": serving "; /* model loaded, data socket bound */
       char **a = c->argv;
       int k = 0;
       a[k++] = worker_bin, a[k++] = "--stage", a[k++] = (char *)sdc_stage_name(s), a[k++] = "--model", a[k++] = (char *)model;
@@ -396,6 +490,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
     setenv("OPENBLAS_NUM_THREADS", threads_s, 1);
     setenv("OMP_NUM_THREADS", threads_s, 1);
   }
+  sdc__all = kids, sdc__n_all = n_kids;
+  for (int i = 0; i < n_kids; i++) kids[i].fd = -1;
   for (int i = 0; i < n_kids; i++)
     if (sdc__spawn(&kids[i]) != 0) sdc__stop_signal = SIGTERM;
   sdc_log(NULL, -1, 0, "redis %s, coordinator %s, %d workers, %s compute threads each, %s; SIGTERM or Ctrl-C to stop",
@@ -407,31 +503,60 @@ int sdc_cmd_cluster(int argc, char **argv) {
             http_addr[i]);
   printf("%s\n", redis);
   fflush(stdout);
-  /* supervise: a child that exits is started again until we are told to stop. One that exited 0 drained
-   * (someone sent it SIGTERM, e.g. to move it): the cluster keeps its size. A failure counts; after 5 the
-   * child is given up on. */
-  while (!sdc__stop_signal) {
+  /* supervise (docs/cluster.md): a child that exits 0 drained (someone sent it SIGTERM, e.g. to move it)
+   * and is started again at once; a failed one after a backoff, forever once it has started at least
+   * once. One that cannot start at all is fatal: running on with a stage missing leaves jobs queued. */
+  int fatal = 0;
+  static int ever_ready[SDC__MAX_CHILDREN];
+  while (!sdc__stop_signal && !fatal) {
+    sdc__relay(kids, n_kids, 100);
+    for (int i = 0; i < n_kids; i++) ever_ready[i] |= kids[i].ready;
     int status;
-    pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < n_kids; i++)
-      if (kids[i].pid == pid && !sdc__stop_signal) {
-        const int drained = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        char how[32];
-        sdc__status_text(status, how, sizeof how);
-        const int again = drained || kids[i].restarts++ < 5;
-        sdc_log(NULL, -1, 0, "%s (pid %d) exited (%s)%s%s", kids[i].name, (int)pid, how, drained ? ", drained" : "",
-                again ? "; restarting" : "; giving up on it");
-        kids[i].pid = 0;
-        if (again) sdc__spawn(&kids[i]);
+    pid_t pid;
+    while (!fatal && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      char how[32];
+      sdc__status_text(status, how, sizeof how);
+      if (pid == redis_child.pid) { /* ours: its AOF (--redis-dir) brings the jobs back */
+        sdc_log(NULL, -1, 0, "redis-server (pid %d) exited (%s); restarting", (int)pid, how);
+        redis_child.pid = 0;
+        if (!sdc__stop_signal) sdc__spawn(&redis_child);
+        continue;
       }
+      for (int i = 0; i < n_kids; i++) {
+        if (kids[i].pid != pid) continue;
+        sdc__relay(kids + i, 1, 0); /* its last words */
+        ever_ready[i] |= kids[i].ready;
+        kids[i].pid = 0;
+        if (sdc__stop_signal) break;
+        const int drained = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        kids[i].restarts = drained ? 0 : kids[i].restarts + 1;
+        if (!drained && !ever_ready[i] &&
+            ((WIFEXITED(status) && WEXITSTATUS(status) == 2) || kids[i].restarts >= SDC_CLUSTER_START_TRIES)) {
+          sdc_log(NULL, -1, 0, "%s (pid %d) exited (%s) before it ever started; stopping", kids[i].name, (int)pid, how);
+          fprintf(stderr, "sdc cluster: %s cannot start (%s): %s\n", kids[i].name, how,
+                  kids[i].last[0] ? kids[i].last : "(it printed nothing)");
+          fatal = 1;
+          break;
+        }
+        int64_t delay = 0;
+        if (!drained) {
+          delay = SDC_CLUSTER_RESTART_MIN_MS;
+          for (int k = 1; k < kids[i].restarts && delay < SDC_CLUSTER_RESTART_MAX_MS; k++) delay *= 2;
+          if (delay > SDC_CLUSTER_RESTART_MAX_MS) delay = SDC_CLUSTER_RESTART_MAX_MS;
+        }
+        sdc_log(NULL, -1, 0, "%s (pid %d) exited (%s)%s; restarting in %lld ms", kids[i].name, (int)pid, how,
+                drained ? ", drained" : "", (long long)delay);
+        kids[i].restart_at_ms = sdc_clock_mono_ms() + delay;
+      }
+    }
+    const int64_t now = sdc_clock_mono_ms();
+    for (int i = 0; !fatal && !sdc__stop_signal && i < n_kids; i++)
+      if (!kids[i].pid && kids[i].restart_at_ms && now >= kids[i].restart_at_ms) sdc__spawn(&kids[i]);
   }
   /* drain: the workers keep serving until the coordinator has finished (or left) its jobs; each waits at
    * most its drain timeout and a margin for start-up and exit */
-  sdc_log(NULL, -1, 0, "stopping (signal %d): draining the coordinator, then the workers", (int)sdc__stop_signal);
+  if (fatal) sdc_log(NULL, -1, 0, "stopping: a child cannot start; draining the coordinator, then the workers");
+  else sdc_log(NULL, -1, 0, "stopping (signal %d): draining the coordinator, then the workers", (int)sdc__stop_signal);
   const int64_t margin_ms = 10000;
   int failed = sdc__drain_children(kids, 1, coord_drain_ms + margin_ms);
   failed += sdc__drain_children(kids + 1, n_kids - 1, drain_ms + margin_ms);
@@ -450,5 +575,5 @@ int sdc_cmd_cluster(int argc, char **argv) {
     rmdir(key_dir);
   }
   if (failed) sdc_log(NULL, -1, 0, "%d children did not drain cleanly", failed);
-  return failed ? 1 : 0;
+  return failed || fatal ? 1 : 0;
 }

@@ -22,6 +22,7 @@
 struct sdc_client {
   redisContext *ctx; /* NULL after an I/O error: the next command reconnects */
   sdc_redis_url url; /* url.where names it in messages (never the password) */
+  int was_up;        /* connected once: a Redis lost later is retried (one down at the start fails at once) */
 };
 
 /* Enqueue atomically: the job hash can never be missing for an entry a
@@ -42,11 +43,16 @@ static const char sdc__submit_lua[] =
     "redis.call('HSETNX', h, 'entry', entry)\n"
     "return {id, entry}\n";
 
-/* Cancel unless the job already ended. KEYS[1] hash; ARGV: control channel, ttl. */
+/* Cancel unless the job already ended or never existed: only a hash, or (for a job queued with a bare
+ * XADD, whose id is its entry id) the entry in the stream, makes an id known; an unknown id gets no hash.
+ * KEYS[1] hash, KEYS[2] stream; ARGV: control channel, ttl, the id when it has an entry id's form. */
 static const char sdc__cancel_lua[] =
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if st == 'done' or st == 'failed' or st == 'cancelled' then return st end\n"
     "local existed = redis.call('EXISTS', KEYS[1])\n"
+    "if existed == 0 and (ARGV[3] == '' or #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0) then\n"
+    "  return redis.error_reply('NOSUCHJOB')\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'cancel', '1')\n"
     "if existed == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
     "redis.call('PUBLISH', ARGV[1], 'cancel')\n"
@@ -62,28 +68,39 @@ static int sdc__check_reply(const sdc_client *c, redisContext *ctx, const redisR
   return SDC_OK;
 }
 
-/* A new authenticated connection on the client's db. */
-static int sdc__open(sdc_client *c, redisContext **out) {
+/* One try at a new authenticated connection on the client's db; *transient: worth retrying (refused,
+ * reset, or a Redis still loading its data). */
+static int sdc__open_once(sdc_client *c, redisContext **out, int *transient) {
   *out = NULL;
+  *transient = 0;
   redisContext *ctx = redisConnectWithTimeout(c->url.host, c->url.port, (struct timeval){SDC__CONNECT_TIMEOUT_S, 0});
   if (!ctx) return sdc_seterr(SDC_ENOMEM, "redis %s: out of memory", c->url.where);
   if (ctx->err) {
     int err = sdc_seterr(SDC_EIO, "redis %s: cannot connect: %s", c->url.where, ctx->errstr);
     redisFree(ctx);
+    *transient = 1;
     return err;
   }
   redisSetTimeout(ctx, (struct timeval){SDC__COMMAND_TIMEOUT_S, 0});
   int err = SDC_OK;
+  redisReply *r = NULL;
   if (c->url.password[0]) {
-    redisReply *r =
-        c->url.user[0] ? redisCommand(ctx, "AUTH %s %s", c->url.user, c->url.password) : redisCommand(ctx, "AUTH %s", c->url.password);
+    r = c->url.user[0] ? redisCommand(ctx, "AUTH %s %s", c->url.user, c->url.password) : redisCommand(ctx, "AUTH %s", c->url.password);
     err = sdc__check_reply(c, ctx, r, "AUTH");
     freeReplyObject(r);
   }
   if (!err && c->url.db) {
-    redisReply *r = redisCommand(ctx, "SELECT %d", c->url.db);
+    r = redisCommand(ctx, "SELECT %d", c->url.db);
     err = sdc__check_reply(c, ctx, r, "SELECT");
     freeReplyObject(r);
+  }
+  if (!err) {
+    r = redisCommand(ctx, "PING");
+    err = sdc__check_reply(c, ctx, r, "PING");
+    *transient = !r || (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0);
+    freeReplyObject(r);
+  } else {
+    *transient = err == SDC_EIO;
   }
   if (err)
     redisFree(ctx);
@@ -92,12 +109,29 @@ static int sdc__open(sdc_client *c, redisContext **out) {
   return err;
 }
 
+/* A new connection. Once the client has been connected, a Redis that is down, restarting or loading is
+ * retried with backoff (SDC_REDIS_RETRY_MIN_MS doubling to SDC_REDIS_RETRY_MAX_MS) for
+ * SDC_CLIENT_REDIS_RETRY_MS, each retry said on stderr; the first connection and a refused password or
+ * db fail at once (a wrong URL is told, not waited on). */
+static int sdc__open(sdc_client *c, redisContext **out) {
+  const int64_t t0 = sdc_clock_mono_ms();
+  int64_t backoff = SDC_REDIS_RETRY_MIN_MS;
+  for (;;) {
+    int transient, err = sdc__open_once(c, out, &transient);
+    if (!err || !transient || !c->was_up || sdc_clock_mono_ms() - t0 + backoff > SDC_CLIENT_REDIS_RETRY_MS) return err;
+    fprintf(stderr, "sdc: %s; retrying in %lld ms\n", sdc_errmsg(err), (long long)backoff);
+    sdc_clock_sleep_ms(backoff);
+    backoff = 2 * backoff > SDC_REDIS_RETRY_MAX_MS ? SDC_REDIS_RETRY_MAX_MS : 2 * backoff;
+  }
+}
+
 int sdc_client_connect(sdc_client **out, const char *url) {
   *out = NULL;
   sdc_client *c = calloc(1, sizeof *c);
   if (!c) return sdc_seterr(SDC_ENOMEM, "redis client: out of memory");
   int err = sdc_redis_url_parse(&c->url, url);
   if (!err) err = sdc__open(c, &c->ctx);
+  c->was_up = !err;
   if (err) {
     sdc_client_free(c);
     return err;
@@ -113,30 +147,53 @@ void sdc_client_free(sdc_client *c) {
   free(c);
 }
 
-/* Runs one command on the main connection, reconnecting first when the last
- * one broke (a command that failed is never re-sent: it may have run). The
- * reply (caller frees) or NULL with *err set; error replies set *err too. */
+/* Runs one command on the main connection, reconnecting first when the last one broke. A command that
+ * failed on a broken connection is re-sent once on a new one only when `again` says it may be (a read,
+ * or a cancel: running it twice changes nothing more); a submit never is: it may have run. The reply
+ * (caller frees) or NULL with *err set; error replies set *err too. */
+static redisReply *sdc__vcmd(sdc_client *c, int again, int *err, const char *what, const char *fmt, va_list ap0) {
+  for (int tries = 0;; tries++) {
+    if (!c->ctx && (*err = sdc__open(c, &c->ctx))) return NULL;
+    va_list ap;
+    va_copy(ap, ap0);
+    redisReply *r = redisvCommand(c->ctx, fmt, ap);
+    va_end(ap);
+    *err = sdc__check_reply(c, c->ctx, r, what);
+    if (!r) {
+      redisFree(c->ctx);
+      c->ctx = NULL;
+      if (again && tries == 0) {
+        fprintf(stderr, "sdc: %s; reconnecting\n", sdc_errmsg(*err));
+        continue;
+      }
+    }
+    if (*err) {
+      freeReplyObject(r);
+      return NULL;
+    }
+    return r;
+  }
+}
+
 static redisReply *sdc__cmd(sdc_client *c, int *err, const char *what, const char *fmt, ...) {
-  if (!c->ctx && (*err = sdc__open(c, &c->ctx))) return NULL;
   va_list ap;
   va_start(ap, fmt);
-  redisReply *r = redisvCommand(c->ctx, fmt, ap);
+  redisReply *r = sdc__vcmd(c, 1, err, what, fmt, ap);
   va_end(ap);
-  *err = sdc__check_reply(c, c->ctx, r, what);
-  if (!r) {
-    redisFree(c->ctx);
-    c->ctx = NULL;
-  }
-  if (*err) {
-    freeReplyObject(r);
-    return NULL;
-  }
+  return r;
+}
+
+static redisReply *sdc__cmd_once(sdc_client *c, int *err, const char *what, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  redisReply *r = sdc__vcmd(c, 0, err, what, fmt, ap);
+  va_end(ap);
   return r;
 }
 
 static int sdc__check_id(const char *id) {
   if (sdc_job_id_valid(id)) return SDC_OK;
-  return sdc_seterr(SDC_EINVAL, "job id '%.*s': not 1..%d characters of [A-Za-z0-9._:-]", 140, id ? id : "(null)",
+  return sdc_seterr(SDC_EINVAL, "job id '%.*s': not 1..%d characters of [A-Za-z0-9._-]", 140, id ? id : "(null)",
                     SDC_MAX_JOB_ID);
 }
 
@@ -150,7 +207,7 @@ int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out, size_t n)
   int err = sdc_job_to_json(job, &json);
   if (err) return err;
   sdc_job_key(prefix, SDC_JOB_KEY_FMT, "");
-  redisReply *r = sdc__cmd(c, &err, "submitting a job", "EVAL %s 1 %s %b %s %s %s", sdc__submit_lua, SDC_JOBS_STREAM,
+  redisReply *r = sdc__cmd_once(c, &err, "submitting a job", "EVAL %s 1 %s %b %s %s %s", sdc__submit_lua, SDC_JOBS_STREAM,
                            json, strlen(json), job->id, prefix, SDC_JOBS_ENTRY_FIELD);
   free(json);
   if (err == SDC_EPROTOCOL && strstr(sdc_errmsg(err), "already exists"))
@@ -435,8 +492,11 @@ int sdc_client_cancel(sdc_client *c, const char *id, sdc_job_state *state) {
   char key[SDC_JOB_KEY_MAX], channel[SDC_JOB_KEY_MAX];
   sdc_job_key(key, SDC_JOB_KEY_FMT, id);
   sdc_job_key(channel, SDC_JOB_CONTROL_FMT, id);
-  redisReply *r =
-      sdc__cmd(c, &err, "cancelling a job", "EVAL %s 1 %s %s %d", sdc__cancel_lua, key, channel, SDC_DEFAULT_RESULT_TTL_S);
+  redisReply *r = sdc__cmd(c, &err, "cancelling a job", "EVAL %s 2 %s %s %s %d %s", sdc__cancel_lua, key,
+                           SDC_JOBS_STREAM, channel, SDC_DEFAULT_RESULT_TTL_S, sdc__is_entry_id(id) ? id : "");
+  if (err == SDC_EPROTOCOL && strstr(sdc_errmsg(err), "NOSUCHJOB"))
+    return sdc_seterr(SDC_EMISSING, "job '%s': no such job (never submitted, or its record expired); nothing was cancelled",
+                      id);
   if (err) return err;
   if (r->type != REDIS_REPLY_STRING)
     err = sdc_seterr(SDC_EPROTOCOL, "redis %s: cancelling job '%s': unexpected reply", c->url.where, id);

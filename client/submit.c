@@ -41,7 +41,7 @@ static void sdc__submit_usage(FILE *fp) {
           "usage: sdc submit --prompt TEXT [options]   (prints the job id)\n"
           "  --redis URL             redis://[[user]:password@]host[:port][/db] (default " SDC__DEFAULT_REDIS
           ")\n"
-          "  --id ID                 job id, 1..128 of [A-Za-z0-9._:-] (default: the stream entry id)\n"
+          "  --id ID                 job id, 1..128 of [A-Za-z0-9._-] (default: the stream entry id)\n"
           "  --prompt TEXT           what to draw (UTF-8, at most 4096 bytes)\n"
           "  --negative-prompt TEXT  what to steer away from (default: empty)\n"
           "  --width N, --height N   multiples of 8 in [64, 2048] (default: the model's native size)\n"
@@ -82,7 +82,7 @@ int sdc_cmd_submit(int argc, char **argv) {
       case O_REDIS: url = optarg; break;
       case O_ID:
         if (!sdc_job_id_valid(optarg))
-          err = sdc_seterr(SDC_EINVAL, "--id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, optarg,
+          err = sdc_seterr(SDC_EINVAL, "--id '%.*s': expected 1..%d characters of [A-Za-z0-9._-]", 140, optarg,
                            SDC_MAX_JOB_ID);
         else
           snprintf(job.id, sizeof job.id, "%s", optarg);
@@ -256,7 +256,7 @@ int sdc_cmd_wait(int argc, char **argv) {
   if (!err && !id) err = sdc_seterr(SDC_EINVAL, "a job id is required (sdc wait ID)");
   if (!err && !sdc_job_id_valid(id))
     err =
-        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, id, SDC_MAX_JOB_ID);
+        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._-]", 140, id, SDC_MAX_JOB_ID);
   if (!err && output) err = sdc__check_output(output);
   if (err) return sdc__usage_error("wait");
 
@@ -339,7 +339,7 @@ static int sdc__id_args(const char *cmd, int argc, char **argv, const char **id,
   if (!err && !*id) err = sdc_seterr(SDC_EINVAL, "a job id is required (sdc %s ID)", cmd);
   if (!err && !sdc_job_id_valid(*id))
     err =
-        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._:-]", 140, *id, SDC_MAX_JOB_ID);
+        sdc_seterr(SDC_EINVAL, "job id '%.*s': expected 1..%d characters of [A-Za-z0-9._-]", 140, *id, SDC_MAX_JOB_ID);
   return err ? sdc__usage_error(cmd) : 0;
 }
 
@@ -398,7 +398,7 @@ int sdc_cmd_cancel(int argc, char **argv) {
     fprintf(stderr, "sdc cancel: job %s already %s; nothing to cancel\n", id, sdc_job_state_name(before));
     return 1;
   } else if (before == SDC_JOB_UNKNOWN) {
-    printf("job %s: cancel recorded; no coordinator has claimed the job yet (or the id is unknown)\n", id);
+    printf("job %s: cancel recorded; no coordinator has claimed the job yet\n", id);
   } else {
     printf("job %s: cancel requested (was %s)\n", id, sdc_job_state_name(before));
   }

@@ -7,7 +7,7 @@
 
 /* ---- a request (job JSON, sdc generate, the wire) ---- */
 #define SDC_MAX_JOB_JSON_BYTES (64 * 1024) /* one job's JSON */
-#define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._:-] */
+#define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._-] */
 #define SDC_MAX_PROMPT_BYTES 4096          /* prompt and negative prompt, UTF-8 */
 #define SDC_MIN_IMAGE_SIDE 64              /* pixels; width and height are multiples of 8 */
 #define SDC_MAX_IMAGE_SIDE 2048
@@ -67,6 +67,11 @@
 #define SDC_COORD_ROUTE_STAGE_BYTES 128        /* one stage's worker ids in a job hash's route field; more: "..." */
 #define SDC_COORD_QUEUE_POLL_MS 2000           /* --http: XINFO GROUPS / XPENDING for the queue gauges this often */
 #define SDC_COORD_REDIS_SILENT_MS 6000         /* --http: a poll unanswered this long makes /readyz say Redis is down */
+#define SDC_REDIS_RETRY_MIN_MS 100             /* reconnect backoff after a lost or refused Redis: doubles from here */
+#define SDC_REDIS_RETRY_MAX_MS 5000            /* ... up to this, and stays there until Redis answers again */
+#define SDC_CLIENT_REDIS_RETRY_MS 60000         /* sdc submit/wait/status/cancel: how long a client retries a Redis that is down */
+#define SDC_REDIS_STALL_MS 10000               /* the coordinator's liveness PING unanswered this long: Redis is lost */
+#define SDC_REDIS_CONNECT_TIMEOUT_MS 5000      /* a connection not ready (AUTH, SELECT, PING answered) by then is retried */
 
 /* ---- workers ---- */
 #define SDC_WORKER_MAX_PEERS 64 /* next-hop connections a worker keeps; the least recently used goes first */
@@ -91,6 +96,9 @@
 #define SDC_MAX_WORKER_ID 128   /* bytes of a worker id with its NUL (sdc-worker --id, Register.worker_id) */
 #define SDC_MAX_ENDPOINT 256    /* bytes of a ZeroMQ endpoint URL with its NUL (--bind, --advertise, --coordinator) */
 #define SDC_CLUSTER_MAX_REPLICAS 16 /* workers per stage that `sdc cluster --replicas` starts */
+#define SDC_CLUSTER_START_TRIES 3        /* a child failing this often before it ever started stops sdc cluster */
+#define SDC_CLUSTER_RESTART_MIN_MS 200   /* sdc cluster restarts a failed child after this, doubling per failure */
+#define SDC_CLUSTER_RESTART_MAX_MS 5000  /* ... up to this, forever */
 
 /* ---- security (ZeroMQ CURVE) ---- */
 #define SDC_WORKER_SILENT_WARN_BEATS 5 /* an unregistered worker the coordinator never answers says so this often */

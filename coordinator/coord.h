@@ -69,7 +69,6 @@ typedef struct sdc_coord_job {
   char workers[SDC_STAGE_END][SDC_COORD_ROUTE_STAGE_BYTES];
   char last_error[512]; /* the message of the failure that ends (or retries) the job */
   char *raw;            /* the first SDC_DEAD_LETTER_JSON_BYTES of the job's JSON, for the dead-letter stream */
-  int storing_pending, store_failed;
   int awaiting_redis; /* a step's cancel check is in flight: nothing to issue until it answers */
   int left;           /* drain timed out: left pending in the stream for another coordinator; inert */
   /* cancel while a step runs: the flag is read every SDC_COORD_CANCEL_POLL_MS, and once before a failed
@@ -80,6 +79,11 @@ typedef struct sdc_coord_job {
   uint64_t timeout_ms;      /* the deadline's length: --job-timeout-ms, or the job's shorter timeout_ms */
   uint64_t pixel_images;    /* width*height*num_images: routed only to workers whose memory takes it */
   int64_t retry_at_ms;      /* monotonic: a failed try is issued again no sooner (SDC_COORD_RETRY_BACKOFF_MS) */
+  /* fencing (docs/jobs.md): the epoch our claim got; every write is checked against it and our id */
+  char epoch[24];
+  int parse_failed;  /* the JSON was refused: the claim is strict and the job fails once claimed */
+  int redis_pending; /* commands in flight whose callbacks name this job: freed only when none is */
+  int dropped;       /* unlinked (fenced out, Redis lost, or ended): freed when redis_pending reaches 0 */
 } sdc_coord_job;
 
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
@@ -108,6 +112,11 @@ struct sdc_coord {
   redisAsyncContext *rc, *rb; /* commands; blocking reads */
   sdc_redis_url redis;
   int redis_ready;  /* connections whose AUTH/SELECT were answered */
+  uv_timer_t redis_retry;   /* the reconnect after a lost or refused Redis */
+  int redis_retrying;       /* an outage: both connections are closed and the retry timer runs */
+  int redis_was_up;         /* connected at least once: a later connect is a reconnect */
+  int64_t redis_ping_sent_ms; /* monotonic: the liveness PING in flight since (0: none) */
+  int64_t redis_backoff_ms, redis_connect_ms, redis_lost_ms; /* monotonic; the current delay, last try, outage start */
   int closing;      /* main is disconnecting: a lost connection is expected */
   int exit_code;
   char id[96], bind[256];
@@ -134,10 +143,12 @@ struct sdc_coord {
 
 /* ---- intake.c: Redis ---- */
 
-/* Opens one async connection to c->redis, attached to c->loop, and queues AUTH (when the URL has a
- * password) and SELECT (when db != 0) as its first commands. An error reply to either is logged
- * naming c->redis.where and stops the loop with c->exit_code = 1. NULL (logged) when it cannot start. */
-redisAsyncContext *sdc_coord_redis_connect(sdc_coord *c);
+/* Opens the two connections to c->redis (AUTH, SELECT, PING first on each). A refused, failed or lost
+ * connection is never fatal: it is logged ("redis HOST:PORT: why; retrying in N ms"), every job in
+ * memory is dropped (its entry stays pending), and both are reopened with exponential backoff
+ * (SDC_REDIS_RETRY_MIN_MS..SDC_REDIS_RETRY_MAX_MS); once both answer, our own pending entries are
+ * re-claimed at once (XREADGROUP ... 0) and re-run from their recorded seed. */
+void sdc_coord_redis_start(sdc_coord *c);
 /* Reads more entries (XREADGROUP) when there is room, workers for every stage, and no read in flight. */
 void sdc_coord_claim_more(sdc_coord *c);
 /* Touches our pending entries and takes over abandoned ones, each at its own period. */
@@ -152,18 +163,19 @@ void sdc_coord_exit_after_redis(sdc_coord *c);
 /* Reads job j's cancel flag (HGET); cancelled: the step in flight is stopped on every worker and the job
  * ends cancelled; not cancelled and j->recheck_cancel: the step is issued again. */
 void sdc_coord_poll_cancel(sdc_coord *c, sdc_coord_job *j);
-/* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event. */
+/* Writes the claim to the hash: state running, resolved parameters, attempts; publishes the event
+ * (one fenced write: see docs/jobs.md, Fencing). */
 void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j);
 /* Writes step, publishes progress and asks Redis whether the job was cancelled; the answer goes to
  * sdc_coord_job_cancel_checked(). */
 void sdc_coord_store_step(sdc_coord *c, sdc_coord_job *j);
-/* Stores the PNGs with the result TTL; then the job is done (or failed when a write failed). */
+/* Stores the PNGs with the result TTL and num_images (one fenced write); then the job is done (or failed
+ * when Redis refused the write). */
 void sdc_coord_store_images(sdc_coord *c, sdc_coord_job *j, const ProtobufCBinaryData *images, size_t n);
-/* Writes the final state (error, route), the TTL, a dead letter for a failure, the event; once Redis
- * has applied them, acks the entry and frees the job. */
+/* Writes the final state (error, route), the TTL, a dead letter for a failure, the event and the ack
+ * (XACK, XDEL) in one fenced write; once Redis answers, frees the job. Nothing lands when the job is no
+ * longer ours or already final. */
 void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
-/* Publishes the job's progress event. */
-void sdc_coord_publish(sdc_coord *c, const sdc_coord_job *j, sdc_job_state st, const char *error);
 
 /* ---- jobs.c: the state machine ---- */
 

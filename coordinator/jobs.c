@@ -27,11 +27,11 @@ void sdc_coord_job_log(const sdc_coord_job *j, const char *fmt, ...) {
 
 void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j) {
   for (sdc_coord_job **pp = &c->jobs; *pp; pp = &(*pp)->next)
-    if (*pp == j) {
+    if (*pp == j) { /* a job dropped by intake.c was unlinked already */
       *pp = j->next;
+      c->n_jobs--;
       break;
     }
-  c->n_jobs--;
   sdc_metric_set(c->tm.in_flight, NULL, c->n_jobs);
   if (j->denoise_ready) sdc_denoise_free(&j->d);
   sdc_job_free(&j->spec);

@@ -324,12 +324,7 @@ int main(int argc, char **argv) {
     free(c);
     return rc;
   }
-  if (!(c->rc = sdc_coord_redis_connect(c)) || !(c->rb = sdc_coord_redis_connect(c))) {
-    sdc__shutdown(c);
-    free(c);
-    return 2;
-  }
-  redisAsyncCommand(c->rc, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", SDC_JOBS_STREAM, SDC_JOBS_GROUP);
+  sdc_coord_redis_start(c); /* never fatal: a Redis that is down or refuses us is retried, visibly */
   uv_timer_init(c->loop, &c->tick);
   c->tick.data = c;
   uv_timer_start(&c->tick, sdc__on_tick, SDC_COORD_TICK_MS, SDC_COORD_TICK_MS);

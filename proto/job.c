@@ -44,7 +44,7 @@ int sdc_job_id_valid(const char *id) {
   for (size_t i = 0; i < n; i++) {
     char c = id[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-          c == ':' || c == '-'))
+          c == '-')) /* no ':': "sdc:job:<a>:image:0" must never be job <b>'s hash */
       return 0;
   }
   return 1;
@@ -93,7 +93,7 @@ int sdc_job_validate(const sdc_job *job) {
   char q[200];
   int err;
   if (job->id[0] && !sdc_job_id_valid(job->id))
-    return sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
+    return sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._-]",
                       sdc_json_quote(q, sizeof q, job->id), SDC_MAX_JOB_ID);
   if (!job->prompt) return sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
   if ((err = sdc__check_text("prompt", job->prompt))) return err;
@@ -162,7 +162,7 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
       case F_ID:
         if ((err = sdc_json_as_str(&jf, f, name, &s))) break;
         if (!sdc_job_id_valid(s))
-          err = sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._:-]",
+          err = sdc_seterr(SDC_EINVAL, "job field 'id': %s is not 1..%d characters of [A-Za-z0-9._-]",
                            sdc_json_quote(q, sizeof q, s), SDC_MAX_JOB_ID);
         else
           snprintf(job->id, sizeof job->id, "%s", s);

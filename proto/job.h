@@ -102,7 +102,7 @@ int sdc_job_validate(const sdc_job *job);
  * frees. Validates first: an invalid job is SDC_EINVAL and no JSON. */
 int sdc_job_to_json(const sdc_job *job, char **json /* OUT */);
 
-/* Whether id is 1..SDC_MAX_JOB_ID bytes of [A-Za-z0-9._:-]. */
+/* Whether id is 1..SDC_MAX_JOB_ID bytes of [A-Za-z0-9._-]. */
 int sdc_job_id_valid(const char *id);
 
 /* The scheduler names a job may name, in sdc_sched_kind order (common/ may not

@@ -584,13 +584,23 @@ static void test_cancel(const char *id_a) {
   err = sdc_client_cancel(g_c, id_a, &before);
   CHECK(err == SDC_OK && before == SDC_JOB_DONE && !hget(buf, sizeof buf, id_a, "cancel")[0],
         "cancel of a done job: %s", sdc_job_state_name(before));
-  /* not claimed yet / unknown: the flag is recorded, and expires */
+  /* unknown: nothing is created (a 24 h hash would block the id), and the answer says so */
   err = sdc_client_cancel(g_c, "not-yet-seen", &before);
   char key[SDC_JOB_KEY_MAX];
   sdc_job_key(key, SDC_JOB_KEY_FMT, "not-yet-seen");
   long long ttl = raw_int("TTL %s", key);
-  CHECK(err == SDC_OK && before == SDC_JOB_UNKNOWN && ttl > 0 && ttl <= SDC_DEFAULT_RESULT_TTL_S,
+  CHECK(err == SDC_EMISSING && strstr(sdc_errmsg(err), "no such job") && ttl == -2,
         "cancel of an unknown job: %s ttl %lld", sdc_errmsg(err), ttl);
+  /* queued with a bare XADD, not claimed yet (no hash): the entry makes it known; the flag expires */
+  redisReply *x = raw("XADD sdc:jobs * job %s", "{\"prompt\":\"bare\"}");
+  char bare[64];
+  snprintf(bare, sizeof bare, "%s", x->type == REDIS_REPLY_STRING ? x->str : "");
+  freeReplyObject(x);
+  err = sdc_client_cancel(g_c, bare, &before);
+  sdc_job_key(key, SDC_JOB_KEY_FMT, bare);
+  ttl = raw_int("TTL %s", key);
+  CHECK(err == SDC_OK && before == SDC_JOB_UNKNOWN && ttl > 0 && ttl <= SDC_DEFAULT_RESULT_TTL_S,
+        "cancel of a bare XADD job %s: %s ttl %lld", bare, sdc_errmsg(err), ttl);
 
   char cmd[4096], out[4096], errs[4096];
   CHECK(sdc_client_submit(g_c, &j, id, sizeof id) == SDC_OK, "submit");

@@ -51,12 +51,12 @@ static void test_job_defaults_and_full(void) {
     sdc_job_free(&j);
   }
   const char *full =
-      " {\"id\":\"job.A_1:x-2\",\"prompt\":\"\\u65e5\\u672c "
+      " {\"id\":\"job.A_1.x-2\",\"prompt\":\"\\u65e5\\u672c "
       "\xf0\x9f\x90\xb1\",\"negative_prompt\":\"blurry\",\"width\":768,"
       "\"height\":64,\"steps\":20.0,\"guidance_scale\":0.1,\"scheduler\":\"dpmpp_2m_karras\",\"seed\":9007199254740991,"
       "\"num_images\":8,\"timeout_ms\":5000}\n";
   if (parse_ok("full", full, &j)) {
-    CHECK(strcmp(j.id, "job.A_1:x-2") == 0, "explicit id wins: %s", j.id);
+    CHECK(strcmp(j.id, "job.A_1.x-2") == 0, "explicit id wins: %s", j.id);
     CHECK(strcmp(j.prompt, "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xb1") == 0, "unicode prompt");
     CHECK(j.width == 768 && j.height == 64 && j.steps == 20 && j.guidance_scale == 0.1 && j.has_seed &&
               j.seed == 9007199254740991ull && j.num_images == 8 && strcmp(j.scheduler, "dpmpp_2m_karras") == 0 &&
@@ -192,10 +192,12 @@ static void test_job_ids(void) {
   expect_bad("id with '/'", "{\"id\":\"a/b\",\"prompt\":\"x\"}", "'id'", "a/b");
   expect_bad("id with a space", "{\"id\":\"a b\",\"prompt\":\"x\"}", "'id'", "a b");
   expect_bad("id with '*' (key glob)", "{\"id\":\"a*\",\"prompt\":\"x\"}", "'id'", "a*");
+  /* kc:image:0 would name job kc's image key */
+  expect_bad("id with ':' (key collision)", "{\"id\":\"kc:image:0\",\"prompt\":\"x\"}", "'id'", "kc:image:0");
   expect_bad("id non-ASCII", "{\"id\":\"caf\xc3\xa9\",\"prompt\":\"x\"}", "'id'", "\\xc3");
   expect_bad("empty id", "{\"id\":\"\",\"prompt\":\"x\"}", "'id'", NULL);
   expect_bad("id as number", "{\"id\":7,\"prompt\":\"x\"}", "'id'", "7");
-  CHECK(sdc_job_id_valid("1700000000000-0") && sdc_job_id_valid("A.z_0:9-") && !sdc_job_id_valid("") &&
+  CHECK(sdc_job_id_valid("1700000000000-0") && sdc_job_id_valid("A.z_0.9-") && !sdc_job_id_valid("a:b") && !sdc_job_id_valid("") &&
             !sdc_job_id_valid(NULL) && !sdc_job_id_valid("a\nb") && !sdc_job_id_valid("{x}"),
         "id charset");
   CHECK(sdc_job_parse(&j, "{\"prompt\":\"x\"}", 14, "bad id!") == SDC_EINVAL, "an invalid fallback id is refused");
