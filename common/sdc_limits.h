@@ -31,6 +31,7 @@
 #define SDC_WIRE_MAX_ROUTE 16                     /* hops in one request */
 #define SDC_WIRE_MAX_PROMPTS (2 * SDC_MAX_IMAGES) /* prompts in one text request */
 #define SDC_WIRE_MAX_REPEATED 1024                /* any other repeated field (skips, images...) */
+#define SDC_WIRE_MAX_FIELD_NUMBER 536870911       /* 2^29 - 1: protobuf's largest field number */
 
 /* ---- liveness ---- */
 #define SDC_HEARTBEAT_MS 1000 /* the coordinator tells workers this period in Welcome.heartbeat_ms */

@@ -192,6 +192,11 @@ static int sdc__check_fields(const ProtobufCMessage *m, const char *path, int de
   const ProtobufCMessageDescriptor *d = m->descriptor;
   const char *base = (const char *)m;
   if (depth > 8) return sdc_seterr(err, "envelope: %s nests too deep", path);
+  /* Field number 0 does not exist: protobuf-c keeps one (non-minimally encoded) as an unknown field and
+   * packs it back in a form its own decoder refuses, so a forwarded request would die at the next hop. */
+  for (unsigned i = 0; i < m->n_unknown_fields; i++)
+    if (m->unknown_fields[i].tag == 0 || m->unknown_fields[i].tag > SDC_WIRE_MAX_FIELD_NUMBER)
+      return sdc_seterr(err, "envelope: %s%shas a field numbered %u", path, *path ? " " : "", m->unknown_fields[i].tag);
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED)
