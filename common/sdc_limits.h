@@ -32,6 +32,8 @@
 #define SDC_WIRE_MAX_PROMPTS (2 * SDC_MAX_IMAGES) /* prompts in one text request */
 #define SDC_WIRE_MAX_REPEATED 1024                /* any other repeated field (skips, images...) */
 #define SDC_WIRE_MAX_FIELD_NUMBER 536870911       /* 2^29 - 1: protobuf's largest field number */
+#define SDC_WIRE_DROP_LOG_LINES 5                 /* dropped frames logged per window, then counted */
+#define SDC_WIRE_DROP_LOG_WINDOW_MS 10000
 
 /* ---- liveness ---- */
 #define SDC_HEARTBEAT_MS 1000 /* the coordinator tells workers this period in Welcome.heartbeat_ms */

@@ -322,8 +322,11 @@ void sdc_coord_drain_router(sdc_coord *c) {
   Sdcpb__Envelope *env;
   int err;
   while ((err = sdc_zmq_recv_n(c->router, &env, rid, sizeof rid, &rid_n, &n_bytes)) != SDC_EAGAIN) {
-    if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
-    if (err) break;                    /* the socket itself failed */
+    if (err == SDC_EPROTOCOL) { /* dropped and counted */
+      sdc_wire_log_drop("control socket");
+      continue;
+    }
+    if (err) break; /* the socket itself failed */
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, env->register_);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_HEARTBEAT) sdc__on_heartbeat(c, rid, rid_n, env->heartbeat);
     else if (env->body_case == SDCPB__ENVELOPE__BODY_REPLY) {

@@ -9,8 +9,10 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "crc32c.h"
 #include "error.h"
+#include "log.h"
 #include "stage.h"
 #include "utf8.h"
 
@@ -410,10 +412,28 @@ int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap
   if (bad) {
     sdc_seterr(rc, "dropped a %zu-byte message: %s (%d extra frames)", n, bad, extra);
     sdc__count(&sdc__stats.dropped_malformed, 1);
-    zmq_msg_close(&msg);
-    return rc;
+  } else {
+    rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
   }
-  rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
+  /* name the sender of a dropped frame: TCP gives its address, the ROUTER its routing id */
+  if (rc) {
+    const char *peer = zmq_msg_gets(&msg, "Peer-Address");
+    sdc_adderr(rc, "frame from %s", peer && *peer ? peer : "an unknown peer");
+  }
   zmq_msg_close(&msg);
   return rc;
+}
+
+void sdc_wire_log_drop(const char *where) {
+  /* a flood of junk must not become a flood of log lines: a few per window, then a count */
+  static int64_t window_ms;
+  static uint64_t in_window, suppressed;
+  int64_t now_ms = sdc_clock_mono_ms();
+  if (now_ms - window_ms >= SDC_WIRE_DROP_LOG_WINDOW_MS) {
+    if (suppressed)
+      sdc_log(NULL, -1, 0, "%s: %llu more dropped frames not logged", where, (unsigned long long)suppressed);
+    window_ms = now_ms, in_window = suppressed = 0;
+  }
+  if (in_window++ < SDC_WIRE_DROP_LOG_LINES) sdc_log(NULL, -1, 0, "%s: dropped: %s", where, sdc_errmsg(SDC_EPROTOCOL));
+  else suppressed++;
 }
