@@ -22,6 +22,14 @@ if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
     ctest --output-on-failure)
 fi
 
+# ThreadSanitizer on the worker and coordinator tests (label tsan: the libuv pool, OpenMP through LLVM's
+# Archer, the oneDNN cache, the coordinator's loop); SDC_SKIP_TSAN=1 skips.
+if [ "${SDC_SKIP_TSAN:-0}" != 1 ]; then
+  cmake -S . -B build-tsan -DSDC_TSAN=ON -DSDC_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
+  cmake --build build-tsan -j"$(nproc)" --target sdc sdc-worker sdc-coordinator test_stage_exec test_worker_heartbeat test_hostile
+  (cd build-tsan && ctest -L tsan --output-on-failure)
+fi
+
 # libFuzzer targets (tests/fuzz/), ~20 s each under ASan + UBSan; SDC_SKIP_FUZZ=1 skips (no clang, say).
 if [ "${SDC_SKIP_FUZZ:-0}" != 1 ]; then
   bash scripts/fuzz.sh "${SDC_FUZZ_SECONDS:-20}"

@@ -412,8 +412,9 @@ int main(int argc, char **argv) {
   CHECK(g_rc != NULL, "redis-server did not come up");
   if (!g_rc) return sdc_test_finish("test_hostile");
 
+  /* the workers' default thread count: under ThreadSanitizer (SDC_TSAN) their OpenMP regions are checked too */
   char *cargv[] = {(char *)g_sdc, "cluster", "--model", g_model, "--redis", url, "--port", coord_s, "--http-base", http_s,
-                   "--threads", "1", NULL};
+                   NULL};
   g_cluster = spawn_logged(cargv, g_log);
   int registered = 0;
   for (int waited = 0; waited < 90000 && (registered = log_count(": stages 0x")) < N_WORKERS; waited += 100)
