@@ -3,7 +3,8 @@
  * truncated, wrong-version and multipart frames, tensors with a wrong shape, size or crc32c, frames announcing
  * more than ZMQ_MAXMSGSIZE and a flood of TCP connections hit the coordinator's control port and a worker's data
  * port. Every frame that reaches our code is dropped and counted in sdc_frames_dropped_total, the log names the
- * sender, no process dies, and a normal job completes before and after. */
+ * sender, no process dies, and a normal job completes before and after; a normal job cancelled mid-denoise
+ * stops within one step. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -470,6 +471,16 @@ int main(int argc, char **argv) {
   CHECK(sdc_wire_pack(&env, &good, &good_n) == SDC_OK, "pack heartbeat");
   int c_sent = send_junk(dealer, good, good_n), w_sent = send_junk(push, good, good_n);
   free(good);
+  /* 200 MB of junk: under ZMQ_MAXMSGSIZE, so it reaches the decoder, which refuses it */
+  size_t big_n = (size_t)200 << 20;
+  uint8_t *big = malloc(big_n);
+  CHECK(big != NULL, "no memory for a 200 MB frame");
+  if (big) {
+    memset(big, 0xff, big_n);
+    send_raw(dealer, big, big_n);
+    c_sent++;
+    free(big);
+  }
   for (int what = 0; what < 4; what++) send_bad_tensor(push, vae_id, vae_ep, what);
   /* frames announcing 4 GiB and ZMQ_MAXMSGSIZE + 1 bytes: ZeroMQ hangs up on the sender */
   int hung = oversized_frame(coord_port, (uint64_t)4 << 30, "DEALER") + oversized_frame(vae_port, (uint64_t)4 << 30, "PUSH") +
@@ -516,6 +527,45 @@ int main(int argc, char **argv) {
   /* nobody died, and the cluster still works */
   double t_after = normal_job("hostile-ok-1", 2);
   printf("normal job after: %.2f s\n", t_after);
+
+  /* a normal job cancelled mid-denoise stops within one step (the contract in docs/jobs.md) */
+  {
+    redisReply *r = redisCommand(g_rc, "XADD sdc:jobs * job %s",
+                                 "{\"id\":\"hostile-cancel\",\"prompt\":\"a long job\",\"steps\":500,"
+                                 "\"scheduler\":\"euler\",\"seed\":3}");
+    CHECK(r && r->type == REDIS_REPLY_STRING, "XADD hostile-cancel failed");
+    if (r) freeReplyObject(r);
+    long long step = -1;
+    for (int waited = 0; waited < 30000 && step < 2; waited += 20) {
+      char *v = hget("hostile-cancel", "step");
+      step = v ? atoll(v) : -1;
+      free(v);
+      if (step < 2) sdc_clock_sleep_ms(20);
+    }
+    CHECK(step >= 2, "hostile-cancel never reached step 2 within 30 s");
+    freeReplyObject(redisCommand(g_rc, "HSET sdc:job:hostile-cancel cancel 1"));
+    freeReplyObject(redisCommand(g_rc, "PUBLISH sdc:job:hostile-cancel:control cancel"));
+    char *v = hget("hostile-cancel", "step");
+    long long at_cancel = v ? atoll(v) : -1;
+    free(v);
+    double t0 = sdc_clock_mono_s();
+    char *st = NULL;
+    while (sdc_clock_mono_s() - t0 < 20) {
+      free(st);
+      st = hget("hostile-cancel", "state");
+      if (st && strcmp(st, "running") && strcmp(st, "queued")) break;
+      sdc_clock_sleep_ms(20);
+    }
+    v = hget("hostile-cancel", "step");
+    long long final_step = v ? atoll(v) : -1;
+    free(v);
+    printf("cancel at step %lld of 500: %s at step %lld, %.2f s later\n", at_cancel, st ? st : "(none)", final_step,
+           sdc_clock_mono_s() - t0);
+    CHECK(st && !strcmp(st, "cancelled"), "hostile-cancel ended '%s', not cancelled", st ? st : "(none)");
+    CHECK(final_step >= 0 && final_step <= at_cancel + 1, "cancelled at step %lld, stopped at %lld: more than one step",
+          at_cancel, final_step);
+    free(st);
+  }
   CHECK(log_count(") exited (") == 0, "a cluster process exited (see %s)", g_log);
   FILE *fp = fopen(g_log, "r");
   while (fp && fgets(line, sizeof line, fp))
