@@ -7,6 +7,7 @@
 
 /* ---- a request (job JSON, sdc generate, the wire) ---- */
 #define SDC_MAX_JOB_JSON_BYTES (64 * 1024) /* one job's JSON */
+#define SDC_MAX_JOB_JSON_DEPTH 16          /* brackets in one job's JSON (a valid job nests 1) */
 #define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._:-] */
 #define SDC_MAX_PROMPT_BYTES 4096          /* prompt and negative prompt, UTF-8 */
 #define SDC_MIN_IMAGE_SIDE 64              /* pixels; width and height are multiples of 8 */

@@ -196,7 +196,7 @@ static int make_jobs(hostile_job *j) {
     s = malloc(a + b + 1);
     memcpy(s, open, a), memcpy(s + a, shut, b + 1), n = a + b;
     free(open), free(shut);
-    ADD("nesting 20 000 levels", s, "job JSON");
+    ADD("nesting 20 000 levels", s, "nested more than");
   }
   s = repeat("{\"prompt\":\"x\"", ",\"f\":0", 10000, "}", &n);
   ADD("10 000 fields", s, "\"f\": unknown");
