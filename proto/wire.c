@@ -415,7 +415,7 @@ int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_cap
   } else {
     rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
   }
-  /* name the sender of a dropped frame: TCP gives its address, the ROUTER its routing id */
+  /* name the sender of a dropped frame by its TCP address (ZeroMQ knows it; a log line needs it) */
   if (rc) {
     const char *peer = zmq_msg_gets(&msg, "Peer-Address");
     sdc_adderr(rc, "frame from %s", peer && *peer ? peer : "an unknown peer");
