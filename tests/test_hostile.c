@@ -522,6 +522,8 @@ int main(int argc, char **argv) {
   CHECK(log_count("control socket: dropped: frame from 127.0.0.1") >= 1, "no log line names the sender (see %s)", g_log);
   CHECK(log_count("data socket: dropped: frame from 127.0.0.1") >= 1, "no worker log line names the sender (see %s)",
         g_log);
+  if (log_first("control socket: dropped: frame from", line, sizeof line)) printf("log: %s", line);
+  if (log_first("data socket: dropped: frame from", line, sizeof line)) printf("log: %s", line);
   int drop_lines = log_count(": dropped: frame from ");
   CHECK(drop_lines <= 8 * SDC_WIRE_DROP_LOG_LINES, "%d log lines for dropped frames: the log is flooded", drop_lines);
   for (int what = 0; what < 4; what++) {
