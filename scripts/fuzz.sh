@@ -24,9 +24,11 @@ for t in $targets; do
   rm -rf "$found"
   mkdir -p "$work" "$found"
   # the working corpus grows in build-fuzz; the committed seeds are read, never written
+  dict=()
+  [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "build-fuzz/bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-    -artifact_prefix="$found/" -print_final_stats=1 "$work" "tests/fuzz/$t" >"build-fuzz/$t.log" 2>&1; then
+    -artifact_prefix="$found/" -print_final_stats=1 "${dict[@]}" "$work" "tests/fuzz/$t" >"build-fuzz/$t.log" 2>&1; then
     echo "fuzz.sh: $t: $(grep -m1 '^stat::number_of_executed_units' "build-fuzz/$t.log" | awk '{print $2}') runs in ${secs}s, no finding"
   else
     echo "fuzz.sh: $t FAILED; reproducer(s): $(ls "$found" | tr '\n' ' ')" >&2
