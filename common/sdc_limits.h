@@ -7,6 +7,7 @@
 
 /* ---- a request (job JSON, sdc generate, the wire) ---- */
 #define SDC_MAX_JOB_JSON_BYTES (64 * 1024) /* one job's JSON */
+#define SDC_MAX_JOB_JSON_DEPTH 16          /* brackets in one job's JSON (a valid job nests 1) */
 #define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._-] */
 #define SDC_MAX_PROMPT_BYTES 4096          /* prompt and negative prompt, UTF-8 */
 #define SDC_MIN_IMAGE_SIDE 64              /* pixels; width and height are multiples of 8 */
@@ -31,6 +32,9 @@
 #define SDC_WIRE_MAX_ROUTE 16                     /* hops in one request */
 #define SDC_WIRE_MAX_PROMPTS (2 * SDC_MAX_IMAGES) /* prompts in one text request */
 #define SDC_WIRE_MAX_REPEATED 1024                /* any other repeated field (skips, images...) */
+#define SDC_WIRE_MAX_FIELD_NUMBER 536870911       /* 2^29 - 1: protobuf's largest field number */
+#define SDC_WIRE_DROP_LOG_LINES 5                 /* dropped frames logged per window, then counted */
+#define SDC_WIRE_DROP_LOG_WINDOW_MS 10000
 
 /* ---- liveness ---- */
 #define SDC_HEARTBEAT_MS 1000 /* the coordinator tells workers this period in Welcome.heartbeat_ms */

@@ -400,8 +400,11 @@ void sdc_coord_drain_router(sdc_coord *c) {
   }
   while ((err = sdc_zmq_recv_from(c->router, &env, rid, sizeof rid - 1, &rid_n, &n_bytes, user, sizeof user)) !=
          SDC_EAGAIN) {
-    if (err == SDC_EPROTOCOL) continue; /* dropped and counted */
-    if (err) break;                    /* the socket itself failed */
+    if (err == SDC_EPROTOCOL) { /* dropped and counted */
+      sdc_wire_log_drop("control socket");
+      continue;
+    }
+    if (err) break; /* the socket itself failed */
     char from[SDC_MAX_WORKER_ID];
     snprintf(from, sizeof from, "%.*s", (int)rid_n, (const char *)rid);
     if (env->body_case == SDCPB__ENVELOPE__BODY_REGISTER) sdc__on_register(c, rid, rid_n, user, env->register_);

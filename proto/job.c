@@ -137,6 +137,26 @@ static int sdc__has_escaped_nul(const char *s, size_t n) {
   return 0;
 }
 
+/* The byte where brackets nest deeper than limit (outside strings), or -1. A job is one flat object, so a
+ * deep one is hostile; saying so beats cJSON's "syntax error" at its own depth limit. */
+static long sdc__too_deep_at(const char *s, size_t n, int limit) {
+  int depth = 0, in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return (long)i;
+    } else if (c == ']' || c == '}') {
+      depth--;
+    }
+  }
+  return -1;
+}
+
 /* JSON has no integer type: 20 and 20.0 are the same number. The caller checks the range. */
 #define SDC__JOB_INT_LIMIT 9000000000000000000LL
 
@@ -220,6 +240,9 @@ int sdc_job_parse(sdc_job *job, const char *json, size_t n, const char *fallback
     return sdc_seterr(SDC_EINVAL, "job JSON: %zu bytes; the limit is %d", n, SDC_MAX_JOB_JSON_BYTES);
   if (sdc__has_escaped_nul(json, n))
     return sdc_seterr(SDC_EINVAL, "job JSON: a string contains \\u0000, which is not allowed");
+  long deep = sdc__too_deep_at(json, n, SDC_MAX_JOB_JSON_DEPTH);
+  if (deep >= 0)
+    return sdc_seterr(SDC_EINVAL, "job JSON: nested more than %d levels deep at byte %ld", SDC_MAX_JOB_JSON_DEPTH, deep);
   /* a private NUL-terminated copy: the input need not be terminated */
   char *text = malloc(n + 1);
   if (!text) return sdc_seterr(SDC_ENOMEM, "job JSON: out of memory");

@@ -9,8 +9,10 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "crc32c.h"
 #include "error.h"
+#include "log.h"
 #include "stage.h"
 #include "utf8.h"
 
@@ -192,6 +194,11 @@ static int sdc__check_fields(const ProtobufCMessage *m, const char *path, int de
   const ProtobufCMessageDescriptor *d = m->descriptor;
   const char *base = (const char *)m;
   if (depth > 8) return sdc_seterr(err, "envelope: %s nests too deep", path);
+  /* Field number 0 does not exist: protobuf-c keeps one (non-minimally encoded) as an unknown field and
+   * packs it back in a form its own decoder refuses, so a forwarded request would die at the next hop. */
+  for (unsigned i = 0; i < m->n_unknown_fields; i++)
+    if (m->unknown_fields[i].tag == 0 || m->unknown_fields[i].tag > SDC_WIRE_MAX_FIELD_NUMBER)
+      return sdc_seterr(err, "envelope: %s%shas a field numbered %u", path, *path ? " " : "", m->unknown_fields[i].tag);
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED)
@@ -411,13 +418,31 @@ int sdc_zmq_recv_from(void *sock, Sdcpb__Envelope **env, uint8_t *id, size_t id_
   if (bad) {
     sdc_seterr(rc, "dropped a %zu-byte message: %s (%d extra frames)", n, bad, extra);
     sdc__count(&sdc__stats.dropped_malformed, 1);
-    zmq_msg_close(&msg);
-    return rc;
+  } else {
+    rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
+  }
+  /* name the sender of a dropped frame by its TCP address (ZeroMQ knows it; a log line needs it) */
+  if (rc) {
+    const char *peer = zmq_msg_gets(&msg, "Peer-Address");
+    sdc_adderr(rc, "frame from %s", peer && *peer ? peer : "an unknown peer");
   }
   /* CURVE: the name our ZAP handler gave the sender's key; NULL on a plaintext connection */
   const char *uid = user && user_cap ? zmq_msg_gets(&msg, "User-Id") : NULL;
   if (uid) snprintf(user, user_cap, "%s", uid);
-  rc = sdc_wire_unpack(zmq_msg_data(&msg), n, env);
   zmq_msg_close(&msg);
   return rc;
+}
+
+void sdc_wire_log_drop(const char *where) {
+  /* a flood of junk must not become a flood of log lines: a few per window, then a count */
+  static int64_t window_ms;
+  static uint64_t in_window, suppressed;
+  int64_t now_ms = sdc_clock_mono_ms();
+  if (now_ms - window_ms >= SDC_WIRE_DROP_LOG_WINDOW_MS) {
+    if (suppressed)
+      sdc_log(NULL, -1, 0, "%s: %llu more dropped frames not logged", where, (unsigned long long)suppressed);
+    window_ms = now_ms, in_window = suppressed = 0;
+  }
+  if (in_window++ < SDC_WIRE_DROP_LOG_LINES) sdc_log(NULL, -1, 0, "%s: dropped: %s", where, sdc_errmsg(SDC_EPROTOCOL));
+  else suppressed++;
 }

@@ -67,4 +67,9 @@ int sdc_zmq_recv_n(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, siz
 int sdc_zmq_recv_from(void *sock, Sdcpb__Envelope **env /* OUT */, uint8_t *id, size_t id_cap, size_t *id_n,
                       size_t *n_bytes /* OUT */, char *user /* OUT */, size_t user_cap);
 
+/* Logs the calling thread's message of a frame sdc_zmq_recv dropped (it names the sender), at most
+ * SDC_WIRE_DROP_LOG_LINES lines per SDC_WIRE_DROP_LOG_WINDOW_MS, then how many went unlogged. where names
+ * the socket ("control socket"). Loop thread only. */
+void sdc_wire_log_drop(const char *where);
+
 #endif

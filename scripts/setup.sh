@@ -9,6 +9,7 @@ PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev libmicrohttpd-dev
   redis-server procps prometheus
   iproute2 curl jq gnuplot-nox
+  clang libclang-rt-14-dev libomp-14-dev # fuzz.sh (libFuzzer: only Recommended by clang); Archer for TSan
 )
 
 missing=()

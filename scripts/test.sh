@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: the whole suite on the normal build, then again under ASan + UBSan.
+# The test command: the whole suite on the normal build, then again under ASan + UBSan, then the
+# libFuzzer targets for a bounded time and the worker/coordinator tests under ThreadSanitizer.
 # Reference models are found through SDC_REF (default ../shared/ref); tests that need
 # them report SKIP when it is missing.
 set -euo pipefail
@@ -19,4 +20,17 @@ if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake --build build-asan -j"$(nproc)"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure)
+fi
+
+# ThreadSanitizer on the worker and coordinator tests (label tsan: the libuv pool, OpenMP through LLVM's
+# Archer, the oneDNN cache, the coordinator's loop); SDC_SKIP_TSAN=1 skips.
+if [ "${SDC_SKIP_TSAN:-0}" != 1 ]; then
+  cmake -S . -B build-tsan -DSDC_TSAN=ON -DSDC_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
+  cmake --build build-tsan -j"$(nproc)" --target sdc sdc-worker sdc-coordinator test_stage_exec test_worker_heartbeat test_hostile
+  (cd build-tsan && ctest -L tsan --output-on-failure)
+fi
+
+# libFuzzer targets (tests/fuzz/), ~20 s each under ASan + UBSan; SDC_SKIP_FUZZ=1 skips (no clang, say).
+if [ "${SDC_SKIP_FUZZ:-0}" != 1 ]; then
+  bash scripts/fuzz.sh "${SDC_FUZZ_SECONDS:-20}"
 fi

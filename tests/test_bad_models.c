@@ -75,6 +75,11 @@ static void test_safetensors_validation(void) {
   write_st(p, "{\"w\": {\"dtype\": \"F16\", \"shape\": [8], \"data_offsets\": [0, 16]}}", 10);
   expect_open_error("offsets beyond data", p, SDC_EFORMAT, "'w'", "truncated");
 
+  /* found by fuzz_safetensors: an offset past uint64_t was cast before the bounds check (UB, caught by UBSan) */
+  snprintf(p, sizeof p, "%s/offset_1e43.safetensors", g_tmp);
+  write_st(p, "{\"w\": {\"dtype\": \"F16\", \"shape\": [8], \"data_offsets\": [0, 6.7e42]}}", 16);
+  expect_open_error("offset beyond uint64_t", p, SDC_EFORMAT, "'w'", "truncated");
+
   snprintf(p, sizeof p, "%s/huge.safetensors", g_tmp);
   write_st(p, "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 1024], \"data_offsets\": [0, 16]}}", 16);
   expect_open_error("overflowing shape", p, SDC_EFORMAT, "'w'", NULL);

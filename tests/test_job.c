@@ -156,6 +156,9 @@ static void test_job_types_and_fields(void) {
   expect_bad("trailing data", "{\"prompt\":\"x\"} {}", "after the object", NULL);
   expect_bad("truncated JSON", "{\"prompt\":\"x\"", "syntax", NULL);
   expect_bad_n("NUL byte in the JSON", "{\"prompt\":\"x\"}\0", 15, "after the object", NULL);
+  /* deep nesting says so (not cJSON's syntax error at its own limit); brackets inside strings do not count */
+  expect_bad("17 levels", "{\"prompt\":[[[[[[[[[[[[[[[[\"x\"]]]]]]]]]]]]]]]]}", "nested more than 16", "byte 25");
+  expect_bad("brackets in a string", "{\"prompt\":\"[[[[[[[[[[[[[[[[[[[[\\\"\",\"steps\":0}", "'steps'", NULL);
 }
 
 static void test_job_utf8(void) {

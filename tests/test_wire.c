@@ -647,9 +647,24 @@ static void test_zmq_push_pull_tcp(void *ctx) {
     tensors_equal(env->request->sample, &f.sample, "sample over tcp");
   }
   sdc_wire_free(env);
+  /* a dropped frame's message names its sender's address */
+  CHECK(zmq_send(push, "\x0a\xff\xff junk", 8, 0) == 8, "raw send");
+  rc = recv_wait(pull, &env, NULL, 0, NULL, 5000);
+  CHECK(rc == SDC_EPROTOCOL && strstr(sdc_errmsg(rc), "frame from 127.0.0.1"), "junk over tcp: %s", sdc_errmsg(rc));
   request_free(&f);
   zmq_close(push);
   zmq_close(pull);
+}
+
+/* Found by fuzz_envelope: a non-minimally encoded field number 0 (80 00) inside Welcome was kept as an
+ * unknown field, and protobuf-c packed it back in a form its own decoder refuses. */
+static void test_field_number_zero_refused(void) {
+  static const uint8_t frame[] = {0x08, 0x01, 0x5a, 0x07, 0x0a, 0x02, 'c', 'o', 0x80, 0x00, 0x25};
+  Sdcpb__Envelope *env = NULL;
+  int rc = sdc_wire_unpack(frame, sizeof frame, &env);
+  CHECK(rc == SDC_EPROTOCOL && !env && strstr(sdc_errmsg(rc), "field numbered 0"), "field number 0: %s",
+        sdc_errmsg(rc));
+  sdc_wire_free(env);
 }
 
 /* ZeroMQ itself refuses a message over ZMQ_MAXMSGSIZE (the receiver never sees it) and drops the peer,
@@ -708,6 +723,7 @@ int main(void) {
   void *ctx = zmq_ctx_new();
   test_zmq_router_dealer(ctx);
   test_zmq_push_pull_tcp(ctx);
+  test_field_number_zero_refused();
   test_zmq_max_msg_size(ctx);
   zmq_ctx_term(ctx);
   return sdc_test_finish("test_wire");

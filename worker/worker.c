@@ -588,7 +588,10 @@ static void sdc__drain(sdc__worker *w) {
     int err;
     size_t n_bytes;
     while ((err = sdc_zmq_recv_n(w->data, &env, NULL, 0, NULL, &n_bytes)) != SDC_EAGAIN) {
-      if (err == SDC_EPROTOCOL) continue; /* malformed: dropped and counted */
+      if (err == SDC_EPROTOCOL) { /* malformed: dropped and counted */
+        sdc_wire_log_drop("data socket");
+        continue;
+      }
       if (err) break;
       progress = 1;
       if (env->body_case == SDCPB__ENVELOPE__BODY_REQUEST) {
@@ -607,7 +610,10 @@ static void sdc__drain(sdc__worker *w) {
       sdc__on_request(w, env);
     }
     while ((err = sdc_zmq_recv(w->ctrl, &env, NULL, 0, NULL)) != SDC_EAGAIN) {
-      if (err == SDC_EPROTOCOL) continue;
+      if (err == SDC_EPROTOCOL) {
+        sdc_wire_log_drop("control socket");
+        continue;
+      }
       if (err) break;
       progress = 1;
       sdc__on_control(w, env);

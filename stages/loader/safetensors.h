@@ -31,6 +31,9 @@ typedef struct {
  * no duplicate names. On error *f is left empty and the thread's message
  * names the file and the offending key. Free with sdc_st_close(). */
 int sdc_st_open(sdc_st_file *f /* OUT */, const char *path);
+/* The same checks on a file's n bytes already in memory (label names it in errors). f->map stays NULL
+ * and f's entries and data point into buf, which must outlive f; sdc_st_close() frees the rest. */
+int sdc_st_open_mem(sdc_st_file *f /* OUT */, const char *label, const void *buf, size_t n);
 void sdc_st_close(sdc_st_file *f);
 
 /* Entry named `name`, or NULL. The pointer lives as long as f. */
