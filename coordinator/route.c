@@ -300,8 +300,8 @@ static void sdc__on_register(sdc_coord *c, const uint8_t *rid, size_t rid_n, con
       zmq_close(w->push);
       w->push = NULL, w->alive = 0;
     } else {
-      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s%s%s (%d of %d registry slots in use)", id, stages,
-              w->endpoint, user[0] ? ", key " : "", user, sdc_registry_used(&c->reg), SDC_MAX_WORKERS);
+      sdc_log(NULL, -1, 0, "worker %s registered: stages 0x%x at %s (%s%s%s%d of %d registry slots in use)", id, stages,
+              w->endpoint, user[0] ? "key " : "", user, user[0] ? "; " : "", sdc_registry_used(&c->reg), SDC_MAX_WORKERS);
     }
   }
   wel.accepted = !reason[0];

@@ -414,8 +414,10 @@ int main(int argc, char **argv) {
   if (!g_rc) return sdc_test_finish("test_hostile");
 
   /* the workers' default thread count: under ThreadSanitizer (SDC_TSAN) their OpenMP regions are checked too */
+  /* --insecure: the hostile peer here is one that reaches the sockets (a compromised host, or a cluster run in
+   * plaintext); strangers without a key are test_security's, refused before any frame reaches our code */
   char *cargv[] = {(char *)g_sdc, "cluster", "--model", g_model, "--redis", url, "--port", coord_s, "--http-base", http_s,
-                   NULL};
+                   "--insecure", NULL};
   g_cluster = spawn_logged(cargv, g_log);
   /* one worker per stage (a slow worker may register more than once: count stages, not lines) */
   static const char *const masks[N_WORKERS] = {"stages 0x2 at ", "stages 0x4 at ", "stages 0x8 at ", "stages 0x10 at ",
