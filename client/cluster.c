@@ -7,10 +7,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -70,20 +70,24 @@ static int sdc__free_port(void) {
 /* Children's stdout goes to our stderr: our stdout carries only the Redis URL. A child with a ready mark
  * writes into a pipe that sdc__relay copies to our stderr, so its last line is known when it fails. */
 static int sdc__spawn(sdc__child *c) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
   int p[2] = {-1, -1};
-  if (c->ready_mark && pipe2(p, O_CLOEXEC) == 0) {
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-  } else {
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  if (c->ready_mark && pipe2(p, O_CLOEXEC) != 0) p[0] = p[1] = -1;
+  const pid_t parent = getpid();
+  c->pid = fork();
+  if (c->pid == 0) {
+    /* sdc cluster gone, even SIGKILLed: the child gets SIGTERM and drains instead of running on as an
+     * orphan nobody supervises (and a restarted sdc cluster would start a second set beside it) */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127); /* it died before the line above */
+    if (p[1] >= 0) dup2(p[1], 1), dup2(p[1], 2); /* dup2 clears O_CLOEXEC on the copies */
+    else dup2(2, 1);
+    execve(c->argv[0], c->argv, environ);
+    fprintf(stderr, "sdc cluster: cannot start %s: %s\n", c->argv[0], strerror(errno)); /* its last line */
+    _exit(127);
   }
-  int rc = posix_spawn(&c->pid, c->argv[0], &fa, NULL, c->argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
   if (p[1] >= 0) close(p[1]);
-  if (rc != 0) {
-    sdc_log(NULL, -1, 0, "cannot start %s: %s", c->argv[0], strerror(rc));
+  if (c->pid < 0) {
+    sdc_log(NULL, -1, 0, "cannot start %s: fork: %s", c->argv[0], strerror(errno));
     if (p[0] >= 0) close(p[0]);
     c->pid = 0;
     return -1;

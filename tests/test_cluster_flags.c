@@ -1,5 +1,6 @@
 /* test_cluster_flags.c - `sdc cluster` checks every limit it passes to its children before starting any:
- * a bad value exits 2 with one line naming the flag, and nothing (no Redis, no child) is started. */
+ * a bad value exits 2 with one line naming the flag, and nothing (no Redis, no child) is started. And an
+ * `sdc cluster` that is SIGKILLed leaves no orphans: every child (Redis included) exits on its own. */
 #include <stdio.h>
 #include <string.h>
 
@@ -25,5 +26,23 @@ int main(int argc, char **argv) {
     CHECK(strstr(err, bad[i][1]) && sdc_test_lines(err) == 1, "'%s': stderr does not name %s in one line: %s", bad[i][0],
           bad[i][1], err);
   }
+  /* SIGKILL of sdc cluster: its children get SIGTERM from the kernel (PR_SET_PDEATHSIG) and drain. A zombie
+   * (reparented to an init that does not reap) counts as gone. */
+  char cmd[4096], err[2048];
+  snprintf(cmd, sizeof cmd,
+           "{ d=$(mktemp -d); %s cluster --model %s/tiny-sd1 --insecure --drain-timeout-ms 5000 >/dev/null 2>$d/log & p=$!; "
+           "for i in $(seq 600); do [ $(grep -c 'started .* (pid' $d/log) -ge 6 ] && break; sleep 0.1; done; "
+           "pids=$(grep -o '(pid [0-9]*)' $d/log | tr -dc '0-9 \\n'); "
+           "all=$(echo $pids $(pgrep -P $p redis-server) | tr ' ' '\\n' | sort -u); kill -9 $p; alive=x; "
+           "for i in $(seq 300); do alive=0; for q in $all; do "
+           "[ -e /proc/$q ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$q/stat && alive=$((alive+1)); done; "
+           "[ $alive = 0 ] && break; sleep 0.1; done; "
+           "echo \"$(echo $all | wc -w) children, $alive alive $((i / 10)) s after sdc cluster was SIGKILLed\" >&2; "
+           "rm -rf $d; [ $alive = 0 ]; }",
+           argv[1], ref);
+  int rc = sdc_test_run(cmd, err, sizeof err);
+  printf("%s", err);
+  CHECK(rc == 0, "children outlived a SIGKILLed sdc cluster: %s", err);
+  CHECK(strstr(err, "7 children") != NULL, "expected 7 children (coordinator, 5 workers, redis): %s", err);
   return sdc_test_finish("test_cluster_flags");
 }
