@@ -13,6 +13,8 @@ int sdc_redis_url_parse(sdc_redis_url *c, const char *url) {
   if (!url) url = "";
 #define SDC__BAD(why) \
   sdc_seterr(SDC_EINVAL, "redis URL '%s': %s (expected redis://[[user]:password@]host[:port][/db])", url, why)
+  /* hiredis 0.14 (Debian 12) has no TLS; a TLS-terminating proxy (stunnel) on loopback is the way there */
+  if (strncmp(url, "rediss://", 9) == 0) return SDC__BAD("rediss:// (TLS) is not supported: this hiredis has no TLS");
   if (strncmp(url, "redis://", 8) != 0) return SDC__BAD("not a redis:// URL");
   const char *p = url + 8, *slash = strchr(p, '/');
   const char *auth_end = slash ? slash : p + strlen(p), *at = NULL;

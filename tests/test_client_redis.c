@@ -269,6 +269,19 @@ static void test_connect_errors(void) {
   err = sdc_client_connect(&c, url);
   CHECK(err == SDC_OK, "bracketed host and db 3: %s", sdc_errmsg(err));
   sdc_client_free(c);
+  /* an ACL user (Redis 6+): AUTH user password; a wrong one is refused naming AUTH, never the password */
+  freeReplyObject(raw("ACL SETUSER sdc-alice on >alice-pw ~sdc:* &* +@all"));
+  snprintf(url, sizeof url, "redis://sdc-alice:alice-pw@127.0.0.1:%d", g_port);
+  err = sdc_client_connect(&c, url);
+  CHECK(err == SDC_OK, "ACL user sdc-alice: %s", sdc_errmsg(err));
+  sdc_client_free(c);
+  snprintf(url, sizeof url, "redis://sdc-alice:not-hers@127.0.0.1:%d", g_port);
+  err = sdc_client_connect(&c, url);
+  CHECK(err == SDC_EPROTOCOL && strstr(sdc_errmsg(err), "AUTH") && !strstr(sdc_errmsg(err), "not-hers"),
+        "ACL user, wrong password: %s", sdc_errmsg(err));
+  /* TLS is not in Debian 12's hiredis (0.14): rediss:// is refused saying so, not as a bad URL */
+  err = sdc_client_connect(&c, "rediss://127.0.0.1:6380");
+  CHECK(err == SDC_EINVAL && strstr(sdc_errmsg(err), "TLS"), "rediss://: %s", sdc_errmsg(err));
 }
 
 /* Submitting from the library: the entry as any reader sees it, and the hash. */
