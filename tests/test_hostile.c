@@ -395,7 +395,11 @@ int main(int argc, char **argv) {
   snprintf(g_log, sizeof g_log, "%s/cluster.log", g_tmp);
   atexit(stop_all);
 
-  int redis_port = sdc_test_free_port(), coord_port = sdc_test_free_port(), http_base = free_port_range(1 + N_WORKERS);
+  int redis_port = sdc_test_free_port(), coord_port = sdc_test_free_port(), http_base;
+  do /* the metrics range must hold neither port: they are not bound yet */
+    http_base = free_port_range(1 + N_WORKERS);
+  while (http_base > 0 && ((redis_port >= http_base && redis_port <= http_base + N_WORKERS) ||
+                           (coord_port >= http_base && coord_port <= http_base + N_WORKERS)));
   CHECK(redis_port > 0 && coord_port > 0 && http_base > 0, "no free loopback ports");
   char port_s[16], url[64], coord_s[16], http_s[16];
   snprintf(port_s, sizeof port_s, "%d", redis_port);

@@ -115,7 +115,10 @@ static void run_no_redis_at_start(void) {
   char log[1100], url[64], http[16], body[4096], line[4096];
   snprintf(log, sizeof log, "%s/cluster-noredis.log", g_tmp);
   snprintf(url, sizeof url, "redis://127.0.0.1:%d", g_port);
-  const int http_port = sdc_test_free_port();
+  /* the cluster serves metrics on http_port .. http_port+5: a range that must not hold the Redis port */
+  int http_port;
+  do http_port = sdc_test_free_port();
+  while (http_port > 0 && g_port >= http_port && g_port < http_port + 8);
   snprintf(http, sizeof http, "%d", http_port);
   const char *flags[] = {"--http-base", http, NULL};
   pid_t cl = fu_start_cluster(url, flags, log);
