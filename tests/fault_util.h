@@ -1,5 +1,5 @@
-/* fault_util.h - what test_fencing and test_redis_faults share: real redis-server and `sdc cluster`
- * processes, their logs, the job hashes, the events channel and the pixel comparison with sdc generate. */
+/* fault_util.h - what the fault tests (test_fencing, test_redis_faults, test_churn, test_dead_letter) share:
+ * real redis-server and `sdc cluster` processes, their logs, the job hashes, the events channel and the pixel comparison with sdc generate. */
 #ifndef SDC_FAULT_UTIL_H
 #define SDC_FAULT_UTIL_H
 

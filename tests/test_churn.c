@@ -6,51 +6,33 @@
  * within about one SDC_COORD_CANCEL_POLL_MS and its step is never re-issued; a job past --job-timeout-ms
  * fails naming the deadline; after the stopped worker is killed (and restarted by sdc cluster) a new job
  * completes. */
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "clock.h"
 #include "error.h"
+#include "fault_util.h"
 #include "sdc_limits.h"
 #include "test_util.h"
 #include "wire.h"
-
-extern char **environ;
 
 #define N_FAKES 300
 #define WAVE 60
 #define CLUSTER_JOB_TIMEOUT_MS 120000 /* passed through sdc cluster; the jobs here finish well within */
 #define JOB_TIMEOUT_MS 5000           /* the one job's own timeout_ms, shorter: it applies */
 
-static char g_log[1024];
+static char g_log[1100];
 static pid_t g_redis, g_cluster;
-static redisContext *g_rc;
 
 static void stop_all(void) {
-  if (g_cluster > 0) kill(g_cluster, SIGKILL), waitpid(g_cluster, NULL, 0), g_cluster = 0;
-  if (g_redis > 0) kill(g_redis, SIGTERM), waitpid(g_redis, NULL, 0), g_redis = 0;
+  if (g_cluster > 0) kill(g_cluster, SIGKILL), fu_reap(g_cluster, 10000), g_cluster = 0;
+  if (g_redis > 0) kill(g_redis, SIGTERM), fu_reap(g_redis, 10000), g_redis = 0;
 }
 
-static pid_t spawn_logged(char **argv, const char *err) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  if (err) posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  CHECK(rc == 0, "cannot start %s", argv[0]);
-  return rc == 0 ? pid : 0;
-}
-
-/* The text after `after` on the last log line holding `needle`, up to a space, ')' or ',' (into out). */
 static int log_field(const char *needle, const char *after, char *out, size_t n) {
   FILE *fp = fopen(g_log, "r");
   char buf[4096];
@@ -93,18 +75,15 @@ static int max_slots_used(void) {
 }
 
 static void hget(const char *id, const char *field, char *out, size_t n) {
-  out[0] = 0;
-  redisReply *r = redisCommand(g_rc, "HGET sdc:job:%s %s", id, field);
-  if (r && r->type == REDIS_REPLY_STRING) snprintf(out, n, "%s", r->str);
-  if (r) freeReplyObject(r);
+  char *v = fu_hget(id, field);
+  snprintf(out, n, "%s", v ? v : "");
+  free(v);
 }
 
 static void submit(const char *id, int steps) {
   char json[256];
   snprintf(json, sizeof json, "{\"id\":\"%s\",\"prompt\":\"churn %s\",\"steps\":%d,\"seed\":7}", id, id, steps);
-  redisReply *r = redisCommand(g_rc, "XADD sdc:jobs * job %s", json);
-  CHECK(r && r->type == REDIS_REPLY_STRING, "XADD %s", id);
-  if (r) freeReplyObject(r);
+  CHECK(fu_xadd(json)[0], "XADD %s", id);
 }
 
 /* Waits at most timeout_ms for job id to reach a final state; the state (into st). */
@@ -154,46 +133,25 @@ static void fake_poll(fake *f) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) return 2;
-  const char *ref = sdc_test_ref_dir();
-  if (!ref) sdc_test_skip("reference folder not found (set SDC_REF)");
-  char model[1024];
-  snprintf(model, sizeof model, "%s/tiny-sd1", ref);
-  if (access(model, R_OK) != 0) sdc_test_skip("no tiny-sd1 in the reference folder");
-  if (access("/usr/bin/redis-server", X_OK) != 0) sdc_test_skip("redis-server not installed");
-  const char *tmp = sdc_test_tmpdir();
-  snprintf(g_log, sizeof g_log, "%s/cluster.log", tmp);
+  fu_init(argc, argv, "test_churn");
+  snprintf(g_log, sizeof g_log, "%s/cluster.log", g_tmp);
   atexit(stop_all);
-  const int port = sdc_test_free_port();
-  char port_s[16], url[64], jt[16];
-  snprintf(port_s, sizeof port_s, "%d", port);
-  snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+  char url[64], jt[16];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", g_port);
   snprintf(jt, sizeof jt, "%d", CLUSTER_JOB_TIMEOUT_MS);
-  char *rargv[] = {"/usr/bin/redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", (char *)tmp, NULL};
-  g_redis = spawn_logged(rargv, NULL);
-  for (int i = 0; i < 100 && !g_rc; i++) {
-    sdc_clock_sleep_ms(50);
-    g_rc = redisConnect("127.0.0.1", port);
-    if (g_rc && g_rc->err) redisFree(g_rc), g_rc = NULL;
-  }
-  CHECK(g_rc != NULL, "redis-server did not come up");
+  g_redis = fu_start_redis(NULL);
+  CHECK(fu_reconnect(5000), "redis-server did not come up");
   if (!g_rc) return sdc_test_finish("test_churn");
   /* --insecure: the 300 fake workers are plain DEALER sockets that register with the cluster's fingerprint;
    * this test is about the registry's bookkeeping (test_security covers who may register) */
-  char *cargv[] = {(char *)argv[1], "cluster", "--model", model, "--redis", url, "--job-timeout-ms", jt,
-                   "--worker-memory-mib", "1024", "--insecure", NULL};
-  g_cluster = spawn_logged(cargv, g_log);
-  int registered = 0;
-  for (int waited = 0; waited < 120000 && (registered = log_count2(": stages 0x", NULL)) < 5; waited += 100)
-    sdc_clock_sleep_ms(100);
-  CHECK(registered >= 5, "only %d of 5 workers registered within 120 s (see %s)", registered, g_log);
+  const char *flags[] = {"--job-timeout-ms", jt, "--worker-memory-mib", "1024", "--insecure", NULL};
+  g_cluster = fu_start_cluster(url, flags, g_log);
   char coord[128] = "", fp[64] = "", mid_pid_s[16] = "";
   log_field("compute threads each", "coordinator ", coord, sizeof coord);
   log_field("fingerprint ", "fingerprint ", fp, sizeof fp);
   log_field("started unet-mid-0", "(pid ", mid_pid_s, sizeof mid_pid_s);
   CHECK(coord[0] && fp[0] && mid_pid_s[0], "the log names no coordinator endpoint, fingerprint or unet-mid pid");
-  if (registered < 5 || !coord[0] || !fp[0]) return sdc_test_finish("test_churn");
+  if (!g_cluster || !coord[0] || !fp[0]) return sdc_test_finish("test_churn");
 
   redisReply *r;
   char id[64], st[32];
@@ -338,6 +296,6 @@ int main(int argc, char **argv) {
          "failed after %lld ms: %s\n",
          (long long)cancel_ms, SDC_COORD_CANCEL_POLL_MS, reissued, JOB_TIMEOUT_MS, ran_ms, err);
   stop_all();
-  if (!sdc_test_failures) sdc_test_rmtree(tmp);
+  if (!sdc_test_failures) sdc_test_rmtree(g_tmp);
   return sdc_test_finish("test_churn");
 }
