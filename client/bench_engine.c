@@ -90,7 +90,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     return 2;
   }
   sdc_pipeline *p = NULL;
-  err = sdc_pipeline_load(&p, model, NULL, &(sdc_load_opts){.precision = prec});
+  err = sdc_pipeline_load(&p, model, NULL, &(sdc_load_opts){.precision = prec}, NULL, 0);
   if (err) {
     fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;

@@ -190,7 +190,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   }
   if (!have_seed) g.seed = sdc__random_seed();
   sdc_pipeline *p = NULL;
-  if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}))) {
+  if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}, NULL, 0))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     return 2;
   }
@@ -214,7 +214,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!quiet) fprintf(stderr, "seed %llu, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, (long long)g.width,
                       (long long)g.height, (long long)g.steps, sched);
   sdc__progress pr = {sdc_clock_mono_s(), !quiet && isatty(2)};
-  err = sdc_pipeline_generate(p, &g, img, NULL, sdc__on_progress, &pr);
+  err = sdc_pipeline_generate(p, &g, NULL, img, NULL, sdc__on_progress, &pr);
   int rc = 0;
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));

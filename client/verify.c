@@ -578,7 +578,7 @@ static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *mode
   float *img = malloc((size_t)n_img * sizeof *img), *lat = malloc((size_t)n_lat * sizeof *lat);
   uint8_t *u8 = malloc((size_t)n_img);
   if (!img || !lat || !u8) err = sdc_seterr(SDC_ENOMEM, "out of memory");
-  if (!err) err = sdc_pipeline_generate(p, &g, img, lat, NULL, NULL);
+  if (!err) err = sdc_pipeline_generate(p, &g, NULL, img, lat, NULL, NULL);
   if (err) {
     sdc__report_error(v, label, err);
   } else if (v->bf16) {
@@ -630,7 +630,7 @@ static void sdc__pipeline_cases(sdc__verify *v, const char *model, const cJSON *
   if (single) snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v->ref, model);
   else snprintf(path, sizeof path, "%s", cfgdir);
   sdc_pipeline *p = NULL;
-  int err = sdc_pipeline_load(&p, path, single ? cfgdir : NULL, &v->opts);
+  int err = sdc_pipeline_load(&p, path, single ? cfgdir : NULL, &v->opts, NULL, 0);
   if (err) {
     snprintf(label, sizeof label, "%s [%s] pipeline", model, layout);
     return sdc__report_error(v, label, err);

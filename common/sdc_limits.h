@@ -18,6 +18,10 @@
 #define SDC_MAX_BATCH (2 * SDC_MAX_IMAGES)      /* UNet batch: [uncond; cond] with guidance */
 #define SDC_SEED_LIMIT ((uint64_t)1 << 53)      /* seeds are below: exact as a JSON number */
 #define SDC_MAX_SCHEDULER_NAME 31
+#define SDC_MAX_INPUT_IMAGE_BYTES (32 << 20) /* an init image or mask, encoded (PNG or JPEG) */
+#define SDC_MAX_INPUT_IMAGE_SIDE 8192        /* pixels a side of an image input, before any size check */
+#define SDC_MAX_LORAS 8                      /* adapters one request applies */
+#define SDC_MAX_LORA_PATH 1024               /* bytes of an adapter's path */
 #define SDC_MAX_CONTEXT_TOKENS 1024             /* text-encoder sequence length a worker accepts */
 #define SDC_MAX_LATENT_SIDE (SDC_MAX_IMAGE_SIDE / 8 * 2) /* latent cells per side a worker accepts */
 

@@ -134,8 +134,8 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
   else if (!j->spec.has_seed)
     j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc_clock_unix_ms()) & (SDC_SEED_LIMIT - 1);
   int err = sdc_gen_params_check(&j->g, c->max_pixels);
-  if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
-                                   m->vae.scaling_factor, NULL);
+  if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
+                                   sdc_vae_scale(&m->vae), m->vae.scaling_factor, NULL, NULL);
   if (err) {
     sdc__fail_err(c, j, err);
     return;

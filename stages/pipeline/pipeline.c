@@ -8,7 +8,8 @@
 
 #include "error.h"
 
-int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir, const sdc_load_opts *opts) {
+int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir, const sdc_load_opts *opts,
+                      const sdc_lora_ref *loras, int n_loras) {
   *out = NULL;
   sdc_pipeline *p = calloc(1, sizeof *p);
   if (!p) return sdc_seterr(SDC_ENOMEM, "out of memory");
@@ -22,9 +23,12 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
   if (!sdc_model_tokenizer_dir(&p->model, tokdir, sizeof tokdir)[0])
     err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", path);
   if (!err) err = sdc_tokenizer_load(&p->tok, tokdir);
+  if (!err && n_loras > 0) err = sdc_lora_set_open(&p->loras, loras, n_loras);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER, &p->w[SDC_COMP_TEXT_ENCODER]);
+  if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_TEXT_ENCODER], p->loras, SDC_COMP_TEXT_ENCODER);
   if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_UNET, &p->w[SDC_COMP_UNET]);
+  if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_UNET], p->loras, SDC_COMP_UNET);
   if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_VAE, &p->w[SDC_COMP_VAE]);
   if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER, opts);
@@ -43,6 +47,7 @@ void sdc_pipeline_free(sdc_pipeline *p) {
   sdc_unet_free(p->unet);
   sdc_vae_free(p->vae);
   for (int i = 0; i < SDC_COMP_COUNT; i++) sdc_weights_free(&p->w[i]);
+  sdc_lora_set_free(p->loras);
   sdc_model_close(&p->model);
   sdc_arena_free(&p->arena);
   free(p);
@@ -70,12 +75,14 @@ void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, in
       }
 }
 
-int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, float *images, float *init_latents,
-                          sdc_progress_fn progress, void *pctx) {
+int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, const sdc_pipeline_images *imgs, float *images,
+                          float *init_latents, sdc_progress_fn progress, void *pctx) {
   const sdc_model *m = &p->model;
+  if (g->kind != SDC_GEN_TXT2IMG || imgs)
+    return sdc_seterr(SDC_EUNSUPPORTED, "init_image: img2img and inpainting are not supported yet");
   sdc_denoise d;
-  int err = sdc_denoise_init(&d, g, m->scheduler_json, m->unet.in_channels, sdc_vae_scale(&m->vae),
-                             m->vae.scaling_factor, init_latents);
+  int err = sdc_denoise_init(&d, g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
+                             sdc_vae_scale(&m->vae), m->vae.scaling_factor, NULL, init_latents);
   if (err) return err;
   const int64_t N = d.N, B = sdc_denoise_batch(&d), L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
   sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);

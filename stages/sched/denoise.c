@@ -27,11 +27,19 @@ int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels) {
   return SDC_OK;
 }
 
-int sdc_denoise_init(sdc_denoise *d, const sdc_gen_params *g, const char *scheduler_json, int64_t C, int64_t vae_scale,
-                     double scaling_factor, float *init_latents) {
+int sdc_denoise_needs_init(const sdc_gen_params *g, int64_t unet_in_channels) {
+  (void)unet_in_channels;
+  return g->kind != SDC_GEN_TXT2IMG;
+}
+
+int sdc_denoise_init(sdc_denoise *d, const sdc_gen_params *g, const char *scheduler_json, int64_t C, int64_t C_in,
+                     int64_t vae_scale, double scaling_factor, const sdc_image_cond *cond, float *init_latents) {
   memset(d, 0, sizeof *d);
   int err = sdc_gen_params_check(g, 0);
   if (err) return err;
+  if (g->kind != SDC_GEN_TXT2IMG || cond || C_in != C)
+    return sdc_seterr(SDC_EUNSUPPORTED, "img2img and inpainting: not supported yet");
+  d->C_in = C_in;
   d->N = g->num_images, d->C = C, d->h = g->height / vae_scale, d->w = g->width / vae_scale;
   d->n_lat = d->N * C * d->h * d->w;
   d->cfg = g->guidance_scale > 1.0; /* diffusers: guidance only above 1 */

@@ -8,6 +8,9 @@
 #include "rng.h"
 #include "scheduler.h"
 
+/* What a request starts from: noise only, an init image, or an init image and a mask. */
+typedef enum { SDC_GEN_TXT2IMG = 0, SDC_GEN_IMG2IMG, SDC_GEN_INPAINT } sdc_gen_kind;
+
 typedef struct {
   const char *prompt;
   const char *negative_prompt; /* NULL: "" */
@@ -17,11 +20,29 @@ typedef struct {
   uint64_t seed;
   int scheduler;               /* sdc_sched_kind, or -1 for the model's own */
   int64_t num_images;
+  sdc_gen_kind kind;           /* 0 (text-to-image) unless an init image is given */
+  double strength;             /* img2img / inpainting: the share of the schedule run, in (0, 1] as diffusers'
+                                * `strength`; ignored for text-to-image */
 } sdc_gen_params;
 
 /* Checks a request against the model before any work: sizes, steps, guidance,
  * UTF-8 prompts. max_pixels bounds width*height (0: no bound). */
 int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels);
+
+/* The image inputs of an img2img or inpainting request as the VAE encoder
+ * leaves them (stages/pipeline/imagecond.h makes them from the image bytes;
+ * the cluster's VAE worker sends them to the coordinator), at latent size. */
+typedef struct {
+  int64_t C, h, w;       /* latent channels and size */
+  float *init_moments;   /* (2,C,h,w): mean then logvar of the init image's posterior; NULL when not needed */
+  float *masked_moments; /* (2,C,h,w): the same of init * (mask < 0.5); NULL without a mask */
+  float *mask;           /* (1,1,h,w) in {0,1}, 1 = repaint, at latent size; NULL without a mask */
+} sdc_image_cond;
+
+/* Whether a request needs its init image's own posterior (and its draw):
+ * img2img always; inpainting with a 4-channel UNet always (the known region is
+ * put back every step), with a 9-channel one only when strength < 1. */
+int sdc_denoise_needs_init(const sdc_gen_params *g, int64_t unet_in_channels);
 
 /* The denoising loop of one request, without the models: the scheduler, the
  * generator and the latents, so that the in-process pipeline and the
@@ -31,22 +52,27 @@ typedef struct {
   sdc_scheduler *sched;
   sdc_rng rng;
   int64_t N, C, h, w, n_lat; /* images, latent channels, latent size */
+  int64_t C_in;              /* UNet input channels: C, or 2C+1 for an inpainting UNet (latents | mask | masked) */
   int cfg;                   /* classifier-free guidance: batch 2N = [uncond; cond] */
   double guidance_scale, scaling_factor;
   float *lat, *noise;        /* n_lat each, heap */
 } sdc_denoise;
 
-/* Draws the initial latents (the run's first randn) and prepares the
- * scheduler from a scheduler_config.json text. init_latents gets the raw draw
- * when non-NULL. Free with sdc_denoise_free(). */
+/* Prepares the scheduler from a scheduler_config.json text and makes the
+ * starting latents with diffusers' draws in diffusers' order (text-to-image:
+ * the initial noise; img2img and inpainting: see docs/engine.md). cond holds
+ * the image inputs (NULL for text-to-image; g->kind says which it must be).
+ * init_latents gets the initial noise draw when non-NULL. The schedule runs
+ * from int(steps * strength) steps before its end. Free with sdc_denoise_free(). */
 int sdc_denoise_init(sdc_denoise *d /* OUT */, const sdc_gen_params *g, const char *scheduler_json, int64_t latent_channels,
-                     int64_t vae_scale, double scaling_factor, float *init_latents);
+                     int64_t unet_in_channels, int64_t vae_scale, double scaling_factor, const sdc_image_cond *cond,
+                     float *init_latents);
 void sdc_denoise_free(sdc_denoise *d);
 /* Batch of the UNet input: 2N with guidance, else N. */
 static inline int64_t sdc_denoise_batch(const sdc_denoise *d) { return d->cfg ? 2 * d->N : d->N; }
 /* Calls left (0 when done). */
 int64_t sdc_denoise_calls_left(const sdc_denoise *d);
-/* The next UNet input (batch x C x h x w) and its timesteps (batch). */
+/* The next UNet input (batch x C_in x h x w) and its timesteps (batch). */
 void sdc_denoise_model_input(const sdc_denoise *d, float *in, float *timesteps);
 /* Guidance on the prediction (batch x C x h x w; overwritten), the noise draw
  * when the scheduler wants one, the scheduler step. */
