@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /* ---- a request (job JSON, sdc generate, the wire) ---- */
-#define SDC_MAX_JOB_JSON_BYTES (64 * 1024) /* one job's JSON */
+#define SDC_MAX_JOB_JSON_BYTES (4 << 20) /* one job's JSON: inline base64 images fit (about 3 MiB of bytes) */
 #define SDC_MAX_JOB_JSON_DEPTH 16          /* brackets in one job's JSON (a valid job nests 1) */
 #define SDC_MAX_JOB_ID 128                 /* bytes of [A-Za-z0-9._-] */
 #define SDC_MAX_PROMPT_BYTES 4096          /* prompt and negative prompt, UTF-8 */
@@ -22,6 +22,9 @@
 #define SDC_MAX_INPUT_IMAGE_SIDE 8192        /* pixels a side of an image input, before any size check */
 #define SDC_MAX_LORAS 8                      /* adapters one request applies */
 #define SDC_MAX_LORA_PATH 1024               /* bytes of an adapter's path */
+#define SDC_MAX_LORA_NAME 64                 /* a job's LoRA name: [A-Za-z0-9._-], not starting with '.' */
+#define SDC_MAX_IMAGE_KEY 512                /* bytes of a Redis key a job names for init_image / mask */
+#define SDC_IMAGE_KEY_TTL_S 3600             /* sdc submit --init-image: the uploaded bytes expire after this */
 #define SDC_MAX_CONTEXT_TOKENS 1024             /* text-encoder sequence length a worker accepts */
 #define SDC_MAX_LATENT_SIDE (SDC_MAX_IMAGE_SIDE / 8 * 2) /* latent cells per side a worker accepts */
 

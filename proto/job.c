@@ -66,7 +66,74 @@ void sdc_job_init(sdc_job *job) {
 void sdc_job_free(sdc_job *job) {
   free(job->prompt);
   free(job->negative_prompt);
+  free(job->init_image.key), free(job->init_image.data);
+  free(job->mask.key), free(job->mask.data);
   sdc_job_init(job);
+}
+
+double sdc_job_strength(const sdc_job *job) {
+  if (job->has_strength) return job->strength;
+  return job->mask.key || job->mask.data ? 1.0 : 0.8; /* as sdc generate and diffusers' pipelines */
+}
+
+int sdc_job_lora_name_valid(const char *name) {
+  size_t n = strlen(name);
+  if (n < 1 || n > SDC_MAX_LORA_NAME || name[0] == '.') return 0; /* no ".", "..", hidden files */
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------- base64 */
+
+static const char sdc__b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int sdc__b64_val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int sdc_base64_decode(const char *s, size_t n, const char *label, uint8_t **out, size_t *out_n) {
+  *out = NULL, *out_n = 0;
+  if (n % 4) return sdc_seterr(SDC_EINVAL, "%s: base64 of %zu characters is not a multiple of 4", label, n);
+  size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
+  uint8_t *p = malloc(n / 4 * 3 + 1);
+  if (!p) return sdc_seterr(SDC_ENOMEM, "%s: out of memory for %zu base64 characters", label, n);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    int v[4];
+    for (int j = 0; j < 4; j++) {
+      v[j] = i + j >= n - pad ? 0 : sdc__b64_val((unsigned char)s[i + j]);
+      if (v[j] < 0) {
+        free(p);
+        return sdc_seterr(SDC_EINVAL, "%s: not base64 at character %zu", label, i + j);
+      }
+    }
+    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    p[k++] = (uint8_t)(w >> 16), p[k++] = (uint8_t)(w >> 8), p[k++] = (uint8_t)w;
+  }
+  *out = p, *out_n = k - pad;
+  return SDC_OK;
+}
+
+char *sdc_base64_encode(const uint8_t *p, size_t n) {
+  char *s = malloc((n + 2) / 3 * 4 + 1);
+  if (!s) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    s[k++] = sdc__b64[w >> 18 & 63], s[k++] = sdc__b64[w >> 12 & 63];
+    s[k++] = i + 1 < n ? sdc__b64[w >> 6 & 63] : '=';
+    s[k++] = i + 2 < n ? sdc__b64[w & 63] : '=';
+  }
+  s[k] = 0;
+  return s;
 }
 
 /* ------------------------------------------------------------ messages */
@@ -114,6 +181,42 @@ int sdc_job_validate(const sdc_job *job) {
   if (job->num_images < 1 || job->num_images > SDC_MAX_IMAGES)
     return sdc_seterr(SDC_EINVAL, "job field 'num_images': %lld is out of range [1, %d]", (long long)job->num_images,
                       SDC_MAX_IMAGES);
+  const int has_init = job->init_image.key || job->init_image.data, has_mask = job->mask.key || job->mask.data;
+  if (has_mask && !has_init)
+    return sdc_seterr(SDC_EINVAL, "job field 'mask': given without 'init_image' (inpainting needs both)");
+  if (job->has_strength && (!isfinite(job->strength) || job->strength <= 0 || job->strength > 1))
+    return sdc_seterr(SDC_EINVAL, "job field 'strength': %g is not a number in (0, 1]", job->strength);
+  if (job->has_strength && !has_init)
+    return sdc_seterr(SDC_EINVAL, "job field 'strength': given without 'init_image' (text-to-image has none)");
+  const sdc_job_image *imgs[2] = {&job->init_image, &job->mask};
+  for (int i = 0; i < 2; i++) {
+    const char *name = i ? "mask" : "init_image";
+    if (imgs[i]->key && imgs[i]->data)
+      return sdc_seterr(SDC_EINVAL, "job field '%s': both a key and inline bytes", name);
+    if (imgs[i]->key) {
+      size_t n = strlen(imgs[i]->key);
+      if (n < 1 || n > SDC_MAX_IMAGE_KEY)
+        return sdc_seterr(SDC_EINVAL, "job field '%s': a key of %zu bytes; keys are 1..%d bytes", name, n,
+                          SDC_MAX_IMAGE_KEY);
+      if (strncmp(imgs[i]->key, SDC_JOB_IMAGE_KEY_RESERVED, strlen(SDC_JOB_IMAGE_KEY_RESERVED)) == 0)
+        return sdc_seterr(SDC_EINVAL, "job field '%s': key %s is in the reserved \"sdc:\" namespace (job state and "
+                          "results are not inputs)", name, sdc_json_quote(q, sizeof q, imgs[i]->key));
+    }
+    if (imgs[i]->data && imgs[i]->n < 1) return sdc_seterr(SDC_EINVAL, "job field '%s': empty inline bytes", name);
+    if (imgs[i]->data && imgs[i]->n > SDC_MAX_INPUT_IMAGE_BYTES)
+      return sdc_seterr(SDC_EINVAL, "job field '%s': %zu inline bytes; the limit is %d", name, imgs[i]->n,
+                        SDC_MAX_INPUT_IMAGE_BYTES);
+  }
+  if (job->n_loras < 0 || job->n_loras > SDC_MAX_LORAS)
+    return sdc_seterr(SDC_EINVAL, "job field 'loras': %d entries; the limit is %d", job->n_loras, SDC_MAX_LORAS);
+  for (int i = 0; i < job->n_loras; i++) {
+    if (!sdc_job_lora_name_valid(job->loras[i].name))
+      return sdc_seterr(SDC_EINVAL, "job field 'loras[%d].name': %s is not 1..%d characters of [A-Za-z0-9._-] "
+                        "starting with no '.' (a name in the workers' --lora-dir, never a path)", i,
+                        sdc_json_quote(q, sizeof q, job->loras[i].name), SDC_MAX_LORA_NAME);
+    if (!isfinite(job->loras[i].multiplier))
+      return sdc_seterr(SDC_EINVAL, "job field 'loras[%d].multiplier': %g is not finite", i, job->loras[i].multiplier);
+  }
   if (job->timeout_ms && (job->timeout_ms < SDC_COORD_MIN_JOB_TIMEOUT_MS || job->timeout_ms > SDC_COORD_MAX_JOB_TIMEOUT_MS))
     return sdc_seterr(SDC_EINVAL, "job field 'timeout_ms': %lld is out of range [%d, %d]", (long long)job->timeout_ms,
                       SDC_COORD_MIN_JOB_TIMEOUT_MS, SDC_COORD_MAX_JOB_TIMEOUT_MS);
@@ -122,10 +225,77 @@ int sdc_job_validate(const sdc_job *job) {
 
 /* --------------------------------------------------------------- parse */
 
-enum { F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_TIMEOUT, F_COUNT };
-static const char *const sdc__fields[F_COUNT] = {"id",    "prompt",         "negative_prompt", "width", "height",
-                                                 "steps", "guidance_scale", "scheduler",       "seed",  "num_images",
-                                                 "timeout_ms"};
+enum {
+  F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_TIMEOUT, F_STRENGTH,
+  F_INIT, F_MASK, F_LORAS, F_COUNT
+};
+static const char *const sdc__fields[F_COUNT] = {
+    "id",         "prompt",   "negative_prompt", "width",      "height", "steps", "guidance_scale", "scheduler", "seed",
+    "num_images", "timeout_ms", "strength",      "init_image", "mask",   "loras"};
+
+/* init_image / mask: a string names a Redis key; {"base64": "..."} carries the bytes. */
+static int sdc__parse_image(sdc_json_fields *jf, const cJSON *f, const char *name, sdc_job_image *out) {
+  char q[200];
+  if (cJSON_IsString(f)) {
+    if (!(out->key = strdup(f->valuestring))) return sdc_seterr(SDC_ENOMEM, "job field '%s': out of memory", name);
+    return SDC_OK;
+  }
+  if (!cJSON_IsObject(f))
+    return sdc_json_fail_value(jf, name, "expected a Redis key name (string) or {\"base64\": \"...\"}", f);
+  const cJSON *b = f->child;
+  if (!b || b->next || strcmp(b->string, "base64") != 0)
+    return sdc_seterr(SDC_EINVAL, "job field '%s': an object must be exactly {\"base64\": \"...\"}%s%s", name,
+                      b && strcmp(b->string, "base64") ? ", not " : "",
+                      b && strcmp(b->string, "base64") ? sdc_json_quote(q, sizeof q, b->string) : "");
+  if (!cJSON_IsString(b)) return sdc_json_fail_value(jf, name, "base64: expected a string", b);
+  char label[40];
+  snprintf(label, sizeof label, "job field '%s'", name);
+  return sdc_base64_decode(b->valuestring, strlen(b->valuestring), label, &out->data, &out->n);
+}
+
+/* loras: [{"name": "style", "multiplier": 0.8}, ...] */
+static int sdc__parse_loras(sdc_job *job, const cJSON *f) {
+  char q[200], field[40];
+  if (!cJSON_IsArray(f))
+    return sdc_seterr(SDC_EINVAL, "job field 'loras': expected an array of {\"name\", \"multiplier\"}, got %s",
+                      sdc_json_describe((char[240]){0}, 240, f));
+  int n = cJSON_GetArraySize(f);
+  if (n > SDC_MAX_LORAS) return sdc_seterr(SDC_EINVAL, "job field 'loras': %d entries; the limit is %d", n, SDC_MAX_LORAS);
+  int i = 0;
+  for (const cJSON *e = f->child; e; e = e->next, i++) {
+    if (!cJSON_IsObject(e))
+      return sdc_seterr(SDC_EINVAL, "job field 'loras[%d]': expected an object {\"name\", \"multiplier\"}, got %s", i,
+                        sdc_json_describe((char[240]){0}, 240, e));
+    sdc_job_lora *l = &job->loras[i];
+    l->multiplier = 1.0;
+    int has_name = 0, has_mult = 0;
+    for (const cJSON *k = e->child; k; k = k->next) {
+      if (strcmp(k->string, "name") == 0 && !has_name++) {
+        snprintf(field, sizeof field, "loras[%d].name", i);
+        if (!cJSON_IsString(k))
+          return sdc_seterr(SDC_EINVAL, "job field '%s': expected a string, got %s", field,
+                            sdc_json_describe((char[240]){0}, 240, k));
+        if (!sdc_job_lora_name_valid(k->valuestring))
+          return sdc_seterr(SDC_EINVAL, "job field '%s': %s is not 1..%d characters of [A-Za-z0-9._-] starting with "
+                            "no '.' (a name in the workers' --lora-dir, never a path)", field,
+                            sdc_json_quote(q, sizeof q, k->valuestring), SDC_MAX_LORA_NAME);
+        snprintf(l->name, sizeof l->name, "%s", k->valuestring);
+      } else if (strcmp(k->string, "multiplier") == 0 && !has_mult++) {
+        if (cJSON_IsNull(k)) continue;
+        if (!cJSON_IsNumber(k) || !isfinite(k->valuedouble))
+          return sdc_seterr(SDC_EINVAL, "job field 'loras[%d].multiplier': expected a finite number, got %s", i,
+                            sdc_json_describe((char[240]){0}, 240, k));
+        l->multiplier = k->valuedouble;
+      } else {
+        return sdc_seterr(SDC_EINVAL, "job field 'loras[%d]': %s is unknown or given twice (known: name, multiplier)",
+                          i, sdc_json_quote(q, sizeof q, k->string));
+      }
+    }
+    if (!has_name) return sdc_seterr(SDC_EINVAL, "job field 'loras[%d].name': missing (it is required)", i);
+  }
+  job->n_loras = n;
+  return SDC_OK;
+}
 
 /* cJSON decodes \u0000 into a NUL that would silently cut the string; refuse it. */
 static int sdc__has_escaped_nul(const char *s, size_t n) {
@@ -173,7 +343,7 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
     if (k == F_COUNT)
       return sdc_seterr(SDC_EINVAL,
                         "job field %s: unknown (known: id, prompt, negative_prompt, width, height, steps, "
-                        "guidance_scale, scheduler, seed, num_images, timeout_ms)",
+                        "guidance_scale, scheduler, seed, num_images, timeout_ms, strength, init_image, mask, loras)",
                         sdc_json_quote(q, sizeof q, f->string));
     if (seen[k]++) return sdc_seterr(SDC_EINVAL, "job field '%s': given more than once", sdc__fields[k]);
     if (cJSON_IsNull(f) && k != F_PROMPT) continue; /* null = absent = default */
@@ -222,6 +392,18 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
         else
           snprintf(job->scheduler, sizeof job->scheduler, "%s", s);
         break;
+      case F_STRENGTH:
+        if (!cJSON_IsNumber(f)) {
+          err = sdc_json_fail_value(&jf, name, "expected a number in (0, 1]", f);
+        } else if (!isfinite(f->valuedouble) || f->valuedouble <= 0 || f->valuedouble > 1) {
+          err = sdc_seterr(SDC_EINVAL, "job field 'strength': %g is not a number in (0, 1]", f->valuedouble);
+        } else {
+          job->strength = f->valuedouble, job->has_strength = 1;
+        }
+        break;
+      case F_INIT: err = sdc__parse_image(&jf, f, name, &job->init_image); break;
+      case F_MASK: err = sdc__parse_image(&jf, f, name, &job->mask); break;
+      case F_LORAS: err = sdc__parse_loras(job, f); break;
       case F_SEED:
         if ((err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &v))) break;
         if (v < 0) err = sdc_seterr(SDC_EINVAL, "job field 'seed': %lld is negative", (long long)v);
@@ -316,6 +498,34 @@ int sdc_job_to_json(const sdc_job *job, char **json) {
   if (ok && job->has_seed) ok = sdc__add_int(o, "seed", (int64_t)job->seed);
   if (ok && job->num_images != 1) ok = sdc__add_int(o, "num_images", job->num_images);
   if (ok && job->timeout_ms) ok = sdc__add_int(o, "timeout_ms", job->timeout_ms);
+  if (ok && job->has_strength) {
+    char buf[40];
+    sdc__fmt_double(buf, sizeof buf, job->strength);
+    ok = cJSON_AddRawToObject(o, "strength", buf) != NULL;
+  }
+  const sdc_job_image *imgs[2] = {&job->init_image, &job->mask};
+  for (int i = 0; ok && i < 2; i++) {
+    const char *name = i ? "mask" : "init_image";
+    if (imgs[i]->key) {
+      ok = cJSON_AddStringToObject(o, name, imgs[i]->key) != NULL;
+    } else if (imgs[i]->data) {
+      char *b64 = sdc_base64_encode(imgs[i]->data, imgs[i]->n);
+      cJSON *img = b64 ? cJSON_AddObjectToObject(o, name) : NULL;
+      ok = img && cJSON_AddStringToObject(img, "base64", b64) != NULL;
+      free(b64);
+    }
+  }
+  if (ok && job->n_loras) {
+    cJSON *arr = cJSON_AddArrayToObject(o, "loras");
+    ok = arr != NULL;
+    for (int i = 0; ok && i < job->n_loras; i++) {
+      cJSON *e = cJSON_CreateObject();
+      char buf[40];
+      sdc__fmt_double(buf, sizeof buf, job->loras[i].multiplier);
+      ok = e && cJSON_AddItemToArray(arr, e) && cJSON_AddStringToObject(e, "name", job->loras[i].name) &&
+           cJSON_AddRawToObject(e, "multiplier", buf);
+    }
+  }
   if (ok) ok = (*json = cJSON_PrintUnformatted(o)) != NULL;
   cJSON_Delete(o);
   return ok ? SDC_OK : sdc_seterr(SDC_ENOMEM, "job JSON: out of memory");

@@ -63,6 +63,31 @@ int sdc_job_state_final(sdc_job_state s);
 
 /* ------------------------------------------------------------------ jobs */
 
+/* An image input (init_image, mask): the name of a Redis key holding the PNG/JPEG bytes ("myimg"; never in
+ * the "sdc:" namespace), or the bytes themselves (JSON {"base64": "..."}). Exactly one is set when given. */
+typedef struct {
+  char *key;     /* heap, NUL-terminated, 1..SDC_MAX_IMAGE_KEY bytes */
+  uint8_t *data; /* heap, n bytes (inline) */
+  size_t n;
+} sdc_job_image;
+
+/* A LoRA a job names: a file NAME.safetensors in the workers' --lora-dir, and its multiplier. */
+typedef struct {
+  char name[SDC_MAX_LORA_NAME + 1];
+  double multiplier; /* finite, default 1 */
+} sdc_job_lora;
+
+#define SDC_JOB_IMAGE_KEY_RESERVED "sdc:" /* key prefix a job may not name as an input */
+#define SDC_JOB_F_STRENGTH "strength"     /* job hash: resolved strength of an image job */
+#define SDC_JOB_F_LORAS "loras"           /* job hash: "name:mult,name:mult" */
+
+/* Whether name is a valid LoRA name: 1..SDC_MAX_LORA_NAME of [A-Za-z0-9._-], not starting with '.'. */
+int sdc_job_lora_name_valid(const char *name);
+/* Standard base64 with padding, no whitespace: *out heap (caller frees). SDC_EINVAL naming label. */
+int sdc_base64_decode(const char *s, size_t n, const char *label, uint8_t **out /* OUT */, size_t *out_n /* OUT */);
+/* Heap NUL-terminated base64 of n bytes, or NULL without memory. */
+char *sdc_base64_encode(const uint8_t *p, size_t n);
+
 typedef struct {
   char id[SDC_MAX_JOB_ID + 1];               /* "" in a job not yet given one */
   char *prompt;                              /* heap, required (may be "") */
@@ -76,7 +101,15 @@ typedef struct {
   int64_t num_images; /* default 1 */
   int64_t timeout_ms; /* 0: the coordinator's --job-timeout-ms; else SDC_COORD_MIN..MAX_JOB_TIMEOUT_MS, and the
                        * shorter of the two applies */
+  int has_strength;   /* 0: 0.8 with an init image, 1.0 with a mask (as sdc generate) */
+  double strength;    /* (0, 1] */
+  sdc_job_image init_image, mask; /* mask needs init_image */
+  int n_loras;
+  sdc_job_lora loras[SDC_MAX_LORAS];
 } sdc_job;
+
+/* The default strength of a job that gives none: 1.0 with a mask, 0.8 with an init image only. */
+double sdc_job_strength(const sdc_job *job);
 
 /* Sets every field to its default (no prompt, no id). Owns nothing yet. */
 void sdc_job_init(sdc_job *job /* OUT */);

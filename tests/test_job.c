@@ -96,7 +96,7 @@ static void test_job_limits(void) {
   strcpy(json, "{\"prompt\":\"");
   memset(json + 11, 'a', big);
   strcpy(json + 11 + big, "\"}");
-  expect_bad("10 MB prompt", json, "65536", "bytes");
+  expect_bad("10 MB prompt", json, "4194304", "bytes");
   /* just over the prompt limit but well inside the JSON limit */
   strcpy(json + 11 + 4097, "\"}");
   expect_bad("prompt of 4097 bytes", json, "'prompt'", "4096");
@@ -285,7 +285,98 @@ static void test_job_states_keys_events(void) {
   CHECK(sdc_job_event_parse("nope", 4, &s, &step, &steps) == SDC_EINVAL, "event not JSON");
 }
 
+/* issue 12: strength, init_image / mask (a Redis key or inline base64), loras. */
+static void test_job_image_fields(void) {
+  sdc_job j;
+  const char *full = "{\"id\":\"i1\",\"prompt\":\"x\",\"strength\":0.55,\"init_image\":\"img:42\","
+                     "\"mask\":{\"base64\":\"iVBORw0=\"},\"loras\":[{\"name\":\"style\",\"multiplier\":0.8},"
+                     "{\"name\":\"detail_v1.2\"},{\"name\":\"neg\",\"multiplier\":-1.5}]}";
+  if (parse_ok("image job", full, &j)) {
+    CHECK(j.has_strength && j.strength == 0.55, "strength 0.55, got %g", j.strength);
+    CHECK(j.init_image.key && strcmp(j.init_image.key, "img:42") == 0 && !j.init_image.data, "init_image is a key");
+    CHECK(j.mask.data && j.mask.n == 5 && memcmp(j.mask.data, "\x89PNG\r", 5) == 0 && !j.mask.key,
+          "mask is 5 inline bytes, got %zu", j.mask.n);
+    CHECK(j.n_loras == 3 && strcmp(j.loras[0].name, "style") == 0 && j.loras[0].multiplier == 0.8 &&
+              j.loras[1].multiplier == 1.0 && j.loras[2].multiplier == -1.5,
+          "three loras, default multiplier 1");
+    char *out = NULL;
+    CHECK(sdc_job_to_json(&j, &out) == SDC_OK && out, "to_json: %s", sdc_errmsg(SDC_EINVAL));
+    sdc_job k;
+    if (out && parse_ok("round trip", out, &k)) {
+      CHECK(k.strength == j.strength && strcmp(k.init_image.key, "img:42") == 0 && k.mask.n == 5 &&
+                memcmp(k.mask.data, j.mask.data, 5) == 0 && k.n_loras == 3 &&
+                strcmp(k.loras[1].name, "detail_v1.2") == 0 && k.loras[2].multiplier == -1.5,
+            "round trip keeps every field: %s", out);
+      sdc_job_free(&k);
+    }
+    free(out);
+    sdc_job_free(&j);
+  }
+  if (parse_ok("defaults", "{\"prompt\":\"x\",\"init_image\":\"a\"}", &j)) {
+    CHECK(sdc_job_strength(&j) == 0.8, "img2img default strength 0.8");
+    sdc_job_free(&j);
+  }
+  if (parse_ok("inpaint default", "{\"prompt\":\"x\",\"init_image\":\"a\",\"mask\":\"b\"}", &j)) {
+    CHECK(sdc_job_strength(&j) == 1.0, "inpainting default strength 1");
+    sdc_job_free(&j);
+  }
+  /* base64 round trip of every length mod 3 */
+  for (size_t n = 0; n < 7; n++) {
+    uint8_t in[7] = {0xff, 0x00, 0x7f, 0x80, 0x3e, 0x3f, 0x01}, *back = NULL;
+    size_t m = 0;
+    char *b = sdc_base64_encode(in, n);
+    CHECK(b && sdc_base64_decode(b, strlen(b), "t", &back, &m) == SDC_OK && m == n && memcmp(back, in, n) == 0,
+          "base64 round trip of %zu bytes: %s", n, b ? b : "(null)");
+    free(b), free(back);
+  }
+  const char *x = "{\"prompt\":\"x\",\"init_image\":\"a\",";
+  char buf[512];
+#define BAD(what, tail, n1, n2) (snprintf(buf, sizeof buf, "%s%s}", x, tail), expect_bad(what, buf, n1, n2))
+  BAD("strength 0", "\"strength\":0", "'strength'", "(0, 1]");
+  BAD("strength 1.5", "\"strength\":1.5", "'strength'", "1.5");
+  BAD("strength \"nan\"", "\"strength\":\"nan\"", "'strength'", "nan");
+  BAD("strength 1e999", "\"strength\":1e999", "'strength'", "inf");
+  BAD("strength -0.5", "\"strength\":-0.5", "'strength'", "-0.5");
+  BAD("loras not array", "\"loras\":{\"name\":\"a\"}", "'loras'", "array");
+  BAD("lora ../x", "\"loras\":[{\"name\":\"../x\"}]", "'loras[0].name'", "../x");
+  BAD("lora /etc/x", "\"loras\":[{\"name\":\"a\"},{\"name\":\"/etc/x\"}]", "'loras[1].name'", "/etc/x");
+  BAD("lora .hidden", "\"loras\":[{\"name\":\".hidden\"}]", "'loras[0].name'", ".hidden");
+  BAD("lora empty", "\"loras\":[{\"name\":\"\"}]", "'loras[0].name'", "1..64");
+  BAD("lora no name", "\"loras\":[{\"multiplier\":1}]", "'loras[0].name'", "missing");
+  BAD("lora mult string", "\"loras\":[{\"name\":\"a\",\"multiplier\":\"1\"}]", "'loras[0].multiplier'", "finite");
+  BAD("lora mult inf", "\"loras\":[{\"name\":\"a\",\"multiplier\":1e999}]", "'loras[0].multiplier'", "finite");
+  BAD("lora extra key", "\"loras\":[{\"name\":\"a\",\"path\":\"/x\"}]", "'loras[0]'", "\"path\"");
+  BAD("lora name twice", "\"loras\":[{\"name\":\"a\",\"name\":\"b\"}]", "'loras[0]'", "\"name\"");
+  BAD("9 loras",
+      "\"loras\":[{\"name\":\"a\"},{\"name\":\"a\"},{\"name\":\"a\"},{\"name\":\"a\"},{\"name\":\"a\"},"
+      "{\"name\":\"a\"},{\"name\":\"a\"},{\"name\":\"a\"},{\"name\":\"a\"}]",
+      "'loras'", "8");
+  BAD("mask key sdc:", "\"mask\":\"sdc:job:other:image:0\"", "'mask'", "sdc:job:other:image:0");
+  BAD("mask number", "\"mask\":7", "'mask'", "Redis key");
+  BAD("mask other object", "\"mask\":{\"url\":\"http://x\"}", "'mask'", "\"url\"");
+  BAD("mask bad base64", "\"mask\":{\"base64\":\"ab!d\"}", "'mask'", "base64");
+  BAD("mask base64 len", "\"mask\":{\"base64\":\"abc\"}", "'mask'", "multiple of 4");
+  BAD("mask empty base64", "\"mask\":{\"base64\":\"\"}", "'mask'", "empty");
+  BAD("empty key", "\"mask\":\"\"", "'mask'", "0 bytes");
+#undef BAD
+  expect_bad("init key sdc:", "{\"prompt\":\"x\",\"init_image\":\"sdc:jobs\"}", "'init_image'", "sdc:jobs");
+  expect_bad("mask without init", "{\"prompt\":\"x\",\"mask\":\"m\"}", "'mask'", "init_image");
+  expect_bad("strength without init", "{\"prompt\":\"x\",\"strength\":0.5}", "'strength'", "init_image");
+  /* a big inline image inside the JSON limit parses; the whole JSON stays bounded */
+  size_t raw = (3u << 20) - 1024; /* its base64 and the rest just under 4 MiB */
+  uint8_t *bytes = calloc(raw, 1);
+  char *b64 = sdc_base64_encode(bytes, raw);
+  char *json = malloc(strlen(b64) + 128);
+  sprintf(json, "{\"prompt\":\"x\",\"init_image\":{\"base64\":\"%s\"}}", b64);
+  if (parse_ok("3 MiB - 1 KiB inline image", json, &j)) {
+    CHECK(j.init_image.n == raw, "3 MiB decoded, got %zu", j.init_image.n);
+    sdc_job_free(&j);
+  }
+  free(json), free(b64), free(bytes);
+}
+
 int main(void) {
+  test_job_image_fields();
   test_job_defaults_and_full();
   test_job_limits();
   test_job_types_and_fields();

@@ -7,13 +7,26 @@
 #include "error.h"
 #include "job.h"
 
+static int same_image(const sdc_job_image *a, const sdc_job_image *b) {
+  return !a->key == !b->key && (!a->key || strcmp(a->key, b->key) == 0) && a->n == b->n && !a->data == !b->data &&
+         (!a->data || memcmp(a->data, b->data, a->n) == 0);
+}
+
+static int same_loras(const sdc_job *a, const sdc_job *b) {
+  for (int i = 0; i < a->n_loras; i++)
+    if (strcmp(a->loras[i].name, b->loras[i].name) != 0 || a->loras[i].multiplier != b->loras[i].multiplier) return 0;
+  return 1;
+}
+
 static int same_job(const sdc_job *a, const sdc_job *b) {
   return strcmp(a->id, b->id) == 0 && strcmp(a->prompt, b->prompt) == 0 &&
          !a->negative_prompt == !b->negative_prompt &&
          (!a->negative_prompt || strcmp(a->negative_prompt, b->negative_prompt) == 0) && a->width == b->width &&
          a->height == b->height && a->steps == b->steps && a->guidance_scale == b->guidance_scale &&
          strcmp(a->scheduler, b->scheduler) == 0 && a->has_seed == b->has_seed && a->seed == b->seed &&
-         a->num_images == b->num_images;
+         a->num_images == b->num_images && a->has_strength == b->has_strength && a->strength == b->strength &&
+         same_image(&a->init_image, &b->init_image) && same_image(&a->mask, &b->mask) && a->n_loras == b->n_loras &&
+         same_loras(a, b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
