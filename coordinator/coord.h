@@ -40,9 +40,17 @@
 
 typedef struct sdc_coord sdc_coord;
 
-/* CHECKING: reading the hash (state, cancel, seed, owner); TEXT, DENOISE, VAE: a stage request is
- * issued or about to be; STORING: the outcome is being written, then the entry is acked. */
-typedef enum { SDC_COORD_CHECKING, SDC_COORD_TEXT, SDC_COORD_DENOISE, SDC_COORD_VAE, SDC_COORD_STORING } sdc_coord_phase;
+/* CHECKING: reading the hash (state, cancel, seed, owner) and the image keys; ENCODE (img2img, inpainting):
+ * the VAE worker encodes the images; TEXT, DENOISE, VAE: a stage request is issued or about to be; STORING:
+ * the outcome is being written, then the entry is acked. */
+typedef enum {
+  SDC_COORD_CHECKING,
+  SDC_COORD_ENCODE,
+  SDC_COORD_TEXT,
+  SDC_COORD_DENOISE,
+  SDC_COORD_VAE,
+  SDC_COORD_STORING
+} sdc_coord_phase;
 
 #define SDC_COORD_MAX_HOPS 3 /* stages in one request: down, mid, up */
 
@@ -84,6 +92,13 @@ typedef struct sdc_coord_job {
   int parse_failed;  /* the JSON was refused: the claim is strict and the job fails once claimed */
   int redis_pending; /* commands in flight whose callbacks name this job: freed only when none is */
   int dropped;       /* unlinked (fenced out, Redis lost, or ended): freed when redis_pending reaches 0 */
+  /* img2img / inpainting: the init image [0] and mask [1] bytes (fetched from their keys: ours to free; or
+   * the job's inline bytes), kept for a re-issued encode; the conditioning the VAE worker answered */
+  uint8_t *img[2];
+  size_t n_img[2];
+  int img_owned[2];
+  int need_init;
+  sdc_image_cond cond;
 } sdc_coord_job;
 
 /* What /readyz says; the loop thread stores it (with the stages that lack a worker), the HTTP thread reads. */
@@ -177,7 +192,15 @@ void sdc_coord_store_images(sdc_coord *c, sdc_coord_job *j, const ProtobufCBinar
  * longer ours or already final. */
 void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, const char *error);
 
+/* Reads the Redis keys job j names for its init image and mask (one script: missing, not a string or over
+ * SDC_MAX_INPUT_IMAGE_BYTES is an error naming the key); then calls sdc_coord_job_images(). */
+void sdc_coord_fetch_images(sdc_coord *c, sdc_coord_job *j);
+
 /* ---- jobs.c: the state machine ---- */
+
+/* The image keys were read: why is NULL and j->img holds the bytes, or why says what was wrong (the job
+ * fails with it). */
+void sdc_coord_job_images(sdc_coord *c, sdc_coord_job *j, const char *why);
 
 /* A job's hash was read: `recorded_seed` is the seed an earlier claim chose (NULL: none). Resolves the
  * parameters, starts the denoising loop and issues the text request; fails the job on a bad request. */

@@ -379,6 +379,16 @@ void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j) {
   sdc__command(a, 22, "HSET", j->key, SDC_JOB_F_STATE, "running", SDC_JOB_F_STARTED_MS, now, SDC_JOB_F_SEED, seed,
                SDC_JOB_F_WIDTH, w, SDC_JOB_F_HEIGHT, h, SDC_JOB_F_STEPS, steps, SDC_JOB_F_STEP, "0", SDC_JOB_F_SCHEDULER,
                j->sched_name, SDC_JOB_F_COORDINATOR, c->id, SDC_JOB_F_ENTRY, j->entry);
+  /* what makes an image job's pixels besides the above: its strength and LoRAs */
+  char strength[32], loras[SDC_MAX_LORAS * (SDC_MAX_LORA_NAME + 32)] = "";
+  if (j->g.kind != SDC_GEN_TXT2IMG) {
+    snprintf(strength, sizeof strength, "%.17g", j->g.strength);
+    sdc__command(a, 4, "HSET", j->key, SDC_JOB_F_STRENGTH, strength);
+  }
+  for (int i = 0, len = 0; i < j->spec.n_loras; i++)
+    len += snprintf(loras + len, sizeof loras - (size_t)len, "%s%s:%.17g", i ? "," : "", j->spec.loras[i].name,
+                    j->spec.loras[i].multiplier);
+  if (j->spec.n_loras) sdc__command(a, 4, "HSET", j->key, SDC_JOB_F_LORAS, loras);
   sdc__command(a, 4, "HINCRBY", j->key, SDC_JOB_F_ATTEMPTS, "1");
   sdc__command(a, 2, "PERSIST", j->key); /* no expiry while it runs */
   sdc__publish_cmd(a, j, SDC_JOB_RUNNING, NULL, chan, &ev);
@@ -523,6 +533,74 @@ void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, con
   sdc__job_cmd(c, j, sdc__on_final_stored, 1, a->n, a->v, a->len);
   free(ev);
   free(a);
+}
+
+/* ------------------------------------------------------- image inputs */
+
+/* The bytes of each key (KEYS), or {index, why} for the first that is missing, not a string or larger than
+ * ARGV[1] bytes: nothing big is read only to be refused. A read, not a write: unfenced. */
+static const char sdc__images_lua[] =
+    "local out = {0}\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  local t = redis.call('TYPE', k).ok\n"
+    "  if t == 'none' then return {i, 'no such key'} end\n"
+    "  if t ~= 'string' then return {i, 'a ' .. t .. ', not a string of PNG or JPEG bytes'} end\n"
+    "  local n = redis.call('STRLEN', k)\n"
+    "  if n > tonumber(ARGV[1]) then return {i, n .. ' bytes; the limit is ' .. ARGV[1]} end\n"
+    "  if n == 0 then return {i, 'empty'} end\n"
+    "  out[#out + 1] = redis.call('GET', k)\n"
+    "end\n"
+    "return out\n";
+
+static void sdc__on_images(sdc_coord *c, sdc_coord_job *j, const redisReply *rep) {
+  if (j->left || j->phase == SDC_COORD_STORING) return;
+  const sdc_job_image *im[2] = {&j->spec.init_image, &j->spec.mask};
+  int which[2], n = 0; /* the key of each reply element */
+  for (int i = 0; i < 2; i++)
+    if (im[i]->key) which[n++] = i;
+  char why[SDC_MAX_ERROR_MSG];
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_INTEGER) {
+    snprintf(why, sizeof why, "reading the image keys: %s", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    sdc_coord_job_images(c, j, why);
+    return;
+  }
+  const long long bad = rep->element[0]->integer;
+  if (bad >= 1 && bad <= n && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
+    const int i = which[bad - 1];
+    snprintf(why, sizeof why, "%s: key \"%.200s\": %s", i ? "mask" : "init_image", im[i]->key, rep->element[1]->str);
+    sdc_coord_job_images(c, j, why);
+    return;
+  }
+  if (bad != 0 || rep->elements != (size_t)n + 1) {
+    sdc_coord_job_images(c, j, "reading the image keys: unexpected reply");
+    return;
+  }
+  for (int k = 0; k < n; k++) {
+    const redisReply *e = rep->element[k + 1];
+    const int i = which[k];
+    j->img[i] = e->type == REDIS_REPLY_STRING ? malloc(e->len ? e->len : 1) : NULL;
+    if (!j->img[i]) {
+      sdc_coord_job_images(c, j, "reading the image keys: out of memory");
+      return;
+    }
+    memcpy(j->img[i], e->str, e->len);
+    j->n_img[i] = e->len, j->img_owned[i] = 1;
+  }
+  sdc_coord_job_images(c, j, NULL);
+}
+
+void sdc_coord_fetch_images(sdc_coord *c, sdc_coord_job *j) {
+  char max[24];
+  snprintf(max, sizeof max, "%d", SDC_MAX_INPUT_IMAGE_BYTES);
+  const char *argv[7] = {"EVAL", sdc__images_lua, "0"};
+  int argc = 3, nk = 0;
+  if (j->spec.init_image.key) argv[argc++] = j->spec.init_image.key, nk++;
+  if (j->spec.mask.key) argv[argc++] = j->spec.mask.key, nk++;
+  char nks[4];
+  snprintf(nks, sizeof nks, "%d", nk);
+  argv[2] = nks;
+  argv[argc++] = max;
+  sdc__job_cmd(c, j, sdc__on_images, 0, argc, argv, NULL);
 }
 
 /* ---------------------------------------------------------------- claims */

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "coord.h"
 #include "error.h"
+#include "image.h"
 #include "log.h"
 #include "scheduler.h"
 #include "wire.h"
@@ -37,6 +38,9 @@ void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j) {
   sdc_job_free(&j->spec);
   free(j->raw);
   free(j->ctx), free(j->in), free(j->t);
+  for (int i = 0; i < 2; i++)
+    if (j->img_owned[i]) free(j->img[i]);
+  free(j->cond.init_moments), free(j->cond.masked_moments), free(j->cond.mask);
   free(j);
 }
 
@@ -115,32 +119,80 @@ static void sdc__resolve_sched_name(const sdc_coord *c, sdc_coord_job *j) {
   snprintf(j->sched_name, sizeof j->sched_name, "%s", name ? name : "unknown");
 }
 
-void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed) {
-  /* resolve what the job left to the model */
+/* Starts the denoising loop (cond: the encoded images, or NULL), writes the claim and asks for the text. */
+static void sdc__start_denoise(sdc_coord *c, sdc_coord_job *j, const sdc_image_cond *cond) {
   const sdc_model *m = &c->model;
-  const int64_t native = m->unet.sample_size * sdc_vae_scale(&m->vae);
-  j->g = (sdc_gen_params){.prompt = j->spec.prompt,
-                          .negative_prompt = j->spec.negative_prompt,
-                          .width = j->spec.width ? j->spec.width : native,
-                          .height = j->spec.height ? j->spec.height : native,
-                          .steps = j->spec.steps,
-                          .guidance_scale = j->spec.guidance_scale,
-                          .seed = j->spec.seed,
-                          .scheduler = j->spec.scheduler[0] ? sdc_sched_parse_name(j->spec.scheduler) : -1,
-                          .num_images = j->spec.num_images};
-  /* a seed recorded by an earlier claim wins: a takeover makes the same image */
-  if (!j->spec.has_seed && recorded_seed)
-    j->g.seed = strtoull(recorded_seed, NULL, 10);
-  else if (!j->spec.has_seed)
-    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc_clock_unix_ms()) & (SDC_SEED_LIMIT - 1);
-  int err = sdc_gen_params_check(&j->g, c->max_pixels);
-  if (!err) err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
-                                   sdc_vae_scale(&m->vae), m->vae.scaling_factor, NULL, NULL);
+  int err = sdc_denoise_init(&j->d, &j->g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
+                             sdc_vae_scale(&m->vae), m->vae.scaling_factor, cond, NULL);
   if (err) {
     sdc__fail_err(c, j, err);
     return;
   }
   j->denoise_ready = 1;
+  const int64_t B = sdc_denoise_batch(&j->d);
+  j->D = m->clip.hidden_size;
+  /* the UNet input has C_in channels (9 for an inpainting UNet); its prediction C */
+  j->in = malloc((size_t)(B * j->d.C_in * j->d.h * j->d.w) * sizeof *j->in);
+  j->t = malloc((size_t)B * sizeof *j->t);
+  if (!j->in || !j->t) {
+    sdc_coord_job_fail(c, j, "out of memory for the model input");
+    return;
+  }
+  sdc_coord_store_running(c, j);
+  sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,
+                    (long long)sdc_scheduler_n_calls(j->d.sched), j->sched_name, (unsigned long long)j->g.seed);
+  j->phase = SDC_COORD_TEXT;
+  sdc_coord_issue(c, j);
+}
+
+/* An image input's name in errors: the key it came from, or "inline". */
+static const char *sdc__img_label(const sdc_coord_job *j, int i, char *buf, size_t n) {
+  const sdc_job_image *im = i ? &j->spec.mask : &j->spec.init_image;
+  if (im->key) snprintf(buf, n, "%s (key \"%.200s\")", i ? "mask" : "init_image", im->key);
+  else snprintf(buf, n, "%s (inline)", i ? "mask" : "init_image");
+  return buf;
+}
+
+/* Format and size of the images, without decoding them: the job's size is the init image's (a side the job
+ * gives must equal it: nothing is resampled, as sdc generate), and the mask's must match. */
+static int sdc__probe_images(sdc_coord *c, sdc_coord_job *j) {
+  (void)c;
+  char label[280];
+  int64_t iw = 0, ih = 0;
+  for (int i = 0; i < 2 && j->img[i]; i++) {
+    sdc_image_format fmt;
+    int64_t w, h;
+    int err = sdc_image_probe(j->img[i], j->n_img[i], sdc__img_label(j, i, label, sizeof label), &fmt, &w, &h);
+    if (err) return err;
+    if (i == 0) {
+      iw = w, ih = h;
+      if (w < SDC_MIN_IMAGE_SIDE || h < SDC_MIN_IMAGE_SIDE || w > SDC_MAX_IMAGE_SIDE || h > SDC_MAX_IMAGE_SIDE ||
+          w % 8 || h % 8)
+        return sdc_seterr(SDC_EINVAL, "%s: %lldx%lld pixels; an init image's sides must be multiples of 8 in [%d, %d]",
+                          label, (long long)w, (long long)h, SDC_MIN_IMAGE_SIDE, SDC_MAX_IMAGE_SIDE);
+      if ((j->spec.width && j->spec.width != w) || (j->spec.height && j->spec.height != h))
+        return sdc_seterr(SDC_EINVAL, "%s: %lldx%lld pixels, but the job asks for %lldx%lld (leave width and height "
+                          "out to take the image's size; images are not resized)", label, (long long)w, (long long)h,
+                          (long long)(j->spec.width ? j->spec.width : w), (long long)(j->spec.height ? j->spec.height : h));
+      j->g.width = w, j->g.height = h;
+    } else if (w != iw || h != ih) {
+      return sdc_seterr(SDC_EINVAL, "%s: %lldx%lld pixels, but the init image is %lldx%lld", label, (long long)w,
+                        (long long)h, (long long)iw, (long long)ih);
+    }
+  }
+  return SDC_OK;
+}
+
+/* Past the claim with every input at hand: checks the request against the model and the workers, then
+ * encodes its images (ENCODE) or starts the denoising loop at once (TEXT). */
+static void sdc__job_start(sdc_coord *c, sdc_coord_job *j) {
+  const sdc_model *m = &c->model;
+  int err = j->img[0] ? sdc__probe_images(c, j) : SDC_OK;
+  if (!err) err = sdc_gen_params_check(&j->g, c->max_pixels);
+  if (err) {
+    sdc__fail_err(c, j, err);
+    return;
+  }
   /* the memory of the live workers bounds the job too: refused at once, naming who set the limit */
   j->pixel_images = (uint64_t)j->g.width * (uint64_t)j->g.height * (uint64_t)j->g.num_images;
   for (int s = SDC_STAGE_UNET_DOWN; s < SDC_STAGE_END; s++) {
@@ -158,25 +210,63 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
     return;
   }
   sdc__resolve_sched_name(c, j);
-  const int64_t B = sdc_denoise_batch(&j->d);
-  j->D = m->clip.hidden_size;
-  j->in = malloc((size_t)(B * j->d.C * j->d.h * j->d.w) * sizeof *j->in);
-  j->t = malloc((size_t)B * sizeof *j->t);
-  if (!j->in || !j->t) {
-    sdc_coord_job_fail(c, j, "out of memory for the model input");
-    return;
-  }
   /* the job may ask for a shorter deadline than the coordinator's, never a longer one */
   const uint64_t timeout_ms = j->spec.timeout_ms > 0 && (uint64_t)j->spec.timeout_ms < c->job_timeout_ms
                                   ? (uint64_t)j->spec.timeout_ms
                                   : c->job_timeout_ms;
   j->timeout_ms = timeout_ms;
   j->deadline_ms = sdc_clock_mono_ms() + (int64_t)timeout_ms;
-  sdc_coord_store_running(c, j);
-  sdc_coord_job_log(j, "running: %lldx%lld, %lld calls, %s, seed %llu", (long long)j->g.width, (long long)j->g.height,
-                    (long long)sdc_scheduler_n_calls(j->d.sched), j->sched_name, (unsigned long long)j->g.seed);
-  j->phase = SDC_COORD_TEXT;
-  sdc_coord_issue(c, j);
+  if (j->g.kind != SDC_GEN_TXT2IMG) {
+    /* the VAE worker encodes the images; the loop starts from its answer (sdc_coord_job_on_output) */
+    j->need_init = sdc_denoise_needs_init(&j->g, m->unet.in_channels);
+    sdc_coord_job_log(j, "encoding the %s: %lldx%lld, strength %g", j->img[1] ? "init image and mask" : "init image",
+                      (long long)j->g.width, (long long)j->g.height, j->g.strength);
+    j->phase = SDC_COORD_ENCODE;
+    sdc_coord_issue(c, j);
+    return;
+  }
+  sdc__start_denoise(c, j, NULL);
+}
+
+void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed) {
+  /* resolve what the job left to the model */
+  const sdc_model *m = &c->model;
+  const int64_t native = m->unet.sample_size * sdc_vae_scale(&m->vae);
+  const int has_init = j->spec.init_image.key || j->spec.init_image.data;
+  const int has_mask = j->spec.mask.key || j->spec.mask.data;
+  j->g = (sdc_gen_params){.prompt = j->spec.prompt,
+                          .negative_prompt = j->spec.negative_prompt,
+                          .width = j->spec.width ? j->spec.width : native,
+                          .height = j->spec.height ? j->spec.height : native,
+                          .steps = j->spec.steps,
+                          .guidance_scale = j->spec.guidance_scale,
+                          .seed = j->spec.seed,
+                          .scheduler = j->spec.scheduler[0] ? sdc_sched_parse_name(j->spec.scheduler) : -1,
+                          .num_images = j->spec.num_images,
+                          .kind = has_mask ? SDC_GEN_INPAINT : has_init ? SDC_GEN_IMG2IMG : SDC_GEN_TXT2IMG,
+                          .strength = has_init ? sdc_job_strength(&j->spec) : 1.0};
+  /* a seed recorded by an earlier claim wins: a takeover makes the same image */
+  if (!j->spec.has_seed && recorded_seed)
+    j->g.seed = strtoull(recorded_seed, NULL, 10);
+  else if (!j->spec.has_seed)
+    j->g.seed = ((uint64_t)rand() << 31 ^ (uint64_t)rand() ^ sdc_clock_unix_ms()) & (SDC_SEED_LIMIT - 1);
+  /* inline images are the job's own bytes; keys are read first (sdc_coord_job_images) */
+  const sdc_job_image *im[2] = {&j->spec.init_image, &j->spec.mask};
+  int keys = 0;
+  for (int i = 0; i < 2; i++) {
+    if (im[i]->data) j->img[i] = im[i]->data, j->n_img[i] = im[i]->n;
+    keys |= im[i]->key != NULL;
+  }
+  if (keys) {
+    sdc_coord_fetch_images(c, j);
+    return;
+  }
+  sdc__job_start(c, j);
+}
+
+void sdc_coord_job_images(sdc_coord *c, sdc_coord_job *j, const char *why) {
+  if (why) sdc_coord_job_fail(c, j, why);
+  else sdc__job_start(c, j);
 }
 
 /* The text encoder's output, copied per image: context = [uncond x N; cond x N], or cond x N without
@@ -205,9 +295,40 @@ static int sdc__take_context(sdc_coord_job *j, const Sdcpb__Tensor *out) {
   return err;
 }
 
+/* One tensor of the encode reply into a heap copy of shape dims (or NULL when absent and not wanted). */
+static int sdc__take_cond(const Sdcpb__Tensor *t, const char *what, int want, int ndim, const int64_t *dims, float **out) {
+  *out = NULL;
+  if (!want) return t ? sdc_seterr(SDC_EPROTOCOL, "vae encode: %s sent but not asked for", what) : SDC_OK;
+  if (!t) return sdc_seterr(SDC_EPROTOCOL, "vae encode: no %s in the reply", what);
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= dims[i];
+  *out = malloc((size_t)n * sizeof **out);
+  if (!*out) return sdc_seterr(SDC_ENOMEM, "vae encode: out of memory for %s", what);
+  return sdc_wire_tensor_get(t, what, ndim, dims, *out, NULL);
+}
+
+/* The VAE worker's sdc_image_cond: shapes checked against the job's latent size, copied (ours). */
+static int sdc__take_encoded(sdc_coord *c, sdc_coord_job *j, const Sdcpb__StageReply *rep) {
+  const sdc_model *m = &c->model;
+  const int64_t C = m->vae.latent_channels, s = sdc_vae_scale(&m->vae), h = j->g.height / s, w = j->g.width / s;
+  sdc_image_cond *cd = &j->cond;
+  free(cd->init_moments), free(cd->masked_moments), free(cd->mask);
+  *cd = (sdc_image_cond){.C = C, .h = h, .w = w};
+  const int mask = j->img[1] != NULL;
+  int err = sdc__take_cond(rep->init_moments, "init_moments", j->need_init, 4, (int64_t[]){2, C, h, w}, &cd->init_moments);
+  if (!err) err = sdc__take_cond(rep->masked_moments, "masked_moments", mask, 4, (int64_t[]){2, C, h, w}, &cd->masked_moments);
+  if (!err) err = sdc__take_cond(rep->mask, "mask", mask, 4, (int64_t[]){1, 1, h, w}, &cd->mask);
+  return err;
+}
+
 void sdc_coord_job_on_output(sdc_coord *c, sdc_coord_job *j, const Sdcpb__StageReply *rep) {
   int err = SDC_OK;
-  if (j->phase == SDC_COORD_TEXT) {
+  if (j->phase == SDC_COORD_ENCODE) {
+    if (!(err = sdc__take_encoded(c, j, rep))) {
+      sdc__start_denoise(c, j, &j->cond);
+      return;
+    }
+  } else if (j->phase == SDC_COORD_TEXT) {
     err = sdc__take_context(j, rep->output);
     if (!err) {
       j->phase = SDC_COORD_DENOISE;

@@ -39,8 +39,11 @@ void sdc_coord_release_route(sdc_coord *c, sdc_coord_job *j) {
 static int sdc__route_and_send(sdc_coord *c, sdc_coord_job *j, Sdcpb__StageRequest *req, const sdc_stage *stages,
                                int n) {
   Sdcpb__Hop hops[SDC_COORD_MAX_HOPS], *hp[SDC_COORD_MAX_HOPS];
+  /* an encode holds two images of the job's size at most (init and masked), whatever num_images says */
+  const uint64_t pixels = j->phase == SDC_COORD_ENCODE ? 2 * (uint64_t)j->g.width * (uint64_t)j->g.height
+                                                       : j->pixel_images;
   for (int i = 0; i < n; i++) {
-    int w = sdc_registry_pick_for(&c->reg, (Sdcpb__Stage)stages[i], j->pixel_images);
+    int w = sdc_registry_pick_for(&c->reg, (Sdcpb__Stage)stages[i], pixels);
     if (w < 0) return SDC_EAGAIN; /* the tick tries again */
     sdcpb__hop__init(&hops[i]);
     hops[i].stage = (Sdcpb__Stage)stages[i];
@@ -76,7 +79,23 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
   Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
   int err;
   void *owned[2] = {0};
-  if (j->phase == SDC_COORD_TEXT) {
+  /* the job's LoRAs travel with its text and UNet requests: each worker merges its own part */
+  Sdcpb__LoraRef lr[SDC_MAX_LORAS], *lp[SDC_MAX_LORAS];
+  for (int i = 0; i < j->spec.n_loras && i < SDC_MAX_LORAS; i++) {
+    sdcpb__lora_ref__init(&lr[i]);
+    lr[i].name = j->spec.loras[i].name, lr[i].multiplier = j->spec.loras[i].multiplier;
+    lp[i] = &lr[i];
+  }
+  if (j->phase == SDC_COORD_TEXT || j->phase == SDC_COORD_DENOISE) req.n_loras = (size_t)j->spec.n_loras, req.loras = lp;
+  if (j->phase == SDC_COORD_ENCODE) {
+    req.encode = 1;
+    req.init_image = (ProtobufCBinaryData){j->n_img[0], j->img[0]};
+    if (j->img[1]) req.mask_image = (ProtobufCBinaryData){j->n_img[1], j->img[1]};
+    req.width = (uint32_t)j->g.width, req.height = (uint32_t)j->g.height;
+    req.need_init = j->need_init;
+    static const sdc_stage st[] = {SDC_STAGE_VAE};
+    err = sdc__route_and_send(c, j, &req, st, 1);
+  } else if (j->phase == SDC_COORD_TEXT) {
     char *prompts[2] = {j->spec.negative_prompt ? j->spec.negative_prompt : "", j->spec.prompt};
     int cfg = j->g.guidance_scale > 1.0;
     req.n_prompts = cfg ? 2 : 1, req.prompts = cfg ? prompts : prompts + 1;
@@ -87,7 +106,7 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     const int64_t B = sdc_denoise_batch(&j->d);
     sdc_denoise_model_input(&j->d, j->in, j->t);
     Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, ctx = SDCPB__TENSOR__INIT;
-    err = sdc_wire_tensor_set(&sample, j->in, 4, (int64_t[]){B, j->d.C, j->d.h, j->d.w}, c->wire_dtype, &owned[0]);
+    err = sdc_wire_tensor_set(&sample, j->in, 4, (int64_t[]){B, j->d.C_in, j->d.h, j->d.w}, c->wire_dtype, &owned[0]);
     if (!err) err = sdc_wire_tensor_set(&ctx, j->ctx, 3, (int64_t[]){B, j->L, j->D}, c->wire_dtype, &owned[1]);
     req.sample = &sample, req.context = &ctx;
     req.n_timestep = (size_t)B, req.timestep = j->t;
@@ -168,6 +187,7 @@ static void sdc__on_reply(sdc_coord *c, const char *rid, const char *user, const
   }
   /* the stage that answers must be the one this phase waits for */
   const sdc_stage want = j->phase == SDC_COORD_TEXT      ? SDC_STAGE_TEXT
+                         : j->phase == SDC_COORD_ENCODE  ? SDC_STAGE_VAE
                          : j->phase == SDC_COORD_DENOISE ? SDC_STAGE_UNET_UP
                                                          : SDC_STAGE_VAE;
   const int failed = rep->error && rep->error[0];
@@ -176,7 +196,8 @@ static void sdc__on_reply(sdc_coord *c, const char *rid, const char *user, const
     sdc_coord_job_log(j, "dropped a %s reply while waiting for %s", sdc_stage_name(rep->stage), sdc_stage_name(want));
     return;
   }
-  static const char *const phase_stage[] = {[SDC_COORD_TEXT] = "text", [SDC_COORD_DENOISE] = "unet", [SDC_COORD_VAE] = "vae"};
+  static const char *const phase_stage[] = {[SDC_COORD_ENCODE] = "vae", [SDC_COORD_TEXT] = "text", [SDC_COORD_DENOISE] = "unet",
+                                            [SDC_COORD_VAE] = "vae"};
   sdc_metric_observe(c->tm.step_latency, &phase_stage[j->phase], (double)(sdc_clock_mono_ns() - j->issued_ns) * 1e-9);
   for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
   if (failed) {

@@ -183,6 +183,7 @@ static size_t sdc__repeated_cap(const ProtobufCMessageDescriptor *d, const Proto
   if (d == &sdcpb__stage_request__descriptor) {
     if (strcmp(f->name, "route") == 0) return SDC_WIRE_MAX_ROUTE;
     if (strcmp(f->name, "prompts") == 0) return SDC_WIRE_MAX_PROMPTS;
+    if (strcmp(f->name, "loras") == 0) return SDC_MAX_LORAS;
   }
   return SDC_WIRE_MAX_REPEATED;
 }
