@@ -90,6 +90,8 @@
 #define SDC_WORKER_MAX_QUEUE 64       /* requests waiting for the compute thread (sdc-worker --max-queue); more are
                                        * answered with an error */
 #define SDC_WORKER_MAX_QUEUE_LIMIT 4096 /* the most --max-queue accepts */
+#define SDC_WORKER_DEFAULT_LORA_CACHE 2 /* LoRA-merged model sets a worker keeps (sdc-worker --lora-cache) */
+#define SDC_WORKER_MAX_LORA_CACHE 16    /* the most --lora-cache accepts */
 /* Peak bytes a stage adds per pixel of one image (width*height*num_images, guidance included) for the
  * full-size SD 1.5, from bench/shard_peak.sh at 1024x1024 (docs/operations.md: VmHWM minus the loaded
  * RSS, MiB over 2^20 pixels). The largest activations and im2col buffers are those at full resolution,

@@ -2,12 +2,17 @@
 #include "stage_exec.h"
 
 #include <limits.h>
+#include <math.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "error.h"
+#include "imagecond.h"
+#include "job.h"
+#include "lora.h"
 #include "pipeline.h"
 #include "pngio.h"
 #include "sdc_limits.h"
@@ -19,6 +24,8 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
                         const sdc_load_opts *opts) {
   memset(h, 0, sizeof *h);
   h->stages = stages;
+  h->opts = opts ? *opts : (sdc_load_opts){0};
+  h->lora_cache = SDC_WORKER_DEFAULT_LORA_CACHE;
   sdc_arena_init(&h->arena, 0);
   int err = sdc_model_open(&h->model, model, config_dir);
   if (err) return err;
@@ -39,13 +46,15 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   unsigned parts = (stages & (1u << SDCPB__STAGE__UNET_DOWN) ? SDC_UNET_DOWN : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_MID) ? SDC_UNET_MID : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_UP) ? SDC_UNET_UP : 0);
+  h->unet_parts = parts;
   if (!err && parts) {
     err = sdc_model_weights(&h->model, SDC_COMP_UNET, &h->w[SDC_COMP_UNET]);
     if (!err) err = sdc_unet_load(&h->unet, &h->w[SDC_COMP_UNET], &h->model.unet, parts, opts);
   }
   if (!err && (stages & (1u << SDCPB__STAGE__VAE))) {
     err = sdc_model_weights(&h->model, SDC_COMP_VAE, &h->w[SDC_COMP_VAE]);
-    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER, opts);
+    /* the encoder too: img2img and inpainting jobs have their images encoded here */
+    if (!err) err = sdc_vae_load(&h->vae, &h->w[SDC_COMP_VAE], &h->model.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, opts);
   }
   if (err) sdc_stage_host_free(h);
   return err;
@@ -62,7 +71,33 @@ int64_t sdc_stage_host_bytes_per_pixel(const sdc_stage_host *h) {
   return (int64_t)(b * SDC_PEAK_MARGIN_PCT / 100 + 0.5);
 }
 
+static void sdc__lora_model_free(sdc_stage_lora_model *m) {
+  sdc_clip_free(m->clip);
+  sdc_unet_free(m->unet);
+  sdc_weights_free(&m->w_text);
+  sdc_weights_free(&m->w_unet);
+  sdc_lora_set_free(m->set);
+  memset(m, 0, sizeof *m);
+}
+
+int sdc_stage_host_set_loras(sdc_stage_host *h, const char *dir, int cache) {
+  if (cache < 0 || cache > SDC_WORKER_MAX_LORA_CACHE)
+    return sdc_seterr(SDC_EINVAL, "--lora-cache %d: expected 0..%d", cache, SDC_WORKER_MAX_LORA_CACHE);
+  h->lora_cache = cache;
+  h->lora_dir[0] = 0;
+  if (!dir) return SDC_OK;
+  char real[PATH_MAX];
+  struct stat st;
+  if (!realpath(dir, real) || stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+    return sdc_seterr(SDC_EINVAL, "--lora-dir %s: not a readable folder", dir);
+  if (strlen(real) >= sizeof h->lora_dir) return sdc_seterr(SDC_EINVAL, "--lora-dir %s: path too long", dir);
+  snprintf(h->lora_dir, sizeof h->lora_dir, "%s", real);
+  return SDC_OK;
+}
+
 void sdc_stage_host_free(sdc_stage_host *h) {
+  for (int i = 0; i < SDC_WORKER_MAX_LORA_CACHE; i++) sdc__lora_model_free(&h->lora[i]);
+  sdc__lora_model_free(&h->lora_once);
   sdc_tokenizer_free(h->tok);
   sdc_clip_free(h->clip);
   sdc_unet_free(h->unet);
@@ -118,6 +153,90 @@ static float *sdc__take(sdc_stage_host *h, const Sdcpb__Tensor *t, const char *w
   return out;
 }
 
+/* ------------------------------------------------------------------ LoRAs */
+
+/* Merges the request's LoRAs into this worker's text encoder and UNet parts (a model set built with the
+ * overlay, so each part takes only the adapter modules of its own blocks) into m. Names resolve to
+ * DIR/NAME.safetensors whose real path must stay inside DIR. */
+static int sdc__lora_build(sdc_stage_host *h, const Sdcpb__StageRequest *r, const char *worker_id,
+                           sdc_stage_lora_model *m) {
+  sdc_lora_ref refs[SDC_MAX_LORAS];
+  for (size_t i = 0; i < r->n_loras; i++) {
+    const char *name = r->loras[i]->name;
+    if (!h->lora_dir[0])
+      return sdc_seterr(SDC_EINVAL, "worker %s: no --lora-dir: cannot apply LoRA %s", worker_id, name);
+    char path[PATH_MAX + 80], real[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.safetensors", h->lora_dir, name);
+    if (!realpath(path, real))
+      return sdc_seterr(SDC_EINVAL, "worker %s: unknown LoRA %s (no %s.safetensors in its --lora-dir)", worker_id, name,
+                        name);
+    const size_t nd = strlen(h->lora_dir);
+    if (strncmp(real, h->lora_dir, nd) != 0 || real[nd] != '/')
+      return sdc_seterr(SDC_EINVAL, "worker %s: LoRA %s resolves outside its --lora-dir", worker_id, name);
+    snprintf(refs[i].path, sizeof refs[i].path, "%s", real);
+    refs[i].multiplier = r->loras[i]->multiplier;
+  }
+  int err = sdc_lora_set_open(&m->set, refs, (int)r->n_loras);
+  if (!err && h->clip) {
+    err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &m->w_text);
+    if (!err) err = sdc_weights_set_lora(&m->w_text, m->set, SDC_COMP_TEXT_ENCODER);
+    if (!err) err = sdc_clip_load(&m->clip, &m->w_text, &h->model.clip, &h->opts);
+  }
+  if (!err && h->unet) {
+    err = sdc_model_weights(&h->model, SDC_COMP_UNET, &m->w_unet);
+    if (!err) err = sdc_weights_set_lora(&m->w_unet, m->set, SDC_COMP_UNET);
+    if (!err) err = sdc_unet_load(&m->unet, &m->w_unet, &h->model.unet, h->unet_parts, &h->opts);
+  }
+  return err;
+}
+
+/* Points h->clip_now / unet_now at the models a request wants: the base ones without LoRAs, else a cached
+ * merged set (built and cached on a miss, the least recently used evicted; --lora-cache 0: built for this
+ * request only). */
+static int sdc__lora_select(sdc_stage_host *h, const Sdcpb__StageRequest *r, const char *worker_id) {
+  h->clip_now = h->clip, h->unet_now = h->unet;
+  sdc__lora_model_free(&h->lora_once);
+  if (!r->n_loras) return SDC_OK;
+  char key[sizeof h->lora[0].key];
+  size_t len = 0;
+  for (size_t i = 0; i < r->n_loras; i++) {
+    const Sdcpb__LoraRef *l = r->loras[i];
+    if (!sdc_job_lora_name_valid(l->name)) /* the coordinator checked; a forged request is refused here too */
+      return sdc_seterr(SDC_EPROTOCOL, "LoRA name \"%.80s\" is not [A-Za-z0-9._-]{1,%d} starting with no '.'", l->name,
+                        SDC_MAX_LORA_NAME);
+    if (!isfinite(l->multiplier)) return sdc_seterr(SDC_EPROTOCOL, "LoRA %s: multiplier is not finite", l->name);
+    len += (size_t)snprintf(key + len, sizeof key - len, "%s%s:%.17g", i ? "," : "", l->name, l->multiplier);
+  }
+  sdc_stage_lora_model *m = NULL;
+  for (int i = 0; i < h->lora_cache && !m; i++)
+    if (h->lora[i].key[0] && strcmp(h->lora[i].key, key) == 0) m = &h->lora[i];
+  if (!m) {
+    if (h->lora_cache == 0) {
+      m = &h->lora_once;
+    } else {
+      m = &h->lora[0];
+      for (int i = 0; i < h->lora_cache; i++) {
+        if (!h->lora[i].key[0]) {
+          m = &h->lora[i];
+          break;
+        }
+        if (h->lora[i].used < m->used) m = &h->lora[i];
+      }
+      sdc__lora_model_free(m);
+    }
+    int err = sdc__lora_build(h, r, worker_id, m);
+    if (err) {
+      sdc__lora_model_free(m);
+      return err;
+    }
+    snprintf(m->key, sizeof m->key, "%s", key);
+  }
+  m->used = ++h->lora_clock;
+  if (m->clip) h->clip_now = m->clip;
+  if (m->unet) h->unet_now = m->unet;
+  return SDC_OK;
+}
+
 /* ------------------------------------------------------------------ stages */
 
 /* Everything a hop produces; the caller turns it into the next message. */
@@ -127,6 +246,7 @@ typedef struct {
   int n_skips;
   ProtobufCBinaryData *images;
   int n_images;
+  Sdcpb__Tensor init_moments, masked_moments, mask; /* VAE encode */
 } sdc__result;
 
 static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
@@ -139,7 +259,7 @@ static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__r
   /* one prompt at a time, exactly as the in-process pipeline encodes */
   for (int64_t i = 0; !err && i < P; i++) {
     if ((err = sdc_tokenizer_encode(h->tok, r->prompts[i], ids, L))) break;
-    err = sdc_clip_encode(h->clip, &h->arena, ids, 1, L, ctx + i * L * D);
+    err = sdc_clip_encode(h->clip_now, &h->arena, ids, 1, L, ctx + i * L * D);
   }
   free(ids);
   void *buf;
@@ -161,7 +281,7 @@ static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, s
     return sdc_seterr(SDC_EPROTOCOL, "unet-down: sample [%lld, %lld, %lld, %lld], context batch %lld, %zu timesteps disagree",
                       (long long)B, (long long)sd[1], (long long)H, (long long)W, (long long)cd[0], r->n_timestep);
   sdc_unet_acts acts;
-  if ((err = sdc_unet_down(h->unet, &h->arena, x, r->timestep, ctx, B, H, W, cd[1], &acts))) return err;
+  if ((err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, B, H, W, cd[1], &acts))) return err;
   const Sdcpb__DType dt = sdc__wire_dtype(r);
   void *buf;
   if ((err = sdc_wire_tensor_set(&res->hidden, acts.h, 4, (int64_t[]){B, acts.C, acts.H, acts.W}, dt, &buf))) return err;
@@ -231,7 +351,7 @@ static int sdc__run_unet_mid(sdc_stage_host *h, const Sdcpb__StageRequest *r, sd
   float *ctx;
   int64_t n_ctx;
   int err = sdc__take_acts(h, r, 0, &a, &ctx, &n_ctx);
-  if (!err) err = sdc_unet_mid(h->unet, &h->arena, ctx, n_ctx, &a);
+  if (!err) err = sdc_unet_mid(h->unet_now, &h->arena, ctx, n_ctx, &a);
   void *buf;
   if (!err && !(err = sdc_wire_tensor_set(&res->hidden, a.h, 4, (int64_t[]){a.B, a.C, a.H, a.W}, sdc__wire_dtype(r), &buf)))
     sdc__own(o, buf);
@@ -247,14 +367,42 @@ static int sdc__run_unet_up(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc
   const int64_t B = a.B, Co = h->model.unet.out_channels, H0 = a.skip_h[0], W0 = a.skip_w[0];
   float *pred = sdc_arena_floats(&h->arena, B * Co * H0 * W0);
   if (!pred) return sdc_seterr(SDC_ENOMEM, "unet-up: out of memory");
-  if ((err = sdc_unet_up(h->unet, &h->arena, ctx, n_ctx, &a, pred))) return err;
+  if ((err = sdc_unet_up(h->unet_now, &h->arena, ctx, n_ctx, &a, pred))) return err;
   void *buf;
   if (!(err = sdc_wire_tensor_set(&res->out, pred, 4, (int64_t[]){B, Co, H0, W0}, sdc__wire_dtype(r), &buf)))
     sdc__own(o, buf);
   return err;
 }
 
+/* VAE encode: the job's images into the sdc_image_cond tensors, in f32 (the coordinator's loop must see
+ * exactly what the in-process pipeline computes). */
+static int sdc__run_vae_encode(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  if (!r->init_image.len) return sdc_seterr(SDC_EPROTOCOL, "vae encode: no init_image in the request");
+  if (r->width < SDC_MIN_IMAGE_SIDE || r->height < SDC_MIN_IMAGE_SIDE || r->width > SDC_MAX_IMAGE_SIDE ||
+      r->height > SDC_MAX_IMAGE_SIDE || r->width % 8 || r->height % 8)
+    return sdc_seterr(SDC_EPROTOCOL, "vae encode: size %ux%u is not multiples of 8 in [%d, %d]", r->width, r->height,
+                      SDC_MIN_IMAGE_SIDE, SDC_MAX_IMAGE_SIDE);
+  sdc_image_cond cond = {0};
+  int err = sdc_image_cond_encode(h->vae, &h->arena, r->init_image.data, r->init_image.len,
+                                  r->mask_image.len ? r->mask_image.data : NULL, r->mask_image.len, r->width, r->height,
+                                  r->need_init, &cond);
+  const int64_t moments[4] = {2, cond.C, cond.h, cond.w}, mask[4] = {1, 1, cond.h, cond.w};
+  void *buf;
+  if (!err && r->need_init && !cond.init_moments) err = sdc_seterr(SDC_EPROTOCOL, "vae encode: no init moments");
+  if (!err && cond.init_moments &&
+      !(err = sdc_wire_tensor_set(&res->init_moments, cond.init_moments, 4, moments, SDCPB__DTYPE__F32, &buf)))
+    sdc__own(o, buf);
+  if (!err && cond.masked_moments &&
+      !(err = sdc_wire_tensor_set(&res->masked_moments, cond.masked_moments, 4, moments, SDCPB__DTYPE__F32, &buf)))
+    sdc__own(o, buf);
+  if (!err && cond.mask && !(err = sdc_wire_tensor_set(&res->mask, cond.mask, 4, mask, SDCPB__DTYPE__F32, &buf)))
+    sdc__own(o, buf);
+  sdc_image_cond_free(&cond);
+  return err;
+}
+
 static int sdc__run_vae(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
+  if (r->encode) return sdc__run_vae_encode(h, r, res, o);
   const sdc_vae_config *c = &h->model.vae;
   int err = SDC_OK;
   int64_t ld[4];
@@ -303,6 +451,9 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   rep.error = (char *)(error ? error : "");
   if (!error && res && res->out.data.data) rep.output = &res->out;
   if (!error && res) rep.n_images = (size_t)res->n_images, rep.images = res->images;
+  if (!error && res && res->init_moments.data.data) rep.init_moments = &res->init_moments;
+  if (!error && res && res->masked_moments.data.data) rep.masked_moments = &res->masked_moments;
+  if (!error && res && res->mask.data.data) rep.mask = &res->mask;
   /* the route actually taken, and each hop's compute time */
   char *ids[SDC_WIRE_MAX_ROUTE];
   uint32_t us[SDC_WIRE_MAX_ROUTE + 1];
@@ -345,12 +496,15 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
   for (;;) {
     memset(&res, 0, sizeof res);
     sdcpb__tensor__init(&res.out), sdcpb__tensor__init(&res.hidden), sdcpb__tensor__init(&res.temb);
+    sdcpb__tensor__init(&res.init_moments), sdcpb__tensor__init(&res.masked_moments), sdcpb__tensor__init(&res.mask);
     sdc_arena_mark mk = sdc_arena_get_mark(&h->arena);
     Sdcpb__Stage stage = r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
     double t0_s = sdc_clock_mono_s();
     if (!sdc__host_has(h, stage)) {
       err = sdc_seterr(SDC_EPROTOCOL, "hop %u asks for stage %s, which this worker does not serve", r->hop,
                        sdc_stage_name(stage));
+    } else if (stage != SDCPB__STAGE__VAE && (err = sdc__lora_select(h, r, worker_id))) {
+      /* the LoRA's one-line error, e.g. an unknown name or a shape that does not fit */
     } else if (stage == SDCPB__STAGE__TEXT) {
       err = sdc__run_text(h, r, &res, &owned);
     } else if (stage == SDCPB__STAGE__UNET_DOWN) {

@@ -7,12 +7,23 @@
 #include "arena.h"
 #include "clip.h"
 #include "error.h"
+#include "lora.h"
 #include "model.h"
 #include "sdc_limits.h"
 #include "sdc.pb-c.h"
 #include "tokenizer.h"
 #include "unet.h"
 #include "vae.h"
+
+/* The text encoder and UNet parts of one worker with a set of LoRAs merged in (--lora-cache). */
+typedef struct {
+  char key[SDC_MAX_LORAS * (SDC_MAX_LORA_NAME + 32)]; /* "name:mult,..." in the request's order ("" = free slot) */
+  sdc_lora_set *set;
+  sdc_weights w_text, w_unet;
+  sdc_clip *clip;
+  sdc_unet *unet;
+  uint64_t used; /* LRU clock */
+} sdc_stage_lora_model;
 
 /* The models one worker hosts: only the weights of its stages are loaded. */
 typedef struct {
@@ -25,7 +36,21 @@ typedef struct {
   sdc_weights w[SDC_COMP_COUNT];
   sdc_arena arena;
   char fingerprint[32];     /* same configs, weights and precision on every worker of a cluster */
+  sdc_load_opts opts;
+  unsigned unet_parts;
+  /* --lora-dir (realpath; "" without) and --lora-cache: merged models kept, least recently used evicted */
+  char lora_dir[4096];
+  int lora_cache;
+  sdc_stage_lora_model lora[SDC_WORKER_MAX_LORA_CACHE];
+  uint64_t lora_clock;
+  sdc_stage_lora_model lora_once; /* --lora-cache 0: the merged models of the request running now */
+  sdc_clip *clip_now;             /* the request's: the base models or a LoRA-merged pair */
+  sdc_unet *unet_now;
 } sdc_stage_host;
+
+/* Gives the host a LoRA folder (dir NULL: none; a job naming a LoRA then fails) and how many merged model
+ * sets to keep (0..SDC_WORKER_MAX_LORA_CACHE). Errors name dir. */
+int sdc_stage_host_set_loras(sdc_stage_host *h, const char *dir, int cache);
 
 /* The hops one sdc_stage_execute computed here, in route order: their stages and compute times, for the
  * worker's per-stage metrics; next_stage is the stage the output goes to (STAGE_INVALID: the reply). */

@@ -776,13 +776,18 @@ static void sdc__usage(FILE *fp) {
           "  --insecure            allow plaintext on a non-loopback --bind (without keys only loopback is allowed)\n"
           "  --max-queue N         requests waiting for the compute thread, 1..%d (default %d); more are\n"
           "                        answered at once with an error naming the worker and the bound\n"
+          "  --lora-dir DIR        LoRAs a job may name: NAME resolves to DIR/NAME.safetensors (text and UNet\n"
+          "                        workers; without it a job naming a LoRA fails)\n"
+          "  --lora-cache N        LoRA-merged model sets kept, least recently used evicted, 0..%d (default %d;\n"
+          "                        0: merged per request); each holds a copy of this worker's text/UNet weights\n"
           "  --memory-mib N        the memory this worker may use, when less than its cgroup limit or RAM (e.g.\n"
           "                        workers sharing a machine); bounds the jobs it takes (docs/jobs.md)\n"
           "SIGTERM/SIGINT drain: the worker tells the coordinator at once (which routes nothing new to it),\n"
           "computes and forwards every request it has received or still receives, and once the coordinator\n"
           "has nothing routed through it, deregisters and exits 0. Past --drain-timeout-ms it logs what it\n"
           "still holds, deregisters (the coordinator re-issues those steps) and exits 1.\n",
-          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_WORKER_MAX_QUEUE_LIMIT, SDC_WORKER_MAX_QUEUE);
+          SDC_MAX_DRAIN_TIMEOUT_MS, SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_WORKER_MAX_QUEUE_LIMIT, SDC_WORKER_MAX_QUEUE,
+          SDC_WORKER_MAX_LORA_CACHE, SDC_WORKER_DEFAULT_LORA_CACHE);
 }
 
 int main(int argc, char **argv) {
@@ -799,7 +804,11 @@ int main(int argc, char **argv) {
                                        {"curve-key", required_argument, 0, 'K'}, {"curve-authorized", required_argument, 0, 'A'},
                                        {"curve-server-key", required_argument, 0, 'S'}, {"insecure", no_argument, 0, 'I'},
                                        {"memory-mib", required_argument, 0, 'M'},
-                                       {"max-queue", required_argument, 0, 'Q'}, {0, 0, 0, 0}};
+                                       {"max-queue", required_argument, 0, 'Q'},
+                                       {"lora-dir", required_argument, 0, 'R'}, {"lora-cache", required_argument, 0, 'E'},
+                                       {0, 0, 0, 0}};
+  const char *lora_dir = NULL;
+  int64_t lora_cache = SDC_WORKER_DEFAULT_LORA_CACHE;
   int64_t memory_mib = 0;
   char host[HOST_NAME_MAX + 1] = "worker";
   gethostname(host, sizeof host - 1);
@@ -852,6 +861,13 @@ int main(int argc, char **argv) {
       }
       case 'p':
         if (sdc_precision_parse(optarg, &prec)) {
+          fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
+          return 2;
+        }
+        break;
+      case 'R': lora_dir = optarg; break;
+      case 'E':
+        if (sdc_flag_int("--lora-cache", optarg, 0, SDC_WORKER_MAX_LORA_CACHE, &lora_cache)) {
           fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(SDC_EINVAL));
           return 2;
         }
@@ -910,6 +926,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   err = sdc_stage_host_load(&w.host, model, config, bits, &lo);
+  if (!err) err = sdc_stage_host_set_loras(&w.host, lora_dir, (int)lora_cache);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     sdc_node_metrics_stop(&w.tm.node);
