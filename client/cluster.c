@@ -194,6 +194,8 @@ static void sdc__usage(FILE *fp) {
           "  --worker-max-queue N   every worker's --max-queue (default %d)\n"
           "  --redis-dir DIR   (without --redis) the Redis it starts keeps an append-only file in DIR: jobs survive\n"
           "                    a Redis crash or restart, and a Redis that exits is started again on the same port\n"
+          "  --lora-dir DIR    the text and UNet workers' --lora-dir: the LoRAs jobs may name (NAME.safetensors)\n"
+          "  --lora-cache N    their --lora-cache: LoRA-merged model sets each keeps (default %d)\n"
           "  --redis-fsync always|everysec   that AOF's appendfsync (default everysec: a SIGKILL may lose the\n"
           "                    last second of writes; always: none, at a cost per write)\n"
           "  Every flag is checked before anything starts. A child that exits is started again: one that\n"
@@ -206,7 +208,7 @@ static void sdc__usage(FILE *fp) {
           SDC_DEFAULT_DRAIN_TIMEOUT_MS, SDC_COORD_RECLAIM_IDLE_MS, (long long)SDC_DEFAULT_MAX_PIXELS,
           SDC_COORD_MAX_STEP_TIMEOUT_MS, SDC_COORD_DEFAULT_STEP_TIMEOUT_MS, SDC_COORD_MIN_JOB_TIMEOUT_MS,
           SDC_COORD_MAX_JOB_TIMEOUT_MS, SDC_COORD_DEFAULT_JOB_TIMEOUT_MS, SDC_DEFAULT_RESULT_TTL_S, SDC_WORKER_MAX_QUEUE,
-          SDC_CLUSTER_RESTART_MIN_MS, SDC_CLUSTER_RESTART_MAX_MS, SDC_CLUSTER_START_TRIES);
+          SDC_WORKER_DEFAULT_LORA_CACHE, SDC_CLUSTER_RESTART_MIN_MS, SDC_CLUSTER_RESTART_MAX_MS, SDC_CLUSTER_START_TRIES);
 }
 
 int sdc_cmd_cluster(int argc, char **argv) {
@@ -222,7 +224,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
   const char *redis_dir = NULL, *redis_fsync = NULL;
   int64_t port_v = 0, max_jobs_v = SDC_COORD_DEFAULT_MAX_JOBS;
   enum { O_DRAIN = 256, O_COORD_DRAIN, O_RECLAIM, O_THREADS, O_MAXPX, O_STEP_TIMEOUT, O_JOB_TIMEOUT, O_TTL, O_WORKER_MEM,
-         O_WORKER_QUEUE, O_INSECURE, O_REDIS_DIR, O_REDIS_FSYNC };
+         O_WORKER_QUEUE, O_INSECURE, O_REDIS_DIR, O_REDIS_FSYNC, O_LORA_DIR, O_LORA_CACHE };
+  const char *lora_dir = NULL, *lora_cache = NULL;
+  int64_t lora_cache_v = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
                                        {"redis", required_argument, 0, 'r'},    {"replicas", required_argument, 0, 'R'},
                                        {"port", required_argument, 0, 'p'},     {"max-jobs", required_argument, 0, 'j'},
@@ -242,6 +246,8 @@ int sdc_cmd_cluster(int argc, char **argv) {
                                        {"worker-max-queue", required_argument, 0, O_WORKER_QUEUE},
                                        {"redis-dir", required_argument, 0, O_REDIS_DIR},
                                        {"redis-fsync", required_argument, 0, O_REDIS_FSYNC},
+                                       {"lora-dir", required_argument, 0, O_LORA_DIR},
+                                       {"lora-cache", required_argument, 0, O_LORA_CACHE},
                                        {0, 0, 0, 0}};
   int ch, err = SDC_OK;
   optind = 1;
@@ -255,6 +261,10 @@ int sdc_cmd_cluster(int argc, char **argv) {
       case 'j': err = sdc_flag_int("--max-jobs", optarg, 1, SDC_COORD_MAX_JOBS, &max_jobs_v), max_jobs = optarg; break;
       case O_REDIS_DIR: redis_dir = optarg; break;
       case O_REDIS_FSYNC: redis_fsync = optarg; break;
+      case O_LORA_DIR: lora_dir = optarg; break;
+      case O_LORA_CACHE:
+        err = sdc_flag_int("--lora-cache", optarg, 0, SDC_WORKER_MAX_LORA_CACHE, &lora_cache_v), lora_cache = optarg;
+        break;
       case 'w': wire = optarg; break;
       case O_MAXPX:
         err = sdc_flag_int("--max-pixels", optarg, SDC_MIN_IMAGE_SIDE * SDC_MIN_IMAGE_SIDE,
@@ -322,6 +332,10 @@ int sdc_cmd_cluster(int argc, char **argv) {
   }
   if (redis_dir && (stat(redis_dir, &dst) != 0 || !S_ISDIR(dst.st_mode) || access(redis_dir, W_OK) != 0)) {
     fprintf(stderr, "sdc cluster: --redis-dir %s: not a writable directory\n", redis_dir);
+    return 2;
+  }
+  if (lora_dir && (stat(lora_dir, &dst) != 0 || !S_ISDIR(dst.st_mode) || access(lora_dir, R_OK | X_OK) != 0)) {
+    fprintf(stderr, "sdc cluster: --lora-dir %s: not a readable directory\n", lora_dir);
     return 2;
   }
   int count[SDC_STAGE_END];
@@ -455,6 +469,9 @@ int sdc_cmd_cluster(int argc, char **argv) {
       if (log_hops) a[k++] = "--log-hops";
       if (worker_mem_mib) a[k++] = "--memory-mib", a[k++] = worker_mem_s;
       a[k++] = "--max-queue", a[k++] = worker_queue_s;
+      /* LoRAs touch the text encoder and the UNet: only their workers need the folder */
+      if (lora_dir && s != SDC_STAGE_VAE) a[k++] = "--lora-dir", a[k++] = (char *)lora_dir;
+      if (lora_cache && s != SDC_STAGE_VAE) a[k++] = "--lora-cache", a[k++] = (char *)lora_cache;
       if (http_base) {
         snprintf(http_addr[n_kids], sizeof http_addr[n_kids], "127.0.0.1:%lld", (long long)http_base + n_kids);
         a[k++] = "--http", a[k++] = http_addr[n_kids];

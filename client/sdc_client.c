@@ -199,6 +199,28 @@ static int sdc__check_id(const char *id) {
 
 /* ---------------------------------------------------------------- submit */
 
+int sdc_client_put_image(sdc_client *c, const void *data, size_t len, int64_t ttl_s, char *key_out, size_t n) {
+  if (n < 40) return sdc_seterr(SDC_EINVAL, "sdc_client_put_image: key buffer of %zu bytes is too small", n);
+  if (len < 1 || len > SDC_MAX_INPUT_IMAGE_BYTES)
+    return sdc_seterr(SDC_EINVAL, "image of %zu bytes: expected 1..%d", len, SDC_MAX_INPUT_IMAGE_BYTES);
+  uint8_t rnd[12];
+  FILE *fp = fopen("/dev/urandom", "rb");
+  size_t got = fp ? fread(rnd, 1, sizeof rnd, fp) : 0;
+  if (fp) fclose(fp);
+  if (got != sizeof rnd) return sdc_seterr(SDC_EIO, "/dev/urandom: cannot read a key name");
+  int k = snprintf(key_out, n, "img:");
+  for (size_t i = 0; i < sizeof rnd; i++) k += snprintf(key_out + k, n - (size_t)k, "%02x", rnd[i]);
+  char ttl[24];
+  snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_s);
+  int err;
+  /* SET NX twice is harmless (the second answers nil): a retried write is safe */
+  redisReply *r = sdc__cmd(c, &err, "SET image", "SET %s %b NX EX %s", key_out, data, len, ttl);
+  if (!err && r->type != REDIS_REPLY_STATUS)
+    err = sdc_seterr(SDC_EINVAL, "SET %s: the key exists already (retry)", key_out);
+  freeReplyObject(r);
+  return err;
+}
+
 int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out, size_t n) {
   if (n < SDC_MAX_JOB_ID + 1)
     return sdc_seterr(SDC_EINVAL, "sdc_client_submit: id buffer of %zu bytes is too small", n);

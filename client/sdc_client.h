@@ -29,6 +29,11 @@ void sdc_client_free(sdc_client *c);
  * else SDC_EINVAL before anything is sent). */
 int sdc_client_submit(sdc_client *c, const sdc_job *job, char *id_out /* OUT */, size_t n);
 
+/* Stores image bytes (an init image or mask, PNG or JPEG) under a new key "img:<random hex>" with a TTL of
+ * ttl_s seconds (SET NX EX: never overwrites), for a job to name in init_image / mask. The key goes to
+ * key_out (n >= 40). Over SDC_MAX_INPUT_IMAGE_BYTES: SDC_EINVAL before anything is sent. */
+int sdc_client_put_image(sdc_client *c, const void *data, size_t len, int64_t ttl_s, char *key_out /* OUT */, size_t n);
+
 /* A job's hash, decoded. Fields absent from the hash are -1 / "" / 0. */
 typedef struct {
   sdc_job_state state; /* SDC_JOB_UNKNOWN: no state field yet */

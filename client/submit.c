@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "file.h"
 #include "flag.h"
 #include "sdc_client.h"
 
@@ -51,6 +52,11 @@ static void sdc__submit_usage(FILE *fp) {
           "                          unipc (default: the model's own)\n"
           "  --seed N                0 <= N < 2^53 (default: chosen by the coordinator, recorded in the job hash)\n"
           "  --num-images N          images from one seed, 1..8 (default 1)\n"
+          "  --init-image FILE       img2img / inpainting: a PNG or JPEG, stored in Redis under img:<random> for\n"
+          "                          an hour and named in the job; its size is the job's unless --width/--height\n"
+          "  --mask FILE             inpainting (white = repaint), with --init-image, same size\n"
+          "  --strength S            (0, 1]: how much of the schedule runs (default 0.8; 1 with --mask)\n"
+          "  --lora NAME[:MULT]      a LoRA in the workers' --lora-dir (NAME.safetensors), repeatable (max 8)\n"
           "Bad input gets a one-line error and exit code 2; nothing is queued. See docs/jobs.md.\n");
 }
 
@@ -59,7 +65,8 @@ int sdc_cmd_submit(int argc, char **argv) {
   sdc_job job;
   sdc_job_init(&job);
   int err = SDC_OK;
-  enum { O_REDIS = 256, O_ID, O_NEG, O_GS, O_SCHED, O_NUM };
+  enum { O_REDIS = 256, O_ID, O_NEG, O_GS, O_SCHED, O_NUM, O_INIT, O_MASK, O_STRENGTH, O_LORA };
+  const char *files[2] = {NULL, NULL}; /* --init-image, --mask: uploaded once Redis answers */
   static const struct option opts[] = {{"redis", required_argument, 0, O_REDIS},
                                        {"id", required_argument, 0, O_ID},
                                        {"prompt", required_argument, 0, 'p'},
@@ -71,6 +78,10 @@ int sdc_cmd_submit(int argc, char **argv) {
                                        {"scheduler", required_argument, 0, O_SCHED},
                                        {"seed", required_argument, 0, 'S'},
                                        {"num-images", required_argument, 0, O_NUM},
+                                       {"init-image", required_argument, 0, O_INIT},
+                                       {"mask", required_argument, 0, O_MASK},
+                                       {"strength", required_argument, 0, O_STRENGTH},
+                                       {"lora", required_argument, 0, O_LORA},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   /* the job borrows argv's strings; it is never sdc_job_free()d */
@@ -115,6 +126,33 @@ int sdc_cmd_submit(int argc, char **argv) {
         break;
       }
       case O_NUM: err = sdc_flag_int("--num-images", optarg, 1, SDC_MAX_IMAGES, &job.num_images); break;
+      case O_INIT: files[0] = optarg, job.init_image.key = "img:pending"; break; /* the real key once stored */
+      case O_MASK: files[1] = optarg, job.mask.key = "img:pending"; break;
+      case O_STRENGTH: {
+        char *end;
+        job.strength = strtod(optarg, &end), job.has_strength = 1;
+        if (end == optarg || *end || !isfinite(job.strength) || job.strength <= 0 || job.strength > 1)
+          err = sdc_seterr(SDC_EINVAL, "--strength '%s': expected a number in (0, 1]", optarg);
+        break;
+      }
+      case O_LORA: {
+        if (job.n_loras >= SDC_MAX_LORAS) {
+          err = sdc_seterr(SDC_EINVAL, "--lora: at most %d", SDC_MAX_LORAS);
+          break;
+        }
+        sdc_job_lora *l = &job.loras[job.n_loras];
+        const char *colon = strrchr(optarg, ':');
+        size_t nl = colon ? (size_t)(colon - optarg) : strlen(optarg);
+        char *end = NULL;
+        l->multiplier = colon ? strtod(colon + 1, &end) : 1.0;
+        if (nl >= sizeof l->name || (colon && (end == colon + 1 || *end || !isfinite(l->multiplier)))) {
+          err = sdc_seterr(SDC_EINVAL, "--lora '%.*s': expected NAME[:MULTIPLIER] (a finite number)", 140, optarg);
+          break;
+        }
+        snprintf(l->name, sizeof l->name, "%.*s", (int)nl, optarg);
+        job.n_loras++;
+        break;
+      }
       case 'h': sdc__submit_usage(stdout); return 0;
       default: err = sdc__bad_flag("submit", argv);
     }
@@ -122,12 +160,33 @@ int sdc_cmd_submit(int argc, char **argv) {
   if (!err && optind != argc) err = sdc_seterr(SDC_EINVAL, "unexpected argument '%s'", argv[optind]);
   if (!err && !job.prompt) err = sdc_seterr(SDC_EINVAL, "--prompt is required");
   if (!err) err = sdc_job_validate(&job); /* the job's own rules: sizes, UTF-8, lengths */
-  if (err) return sdc__usage_error("submit");
+  /* the files are read before Redis is touched: a missing one queues nothing */
+  char *bytes[2] = {NULL, NULL};
+  size_t n_bytes[2] = {0, 0};
+  for (int i = 0; !err && i < 2; i++) {
+    if (files[i]) err = sdc_read_file(files[i], &bytes[i], &n_bytes[i]);
+    if (!err && files[i] && (n_bytes[i] < 1 || n_bytes[i] > SDC_MAX_INPUT_IMAGE_BYTES))
+      err = sdc_seterr(SDC_EINVAL, "%s %s: %zu bytes; expected 1..%d", i ? "--mask" : "--init-image", files[i],
+                       n_bytes[i], SDC_MAX_INPUT_IMAGE_BYTES);
+  }
+  if (err) {
+    free(bytes[0]), free(bytes[1]);
+    return sdc__usage_error("submit");
+  }
   sdc_client *c;
   int rc = sdc__connect("submit", url, &c);
-  if (rc) return rc;
-  char id[SDC_MAX_JOB_ID + 1];
-  err = sdc_client_submit(c, &job, id, sizeof id);
+  if (rc) {
+    free(bytes[0]), free(bytes[1]);
+    return rc;
+  }
+  char id[SDC_MAX_JOB_ID + 1], keys[2][64];
+  for (int i = 0; !err && i < 2; i++) {
+    if (!files[i]) continue;
+    err = sdc_client_put_image(c, bytes[i], n_bytes[i], SDC_IMAGE_KEY_TTL_S, keys[i], sizeof keys[i]);
+    *(i ? &job.mask.key : &job.init_image.key) = keys[i];
+  }
+  free(bytes[0]), free(bytes[1]);
+  if (!err) err = sdc_client_submit(c, &job, id, sizeof id);
   sdc_client_free(c);
   if (err) {
     fprintf(stderr, "sdc submit: %s\n", sdc_errmsg(err));
