@@ -101,7 +101,10 @@ static void sdc__jpeg_error(j_common_ptr cinfo) {
   longjmp(e->m->jb, 1);
 }
 
-static void sdc__jpeg_silent(j_common_ptr cinfo, int level) { (void)cinfo, (void)level; }
+/* libjpeg's own counts warnings and prints them; count them without printing */
+static void sdc__jpeg_silent(j_common_ptr cinfo, int level) {
+  if (level < 0) cinfo->err->num_warnings++;
+}
 
 static int sdc__jpeg_run(sdc__img *m) {
   struct jpeg_decompress_struct cinfo;
