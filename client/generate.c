@@ -14,7 +14,9 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "file.h"
 #include "flag.h"
+#include "image.h"
 #include "sdc_limits.h"
 #include "utf8.h"
 #include "ops.h"
@@ -39,6 +41,10 @@ static void sdc__generate_usage(FILE *fp) {
           "  --output FILE.png       where to write (default out.png)\n"
           "  --max-pixels N          refuse width*height above N (default %d)\n"
           "  --precision fp32|bf16   GEMM arithmetic (default fp32, exact; bf16 on AMX/AVX512-BF16 via oneDNN)\n"
+          "  --init-image FILE       img2img: start from this PNG or JPEG (its size unless --width/--height)\n"
+          "  --mask FILE             inpainting: PNG or JPEG of the init image's size, white = repaint\n"
+          "  --strength S            share of the schedule run from the init image, in (0, 1]\n"
+          "                          (default 0.8 for img2img, 1.0 for inpainting)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
           SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS);
@@ -88,6 +94,41 @@ static void sdc__on_progress(void *ctx, int64_t call, int64_t n) {
   fflush(stderr);
 }
 
+/* The init image and mask: read and decoded once up front (so a bad file is
+ * refused before the model loads), the init image's size taken for a size not
+ * given. in points into *init_buf / *mask_buf (heap, the caller frees). */
+static int sdc__read_inputs(const char *init, const char *mask, sdc_gen_params *g, sdc_pipeline_images *in,
+                            char **init_buf, char **mask_buf) {
+  int64_t iw = 0, ih = 0, mw = 0, mh = 0;
+  uint8_t *pix = NULL;
+  int err = sdc_read_file(init, init_buf, &in->n_init);
+  if (err) return err;
+  in->init = *init_buf;
+  if ((err = sdc_image_decode(in->init, in->n_init, "init_image", 3, &pix, &iw, &ih))) return err;
+  free(pix), pix = NULL;
+  if (mask) {
+    if ((err = sdc_read_file(mask, mask_buf, &in->n_mask))) return err;
+    in->mask = *mask_buf;
+    if ((err = sdc_image_decode(in->mask, in->n_mask, "mask", 1, &pix, &mw, &mh))) return err;
+    free(pix);
+    if (mw != iw || mh != ih)
+      return sdc_seterr(SDC_EINVAL, "mask is %lldx%lld but init_image is %lldx%lld: resize it first", (long long)mw,
+                        (long long)mh, (long long)iw, (long long)ih);
+  }
+  if (!g->width || !g->height) {
+    if (iw % 8 || ih % 8 || iw < SDC_MIN_IMAGE_SIDE || ih < SDC_MIN_IMAGE_SIDE || iw > SDC_MAX_IMAGE_SIDE ||
+        ih > SDC_MAX_IMAGE_SIDE)
+      return sdc_seterr(SDC_EINVAL, "init_image is %lldx%lld: its size must be multiples of 8 from %d to %d (resize it)",
+                        (long long)iw, (long long)ih, SDC_MIN_IMAGE_SIDE, SDC_MAX_IMAGE_SIDE);
+    if (!g->width) g->width = iw;
+    if (!g->height) g->height = ih;
+  }
+  if (iw != g->width || ih != g->height)
+    return sdc_seterr(SDC_EINVAL, "init_image is %lldx%lld but the request is %lldx%lld: resize it first", (long long)iw,
+                      (long long)ih, (long long)g->width, (long long)g->height);
+  return SDC_OK;
+}
+
 static uint64_t sdc__random_seed(void) {
   uint64_t s = 0;
   int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -100,12 +141,15 @@ static uint64_t sdc__random_seed(void) {
 }
 
 int sdc_cmd_generate(int argc, char **argv) {
-  const char *model = NULL, *config = NULL, *output = "out.png";
+  const char *model = NULL, *config = NULL, *output = "out.png", *init_path = NULL, *mask_path = NULL;
+  const char *strength_arg = NULL;
+  char *init_buf = NULL, *mask_buf = NULL;
+  sdc_pipeline_images inputs = {0};
   sdc_gen_params g = {.steps = 50, .guidance_scale = 7.5, .scheduler = -1, .num_images = 1};
   int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS;
   int have_seed = 0, quiet = 0, err = SDC_OK;
   sdc_precision prec = SDC_PREC_FP32;
-  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC };
+  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
       {"prompt", required_argument, 0, 'p'},     {"negative-prompt", required_argument, 0, O_NEG},
@@ -115,6 +159,8 @@ int sdc_cmd_generate(int argc, char **argv) {
       {"num-images", required_argument, 0, O_NUM}, {"output", required_argument, 0, 'o'},
       {"max-pixels", required_argument, 0, O_MAXPX}, {"quiet", no_argument, 0, O_QUIET},
       {"precision", required_argument, 0, O_PREC}, {"help", no_argument, 0, 'h'},
+      {"init-image", required_argument, 0, O_INIT}, {"mask", required_argument, 0, O_MASK},
+      {"strength", required_argument, 0, O_STRENGTH},
       {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -156,6 +202,15 @@ int sdc_cmd_generate(int argc, char **argv) {
       case O_PREC:
         if (sdc_precision_parse(optarg, &prec)) err = sdc_seterr(SDC_EINVAL, "--precision '%s': expected fp32 or bf16", optarg);
         break;
+      case O_INIT: init_path = optarg; break;
+      case O_MASK: mask_path = optarg; break;
+      case O_STRENGTH: {
+        char *end;
+        strength_arg = optarg;
+        g.strength = strtod(optarg, &end);
+        if (end == optarg || *end) err = sdc_seterr(SDC_EINVAL, "--strength '%s': expected a number in (0, 1]", optarg);
+        break;
+      }
       case 'h': sdc__generate_usage(stdout); return 0;
       default:
         err = sdc_seterr(SDC_EINVAL, "unknown or incomplete option '%s' (see sdc generate --help)", argv[optind - 1]);
@@ -167,6 +222,13 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!err && !sdc_utf8_valid(g.prompt)) err = sdc_seterr(SDC_EINVAL, "--prompt is not valid UTF-8");
   if (!err && g.negative_prompt && !sdc_utf8_valid(g.negative_prompt))
     err = sdc_seterr(SDC_EINVAL, "--negative-prompt is not valid UTF-8");
+  if (!err && mask_path && !init_path) err = sdc_seterr(SDC_EINVAL, "--mask needs --init-image");
+  if (!err && strength_arg && !init_path) err = sdc_seterr(SDC_EINVAL, "--strength needs --init-image");
+  if (!err && init_path) {
+    g.kind = mask_path ? SDC_GEN_INPAINT : SDC_GEN_IMG2IMG;
+    if (!strength_arg) g.strength = mask_path ? 1.0 : 0.8; /* diffusers' defaults */
+    err = sdc__read_inputs(init_path, mask_path, &g, &inputs, &init_buf, &mask_buf);
+  }
   char name[4200];
   for (int64_t i = 0; !err && i < g.num_images; i++) {
     sdc__output_name(name, sizeof name, output, i, g.num_images);
@@ -181,17 +243,20 @@ int sdc_cmd_generate(int argc, char **argv) {
   }
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    free(init_buf), free(mask_buf);
     return 2;
   }
   if (!err) err = sdc_precision_check(prec);
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    free(init_buf), free(mask_buf);
     return 2;
   }
   if (!have_seed) g.seed = sdc__random_seed();
   sdc_pipeline *p = NULL;
   if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}, NULL, 0))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
+    free(init_buf), free(mask_buf);
     return 2;
   }
   const int64_t native = p->model.unet.sample_size * sdc_vae_scale(&p->model.vae);
@@ -200,6 +265,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   if ((err = sdc_gen_params_check(&g, max_pixels))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     sdc_pipeline_free(p);
+    free(init_buf), free(mask_buf);
     return 2;
   }
   const int64_t n_px = g.width * g.height * 3;
@@ -208,13 +274,14 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!img || !u8) {
     fprintf(stderr, "sdc generate: out of memory for %lld images\n", (long long)g.num_images);
     free(img), free(u8), sdc_pipeline_free(p);
+    free(init_buf), free(mask_buf);
     return 1;
   }
   const char *sched = g.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g.scheduler) : "model default";
   if (!quiet) fprintf(stderr, "seed %llu, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, (long long)g.width,
                       (long long)g.height, (long long)g.steps, sched);
   sdc__progress pr = {sdc_clock_mono_s(), !quiet && isatty(2)};
-  err = sdc_pipeline_generate(p, &g, NULL, img, NULL, sdc__on_progress, &pr);
+  err = sdc_pipeline_generate(p, &g, init_path ? &inputs : NULL, img, NULL, sdc__on_progress, &pr);
   int rc = 0;
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
@@ -235,7 +302,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       }
     }
   }
-  free(img), free(u8);
+  free(img), free(u8), free(init_buf), free(mask_buf);
   sdc_pipeline_free(p);
   return rc;
 }

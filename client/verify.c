@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "file.h"
 #include "model.h"
 #include "ops.h"
 #include "pipeline.h"
@@ -531,10 +532,10 @@ static double sdc__psnr_u8(const uint8_t *a, const uint8_t *b, int64_t n) {
 }
 
 /* bf16: PSNR of the image's PNG bytes against the fp32 golden ones, one line. */
-static void sdc__psnr_check(sdc__verify *v, const char *model, const char *layout, const char *name, const float *img,
-                            uint8_t *u8, int64_t n_img) {
+static void sdc__psnr_check(sdc__verify *v, const char *model, const char *layout, const char *gprefix,
+                            const char *name, const float *img, uint8_t *u8, int64_t n_img) {
   char label[256], gname[300];
-  snprintf(gname, sizeof gname, "%s/pipe/%s/png_uint8", model, name);
+  snprintf(gname, sizeof gname, "%s/png_uint8", gprefix);
   snprintf(label, sizeof label, "%s [%s] pipe/%s bf16 vs fp32", model, layout, name);
   const sdc_st_entry *e = sdc__golden(v, gname, SDC_U8);
   if (!e || sdc_shape_numel(e->ndim, e->shape) != n_img) {
@@ -550,6 +551,33 @@ static void sdc__psnr_check(sdc__verify *v, const char *model, const char *layou
             ok ? "pass" : "FAIL");
   ok ? v->n_pass++ : v->n_fail++;
   if (v->n_psnr++ == 0 || psnr < v->min_psnr_db) v->min_psnr_db = psnr;
+}
+
+/* The image against <gprefix>/image (float, 2e-3) and <gprefix>/png_uint8
+ * (>= 99.9% within 1 of the golden, all within 3): one line each. */
+static void sdc__image_checks(sdc__verify *v, const char *label0, const char *gprefix, const float *img, uint8_t *u8,
+                              int64_t n_img) {
+  char label[300], gname[400];
+  double mr;
+  snprintf(gname, sizeof gname, "%s/image", gprefix);
+  snprintf(label, sizeof label, "%s/image", label0);
+  sdc__report(v, label, sdc__max_err(v, gname, img, n_img, 0, &mr), 2e-3);
+  snprintf(gname, sizeof gname, "%s/png_uint8", gprefix);
+  snprintf(label, sizeof label, "%s/png_uint8", label0);
+  const sdc_st_entry *e = sdc__golden(v, gname, SDC_U8);
+  if (!e || sdc_shape_numel(e->ndim, e->shape) != n_img) return sdc__report_error(v, label, SDC_EMISSING);
+  const uint8_t *ref = sdc_st_ptr(&v->goldens, e);
+  sdc_images_to_u8(img, n_img, u8);
+  int64_t within1 = 0, worst = 0;
+  for (int64_t i = 0; i < n_img; i++) {
+    int64_t d = llabs((long long)u8[i] - (long long)ref[i]);
+    within1 += d <= 1;
+    if (d > worst) worst = d;
+  }
+  double frac = (double)within1 / (double)n_img;
+  int ok = frac >= 0.999 && worst <= 3;
+  printf("%-52s within1 %.4f%%  max_diff %lld  %s\n", label, 100.0 * frac, (long long)worst, ok ? "pass" : "FAIL");
+  ok ? v->n_pass++ : v->n_fail++;
 }
 
 static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *model, const char *layout, const char *name,
@@ -582,35 +610,16 @@ static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *mode
   if (err) {
     sdc__report_error(v, label, err);
   } else if (v->bf16) {
-    sdc__psnr_check(v, model, layout, name, img, u8, n_img);
+    snprintf(gname, sizeof gname, "%s/pipe/%s", model, name);
+    sdc__psnr_check(v, model, layout, gname, name, img, u8, n_img);
   } else {
     double mr;
     snprintf(gname, sizeof gname, "%s/pipe/%s/init_latents", model, name);
     snprintf(label, sizeof label, "%s [%s] pipe/%s/init_latents", model, layout, name);
     sdc__report(v, label, sdc__max_err(v, gname, lat, n_lat, 0, &mr), 1e-5);
-    snprintf(gname, sizeof gname, "%s/pipe/%s/image", model, name);
-    snprintf(label, sizeof label, "%s [%s] pipe/%s/image", model, layout, name);
-    sdc__report(v, label, sdc__max_err(v, gname, img, n_img, 0, &mr), 2e-3);
-    /* PNG bytes: >= 99.9% within 1 of the golden, all within 3 */
-    snprintf(gname, sizeof gname, "%s/pipe/%s/png_uint8", model, name);
-    snprintf(label, sizeof label, "%s [%s] pipe/%s/png_uint8", model, layout, name);
-    const sdc_st_entry *e = sdc__golden(v, gname, SDC_U8);
-    if (!e || sdc_shape_numel(e->ndim, e->shape) != n_img) {
-      sdc__report_error(v, label, SDC_EMISSING);
-    } else {
-      const uint8_t *ref = sdc_st_ptr(&v->goldens, e);
-      sdc_images_to_u8(img, n_img, u8);
-      int64_t within1 = 0, worst = 0;
-      for (int64_t i = 0; i < n_img; i++) {
-        int64_t d = llabs((long long)u8[i] - (long long)ref[i]);
-        within1 += d <= 1;
-        if (d > worst) worst = d;
-      }
-      double frac = (double)within1 / (double)n_img;
-      int ok = frac >= 0.999 && worst <= 3;
-      printf("%-52s within1 %.4f%%  max_diff %lld  %s\n", label, 100.0 * frac, (long long)worst, ok ? "pass" : "FAIL");
-      ok ? v->n_pass++ : v->n_fail++;
-    }
+    snprintf(gname, sizeof gname, "%s/pipe/%s", model, name);
+    snprintf(label, sizeof label, "%s [%s] pipe/%s", model, layout, name);
+    sdc__image_checks(v, label, gname, img, u8, n_img);
   }
   free(img), free(lat), free(u8);
 }
@@ -639,11 +648,128 @@ static void sdc__pipeline_cases(sdc__verify *v, const char *model, const cJSON *
   sdc_pipeline_free(p);
 }
 
+/* ------------------------------------- the pipelines manifest (issue 12) */
+
+/* A model of the pipelines manifest: DIR/<model>, else DIR/../<model> (the
+ * text-to-image reference models one folder up). */
+static void sdc__case_model_dir(const sdc__verify *v, const char *model, char *out, size_t n) {
+  snprintf(out, n, "%s/%s", v->ref, model);
+  if (access(out, F_OK) != 0) snprintf(out, n, "%s/../%s", v->ref, model);
+}
+
+/* Reads DIR/inputs/<file of key> into *buf (heap), or leaves it NULL when the case has no such key. */
+static int sdc__case_input(const sdc__verify *v, const cJSON *c, const char *key, char **buf, size_t *n) {
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, key);
+  *buf = NULL, *n = 0;
+  if (!f || cJSON_IsNull(f)) return SDC_OK;
+  if (!cJSON_IsString(f)) return sdc_seterr(SDC_EFORMAT, "%s/goldens.json: '%s' is not a file name", v->ref, key);
+  char path[1200];
+  snprintf(path, sizeof path, "%s/inputs/%s", v->ref, f->valuestring);
+  return sdc_read_file(path, buf, n);
+}
+
+/* One case of kind txt2img / img2img / inpaint: its own pipeline (LoRAs differ per case), the image, the PNG
+ * bytes and the initial noise draw against randn.<j>. */
+static void sdc__case_pipeline(sdc__verify *v, const char *model, const char *layout, const char *name, const cJSON *c) {
+  char label[256], gname[300], dir[1200], path[1300];
+  snprintf(label, sizeof label, "%s [%s] %s", model, layout, name);
+  if (!sdc__selected(v, label)) return;
+  const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "kind"));
+  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(c, "scheduler"), *neg = cJSON_GetObjectItemCaseSensitive(c, "negative_prompt"),
+              *ni = cJSON_GetObjectItemCaseSensitive(c, "num_images"), *st = cJSON_GetObjectItemCaseSensitive(c, "strength"),
+              *loras = cJSON_GetObjectItemCaseSensitive(c, "loras"), *l;
+  sdc_gen_params g = {
+      .prompt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt")),
+      .negative_prompt = cJSON_IsString(neg) ? neg->valuestring : NULL,
+      .width = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "width")),
+      .height = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "height")),
+      .steps = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "steps")),
+      .guidance_scale = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "guidance_scale")),
+      .seed = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "seed")),
+      .scheduler = cJSON_IsString(sch) ? sdc_sched_parse_name(sch->valuestring) : -1,
+      .num_images = cJSON_IsNumber(ni) ? (int64_t)ni->valuedouble : 1,
+      .strength = cJSON_IsNumber(st) ? st->valuedouble : 1.0,
+  };
+  int err = SDC_OK;
+  if (!kind || strcmp(kind, "txt2img") == 0) g.kind = SDC_GEN_TXT2IMG;
+  else if (strcmp(kind, "img2img") == 0) g.kind = SDC_GEN_IMG2IMG;
+  else if (strcmp(kind, "inpaint") == 0) g.kind = SDC_GEN_INPAINT;
+  else err = sdc_seterr(SDC_EFORMAT, "kind '%s': expected txt2img, img2img or inpaint", kind);
+  if (!err && cJSON_IsString(sch) && g.scheduler < 0) err = sdc_seterr(SDC_EINVAL, "unknown scheduler '%s'", sch->valuestring);
+  if (!err) err = sdc_gen_params_check(&g, 0);
+  sdc_lora_ref refs[SDC_MAX_LORAS];
+  int n_loras = 0;
+  cJSON_ArrayForEach(l, loras) {
+    const char *file = cJSON_GetStringValue(cJSON_GetArrayItem(l, 0));
+    if (err) break;
+    if (n_loras == SDC_MAX_LORAS || !file || !cJSON_IsNumber(cJSON_GetArrayItem(l, 1))) {
+      err = sdc_seterr(SDC_EFORMAT, "loras: expected at most %d [file, multiplier] pairs", SDC_MAX_LORAS);
+      break;
+    }
+    snprintf(refs[n_loras].path, sizeof refs[n_loras].path, "%s/lora/%s", v->ref, file);
+    refs[n_loras++].multiplier = cJSON_GetArrayItem(l, 1)->valuedouble;
+  }
+  char *init = NULL, *mask = NULL;
+  size_t n_init = 0, n_mask = 0;
+  if (!err) err = sdc__case_input(v, c, "init_image", &init, &n_init);
+  if (!err) err = sdc__case_input(v, c, "mask_image", &mask, &n_mask);
+  sdc_pipeline *p = NULL;
+  sdc__case_model_dir(v, model, dir, sizeof dir);
+  const int single = strcmp(layout, "single_file") == 0;
+  snprintf(path, sizeof path, "%s/single_file.safetensors", dir);
+  if (!err) err = sdc_pipeline_load(&p, single ? path : dir, single ? dir : NULL, &v->opts, refs, n_loras);
+  float *img = NULL, *lat = NULL;
+  uint8_t *u8 = NULL;
+  int64_t n_img = 0, n_lat = 0;
+  if (!err) {
+    const int64_t s = sdc_vae_scale(&p->model.vae);
+    n_img = g.num_images * g.height * g.width * 3;
+    n_lat = g.num_images * p->model.vae.latent_channels * (g.height / s) * (g.width / s);
+    img = malloc((size_t)n_img * sizeof *img), lat = malloc((size_t)n_lat * sizeof *lat), u8 = malloc((size_t)n_img);
+    if (!img || !lat || !u8) err = sdc_seterr(SDC_ENOMEM, "out of memory");
+  }
+  const sdc_pipeline_images in = {init, n_init, mask, n_mask};
+  if (!err) err = sdc_pipeline_generate(p, &g, g.kind == SDC_GEN_TXT2IMG ? NULL : &in, img, lat, NULL, NULL);
+  snprintf(gname, sizeof gname, "%s/%s", model, name);
+  if (err) {
+    sdc__report_error(v, label, err);
+  } else if (v->bf16) {
+    sdc__psnr_check(v, model, layout, gname, name, img, u8, n_img);
+  } else {
+    /* the initial noise is draw 0, or 1 after the init image's posterior */
+    const int j = sdc_denoise_needs_init(&g, p->model.unet.in_channels);
+    char rname[340], rlabel[300];
+    snprintf(rname, sizeof rname, "%s/randn.%d", gname, j);
+    snprintf(rlabel, sizeof rlabel, "%s/randn.%d", label, j);
+    double mr;
+    if (sdc_st_find(&v->goldens, rname)) sdc__report(v, rlabel, sdc__max_err(v, rname, lat, n_lat, 0, &mr), 1e-5);
+    sdc__image_checks(v, label, gname, img, u8, n_img);
+  }
+  sdc_pipeline_free(p);
+  free(init), free(mask), free(img), free(lat), free(u8);
+}
+
+/* goldens.json[<model>].cases, from the diffusers folder and the single file when there is one. */
+static void sdc__case_pipelines(sdc__verify *v, const char *model, const cJSON *spec) {
+  char dir[1200], path[1300];
+  sdc__case_model_dir(v, model, dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/single_file.safetensors", dir);
+  const int has_single = access(path, F_OK) == 0;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(spec, "cases")) {
+    sdc__case_pipeline(v, model, "diffusers", c->string, c);
+    if (has_single) sdc__case_pipeline(v, model, "single_file", c->string, c);
+  }
+}
+
 static void sdc__verify_usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc verify --ref DIR [--only SUBSTRING] [--precision fp32|bf16]\n"
           "  Runs every case of DIR/goldens.json against DIR/goldens.safetensors, loading each\n"
           "  model from DIR/<model>/ (diffusers layout, and single_file.safetensors when present).\n"
+          "  A manifest of pipeline cases (goldens.json[<model>].cases: txt2img, img2img, inpaint)\n"
+          "  takes its models from DIR/<model> or DIR/../<model>, its images from DIR/inputs/ and\n"
+          "  its LoRAs from DIR/lora/.\n"
           "  Prints one line per case; exits 0 only if all pass.\n"
           "  --precision bf16 runs only the pipeline cases, in bf16, and passes those whose image\n"
           "  has a PSNR of at least %.0f dB against the fp32 golden PNG bytes; exits 77 (SKIP)\n"
@@ -686,7 +812,13 @@ static void sdc__all_pipelines(sdc__verify *v) {
   const cJSON *spec;
   cJSON_ArrayForEach(spec, v->manifest) {
     const char *model = spec->string;
-    if (!cJSON_IsObject(spec) || strcmp(model, "rng") == 0 || strcmp(model, "sched") == 0) continue;
+    if (!cJSON_IsObject(spec) || strcmp(model, "rng") == 0 || strcmp(model, "sched") == 0 ||
+        strcmp(model, "sched_lcm") == 0)
+      continue;
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(spec, "cases"))) {
+      sdc__case_pipelines(v, model, spec);
+      continue;
+    }
     sdc__pipeline_cases(v, model, spec, "diffusers");
     snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v->ref, model);
     if (access(path, F_OK) == 0) sdc__pipeline_cases(v, model, spec, "single_file");
@@ -768,7 +900,11 @@ int sdc_cmd_verify(int argc, char **argv) {
       cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(spec, "cases")) sdc__sched_case(&v, c->string, c);
       continue;
     }
-    if (!cJSON_IsObject(spec)) continue;
+    if (!cJSON_IsObject(spec) || strcmp(model, "sched_lcm") == 0) continue; /* sched_lcm: the LCM scheduler's own */
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(spec, "cases"))) {
+      sdc__case_pipelines(&v, model, spec);
+      continue;
+    }
     const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(spec, "prompts");
     if (cJSON_IsArray(prompts)) sdc__tokenizer_cases(&v, model, prompts);
     sdc__model_cases(&v, model, spec, "diffusers");

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libdnnl-dev libcjson-dev libutf8proc-dev libpng-dev
+  libopenblas-dev libdnnl-dev libcjson-dev libutf8proc-dev libpng-dev libjpeg-dev
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libuv1-dev libhiredis-dev libmicrohttpd-dev
   redis-server procps prometheus
   iproute2 curl jq gnuplot-nox

@@ -84,6 +84,10 @@ int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
     err = sdc__load_folder_configs(m, config_dir);
   } else {
     err = sdc__load_std_configs(m);
+    /* an inpainting checkpoint (latents | mask | masked latents) differs from
+     * its text-to-image family only in the first convolution's inputs */
+    const sdc_st_entry *e = sdc_st_find(&m->files[0], "model.diffusion_model.input_blocks.0.0.weight");
+    if (!err && e && e->ndim == 4) m->unet.in_channels = e->shape[1];
   }
   if (err) goto fail;
   return SDC_OK;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "imagecond.h"
 
 int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_dir, const sdc_load_opts *opts,
                       const sdc_lora_ref *loras, int n_loras) {
@@ -31,7 +32,7 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
   if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_UNET], p->loras, SDC_COMP_UNET);
   if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_VAE, &p->w[SDC_COMP_VAE]);
-  if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER, opts);
+  if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, opts);
   if (err) {
     sdc_pipeline_free(p);
     return err;
@@ -78,15 +79,29 @@ void sdc_pixels_to_images(const float *pix, int64_t N, int64_t Co, int64_t H, in
 int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, const sdc_pipeline_images *imgs, float *images,
                           float *init_latents, sdc_progress_fn progress, void *pctx) {
   const sdc_model *m = &p->model;
-  if (g->kind != SDC_GEN_TXT2IMG || imgs)
-    return sdc_seterr(SDC_EUNSUPPORTED, "init_image: img2img and inpainting are not supported yet");
+  sdc_image_cond cond = {0};
+  int err = sdc_gen_params_check(g, 0);
+  if (err) return err;
+  if (g->kind != SDC_GEN_TXT2IMG) {
+    if (!imgs || !imgs->init) return sdc_seterr(SDC_EINVAL, "init_image: missing for img2img or inpainting");
+    if (g->kind == SDC_GEN_INPAINT && !imgs->mask) return sdc_seterr(SDC_EINVAL, "mask: missing for inpainting");
+    if (g->kind == SDC_GEN_IMG2IMG && imgs->mask) return sdc_seterr(SDC_EINVAL, "mask: given to an img2img request");
+    /* the same call the cluster's VAE worker makes */
+    err = sdc_image_cond_encode(p->vae, &p->arena, imgs->init, imgs->n_init, imgs->mask, imgs->n_mask, g->width,
+                                g->height, sdc_denoise_needs_init(g, m->unet.in_channels), &cond);
+    if (err) return err;
+  } else if (imgs && (imgs->init || imgs->mask)) {
+    return sdc_seterr(SDC_EINVAL, "init_image: given to a text-to-image request");
+  }
   sdc_denoise d;
-  int err = sdc_denoise_init(&d, g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
-                             sdc_vae_scale(&m->vae), m->vae.scaling_factor, NULL, init_latents);
+  err = sdc_denoise_init(&d, g, m->scheduler_json, m->vae.latent_channels, m->unet.in_channels,
+                         sdc_vae_scale(&m->vae), m->vae.scaling_factor, g->kind == SDC_GEN_TXT2IMG ? NULL : &cond,
+                         init_latents);
+  sdc_image_cond_free(&cond); /* denoise keeps its own copies */
   if (err) return err;
   const int64_t N = d.N, B = sdc_denoise_batch(&d), L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
   sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);
-  float *ctx = sdc_arena_floats(&p->arena, B * L * D), *in = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w),
+  float *ctx = sdc_arena_floats(&p->arena, B * L * D), *in = sdc_arena_floats(&p->arena, B * d.C_in * d.h * d.w),
         *pred = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w), *t = sdc_arena_floats(&p->arena, B);
   if (!ctx || !in || !pred || !t) {
     err = sdc_seterr(SDC_ENOMEM, "out of memory for %lldx%lld", (long long)g->width, (long long)g->height);

@@ -56,6 +56,12 @@ typedef struct {
   int cfg;                   /* classifier-free guidance: batch 2N = [uncond; cond] */
   double guidance_scale, scaling_factor;
   float *lat, *noise;        /* n_lat each, heap */
+  sdc_gen_kind kind;
+  int blend;                 /* 4-channel inpainting: the known region put back after every step */
+  float *image_lat;          /* (N,C,h,w) init image latents x scaling_factor; NULL unless needed */
+  float *init_noise;         /* (N,C,h,w) the initial noise draw, kept for the blend; NULL without */
+  float *mask;               /* (h,w) at latent size, 1 = repaint; NULL unless inpainting */
+  float *masked_lat;         /* (C,h,w) masked-image latents x scaling_factor; NULL unless inpainting */
 } sdc_denoise;
 
 /* Prepares the scheduler from a scheduler_config.json text and makes the
@@ -70,6 +76,9 @@ int sdc_denoise_init(sdc_denoise *d /* OUT */, const sdc_gen_params *g, const ch
 void sdc_denoise_free(sdc_denoise *d);
 /* Batch of the UNet input: 2N with guidance, else N. */
 static inline int64_t sdc_denoise_batch(const sdc_denoise *d) { return d->cfg ? 2 * d->N : d->N; }
+/* diffusers' get_timesteps: the scheduler call an img2img / inpainting run
+ * starts at, (steps - int(steps * strength)) * order; 0 for text-to-image. */
+int64_t sdc_denoise_begin_call(const sdc_gen_params *g, int64_t sched_order);
 /* Calls left (0 when done). */
 int64_t sdc_denoise_calls_left(const sdc_denoise *d);
 /* The next UNet input (batch x C_in x h x w) and its timesteps (batch). */

@@ -253,8 +253,9 @@ static void sdc__copy_in(double *dst, const float *src, int64_t n) {
  * last call with the outputs weighted 1/6, 1/3, 1/3, 1/6. */
 static void sdc__pndm_prk(sdc_scheduler *s, const float *mo, float *sample, int64_t n) {
   sdc__pndm_state *st = s->state;
-  const int64_t c = s->index, h = s->cfg.num_train_timesteps / s->n_steps / 2;
-  const int64_t prev_t = (int64_t)s->timesteps[c] - (c % 2 ? 0 : h), t = (int64_t)s->timesteps[c / 4 * 4];
+  /* diffusers' counter starts at 0 whatever the first timestep (img2img) */
+  const int64_t c = s->index - s->begin, h = s->cfg.num_train_timesteps / s->n_steps / 2;
+  const int64_t prev_t = (int64_t)s->timesteps[s->index] - (c % 2 ? 0 : h), t = (int64_t)s->timesteps[c / 4 * 4];
   if (c % 4 == 0) {
     sdc__pndm_push(st, mo, n);
     sdc__copy_in(st->cur_sample, sample, n);
@@ -274,8 +275,8 @@ static void sdc__pndm_prk(sdc_scheduler *s, const float *mo, float *sample, int6
  * redoes that step from the saved sample with the average of both outputs. */
 static void sdc__pndm_plms(sdc_scheduler *s, const float *mo, float *sample, int64_t n) {
   sdc__pndm_state *st = s->state;
-  const int64_t c = s->index, r = s->cfg.num_train_timesteps / s->n_steps;
-  int64_t t = (int64_t)s->timesteps[c], prev_t = t - r;
+  const int64_t c = s->index - s->begin, r = s->cfg.num_train_timesteps / s->n_steps; /* c: diffusers' counter */
+  int64_t t = (int64_t)s->timesteps[s->index], prev_t = t - r;
   if (c != 1) sdc__pndm_push(st, mo, n);
   else prev_t = t, t = t + r;
   double *const *E = st->ets + st->n_ets - 1; /* E[0] newest, E[-1] the one before, ... */
@@ -312,7 +313,7 @@ static int sdc__pndm_step(sdc_scheduler *s, const float *model_out, float *sampl
     st->x = p, p += n;
     st->e = p;
   }
-  if (s->index < st->n_prk) sdc__pndm_prk(s, model_out, sample, n);
+  if (s->index - s->begin < st->n_prk) sdc__pndm_prk(s, model_out, sample, n);
   else sdc__pndm_plms(s, model_out, sample, n);
   return SDC_OK;
 }

@@ -309,12 +309,16 @@ static int sdc__lms_step(sdc_scheduler *s, const float *model_out, float *sample
     d_now[i] = (x - sdc__pred_x0(p, model_out[i], x, sigma)) / sigma;
   }
   const int order = t + 1 < SDC__LMS_ORDER ? (int)(t + 1) : SDC__LMS_ORDER;
+  /* after a begin index diffusers' derivative list starts empty and its zip
+   * stops at the derivatives it has: the leading coefficients alone */
+  const int64_t made = t - s->begin + 1;
+  const int have = made < order ? (int)made : order;
   const double *d[SDC__LMS_ORDER];
-  for (int k = 0; k < order; k++) d[k] = st->hist + ((t - k) % SDC__LMS_ORDER) * n; /* k calls back */
+  for (int k = 0; k < have; k++) d[k] = st->hist + ((t - k) % SDC__LMS_ORDER) * n; /* k calls back */
   const double *c = st->coeff[t];
   for (int64_t i = 0; i < n; i++) {
     double acc = sample[i];
-    for (int k = 0; k < order; k++) acc += c[k] * d[k][i];
+    for (int k = 0; k < have; k++) acc += c[k] * d[k][i];
     sample[i] = (float)acc;
   }
   return SDC_OK;

@@ -29,6 +29,7 @@ struct sdc_scheduler {
   int64_t n_sigmas;
   double init_noise_sigma;
   int64_t index;           /* next call */
+  int64_t begin;           /* first call of the run (img2img): index - begin counts the calls made */
   int64_t n_elems;         /* sample size, fixed by the first step */
   /* training schedule, [num_train_timesteps] each, in double */
   double *betas, *alphas, *alphas_cumprod;

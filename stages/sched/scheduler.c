@@ -312,6 +312,37 @@ int sdc_scheduler_step(sdc_scheduler *s, const float *model_out, float *sample, 
   return err;
 }
 
+int64_t sdc_scheduler_order(const sdc_scheduler *s) { return s->cfg.kind == SDC_SCHED_HEUN ? 2 : 1; }
+int64_t sdc_scheduler_begin(const sdc_scheduler *s) { return s->begin; }
+
+int sdc_scheduler_set_begin(sdc_scheduler *s, int64_t begin) {
+  if (s->index != s->begin || s->n_elems)
+    return sdc_seterr(SDC_EINVAL, "scheduler: begin index set after the run started");
+  if (begin < 0 || begin >= s->n_calls)
+    return sdc_seterr(SDC_EINVAL, "scheduler: begin index %lld outside a %lld-call run", (long long)begin,
+                      (long long)s->n_calls);
+  s->begin = s->index = begin;
+  return SDC_OK;
+}
+
+void sdc_scheduler_add_noise(const sdc_scheduler *s, const float *x0, const float *noise, float *out, int64_t n,
+                             int64_t i) {
+  double a, b; /* out = a * x0 + b * noise */
+  if (!s->sigmas) {
+    const double acp = s->alphas_cumprod[(int64_t)s->timesteps[i]];
+    a = sqrt(acp), b = sqrt(1.0 - acp);
+  } else {
+    const double sigma = s->sigmas[i];
+    const sdc_sched_kind k = s->cfg.kind;
+    if (k == SDC_SCHED_DPMPP_2M || k == SDC_SCHED_DPMPP_2M_KARRAS || k == SDC_SCHED_UNIPC) /* VP form */
+      a = 1.0 / sqrt(sigma * sigma + 1.0), b = sigma * a;
+    else
+      a = 1.0, b = sigma;
+  }
+  const float fa = (float)a, fb = (float)b;
+  for (int64_t j = 0; j < n; j++) out[j] = fa * x0[j] + fb * noise[j];
+}
+
 /* ------------------------------------------------------ shared sigma math */
 
 void sdc__sched_spacing(const sdc_scheduler *s, int64_t n, double *out) {

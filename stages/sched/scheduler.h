@@ -95,4 +95,22 @@ int sdc_scheduler_needs_noise(const sdc_scheduler *s);
  * The sample size must stay the same for the whole run. */
 int sdc_scheduler_step(sdc_scheduler *s, const float *model_out, float *sample, int64_t n, const float *noise);
 
+/* Calls per inference step, diffusers' `scheduler.order` (Heun 2, the rest 1):
+ * img2img skips (steps - int(steps * strength)) * order calls. */
+int64_t sdc_scheduler_order(const sdc_scheduler *s);
+/* Starts the run at call `begin` instead of 0 (diffusers' set_begin_index, or
+ * for classes without it, their fresh counters at a later timestep): only
+ * before the first step. Solvers with a history start it empty there, as
+ * diffusers does. SDC_EINVAL when begin is not in [0, n_calls). */
+int sdc_scheduler_set_begin(sdc_scheduler *s, int64_t begin);
+/* Call index the run started at (0 unless set_begin). */
+int64_t sdc_scheduler_begin(const sdc_scheduler *s);
+/* diffusers' add_noise: out = x0 noised to the level of call i (0 <= i <
+ * n_calls): sqrt(acp)*x0 + sqrt(1-acp)*noise at timesteps[i] for the
+ * alphas_cumprod schedulers, x0 + sigma*noise for Euler / Heun / LMS,
+ * alpha_t*x0 + sigma_t*noise for DPM-Solver / UniPC (sigma = sigmas[i]).
+ * n values each; out may be x0. */
+void sdc_scheduler_add_noise(const sdc_scheduler *s, const float *x0, const float *noise, float *out, int64_t n,
+                             int64_t i);
+
 #endif
