@@ -40,6 +40,8 @@ static void sdc__generate_usage(FILE *fp) {
           "  --num-images N          images from one seed, 1..%d (default 1); FILE-0.png, FILE-1.png, ...\n"
           "  --output FILE.png       where to write (default out.png)\n"
           "  --max-pixels N          refuse width*height above N (default %d)\n"
+          "  --lora FILE[:MULT]      apply a LoRA / LoCon adapter (kohya .safetensors), multiplier default 1,\n"
+          "                          may be negative; repeat for up to %d (they add up)\n"
           "  --precision fp32|bf16   GEMM arithmetic (default fp32, exact; bf16 on AMX/AVX512-BF16 via oneDNN)\n"
           "  --init-image FILE       img2img: start from this PNG or JPEG (its size unless --width/--height)\n"
           "  --mask FILE             inpainting: PNG or JPEG of the init image's size, white = repaint\n"
@@ -47,7 +49,7 @@ static void sdc__generate_usage(FILE *fp) {
           "                          (default 0.8 for img2img, 1.0 for inpainting)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
-          SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS);
+          SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS, SDC_MAX_LORAS);
 }
 
 /* FILE.png -> FILE-i.png when several images are written. */
@@ -149,7 +151,9 @@ int sdc_cmd_generate(int argc, char **argv) {
   int64_t max_pixels = SDC_DEFAULT_MAX_PIXELS;
   int have_seed = 0, quiet = 0, err = SDC_OK;
   sdc_precision prec = SDC_PREC_FP32;
-  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH };
+  sdc_lora_ref loras[SDC_MAX_LORAS];
+  int n_loras = 0;
+  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH, O_LORA };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
       {"prompt", required_argument, 0, 'p'},     {"negative-prompt", required_argument, 0, O_NEG},
@@ -161,6 +165,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       {"precision", required_argument, 0, O_PREC}, {"help", no_argument, 0, 'h'},
       {"init-image", required_argument, 0, O_INIT}, {"mask", required_argument, 0, O_MASK},
       {"strength", required_argument, 0, O_STRENGTH},
+      {"lora", required_argument, 0, O_LORA},
       {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -211,6 +216,10 @@ int sdc_cmd_generate(int argc, char **argv) {
         if (end == optarg || *end) err = sdc_seterr(SDC_EINVAL, "--strength '%s': expected a number in (0, 1]", optarg);
         break;
       }
+      case O_LORA:
+        if (n_loras == SDC_MAX_LORAS) err = sdc_seterr(SDC_EINVAL, "--lora '%s': at most %d adapters", optarg, SDC_MAX_LORAS);
+        else err = sdc_lora_ref_parse(optarg, &loras[n_loras++]);
+        break;
       case 'h': sdc__generate_usage(stdout); return 0;
       default:
         err = sdc_seterr(SDC_EINVAL, "unknown or incomplete option '%s' (see sdc generate --help)", argv[optind - 1]);
@@ -254,7 +263,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   }
   if (!have_seed) g.seed = sdc__random_seed();
   sdc_pipeline *p = NULL;
-  if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}, NULL, 0))) {
+  if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}, loras, n_loras))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     free(init_buf), free(mask_buf);
     return 2;
@@ -289,7 +298,13 @@ int sdc_cmd_generate(int argc, char **argv) {
   } else {
     sdc_images_to_u8(img, g.num_images * n_px, u8);
     char params[8192], origin[4200];
-    snprintf(origin, sizeof origin, "Model: %s%s", model, prec == SDC_PREC_BF16 ? ", Precision: bf16" : "");
+    int o = snprintf(origin, sizeof origin, "Model: %s%s", model, prec == SDC_PREC_BF16 ? ", Precision: bf16" : "");
+    /* "LoRA: style:0.8 detail:-0.5": file base names and multipliers, short as A1111's hashes field */
+    for (int i = 0; i < n_loras && o > 0 && (size_t)o < sizeof origin; i++) {
+      const char *base = strrchr(loras[i].path, '/');
+      o += snprintf(origin + o, sizeof origin - (size_t)o, "%s%s:%g", i ? " " : ", LoRA: ", base ? base + 1 : loras[i].path,
+                    loras[i].multiplier);
+    }
     for (int64_t i = 0; i < g.num_images && !rc; i++) {
       sdc_gen_params_text(&g, i, origin, params, sizeof params);
       const char *keys[] = {"parameters"}, *vals[] = {params};

@@ -128,7 +128,9 @@ int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w) {
     const void *cfg = comp == SDC_COMP_UNET ? (const void *)&m->unet
                       : comp == SDC_COMP_VAE ? (const void *)&m->vae
                                              : (const void *)&m->clip;
-    return sdc_checkpoint_weights(w, &m->files[0], m->family, comps[comp], cfg);
+    int err = sdc_checkpoint_weights(w, &m->files[0], m->family, comps[comp], cfg);
+    if (!err && comp == SDC_COMP_UNET) w->unet_cfg = &m->unet;
+    return err;
   }
   if (!m->opened[comp]) {
     char p[1200];
@@ -137,7 +139,9 @@ int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w) {
     if ((err = sdc_st_open(&m->files[comp], p))) return err;
     m->opened[comp] = 1;
   }
-  return sdc_weights_init(w, &m->files[comp], "", NULL, NULL);
+  int err = sdc_weights_init(w, &m->files[comp], "", NULL, NULL);
+  if (!err && comp == SDC_COMP_UNET) w->unet_cfg = &m->unet;
+  return err;
 }
 
 const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n) {

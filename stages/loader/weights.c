@@ -1,6 +1,7 @@
 /* weights.c - diffusers-name lookup over one safetensors file, with dtype widening. */
 #include "weights.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -83,6 +84,8 @@ struct sdc__kept {
 };
 
 void sdc_weights_free(sdc_weights *w) {
+  for (int64_t i = 0; i < w->n_overlay; i++) free(w->overlay[i].name);
+  free(w->overlay);
   for (int64_t i = 0; i < w->n_kept; i++) w->kept[i].free_fn(w->kept[i].obj);
   free(w->kept);
   for (int64_t i = 0; i < w->n_rec; i++) free(w->rec[i].name), free(w->rec[i].data);
@@ -101,6 +104,8 @@ static const sdc__weight_ref *sdc__find(const sdc_weights *w, const char *name) 
 }
 
 int sdc_weights_has(const sdc_weights *w, const char *name) { return sdc__find(w, name) != NULL; }
+
+const sdc__weight_ref *sdc_weights_ref(const sdc_weights *w, const char *name) { return sdc__find(w, name); }
 
 void *sdc_weights_fail(sdc_weights *w, int err, const char *fmt, ...) {
   if (!w->err) {
@@ -186,6 +191,88 @@ void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_
   return obj;
 }
 
+static int sdc__cmp_overlay(const void *a, const void *b) {
+  return strcmp(((const sdc__weight_overlay *)a)->name, ((const sdc__weight_overlay *)b)->name);
+}
+
+static sdc__weight_overlay *sdc__find_overlay(const sdc_weights *w, const char *name) {
+  if (w->n_overlay == 0) return NULL;
+  sdc__weight_overlay key = {.name = (char *)name};
+  return bsearch(&key, w->overlay, (size_t)w->n_overlay, sizeof *w->overlay, sdc__cmp_overlay);
+}
+
+int sdc_weights_add_delta(sdc_weights *w, const char *name, const sdc_weight_delta *d) {
+  if (w->recording) return sdc_seterr(SDC_EINVAL, "%s: a LoRA cannot be applied to a recorder", d->file->path);
+  /* merging happens on lookup: a tensor already handed out would stay unmerged */
+  if (w->n_bytes_used)
+    return sdc_seterr(SDC_EINVAL, "%s: LoRA applied after the model's weights were read", d->file->path);
+  sdc__weight_overlay *o = sdc__find_overlay(w, name);
+  if (o) {
+    if (o->n_terms == SDC_MAX_LORAS)
+      return sdc_seterr(SDC_EINVAL, "%s: more than %d adapters on tensor '%s'", d->file->path, SDC_MAX_LORAS, name);
+    o->terms[o->n_terms++] = *d;
+    return SDC_OK;
+  }
+  if (w->n_overlay == w->cap_overlay) {
+    int64_t cap = w->cap_overlay ? 2 * w->cap_overlay : 64;
+    sdc__weight_overlay *p = realloc(w->overlay, (size_t)cap * sizeof *p);
+    if (!p) return sdc_seterr(SDC_ENOMEM, "%s: out of memory", d->file->path);
+    w->overlay = p, w->cap_overlay = cap;
+  }
+  int64_t at = w->n_overlay;
+  while (at > 0 && strcmp(w->overlay[at - 1].name, name) > 0) at--;
+  sdc__weight_overlay n = {.name = strdup(name), .n_terms = 1};
+  if (!n.name) return sdc_seterr(SDC_ENOMEM, "%s: out of memory", d->file->path);
+  n.terms[0] = *d;
+  memmove(&w->overlay[at + 1], &w->overlay[at], (size_t)(w->n_overlay - at) * sizeof *w->overlay);
+  w->overlay[at] = n;
+  w->n_overlay++;
+  return SDC_OK;
+}
+
+static float *sdc__own_floats(sdc_weights *w, int64_t n, const char *name);
+
+/* A low-rank factor widened to f32 (heap; NULL when memory runs out). */
+static float *sdc__widen(const sdc_st_file *f, const sdc_st_entry *e) {
+  int64_t n = sdc_shape_numel(e->ndim, e->shape);
+  float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+  if (x) sdc_convert_to_f32(x, sdc_st_ptr(f, e), e->dtype, n);
+  return x;
+}
+
+/* r's tensor with o's terms added: the widened copy itself when the file is
+ * not f32, else a heap copy (the mapped file stays untouched). */
+static const float *sdc__merged(sdc_weights *w, const sdc__weight_ref *r, sdc__weight_overlay *o) {
+  const sdc_st_entry *e = r->entry;
+  const int64_t rows = e->shape[0] / r->n_parts, n = sdc_shape_numel(e->ndim, e->shape) / r->n_parts,
+                cols = rows ? n / rows : 0;
+  const float *base = sdc__materialize(w, r);
+  if (!base) return NULL;
+  float *W;
+  if (w->n_owned && w->owned[w->n_owned - 1] == base) {
+    W = (float *)base;
+  } else {
+    if (!(W = sdc__own_floats(w, n, r->name))) return NULL;
+    memcpy(W, base, (size_t)n * sizeof *W);
+    sdc__drop_pages(base, (size_t)n * sizeof *base);
+  }
+  for (int t = 0; t < o->n_terms; t++) {
+    const sdc_weight_delta *d = &o->terms[t];
+    const int64_t rank = d->down->shape[0];
+    float *up = sdc__widen(d->file, d->up), *down = sdc__widen(d->file, d->down);
+    if (!up || !down) {
+      free(up), free(down);
+      return sdc_weights_fail(w, SDC_ENOMEM, "%s: LoRA of '%s': out of memory", d->file->path, r->name);
+    }
+    /* W (rows, cols) += scale * up (rows, rank) . down (rank, cols), f32 as the reference does it */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)rank, (float)d->scale, up,
+                (int)rank, down, (int)cols, 1.0f, W, (int)cols);
+    free(up), free(down);
+  }
+  w->n_merged++;
+  return W;
+}
+
 const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
   if (w->err) return NULL;
   if (w->recording) return sdc__record(w, name, ndim, shape);
@@ -201,7 +288,8 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
     return sdc_weights_fail(w, SDC_ESHAPE, "tensor '%s' (%s) has shape %s, expected %s", e->name, r->file->path, got,
                             want);
   }
-  return sdc__materialize(w, r);
+  sdc__weight_overlay *o = sdc__find_overlay(w, name);
+  return o ? sdc__merged(w, r, o) : sdc__materialize(w, r);
 }
 
 const float *sdc_weights_get_linear(sdc_weights *w, const char *name, int64_t n_out, int64_t n_in, int prefer_conv) {
@@ -330,12 +418,18 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
     int same = e->ndim == 4 && r->n_parts == 1;
     for (int i = 0; same && i < 4; i++) same = e->shape[i] == shape[i];
     if (!same) return sdc_weights_get(w, name, 4, shape);
+    if (sdc__find_overlay(w, name)) {
+      /* a LoRA'd conv: merged first, then packed like a recorded one */
+      if (!(src = sdc_weights_get(w, name, 4, shape))) return NULL;
+    }
     dt = e->dtype;
     if (dt != SDC_F32 && dt != SDC_F16 && dt != SDC_BF16)
       return sdc_weights_fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
                        sdc_dtype_name(dt));
-    raw = sdc_st_ptr(r->file, e);
-    w->n_bytes_used += n * 4;
+    if (!src) {
+      raw = sdc_st_ptr(r->file, e);
+      w->n_bytes_used += n * 4;
+    }
   }
   float *dst = sdc__own_floats(w, n, name);
   if (!dst) return NULL;
@@ -354,6 +448,8 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)raw + page - 1) & ~(page - 1),
                     hi = ((uintptr_t)raw + (size_t)n * sdc_dtype_size(dt)) & ~(page - 1);
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  } else if (!w->recording) {
+    sdc_weights_release(w, src, n); /* the merged copy: the packed one is what stays */
   }
   return dst;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "safetensors.h"
+#include "sdc_limits.h"
 #include "tensor.h"
 
 #define SDC_KEY_MAX 256
@@ -28,6 +29,22 @@ typedef struct {
   int part, n_parts;
 } sdc__weight_ref;
 
+/* One low-rank term of a LoRA overlay (lora.h): the tensor gets scale * up .
+ * down added, up [out, r(, 1, 1)] and down [r, rest...] read flat as [out, r]
+ * and [r, numel / out] from file (which the adapter set keeps open). */
+typedef struct {
+  const sdc_st_file *file;
+  const sdc_st_entry *up, *down;
+  double scale; /* multiplier * alpha / rank */
+} sdc_weight_delta;
+
+/* A tensor handed out merged: W + the sum of its terms, built on first lookup. */
+typedef struct {
+  char *name; /* diffusers name */
+  int n_terms;
+  sdc_weight_delta terms[SDC_MAX_LORAS];
+} sdc__weight_overlay;
+
 /* A view of one model component's tensors. Lookups never fail silently: the
  * first error is kept (`err`, message in `msg`) and later lookups return NULL,
  * so a loader makes all its lookups and checks once at the end. */
@@ -45,6 +62,11 @@ typedef struct {
   uint64_t seed;
   struct sdc__recorded *rec; /* sorted by name */
   int64_t n_rec, cap_rec;
+  /* LoRA overlay: tensors handed out merged (sdc_weights_add_delta), sorted by name */
+  sdc__weight_overlay *overlay;
+  int64_t n_overlay, cap_overlay;
+  int64_t n_merged;       /* tensors merged so far */
+  const void *unet_cfg;   /* the model's sdc_unet_config (set by sdc_model_weights): LoRAs' LDM names need it */
   char source[400];       /* "file" or "file (keys prefix*)", for messages */
   int err;
   char msg[512];
@@ -57,6 +79,8 @@ int sdc_weights_init(sdc_weights *w /* OUT */, const sdc_st_file *file, const ch
 void sdc_weights_free(sdc_weights *w);
 
 int sdc_weights_has(const sdc_weights *w, const char *name);
+/* Where the tensor `name` comes from (file entry, part), or NULL. */
+const sdc__weight_ref *sdc_weights_ref(const sdc_weights *w, const char *name);
 
 /* Records err with a printf message naming the tensor (or block) at fault,
  * unless an error is already recorded: the first one is what gets reported.
@@ -90,6 +114,14 @@ void sdc_weights_release(sdc_weights *w, const float *p, int64_t n);
  * freed, then calls free_fn(obj). obj NULL records an out-of-memory error
  * naming `name` and returns NULL; so does a failure to keep it (obj is then freed). */
 void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_t n_bytes, const char *name);
+
+/* Makes lookups of `name` (a tensor of w) hand out W + d.scale * up . down,
+ * added to the terms already there (several adapters add up). Merging happens
+ * on the tensor's first lookup, in f32 on the widened tensor, before any
+ * packing, so every loader and kernel sees merged weights. The caller (lora.c)
+ * has checked the shapes; this only refuses a recorder, a view already looked
+ * into, and more than SDC_MAX_LORAS terms on one tensor. */
+int sdc_weights_add_delta(sdc_weights *w, const char *name, const sdc_weight_delta *d);
 
 /* A recorder: a view with no file behind it that invents every tensor a
  * loader asks for (deterministic from seed and name: norm scales near 1,
