@@ -538,7 +538,7 @@ int sdc_cmd_bench(int argc, char **argv) {
       case O_SCHED:
         if (!sdc_job_scheduler_valid(optarg))
           err = sdc_seterr(SDC_EINVAL, "--scheduler '%s': unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
-                                       "dpmpp_2m, dpmpp_2m_karras, unipc)", optarg);
+                                       "dpmpp_2m, dpmpp_2m_karras, unipc, lcm)", optarg);
         b.scheduler = optarg;
         break;
       case O_SEED: err = sdc_flag_int("--seed-base", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &b.seed_base); break;

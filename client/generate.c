@@ -35,7 +35,7 @@ static void sdc__generate_usage(FILE *fp) {
           "  --steps N               denoising steps, 1..%d (default 50)\n"
           "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
           "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
-          "                          unipc (default: the model's own scheduler config)\n"
+          "                          unipc, lcm (default: the model's own scheduler config)\n"
           "  --seed N                torch-compatible seed (default: random, printed and stored in the PNG)\n"
           "  --num-images N          images from one seed, 1..%d (default 1); FILE-0.png, FILE-1.png, ...\n"
           "  --output FILE.png       where to write (default out.png)\n"
@@ -189,7 +189,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       case O_SCHED:
         if ((g.scheduler = sdc_sched_parse_name(optarg)) < 0)
           err = sdc_seterr(SDC_EINVAL, "--scheduler '%s': unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
-                                       "dpmpp_2m, dpmpp_2m_karras, unipc)", optarg);
+                                       "dpmpp_2m, dpmpp_2m_karras, unipc, lcm)", optarg);
         break;
       case 'S': {
         char *end;

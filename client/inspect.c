@@ -1,6 +1,8 @@
 /* inspect.c - `sdc inspect --model PATH`: load every component as the engine would and describe it. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clip.h"
@@ -13,19 +15,97 @@
 
 static void sdc__inspect_usage(FILE *fp) {
   fprintf(fp,
-          "usage: sdc inspect --model PATH [--config DIR]\n"
+          "usage: sdc inspect --model PATH [--config DIR] [--json]\n"
           "  Loads the configs, tokenizer and every weight of a model (a diffusers folder, or a\n"
-          "  single .safetensors checkpoint with --config naming a diffusers folder for its\n"
-          "  configs) and prints its architecture. A broken model gets a one-line error naming\n"
-          "  the file and the culprit, and exit code 2.\n");
+          "  single .safetensors checkpoint, whose family, prediction type, inpainting UNet and\n"
+          "  configs are read from its tensors unless --config names a diffusers folder) and\n"
+          "  prints what it recognised and its architecture; --json prints one JSON object.\n"
+          "  A broken model gets a one-line error naming the file and the culprit, and exit code 2.\n");
 }
 
 static int64_t sdc__params(const sdc_weights *w) { return w->n_bytes_used / 4; }
 
+/* The scheduler config's prediction_type ("epsilon" when absent, as diffusers). */
+static const char *sdc__sched_pred(const sdc_model *m, char *buf, size_t n) {
+  cJSON *root = m->scheduler_json ? cJSON_Parse(m->scheduler_json) : NULL;
+  const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
+  snprintf(buf, n, "%s", cJSON_IsString(pt) ? pt->valuestring : "epsilon");
+  cJSON_Delete(root);
+  return buf;
+}
+
+/* What was recognised and the architecture, as text lines or one JSON object. */
+static void sdc__inspect_print(const sdc_model *m, const char *path, const char *tokdir, const sdc_weights *w, int json) {
+  char pred[32], why[160], blocks[128] = "";
+  sdc__sched_pred(m, pred, sizeof pred);
+  const int inpaint = m->unet.in_channels == 9, builtin = m->single_file && !m->config_dir[0];
+  if (builtin) snprintf(why, sizeof why, "%s", m->facts.pred_why);
+  else snprintf(why, sizeof why, "%s/scheduler/scheduler_config.json", m->config_dir);
+  const char *configs = !builtin ? "from the diffusers folder"
+                        : m->configs_inferred ? "inferred from tensor shapes (heads by the family's rule)"
+                                              : "built-in (the tensor shapes match them)";
+  const char *family = m->single_file ? (m->family == SDC_FAMILY_SD2 ? "SD 2.x" : "SD 1.x") : "diffusers folder";
+  for (int i = 0; i < m->unet.n_blocks; i++) {
+    size_t len = strlen(blocks);
+    snprintf(blocks + len, sizeof blocks - len, " %lld", (long long)m->unet.block_out_channels[i]);
+  }
+  if (json) {
+    cJSON *o = cJSON_CreateObject(), *u = cJSON_CreateObject(), *c = cJSON_CreateObject(), *v = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", path);
+    cJSON_AddStringToObject(o, "layout", m->single_file ? "single_file" : "diffusers");
+    if (m->single_file) cJSON_AddStringToObject(o, "family", sdc_family_name(m->family));
+    cJSON_AddStringToObject(o, "prediction_type", pred);
+    cJSON_AddStringToObject(o, "prediction_reason", why);
+    cJSON_AddBoolToObject(o, "inpainting", inpaint);
+    cJSON_AddStringToObject(o, "configs", !builtin ? "folder" : m->configs_inferred ? "inferred" : "built-in");
+    if (m->config_dir[0]) cJSON_AddStringToObject(o, "config_dir", m->config_dir);
+    cJSON_AddStringToObject(o, "tokenizer", tokdir[0] ? tokdir : "built-in");
+    cJSON_AddNumberToObject(c, "layers", (double)m->clip.n_layers);
+    cJSON_AddNumberToObject(c, "width", (double)m->clip.hidden_size);
+    cJSON_AddNumberToObject(c, "heads", (double)m->clip.n_heads);
+    cJSON_AddStringToObject(c, "act", m->clip.act == SDC_ACT_GELU ? "gelu" : "quick_gelu");
+    cJSON_AddNumberToObject(c, "params", (double)sdc__params(&w[SDC_COMP_TEXT_ENCODER]));
+    cJSON_AddItemToObject(o, "text_encoder", c);
+    cJSON *ch = cJSON_AddArrayToObject(u, "block_out_channels");
+    for (int i = 0; i < m->unet.n_blocks; i++) cJSON_AddItemToArray(ch, cJSON_CreateNumber((double)m->unet.block_out_channels[i]));
+    cJSON_AddNumberToObject(u, "in_channels", (double)m->unet.in_channels);
+    cJSON_AddNumberToObject(u, "cross_attention_dim", (double)m->unet.cross_attention_dim);
+    cJSON_AddStringToObject(u, "projection", m->unet.use_linear_projection ? "linear" : "conv");
+    cJSON_AddNumberToObject(u, "params", (double)sdc__params(&w[SDC_COMP_UNET]));
+    cJSON_AddItemToObject(o, "unet", u);
+    cJSON_AddNumberToObject(v, "blocks", m->vae.n_blocks);
+    cJSON_AddNumberToObject(v, "latent_channels", (double)m->vae.latent_channels);
+    cJSON_AddNumberToObject(v, "scaling_factor", m->vae.scaling_factor);
+    cJSON_AddNumberToObject(v, "params", (double)sdc__params(&w[SDC_COMP_VAE]));
+    cJSON_AddItemToObject(o, "vae", v);
+    char *text = cJSON_PrintUnformatted(o);
+    if (text) printf("%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+    return;
+  }
+  printf("model        %s (%s)\n", path, m->single_file ? "single file" : "diffusers folder");
+  if (m->single_file) printf("family       %s%s\n", family, inpaint ? " inpainting" : "");
+  printf("prediction   %s (%s)\n", pred, why);
+  printf("inpainting   %s (UNet in_channels %lld)\n", inpaint ? "yes" : "no", (long long)m->unet.in_channels);
+  printf("configs      %s%s%s\n", configs, m->config_dir[0] ? ": " : "", m->config_dir);
+  printf("text encoder %lld layers, width %lld, %lld heads, %s; %.1fM params\n", (long long)m->clip.n_layers,
+         (long long)m->clip.hidden_size, (long long)m->clip.n_heads, m->clip.act == SDC_ACT_GELU ? "gelu" : "quick_gelu",
+         sdc__params(&w[SDC_COMP_TEXT_ENCODER]) / 1e6);
+  printf("unet         %d blocks, channels%s, context %lld, %s projection; %.1fM params\n", m->unet.n_blocks, blocks,
+         (long long)m->unet.cross_attention_dim, m->unet.use_linear_projection ? "linear" : "conv",
+         sdc__params(&w[SDC_COMP_UNET]) / 1e6);
+  printf("vae          %d blocks, latent %lld channels, scaling %.5f; %.1fM params\n", m->vae.n_blocks,
+         (long long)m->vae.latent_channels, m->vae.scaling_factor, sdc__params(&w[SDC_COMP_VAE]) / 1e6);
+  printf("tokenizer    %s\n", tokdir[0] ? tokdir : "built-in CLIP vocabulary (data/clip-vocab)");
+}
+
 int sdc_cmd_inspect(int argc, char **argv) {
   const char *path = NULL, *config = NULL;
+  int json = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                        {"config", required_argument, 0, 'c'},
+                                       {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
@@ -34,6 +114,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
     switch (ch) {
       case 'm': path = optarg; break;
       case 'c': config = optarg; break;
+      case 'j': json = 1; break;
       case 'h': sdc__inspect_usage(stdout); return 0;
       default: sdc__inspect_usage(stderr); return 2;
     }
@@ -56,6 +137,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
   }
   char tokdir[1200];
   if (sdc_model_tokenizer_dir(&m, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&tok, tokdir);
+  else err = sdc_tokenizer_load_builtin(&tok, sdc_model_pad_token(&m));
   if (!err) err = sdc_model_weights(&m, SDC_COMP_TEXT_ENCODER, &w[SDC_COMP_TEXT_ENCODER]);
   if (!err) err = sdc_clip_load(&clip, &w[SDC_COMP_TEXT_ENCODER], &m.clip, &lo);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_UNET, &w[SDC_COMP_UNET]);
@@ -65,19 +147,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
   if (err) {
     fprintf(stderr, "sdc inspect: %s\n", sdc_errmsg(err));
   } else {
-    printf("model        %s (%s%s)\n", path, m.single_file ? "single file, " : "diffusers folder",
-           m.single_file ? sdc_family_name(m.family) : "");
-    printf("configs      %s\n", m.config_dir[0] ? m.config_dir : "built-in standard configs");
-    printf("text encoder %lld layers, width %lld, %lld heads, %s; %.1fM params\n", (long long)m.clip.n_layers,
-           (long long)m.clip.hidden_size, (long long)m.clip.n_heads,
-           m.clip.act == SDC_ACT_GELU ? "gelu" : "quick_gelu", sdc__params(&w[SDC_COMP_TEXT_ENCODER]) / 1e6);
-    printf("unet         %d blocks, channels", m.unet.n_blocks);
-    for (int i = 0; i < m.unet.n_blocks; i++) printf(" %lld", (long long)m.unet.block_out_channels[i]);
-    printf(", context %lld, %s projection; %.1fM params\n", (long long)m.unet.cross_attention_dim,
-           m.unet.use_linear_projection ? "linear" : "conv", sdc__params(&w[SDC_COMP_UNET]) / 1e6);
-    printf("vae          %d blocks, latent %lld channels, scaling %.5f; %.1fM params\n", m.vae.n_blocks,
-           (long long)m.vae.latent_channels, m.vae.scaling_factor, sdc__params(&w[SDC_COMP_VAE]) / 1e6);
-    printf("tokenizer    %s\n", tokdir[0] ? tokdir : "built-in");
+    sdc__inspect_print(&m, path, tokdir, w, json);
   }
   sdc_tokenizer_free(tok);
   sdc_clip_free(clip);

@@ -49,7 +49,7 @@ static void sdc__submit_usage(FILE *fp) {
           "  --steps N               denoising steps, 1..1000 (default 50)\n"
           "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
           "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
-          "                          unipc (default: the model's own)\n"
+          "                          unipc, lcm (default: the model's own)\n"
           "  --seed N                0 <= N < 2^53 (default: chosen by the coordinator, recorded in the job hash)\n"
           "  --num-images N          images from one seed, 1..8 (default 1)\n"
           "  --init-image FILE       img2img / inpainting: a PNG or JPEG, stored in Redis under img:<random> for\n"
@@ -114,7 +114,7 @@ int sdc_cmd_submit(int argc, char **argv) {
         if (!sdc_job_scheduler_valid(optarg))
           err = sdc_seterr(SDC_EINVAL,
                            "--scheduler '%s': unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
-                           "dpmpp_2m, dpmpp_2m_karras, unipc)",
+                           "dpmpp_2m, dpmpp_2m_karras, unipc, lcm)",
                            optarg);
         else
           snprintf(job.scheduler, sizeof job.scheduler, "%s", optarg);

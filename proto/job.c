@@ -15,7 +15,7 @@ static const char *const sdc__states[] = {"unknown", "queued", "running", "done"
 
 /* In sdc_sched_kind order; tests/test_job.c checks it against stages/scheduler.c. */
 static const char *const sdc__schedulers[] = {"ddim", "pndm", "ddpm",     "euler",           "euler_a",
-                                              "heun", "lms",  "dpmpp_2m", "dpmpp_2m_karras", "unipc"};
+                                              "heun", "lms",  "dpmpp_2m", "dpmpp_2m_karras", "unipc", "lcm"};
 #define SDC__N_SCHEDULERS ((int)(sizeof sdc__schedulers / sizeof *sdc__schedulers))
 
 const char *sdc_job_state_name(sdc_job_state s) {
@@ -174,7 +174,7 @@ int sdc_job_validate(const sdc_job *job) {
   if (job->scheduler[0] && !sdc_job_scheduler_valid(job->scheduler))
     return sdc_seterr(SDC_EINVAL,
                       "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, "
-                      "dpmpp_2m_karras, unipc)",
+                      "dpmpp_2m_karras, unipc, lcm)",
                       sdc_json_quote(q, sizeof q, job->scheduler));
   if (job->has_seed && job->seed >= SDC_SEED_LIMIT)
     return sdc_seterr(SDC_EINVAL, "job field 'seed': %llu is not below 2^53", (unsigned long long)job->seed);
@@ -387,7 +387,7 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
         if (!sdc_job_scheduler_valid(s))
           err = sdc_seterr(SDC_EINVAL,
                            "job field 'scheduler': %s is unknown (ddim, pndm, ddpm, euler, euler_a, heun, lms, "
-                           "dpmpp_2m, dpmpp_2m_karras, unipc)",
+                           "dpmpp_2m, dpmpp_2m_karras, unipc, lcm)",
                            sdc_json_quote(q, sizeof q, s));
         else
           snprintf(job->scheduler, sizeof job->scheduler, "%s", s);

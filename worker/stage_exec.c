@@ -37,9 +37,8 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   }
   if (stages & (1u << SDCPB__STAGE__TEXT)) {
     char tokdir[PATH_MAX];
-    if (!sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0])
-      err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", model);
-    if (!err) err = sdc_tokenizer_load(&h->tok, tokdir);
+    if (sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&h->tok, tokdir);
+    else err = sdc_tokenizer_load_builtin(&h->tok, sdc_model_pad_token(&h->model));
     if (!err) err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &h->w[SDC_COMP_TEXT_ENCODER]);
     if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip, opts);
   }

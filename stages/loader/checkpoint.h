@@ -72,4 +72,24 @@ const char *sdc_checkpoint_std_config(sdc_family fam, const char *component);
 int sdc_checkpoint_weights(sdc_weights *w /* OUT */, const sdc_st_file *f, sdc_family fam, const char *component,
                            const void *cfg);
 
+/* What the tensors of a single file say beyond its family (checkpoint_infer.c). */
+typedef struct {
+  int inpaint;        /* the UNet's conv_in takes 9 channels (latents, mask, masked-image latents) */
+  int v_pred;         /* v-prediction */
+  char pred_why[96];  /* why that prediction type, for sdc inspect */
+} sdc_ckpt_facts;
+
+/* Overwrites what shapes tell in configs that hold the family's standard
+ * ones: UNet in/out channels, levels, block_out_channels, layers_per_block,
+ * transformer depth, cross_attention_dim, linear or conv projections, time
+ * embedding width; VAE channels, levels, blocks, quant convs, mid attention;
+ * text encoder width, depth, intermediate size, positions, vocabulary. Heads
+ * are not in the shapes: SD 1.x UNets get 8 per level, SD 2.x a head width of
+ * 64, the text encoder a head width of 64. The prediction type follows the
+ * 'v_pred' key (ComfyUI's marker); without it SD 2.x is taken as 768-v
+ * except for inpainting. Errors name the file and the tensor. */
+int sdc_checkpoint_infer(const sdc_st_file *f, sdc_family fam, sdc_unet_config *unet /* IN/OUT */,
+                         sdc_vae_config *vae /* IN/OUT */, sdc_clip_config *clip /* IN/OUT */,
+                         sdc_ckpt_facts *facts /* OUT */);
+
 #endif

@@ -62,6 +62,32 @@ static int sdc__load_std_configs(sdc_model *m) {
   return SDC_OK;
 }
 
+/* A single file with no --config: the built-in configs corrected by what the
+ * tensors say, and the scheduler's prediction type set to the file's. */
+static int sdc__infer_single(sdc_model *m) {
+  const sdc_unet_config std_unet = m->unet;
+  const sdc_vae_config std_vae = m->vae;
+  const sdc_clip_config std_clip = m->clip;
+  int err = sdc_checkpoint_infer(&m->files[0], m->family, &m->unet, &m->vae, &m->clip, &m->facts);
+  if (err) return err;
+  m->configs_inferred = memcmp(&std_unet, &m->unet, sizeof std_unet) || memcmp(&std_vae, &m->vae, sizeof std_vae) ||
+                        memcmp(&std_clip, &m->clip, sizeof std_clip);
+  cJSON *sched = cJSON_Parse(m->scheduler_json);
+  char *text = NULL;
+  if (sched) {
+    cJSON_DeleteItemFromObjectCaseSensitive(sched, "prediction_type");
+    if (cJSON_AddStringToObject(sched, "prediction_type", m->facts.v_pred ? "v_prediction" : "epsilon"))
+      text = cJSON_Print(sched);
+    cJSON_Delete(sched);
+  }
+  if (!text) return sdc_seterr(SDC_ENOMEM, "%s: out of memory for the scheduler config", m->path);
+  free(m->scheduler_json);
+  m->scheduler_json = text;
+  return SDC_OK;
+}
+
+const char *sdc_model_pad_token(const sdc_model *m) { return m->family == SDC_FAMILY_SD2 ? "!" : NULL; }
+
 int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
   memset(m, 0, sizeof *m);
   snprintf(m->path, sizeof m->path, "%s", path);
@@ -84,6 +110,7 @@ int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
     err = sdc__load_folder_configs(m, config_dir);
   } else {
     err = sdc__load_std_configs(m);
+    if (!err) err = sdc__infer_single(m);
     /* an inpainting checkpoint (latents | mask | masked latents) differs from
      * its text-to-image family only in the first convolution's inputs */
     const sdc_st_entry *e = sdc_st_find(&m->files[0], "model.diffusion_model.input_blocks.0.0.weight");

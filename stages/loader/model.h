@@ -18,6 +18,8 @@ typedef struct {
   sdc_vae_config vae;
   sdc_clip_config clip;
   char *scheduler_json;   /* scheduler_config.json text (heap), or a built-in one */
+  sdc_ckpt_facts facts;   /* single files without --config: inpainting, prediction type and why */
+  int configs_inferred;   /* single files without --config: the shapes differ from the family's built-in configs */
   /* weight files, opened on first use so a shard worker maps only its own */
   sdc_st_file files[SDC_COMP_COUNT];
   int opened[SDC_COMP_COUNT];
@@ -43,7 +45,11 @@ int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w /* OUT */
 int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, size_t n);
 
 /* The tokenizer folder ("<config_dir>/tokenizer") into buf, or "" when the
- * built-in vocabulary applies. */
+ * built-in vocabulary applies (see sdc_model_pad_token). */
 const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n);
+
+/* The pad token of the built-in vocabulary for this model: "!" for SD 2.x
+ * (OpenCLIP pads with id 0), NULL for SD 1.x (pads with <|endoftext|>). */
+const char *sdc_model_pad_token(const sdc_model *m);
 
 #endif

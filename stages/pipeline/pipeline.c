@@ -21,9 +21,8 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
     return err;
   }
   char tokdir[1200];
-  if (!sdc_model_tokenizer_dir(&p->model, tokdir, sizeof tokdir)[0])
-    err = sdc_seterr(SDC_EUNSUPPORTED, "%s: no tokenizer: pass --config with a diffusers folder", path);
-  if (!err) err = sdc_tokenizer_load(&p->tok, tokdir);
+  if (sdc_model_tokenizer_dir(&p->model, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&p->tok, tokdir);
+  else err = sdc_tokenizer_load_builtin(&p->tok, sdc_model_pad_token(&p->model));
   if (!err && n_loras > 0) err = sdc_lora_set_open(&p->loras, loras, n_loras);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER, &p->w[SDC_COMP_TEXT_ENCODER]);
   if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_TEXT_ENCODER], p->loras, SDC_COMP_TEXT_ENCODER);

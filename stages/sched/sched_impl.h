@@ -38,7 +38,7 @@ struct sdc_scheduler {
 
 /* Implementations, one per diffusers class. */
 extern const sdc__sched_ops sdc__ddim_ops, sdc__pndm_ops, sdc__ddpm_ops, sdc__euler_ops, sdc__euler_a_ops,
-    sdc__heun_ops, sdc__lms_ops, sdc__dpm_ops, sdc__unipc_ops;
+    sdc__heun_ops, sdc__lms_ops, sdc__dpm_ops, sdc__unipc_ops, sdc__lcm_ops;
 
 /* diffusers' set_timesteps spacing for n steps (leading / trailing / linspace,
  * with steps_offset), descending, as doubles before any rounding the caller

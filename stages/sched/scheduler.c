@@ -23,6 +23,7 @@ static const struct {
     [SDC_SCHED_DPMPP_2M] = {"dpmpp_2m", "DPMSolverMultistepScheduler", &sdc__dpm_ops},
     [SDC_SCHED_DPMPP_2M_KARRAS] = {"dpmpp_2m_karras", "DPMSolverMultistepScheduler", &sdc__dpm_ops},
     [SDC_SCHED_UNIPC] = {"unipc", "UniPCMultistepScheduler", &sdc__unipc_ops},
+    [SDC_SCHED_LCM] = {"lcm", "LCMScheduler", &sdc__lcm_ops},
 };
 
 const char *sdc_sched_name(sdc_sched_kind kind) { return (unsigned)kind < SDC_SCHED_COUNT ? sdc__scheds[kind].name : NULL; }
@@ -54,6 +55,9 @@ static void sdc__sched_defaults(sdc_sched_config *c, sdc_sched_kind kind) {
   c->lower_order_final = 1;
   c->lambda_min_clipped = -INFINITY;
   c->predict_x0 = 1;
+  c->original_inference_steps = 50;
+  c->timestep_scaling = 10.0;
+  c->lcm_strength = 1.0;
   switch (kind) {
     case SDC_SCHED_DDIM:
       snprintf(c->timestep_spacing, sizeof c->timestep_spacing, "leading");
@@ -68,6 +72,11 @@ static void sdc__sched_defaults(sdc_sched_config *c, sdc_sched_kind kind) {
     case SDC_SCHED_HEUN: c->beta_start = 0.00085, c->beta_end = 0.012; break;
     case SDC_SCHED_DPMPP_2M_KARRAS: c->use_karras_sigmas = 1; break;
     case SDC_SCHED_UNIPC: snprintf(c->solver_type, sizeof c->solver_type, "bh2"); break;
+    case SDC_SCHED_LCM:
+      c->beta_start = 0.00085, c->beta_end = 0.012, c->set_alpha_to_one = 1;
+      snprintf(c->beta_schedule, sizeof c->beta_schedule, "scaled_linear");
+      snprintf(c->timestep_spacing, sizeof c->timestep_spacing, "leading");
+      break;
     default: break;
   }
 }
@@ -186,6 +195,10 @@ int sdc_sched_config_parse(sdc_sched_config *c, const char *json, int kind, cons
     }
     c->disable_corrector[c->n_disable_corrector++] = (int64_t)d->valuedouble;
   }
+  c->original_inference_steps = sdc_json_int(&j, "original_inference_steps", c->original_inference_steps, 1, 100000);
+  sdc__sj_num(&j, "timestep_scaling", &c->timestep_scaling);
+  if (!j.err && !(c->timestep_scaling > 0 && isfinite(c->timestep_scaling)))
+    sdc_json_fail(&j, "timestep_scaling", "expected a positive number");
   /* options we do not implement must be off */
   const cJSON *tb = sdc_json_raw(&j, "trained_betas");
   if (tb && !cJSON_IsNull(tb)) sdc_json_fail(&j, "trained_betas", "explicit beta lists are not supported");

@@ -15,6 +15,7 @@ typedef enum {
   SDC_SCHED_DPMPP_2M,
   SDC_SCHED_DPMPP_2M_KARRAS, /* DPMSolverMultistepScheduler with use_karras_sigmas */
   SDC_SCHED_UNIPC,
+  SDC_SCHED_LCM,
   SDC_SCHED_COUNT
 } sdc_sched_kind;
 
@@ -51,6 +52,10 @@ typedef struct {
   int predict_x0;              /* UniPC */
   int64_t disable_corrector[SDC_SCHED_MAX_DISABLED];
   int n_disable_corrector;
+  /* LCM */
+  int64_t original_inference_steps; /* the distillation schedule's length (50) */
+  double timestep_scaling;          /* scales t in the boundary conditions c_skip, c_out (10) */
+  double lcm_strength;              /* not a config key: set_timesteps' strength, 1 unless img2img asks */
 } sdc_sched_config;
 
 /* "ddim", ..., or NULL for an out-of-range kind. */

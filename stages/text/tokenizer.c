@@ -732,6 +732,17 @@ int sdc_tokenizer_load_mem(sdc_tokenizer **tok, const char *vocab_json, const ch
   return sdc__build(tok, vocab_json, "vocab (memory)", merges_txt, "merges (memory)", &spec);
 }
 
+/* data/clip-vocab, embedded by clip_vocab.S (NUL-terminated). */
+extern const char sdc__clip_vocab_json[], sdc__clip_merges_txt[];
+
+int sdc_tokenizer_load_builtin(sdc_tokenizer **tok, const char *pad_token) {
+  if (!tok) return sdc_seterr(SDC_EINVAL, "sdc_tokenizer_load_builtin: NULL argument");
+  *tok = NULL;
+  sdc__spec spec = {.pad = pad_token, .max_length = SDC__DEFAULT_MAX_LENGTH};
+  return sdc__build(tok, sdc__clip_vocab_json, "built-in CLIP vocab.json", sdc__clip_merges_txt,
+                    "built-in CLIP merges.txt", &spec);
+}
+
 /* Reads an optional JSON object; *root is NULL when the file does not exist. */
 static int sdc__read_json_opt(const char *path, cJSON **root /* OUT */) {
   *root = NULL;

@@ -22,6 +22,11 @@ int sdc_tokenizer_load(sdc_tokenizer **tok /* OUT */, const char *dir);
 int sdc_tokenizer_load_mem(sdc_tokenizer **tok /* OUT */, const char *vocab_json, const char *merges_txt,
                            const char *pad_token);
 
+/* The CLIP vocabulary built into the binaries (data/clip-vocab: OpenAI's CLIP
+ * BPE, MIT), for single-file checkpoints that come without a tokenizer folder.
+ * pad_token: NULL pads with <|endoftext|> (SD 1.x), "!" as SD 2.x does. */
+int sdc_tokenizer_load_builtin(sdc_tokenizer **tok /* OUT */, const char *pad_token);
+
 void sdc_tokenizer_free(sdc_tokenizer *tok);
 
 /* Tokenizes NUL-terminated UTF-8 text into exactly n_ids ids (normally
