@@ -363,6 +363,16 @@ static void sdc__publish_cmd(sdc__args *a, const sdc_coord_job *j, sdc_job_state
   sdc__command(a, 3, "PUBLISH", chan, *ev);
 }
 
+/* The shortest %g form that reads back to the same double ("0.7", not 0.69999999999999996). */
+static int sdc__shortest(char *buf, size_t n, double v) {
+  int k = 0;
+  for (int prec = 15; prec <= 17; prec++) {
+    k = snprintf(buf, n, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) break;
+  }
+  return k;
+}
+
 void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j) {
   char now[32], seed[32], w[16], h[16], steps[16], chan[SDC_JOB_KEY_MAX], *ev;
   snprintf(now, sizeof now, "%llu", (unsigned long long)sdc_clock_unix_ms());
@@ -382,12 +392,13 @@ void sdc_coord_store_running(sdc_coord *c, sdc_coord_job *j) {
   /* what makes an image job's pixels besides the above: its strength and LoRAs */
   char strength[32], loras[SDC_MAX_LORAS * (SDC_MAX_LORA_NAME + 32)] = "";
   if (j->g.kind != SDC_GEN_TXT2IMG) {
-    snprintf(strength, sizeof strength, "%.17g", j->g.strength);
+    sdc__shortest(strength, sizeof strength, j->g.strength);
     sdc__command(a, 4, "HSET", j->key, SDC_JOB_F_STRENGTH, strength);
   }
-  for (int i = 0, len = 0; i < j->spec.n_loras; i++)
-    len += snprintf(loras + len, sizeof loras - (size_t)len, "%s%s:%.17g", i ? "," : "", j->spec.loras[i].name,
-                    j->spec.loras[i].multiplier);
+  for (int i = 0, len = 0; i < j->spec.n_loras; i++) {
+    len += snprintf(loras + len, sizeof loras - (size_t)len, "%s%s:", i ? "," : "", j->spec.loras[i].name);
+    len += sdc__shortest(loras + len, sizeof loras - (size_t)len, j->spec.loras[i].multiplier);
+  }
   if (j->spec.n_loras) sdc__command(a, 4, "HSET", j->key, SDC_JOB_F_LORAS, loras);
   sdc__command(a, 4, "HINCRBY", j->key, SDC_JOB_F_ATTEMPTS, "1");
   sdc__command(a, 2, "PERSIST", j->key); /* no expiry while it runs */

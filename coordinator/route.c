@@ -118,8 +118,12 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     Sdcpb__Tensor lat = SDCPB__TENSOR__INIT;
     err = sdc_wire_tensor_set(&lat, j->in, 4, (int64_t[]){j->d.N, j->d.C, j->d.h, j->d.w}, SDCPB__DTYPE__F32, &owned[0]);
     char *texts[SDC_MAX_IMAGES];
-    char buf[SDC_MAX_IMAGES][8192], origin[SDC_MAX_JOB_ID + 8];
-    snprintf(origin, sizeof origin, "Job: %s", j->id);
+    char buf[SDC_MAX_IMAGES][8192], origin[SDC_MAX_JOB_ID + 16 + SDC_MAX_LORAS * (SDC_MAX_LORA_NAME + 40)];
+    int o = snprintf(origin, sizeof origin, "Job: %s", j->id);
+    /* the LoRAs as sdc generate names them (file:multiplier) */
+    for (int i = 0; i < j->spec.n_loras && o > 0 && (size_t)o < sizeof origin; i++)
+      o += snprintf(origin + o, sizeof origin - (size_t)o, "%s%s.safetensors:%g", i ? " " : ", LoRA: ",
+                    j->spec.loras[i].name, j->spec.loras[i].multiplier);
     for (int64_t i = 0; i < j->d.N && i < SDC_MAX_IMAGES; i++) {
       sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
       texts[i] = buf[i];
