@@ -204,6 +204,10 @@ static void sdc__on_reply(sdc_coord *c, const char *rid, const char *user, const
                                             [SDC_COORD_VAE] = "vae"};
   sdc_metric_observe(c->tm.step_latency, &phase_stage[j->phase], (double)(sdc_clock_mono_ns() - j->issued_ns) * 1e-9);
   for (int i = 0; i < j->n_route; i++) c->reg.w[j->route[i]].served++;
+  if (failed && rep->input_error) { /* the job's own input: it fails the same way on any worker */
+    sdc_coord_job_fail(c, j, rep->error);
+    return;
+  }
   if (failed) {
     if (!sdc_coord_job_retry(c, j, rep->error)) sdc_coord_poll_cancel(c, j); /* re-issued unless cancelled */
     return;

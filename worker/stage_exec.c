@@ -246,6 +246,7 @@ typedef struct {
   ProtobufCBinaryData *images;
   int n_images;
   Sdcpb__Tensor init_moments, masked_moments, mask; /* VAE encode */
+  int input_error; /* the failure is the request's own input's (StageReply.input_error) */
 } sdc__result;
 
 static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
@@ -385,6 +386,7 @@ static int sdc__run_vae_encode(sdc_stage_host *h, const Sdcpb__StageRequest *r, 
   int err = sdc_image_cond_encode(h->vae, &h->arena, r->init_image.data, r->init_image.len,
                                   r->mask_image.len ? r->mask_image.data : NULL, r->mask_image.len, r->width, r->height,
                                   r->need_init, &cond);
+  res->input_error = err == SDC_EINVAL; /* the images themselves: retrying elsewhere cannot help */
   const int64_t moments[4] = {2, cond.C, cond.h, cond.w}, mask[4] = {1, 1, cond.h, cond.w};
   void *buf;
   if (!err && r->need_init && !cond.init_moments) err = sdc_seterr(SDC_EPROTOCOL, "vae encode: no init moments");
@@ -448,6 +450,7 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   rep.request_id = r->request_id;
   rep.stage = stage;
   rep.error = (char *)(error ? error : "");
+  rep.input_error = error && res && res->input_error;
   if (!error && res && res->out.data.data) rep.output = &res->out;
   if (!error && res) rep.n_images = (size_t)res->n_images, rep.images = res->images;
   if (!error && res && res->init_moments.data.data) rep.init_moments = &res->init_moments;
