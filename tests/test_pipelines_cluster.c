@@ -251,6 +251,36 @@ int main(int argc, char **argv) {
   printf("%d of %d jobs done (%d good) in %.1f s\n", done, n_ids, n_good + 1, sdc_clock_mono_s() - t0);
   CHECK(done == n_good + 1, "%d jobs done, expected the %d good ones", done, n_good + 1);
   for (int i = 0; i < n_bad; i++) expect_failed(bad[i].id, bad[i].n1, bad[i].n2);
+  /* an image that does not decode fails at once (StageReply.input_error), not after retries */
+  char *trunc_err = fu_hget("bad-truncated", "error");
+  CHECK(trunc_err && !strstr(trunc_err, "attempts"), "a truncated PNG was retried: %s", trunc_err ? trunc_err : "");
+  free(trunc_err);
+  /* sdc submit --init-image --mask --strength --lora, then sdc wait --output: the command line's way */
+  {
+    char cmd[4096], out[4096], want[1300], got[1300];
+    snprintf(got, sizeof got, "%s/submit-cli.png", g_tmp);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/inputs' && id=$('%s' submit --redis %s " G_FOX " --init-image init_192x128.png --mask "
+             "mask_192x128.png --strength 0.6 --lora style:0.5 --steps 10 --seed 21 --scheduler euler) && '%s' wait "
+             "\"$id\" --quiet --redis %s --timeout 60 --output '%s'",
+             g_pipes, g_sdc, url, g_sdc, url, got);
+    CHECK(sdc_test_run(cmd, out, sizeof out) == 0, "sdc submit/wait with image flags: %s", out);
+    snprintf(want, sizeof want, "%s/submit-cli-gen.png", g_tmp);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/inputs' && '%s' generate --quiet --model '%s' " G_FOX " --init-image init_192x128.png --mask "
+             "mask_192x128.png --strength 0.6 --lora '%s/style.safetensors:0.5' --steps 10 --seed 21 --scheduler euler "
+             "--output '%s'",
+             g_pipes, g_sdc, g_model, g_loras, want);
+    CHECK(sdc_test_run(cmd, out, sizeof out) == 0, "sdc generate: %s", out);
+    uint8_t *a = NULL, *b = NULL;
+    int64_t wa = 0, ha = 0, wb = 0, hb = 0;
+    int ok = !sdc_png_read(got, &a, &wa, &ha, NULL) && !sdc_png_read(want, &b, &wb, &hb, NULL) && wa == wb &&
+             ha == hb && memcmp(a, b, (size_t)(wa * ha * 3)) == 0;
+    CHECK(ok, "sdc submit --init-image/--mask/--lora: pixels differ from sdc generate");
+    printf("%-22s %lldx%lld identical to sdc generate: %s\n", "sdc submit (cli)", (long long)wa, (long long)ha,
+           ok ? "yes" : "NO");
+    free(a), free(b);
+  }
   char *lh = fu_hget("lora-img2img", "loras"), *sh = fu_hget("lora-img2img", "strength");
   CHECK(lh && strcmp(lh, "style:1,locon:-0.6") == 0, "hash loras: %s", lh ? lh : "(none)");
   CHECK(sh && strcmp(sh, "0.7") == 0, "hash strength: %s", sh ? sh : "(none)");
