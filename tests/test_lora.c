@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "lora.h"
 #include "model.h"
@@ -252,6 +253,51 @@ static void test_ldm_names(void) {
   sdc_model_close(&m);
 }
 
+/* A view that hands out parts of a fused tensor (OpenCLIP's in_proj split into q, k, v): only k's part is merged. */
+static void test_parts(void) {
+  char ckpt[1400], lora[1400];
+  snprintf(ckpt, sizeof ckpt, "%s/openclip.safetensors", g_tmp);
+  snprintf(lora, sizeof lora, "%s/k.safetensors", g_tmp);
+  const spec c[] = {{"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", 2, {192, 64}, 0}};
+  write_file(ckpt, c, 1);
+  const spec l[] = {{"lora_te_text_model_encoder_layers_0_self_attn_k_proj.alpha", 0, {0}, 2.0f},
+                    {"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight", 2, {4, 64}, 0},
+                    {"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_up.weight", 2, {64, 4}, 0}};
+  write_file(lora, l, 3);
+  sdc_st_file f;
+  sdc_weights w;
+  sdc_lora_set *set = NULL;
+  sdc_lora_ref ref = {.multiplier = -2.0};
+  snprintf(ref.path, sizeof ref.path, "%s", lora);
+  int err = sdc_st_open(&f, ckpt);
+  if (!err) err = sdc_checkpoint_weights(&w, &f, SDC_FAMILY_SD2, "text_encoder", NULL);
+  if (!err) err = sdc_lora_set_open(&set, &ref, 1);
+  if (!err) err = sdc_weights_set_lora(&w, set, SDC_COMP_TEXT_ENCODER);
+  CHECK(err == 0, "fused in_proj view with a LoRA: %s", sdc_errmsg(err));
+  if (!err) {
+    int64_t n, nk;
+    double *fused = naive(ckpt, c[0].name, NULL, 0, &n); /* [192, 64]: q, k, v rows */
+    const term t[] = {{lora, "lora_te_text_model_encoder_layers_0_self_attn_k_proj", -2.0}};
+    /* the naive merge of k alone, on a file holding only k's rows */
+    char konly[1400];
+    snprintf(konly, sizeof konly, "%s/konly.safetensors", g_tmp);
+    float *rows = malloc(64 * 64 * sizeof *rows);
+    for (int i = 0; i < 64 * 64; i++) rows[i] = (float)fused[64 * 64 + i];
+    const char *kn[] = {"k"};
+    const sdc_tensor kt[] = {{.dtype = SDC_F32, .ndim = 2, .shape = {64, 64}, .data = rows}};
+    CHECK(sdc_st_write(konly, 1, kn, kt) == 0, "write %s", konly);
+    double *want = naive(konly, "k", t, 1, &nk);
+    compare("fused in_proj, part k (1 of 3), -2.0",
+            sdc_weights_get_linear(&w, "text_model.encoder.layers.0.self_attn.k_proj.weight", 64, 64, 0), want, fused + 64 * 64, nk);
+    compare("fused in_proj, part q untouched", sdc_weights_get_linear(&w, "text_model.encoder.layers.0.self_attn.q_proj.weight", 64, 64, 0),
+            fused, NULL, 64 * 64);
+    free(rows), free(want), free(fused);
+    sdc_weights_free(&w);
+  }
+  sdc_lora_set_free(set);
+  sdc_st_close(&f);
+}
+
 /* A bad adapter: one line naming the file and the culprit, and the view left as it was. */
 static void expect_bad(const char *what, const spec *s, int n, double mult, const char *needle) {
   char path[1400], model[1200];
@@ -362,6 +408,7 @@ int main(void) {
   test_parse();
   test_merge();
   test_ldm_names();
+  test_parts();
   test_bad_files();
   sdc_test_rmtree(g_tmp);
   return sdc_test_finish("test_lora");
