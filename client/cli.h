@@ -7,6 +7,7 @@ int sdc_cmd_verify(int argc, char **argv);
 int sdc_cmd_inspect(int argc, char **argv);
 int sdc_cmd_generate(int argc, char **argv);
 int sdc_cmd_model_init(int argc, char **argv);
+int sdc_cmd_lora_init(int argc, char **argv); /* model-init --arch lora */
 int sdc_cmd_submit(int argc, char **argv);
 int sdc_cmd_wait(int argc, char **argv);
 int sdc_cmd_status(int argc, char **argv);

@@ -46,6 +46,7 @@ static const char sdc__model_index[] =
 static void sdc__model_init_usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc model-init --arch sd15|sd21|tiny --out DIR [--dtype f16|f32] [--seed N]\n"
+          "       sdc model-init --arch lora --for MODEL --out FILE [--rank R] [--locon] [--te] (see --arch lora --help)\n"
           "  Writes a complete diffusers model folder with random weights at the architecture's real\n"
           "  sizes (stable-diffusion-v1-5, stable-diffusion-2-1, or a tiny SD 1.x-shaped model) and a\n"
           "  small byte-level tokenizer, to smoke-test and benchmark a deployment without real weights.\n");
@@ -180,6 +181,9 @@ static int sdc__init_component(const char *out, const char *comp, const char *js
 }
 
 int sdc_cmd_model_init(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) /* a LoRA for a model has its own options */
+    if (strcmp(argv[i], "--arch=lora") == 0 || (strcmp(argv[i], "--arch") == 0 && i + 1 < argc && strcmp(argv[i + 1], "lora") == 0))
+      return sdc_cmd_lora_init(argc, argv);
   const char *arch = NULL, *out = NULL, *dt = "f16";
   uint64_t seed = 0;
   static const struct option opts[] = {{"arch", required_argument, 0, 'a'}, {"out", required_argument, 0, 'o'},

@@ -7,6 +7,8 @@
 
 #include "error.h"
 #include "pngio.h"
+#include "safetensors.h"
+#include "sdc_limits.h"
 #include "test_util.h"
 
 static const char *g_sdc, *g_tmp;
@@ -74,6 +76,25 @@ int main(int argc, char **argv) {
   expect_bad("unreadable weights", "--prompt cat", "unet/diffusion_pytorch_model.safetensors");
   snprintf(g_model, sizeof g_model, "%s", saved);
 
+  /* LoRA adapters: a missing file, a bad multiplier, one whose shape does not fit, too many */
+  expect_bad("missing LoRA", "--prompt cat --lora missing.safetensors", "missing.safetensors");
+  expect_bad("LoRA multiplier not a number", "--prompt cat --lora x:notanumber", "notanumber");
+  char lora[1200], args[4096];
+  snprintf(lora, sizeof lora, "%s/wrong.safetensors", g_tmp);
+  {
+    float down[4 * 33] = {0}, up[32 * 4] = {0};
+    const char *names[] = {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight",
+                           "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight"};
+    const sdc_tensor ts[] = {{.dtype = SDC_F32, .ndim = 2, .shape = {4, 33}, .data = down},
+                             {.dtype = SDC_F32, .ndim = 2, .shape = {32, 4}, .data = up}};
+    CHECK(sdc_st_write(lora, 2, names, ts) == 0, "could not write %s", lora);
+  }
+  snprintf(args, sizeof args, "--prompt cat --lora '%s:0.5'", lora);
+  expect_bad("LoRA of the wrong shape", args, "wrong.safetensors: lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q");
+  args[0] = 0;
+  for (int i = 0; i <= SDC_MAX_LORAS; i++) strcat(args, " --lora x.safetensors");
+  expect_bad("too many LoRAs", args, "at most");
+
   /* the output: a folder that does not exist, a folder as the file, a read-only folder */
   snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt cat --steps 2 --output '%s/nope/img.png'", g_sdc,
            g_model, g_tmp);
@@ -106,6 +127,26 @@ int main(int argc, char **argv) {
     free(rgb), free(params);
   }
   CHECK(dir_entries(g_out) == 2, "expected exactly img-0.png and img-1.png in %s", g_out);
+
+  /* a random LoRA + LoCon + text-encoder adapter for the tiny model applies, and the PNG says so */
+  snprintf(lora, sizeof lora, "%s/style.safetensors", g_tmp);
+  snprintf(cmd, sizeof cmd, "'%s' model-init --arch lora --for '%s' --rank 4 --locon --te --out '%s'", g_sdc, g_model, lora);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "model-init --arch lora failed: %s", err);
+  snprintf(cmd, sizeof cmd,
+           "'%s' generate --model '%s' --prompt 'a red cube' --width 64 --height 48 --steps 2 --seed 5 --quiet "
+           "--lora '%s:-0.75' --output '%s/lora.png'",
+           g_sdc, g_model, lora, g_out);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "run with a LoRA failed: %s", err);
+  {
+    char path[1200], *params = NULL;
+    uint8_t *rgb = NULL;
+    int64_t w = 0, h = 0;
+    snprintf(path, sizeof path, "%s/lora.png", g_out);
+    int e = sdc_png_read(path, &rgb, &w, &h, &params);
+    CHECK(e == 0 && params && strstr(params, "LoRA: style.safetensors:-0.75"), "%s: parameters: %s", path,
+          params ? params : "(none)");
+    free(rgb), free(params);
+  }
   sdc_test_rmtree(g_tmp);
   return sdc_test_finish("test_generate_cli");
 }

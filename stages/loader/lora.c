@@ -313,3 +313,127 @@ int sdc_weights_set_lora(sdc_weights *w, const sdc_lora_set *s, sdc_component co
   free(cands);
   return err;
 }
+
+/* ------------------------------------------------------------ random adapters */
+
+static int sdc__lora_pick(const char *name, int comp, int which) {
+  static const char *const attn[] = {".attn1.to_q.weight", ".attn1.to_k.weight", ".attn1.to_v.weight",
+                                     ".attn1.to_out.0.weight", ".attn2.to_q.weight", ".attn2.to_k.weight",
+                                     ".attn2.to_v.weight", ".attn2.to_out.0.weight", ".ff.net.0.proj.weight",
+                                     ".ff.net.2.weight"};
+  static const char *const te[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight",
+                                   ".self_attn.out_proj.weight", ".mlp.fc1.weight", ".mlp.fc2.weight"};
+  size_t stem;
+  if (comp == SDC_COMP_TEXT_ENCODER) {
+    for (size_t i = 0; (which & SDC_LORA_TE) && i < sizeof te / sizeof *te; i++)
+      if (sdc__ends(name, te[i], &stem)) return 1;
+    return 0;
+  }
+  if (which & SDC_LORA_ATTN) {
+    if (strstr(name, ".attentions.") && (sdc__ends(name, ".proj_in.weight", &stem) || sdc__ends(name, ".proj_out.weight", &stem)))
+      return 1;
+    for (size_t i = 0; strstr(name, ".transformer_blocks.") && i < sizeof attn / sizeof *attn; i++)
+      if (sdc__ends(name, attn[i], &stem)) return 1;
+  }
+  return (which & SDC_LORA_CONV1) && strstr(name, ".resnets.") && sdc__ends(name, ".conv1.weight", &stem);
+}
+
+static uint64_t sdc__mix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* One tensor of the adapter being written: name, shape, values (f32 heap). */
+typedef struct {
+  char name[SDC_KEY_MAX + 32];
+  sdc_tensor t;
+} sdc__out_tensor;
+
+static int sdc__add_random(sdc__out_tensor *o, const char *name, int ndim, const int64_t *shape, double scale,
+                           uint64_t *s) {
+  snprintf(o->name, sizeof o->name, "%s", name);
+  o->t.dtype = SDC_F32;
+  o->t.ndim = ndim;
+  memcpy(o->t.shape, shape, (size_t)ndim * sizeof *shape);
+  int64_t n = sdc_shape_numel(ndim, shape);
+  float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+  if (!x) return sdc_seterr(SDC_ENOMEM, "out of memory for %s", name);
+  for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * ((double)(sdc__mix(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0));
+  o->t.data = x;
+  return SDC_OK;
+}
+
+int sdc_lora_write_random(sdc_model *m, const char *path, int64_t rank, int which, sdc_dtype dtype, uint64_t seed) {
+  if (rank < 1) return sdc_seterr(SDC_EINVAL, "LoRA rank %lld: expected >= 1", (long long)rank);
+  if (dtype != SDC_F16 && dtype != SDC_F32) return sdc_seterr(SDC_EINVAL, "LoRA dtype: expected f16 or f32");
+  sdc__out_tensor *outs = NULL;
+  int64_t n = 0, cap = 0;
+  uint64_t s = seed;
+  int err = SDC_OK;
+  const sdc_component comps[2] = {SDC_COMP_TEXT_ENCODER, SDC_COMP_UNET};
+  for (int ci = 0; ci < 2 && !err; ci++) {
+    if (comps[ci] == SDC_COMP_TEXT_ENCODER && !(which & SDC_LORA_TE)) continue;
+    if (comps[ci] == SDC_COMP_UNET && !(which & (SDC_LORA_ATTN | SDC_LORA_CONV1))) continue;
+    sdc_weights w;
+    if ((err = sdc_model_weights(m, comps[ci], &w))) break;
+    for (int64_t i = 0; i < w.n_refs && !err; i++) {
+      const sdc__weight_ref *r = &w.refs[i];
+      const sdc_st_entry *e = r->entry;
+      size_t stem;
+      if (!sdc__lora_pick(r->name, comps[ci], which) || e->ndim < 2 || !sdc__ends(r->name, ".weight", &stem)) continue;
+      if (n + 3 > cap) {
+        cap = cap ? 2 * cap : 256;
+        sdc__out_tensor *p = realloc(outs, (size_t)cap * sizeof *p);
+        if (!p) {
+          err = sdc_seterr(SDC_ENOMEM, "out of memory");
+          break;
+        }
+        outs = p;
+      }
+      char mod[SDC_KEY_MAX];
+      snprintf(mod, sizeof mod, "%s%.*s", comps[ci] == SDC_COMP_UNET ? "lora_unet_" : "lora_te_", (int)stem, r->name);
+      for (char *c = mod; *c; c++)
+        if (*c == '.') *c = '_';
+      const int64_t out = e->shape[0] / r->n_parts, in = sdc_shape_numel(e->ndim, e->shape) / r->n_parts / out;
+      int64_t dshape[4] = {rank, in, 1, 1}, ushape[4] = {out, rank, 1, 1};
+      if (e->ndim == 4) dshape[1] = e->shape[1], dshape[2] = e->shape[2], dshape[3] = e->shape[3];
+      char name[SDC_KEY_MAX + 32];
+      memset(&outs[n], 0, 3 * sizeof *outs);
+      snprintf(name, sizeof name, "%s.lora_down.weight", mod);
+      err = sdc__add_random(&outs[n++], name, e->ndim == 4 ? 4 : 2, dshape, 1.0 / sqrt((double)in), &s);
+      snprintf(name, sizeof name, "%s.lora_up.weight", mod);
+      /* a delta of about a tenth of a weight's size: visible, not destructive */
+      if (!err) err = sdc__add_random(&outs[n++], name, e->ndim == 4 ? 4 : 2, ushape, 0.2 / sqrt((double)rank), &s);
+      snprintf(name, sizeof name, "%s.alpha", mod);
+      if (!err) err = sdc__add_random(&outs[n++], name, 0, NULL, 0.0, &s);
+      if (!err) ((float *)outs[n - 1].t.data)[0] = (float)rank / 2.0f;
+    }
+    sdc_weights_free(&w);
+  }
+  if (!err && n == 0) err = sdc_seterr(SDC_EMISSING, "%s: the model has no module the LoRA would cover", m->path);
+  const char **names = err ? NULL : calloc((size_t)n, sizeof *names);
+  sdc_tensor *ts = err ? NULL : calloc((size_t)n, sizeof *ts);
+  if (!err && (!names || !ts)) err = sdc_seterr(SDC_ENOMEM, "out of memory");
+  for (int64_t i = 0; !err && i < n; i++) {
+    names[i] = outs[i].name;
+    ts[i] = outs[i].t;
+    if (dtype == SDC_F16) {
+      int64_t k = sdc_tensor_numel(&ts[i]);
+      uint16_t *h = malloc((size_t)(k ? k : 1) * 2);
+      if (!h) {
+        err = sdc_seterr(SDC_ENOMEM, "out of memory");
+        break;
+      }
+      for (int64_t j = 0; j < k; j++) h[j] = sdc_f32_to_f16(((const float *)ts[i].data)[j]);
+      ts[i].data = h, ts[i].dtype = SDC_F16;
+    }
+  }
+  if (!err) err = sdc_st_write(path, n, names, ts);
+  for (int64_t i = 0; ts && i < n; i++)
+    if (ts[i].dtype == SDC_F16) free(ts[i].data);
+  for (int64_t i = 0; i < n; i++) free(outs[i].t.data);
+  free(outs), free(names), free(ts);
+  return err;
+}

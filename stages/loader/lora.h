@@ -30,4 +30,17 @@ void sdc_lora_set_free(sdc_lora_set *s);
  * Modules of other components are left alone. s must outlive w. */
 int sdc_weights_set_lora(sdc_weights *w, const sdc_lora_set *s, sdc_component comp);
 
+/* Which modules a random adapter covers (sdc_lora_write_random). */
+enum {
+  SDC_LORA_ATTN = 1,   /* every linear / 1x1 conv of the UNet's transformer blocks (kohya's default set) */
+  SDC_LORA_CONV1 = 2,  /* LoCon: every UNet resnet's 3x3 conv1 */
+  SDC_LORA_TE = 4,     /* the text encoder's q/k/v/out projections and MLP */
+};
+
+/* Writes a kohya-format adapter of the given rank for model m, with random
+ * factors (deterministic from seed; small enough that the model stays sane)
+ * and alpha = rank / 2, for the modules `which` selects, found in the model's
+ * own weight views. dtype: SDC_F16 or SDC_F32. For tests and benchmarks. */
+int sdc_lora_write_random(sdc_model *m, const char *path, int64_t rank, int which, sdc_dtype dtype, uint64_t seed);
+
 #endif

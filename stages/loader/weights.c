@@ -162,6 +162,8 @@ static void sdc__drop_pages(const void *p, size_t n_bytes) {
 
 void sdc_weights_release(sdc_weights *w, const float *p, int64_t n) {
   if (!p || w->recording) return;
+  for (int64_t i = 0; i < w->n_overlay; i++)
+    if (w->overlay[i].merged == p) w->overlay[i].merged = NULL;
   for (int64_t i = w->n_owned - 1; i >= 0; i--)
     if (w->owned[i] == p) {
       free(w->owned[i]);
@@ -246,6 +248,7 @@ static const float *sdc__merged(sdc_weights *w, const sdc__weight_ref *r, sdc__w
   const sdc_st_entry *e = r->entry;
   const int64_t rows = e->shape[0] / r->n_parts, n = sdc_shape_numel(e->ndim, e->shape) / r->n_parts,
                 cols = rows ? n / rows : 0;
+  if (o->merged) return o->merged; /* merged once per tensor */
   const float *base = sdc__materialize(w, r);
   if (!base) return NULL;
   float *W;
@@ -270,7 +273,7 @@ static const float *sdc__merged(sdc_weights *w, const sdc__weight_ref *r, sdc__w
     free(up), free(down);
   }
   w->n_merged++;
-  return W;
+  return o->merged = W;
 }
 
 const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const int64_t *shape) {
@@ -408,6 +411,7 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
   const float *src = NULL;
   const sdc__weight_ref *r = w->recording ? NULL : sdc__find(w, name);
   const uint8_t *raw = NULL;
+  int merged_here = 0;
   sdc_dtype dt = SDC_F32;
   if (w->recording) {
     if (!(src = sdc__record(w, name, 4, shape))) return NULL; /* the file keeps the usual layout */
@@ -418,8 +422,10 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
     int same = e->ndim == 4 && r->n_parts == 1;
     for (int i = 0; same && i < 4; i++) same = e->shape[i] == shape[i];
     if (!same) return sdc_weights_get(w, name, 4, shape);
-    if (sdc__find_overlay(w, name)) {
+    const sdc__weight_overlay *o = sdc__find_overlay(w, name);
+    if (o) {
       /* a LoRA'd conv: merged first, then packed like a recorded one */
+      merged_here = !o->merged;
       if (!(src = sdc_weights_get(w, name, 4, shape))) return NULL;
     }
     dt = e->dtype;
@@ -448,7 +454,7 @@ const float *sdc_weights_get_taps(sdc_weights *w, const char *name, int64_t n_ou
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)raw + page - 1) & ~(page - 1),
                     hi = ((uintptr_t)raw + (size_t)n * sdc_dtype_size(dt)) & ~(page - 1);
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-  } else if (!w->recording) {
+  } else if (merged_here) {
     sdc_weights_release(w, src, n); /* the merged copy: the packed one is what stays */
   }
   return dst;

@@ -43,6 +43,7 @@ typedef struct {
   char *name; /* diffusers name */
   int n_terms;
   sdc_weight_delta terms[SDC_MAX_LORAS];
+  const float *merged; /* once built, until released */
 } sdc__weight_overlay;
 
 /* A view of one model component's tensors. Lookups never fail silently: the

@@ -24,11 +24,12 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
   if (sdc_model_tokenizer_dir(&p->model, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&p->tok, tokdir);
   else err = sdc_tokenizer_load_builtin(&p->tok, sdc_model_pad_token(&p->model));
   if (!err && n_loras > 0) err = sdc_lora_set_open(&p->loras, loras, n_loras);
+  /* both views and their LoRA checks before any weight is read: a bad adapter fails fast */
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER, &p->w[SDC_COMP_TEXT_ENCODER]);
   if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_TEXT_ENCODER], p->loras, SDC_COMP_TEXT_ENCODER);
-  if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_UNET, &p->w[SDC_COMP_UNET]);
   if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_UNET], p->loras, SDC_COMP_UNET);
+  if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip, opts);
   if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_VAE, &p->w[SDC_COMP_VAE]);
   if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, opts);
