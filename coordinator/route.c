@@ -101,8 +101,10 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     char *texts[SDC_MAX_IMAGES];
     char buf[SDC_MAX_IMAGES][8192], origin[SDC_MAX_JOB_ID + 8];
     snprintf(origin, sizeof origin, "Job: %s", j->id);
+    sdc_gen_params shown = j->g; /* the PNG names the scheduler that ran, the model's own included */
+    if (shown.scheduler < 0) shown.scheduler = sdc_sched_parse_name(j->sched_name);
     for (int64_t i = 0; i < j->d.N && i < SDC_MAX_IMAGES; i++) {
-      sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
+      sdc_gen_params_text(&shown, i, origin, buf[i], sizeof buf[i]);
       texts[i] = buf[i];
     }
     req.latent = &lat;
