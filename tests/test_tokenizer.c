@@ -371,6 +371,21 @@ static void test_load_errors_name_the_culprit(void) {
   rmdir(dir);
 }
 
+/* sdc_tokenizer_encode_count gives the same ids as encode and counts the tokens past the cut. */
+static void test_encode_count_reports_the_cut(const sdc_tokenizer *tok) {
+  char text[2048] = "";
+  for (int i = 0; i < 100; i++) strcat(text, "cat ");
+  int32_t a[77], b[77];
+  int64_t n = -1;
+  int err = sdc_tokenizer_encode_count(tok, text, a, 77, &n);
+  check(!err && n == 100, "100 words count as 100 tokens");
+  check(!sdc_tokenizer_encode(tok, text, b, 77) && memcmp(a, b, sizeof a) == 0, "counting does not change the ids");
+  check(!sdc_tokenizer_encode_count(tok, "a cat", a, 77, &n) && n == 2, "a short prompt counts its tokens");
+  for (int i = 0; i < 75; i++) text[4 * i + 3] = ' ';
+  text[4 * 75] = 0;
+  check(!sdc_tokenizer_encode_count(tok, text, a, 77, &n) && n == 75, "75 tokens fit exactly (no cut)");
+}
+
 int main(void) {
   const char *ref = getenv("SDC_REF");
   if (!ref || !*ref) ref = "../shared/ref";
@@ -419,6 +434,7 @@ int main(void) {
     n_fail++;
   } else {
     test_invalid_utf8_is_einval(tok);
+    test_encode_count_reports_the_cut(tok);
     test_bpe_heap_matches_naive(tok);
     sdc_tokenizer_free(tok);
   }
