@@ -5,6 +5,6 @@ CACHE="${SDC_BENCH_DIR:-/tmp/sdc-bench}"
 [ -x build/bin/sdc ] || bash scripts/setup.sh
 mkdir -p "$CACHE"
 if [ ! -f "$CACHE/sd15/unet/diffusion_pytorch_model.safetensors" ]; then
-  build/bin/sdc model-init --arch sd15 --out "$CACHE/sd15" --dtype f16 --seed 0
+  build/bin/sdc model-init --arch sd15 --out "$CACHE/sd15" --dtype f16 --seed 0 --force # over a half-written one
 fi
 SD15="$CACHE/sd15"

@@ -8,7 +8,7 @@ CACHE="${SDC_BENCH_DIR:-/tmp/sdc-bench}"
 MODEL="${1:-$CACHE/sd15}"
 [ -x build/bin/sdc-worker ] || bash scripts/setup.sh
 if [ ! -f "$MODEL/unet/diffusion_pytorch_model.safetensors" ]; then
-  build/bin/sdc model-init --arch sd15 --out "$MODEL" --dtype f16 --seed 0
+  build/bin/sdc model-init --arch sd15 --out "$MODEL" --dtype f16 --seed 0 --force # over a half-written one
 fi
 printf "%-28s %10s %10s\n" "worker --stage" "RSS MiB" "peak MiB"
 for stage in text unet-down unet-mid unet-up vae unet-down,unet-mid,unet-up; do

@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x build/bin/sdc ] || bash scripts/setup.sh
 if [ ! -f "$MODEL/model_index.json" ]; then
-  build/bin/sdc model-init --arch sd15 --out "$MODEL" --dtype f16 --seed 0
+  build/bin/sdc model-init --arch sd15 --out "$MODEL" --dtype f16 --seed 0 --force # over a half-written one
 fi
 tmp=$(mktemp -d)
 cleanup() {

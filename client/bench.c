@@ -476,7 +476,7 @@ static int sdc__plot(const char *png, const sdc__bench *b, const sdc__bench_resu
 static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc bench --redis URL [options]   (benchmark a running cluster; see docs/operations.md)\n"
-          "  --redis URL         redis://[[user]:password@]host[:port][/db] (default " SDC__BENCH_DEFAULT_REDIS ")\n"
+          "  --redis URL         redis://[[user]:password@]host[:port][/db] (default $SDC_REDIS, else " SDC__BENCH_DEFAULT_REDIS ")\n"
           "  --jobs N            jobs in all (default 20)\n"
           "  --concurrency C     jobs kept in flight (default 4)\n"
           "  --width W --height H  image size, multiples of 8 in [64, 2048] (default: the model's native size)\n"
@@ -508,7 +508,7 @@ static int sdc__check_out(const char *flag, const char *path) {
 }
 
 int sdc_cmd_bench(int argc, char **argv) {
-  sdc__bench b = {.url = SDC__BENCH_DEFAULT_REDIS, .prompt = SDC__BENCH_DEFAULT_PROMPT, .n_jobs = 20,
+  sdc__bench b = {.url = sdc_cli_redis_default(), .prompt = SDC__BENCH_DEFAULT_PROMPT, .n_jobs = 20,
                   .concurrency = 4, .steps = 20, .seed_base = 1000, .timeout_s = 600};
   const char *csv = NULL, *plot = NULL;
   const char *urls[SDC__BENCH_MAX_METRICS];

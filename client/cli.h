@@ -2,6 +2,16 @@
 #ifndef SDC_CLI_H
 #define SDC_CLI_H
 
+#include <stdlib.h>
+
+/* The Redis URL a client command uses without --redis: $SDC_REDIS when set and
+ * not empty, else the local default. */
+#define SDC_CLI_DEFAULT_REDIS "redis://127.0.0.1:6379"
+static inline const char *sdc_cli_redis_default(void) {
+  const char *env = getenv("SDC_REDIS");
+  return env && env[0] ? env : SDC_CLI_DEFAULT_REDIS;
+}
+
 /* Each returns the process exit code: 0 success, 1 failure, 2 bad usage/input. */
 int sdc_cmd_verify(int argc, char **argv);
 int sdc_cmd_inspect(int argc, char **argv);

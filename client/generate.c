@@ -1,4 +1,5 @@
 /* generate.c - `sdc generate`: one process, prompt in, PNG out, same image as diffusers for the same seed. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #include "ops.h"
 #include "pipeline.h"
 #include "pngio.h"
+#include "tokenizer.h"
 
 
 static void sdc__generate_usage(FILE *fp) {
@@ -36,7 +38,7 @@ static void sdc__generate_usage(FILE *fp) {
           "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
           "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
           "                          unipc, lcm (default: the model's own scheduler config)\n"
-          "  --seed N                torch-compatible seed (default: random, printed and stored in the PNG)\n"
+          "  --seed N                torch-compatible seed; -1 or none: random, printed and stored in the PNG\n"
           "  --num-images N          images from one seed, 1..%d (default 1); FILE-0.png, FILE-1.png, ...\n"
           "  --output FILE.png       where to write (default out.png)\n"
           "  --max-pixels N          refuse width*height above N (default %d)\n"
@@ -48,6 +50,7 @@ static void sdc__generate_usage(FILE *fp) {
           "  --strength S            share of the schedule run from the init image, in (0, 1]\n"
           "                          (default 0.8 for img2img, 1.0 for inpainting)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
+          "  --json                  print one JSON object on stdout: paths, seed, scheduler, timings\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
           SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS, SDC_MAX_LORAS);
 }
@@ -142,6 +145,43 @@ static uint64_t sdc__random_seed(void) {
   return s & ((1ull << 53) - 1); /* survives a round trip through JSON numbers */
 }
 
+/* CLIP reads 77 positions: a longer prompt loses its end, as in diffusers; say so. */
+static void sdc__warn_truncated(const sdc_pipeline *p, const char *flag, const char *text) {
+  const int64_t L = sdc_tokenizer_max_length(p->tok);
+  int32_t *ids = malloc((size_t)L * sizeof *ids);
+  int64_t n_tok = 0;
+  if (ids && sdc_tokenizer_encode_count(p->tok, text, ids, L, &n_tok) == SDC_OK && n_tok > L - 2)
+    fprintf(stderr, "sdc generate: warning: %s has %lld tokens; only the first %lld are used (CLIP reads %lld)\n", flag,
+            (long long)n_tok, (long long)(L - 2), (long long)L);
+  free(ids);
+}
+
+/* --json: one object on stdout for scripts. */
+static void sdc__print_json(const sdc_gen_params *g, const char *sched, const char *output, double load_s, double gen_s) {
+  cJSON *o = cJSON_CreateObject(), *paths = cJSON_AddArrayToObject(o, "images"), *t = cJSON_CreateObject();
+  char name[4200];
+  for (int64_t i = 0; i < g->num_images; i++) {
+    sdc__output_name(name, sizeof name, output, i, g->num_images);
+    cJSON_AddItemToArray(paths, cJSON_CreateString(name));
+  }
+  /* all images of a request come from one generator seeded once */
+  char seed[32]; /* written as an integer: cJSON would round a 53-bit seed to 15 digits */
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)g->seed);
+  cJSON_AddRawToObject(o, "seed", seed);
+  cJSON_AddNumberToObject(o, "width", (double)g->width);
+  cJSON_AddNumberToObject(o, "height", (double)g->height);
+  cJSON_AddNumberToObject(o, "steps", (double)g->steps);
+  cJSON_AddNumberToObject(o, "guidance_scale", g->guidance_scale);
+  cJSON_AddStringToObject(o, "scheduler", sched);
+  cJSON_AddNumberToObject(t, "load_ms", load_s * 1e3);
+  cJSON_AddNumberToObject(t, "generate_ms", gen_s * 1e3);
+  cJSON_AddItemToObject(o, "timings", t);
+  char *text = cJSON_PrintUnformatted(o);
+  if (text) printf("%s\n", text);
+  free(text);
+  cJSON_Delete(o);
+}
+
 int sdc_cmd_generate(int argc, char **argv) {
   const char *model = NULL, *config = NULL, *output = "out.png", *init_path = NULL, *mask_path = NULL;
   const char *strength_arg = NULL;
@@ -153,7 +193,8 @@ int sdc_cmd_generate(int argc, char **argv) {
   sdc_precision prec = SDC_PREC_FP32;
   sdc_lora_ref loras[SDC_MAX_LORAS];
   int n_loras = 0;
-  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH, O_LORA };
+  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH, O_LORA, O_JSON };
+  int json = 0;
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
       {"prompt", required_argument, 0, 'p'},     {"negative-prompt", required_argument, 0, O_NEG},
@@ -166,6 +207,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       {"init-image", required_argument, 0, O_INIT}, {"mask", required_argument, 0, O_MASK},
       {"strength", required_argument, 0, O_STRENGTH},
       {"lora", required_argument, 0, O_LORA},
+      {"json", no_argument, 0, O_JSON},
       {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -194,9 +236,13 @@ int sdc_cmd_generate(int argc, char **argv) {
       case 'S': {
         char *end;
         errno = 0;
+        if (strcmp(optarg, "-1") == 0) { /* other tools' spelling of "random" */
+          have_seed = 0;
+          break;
+        }
         unsigned long long s = strtoull(optarg, &end, 10);
         if (errno || end == optarg || *end || optarg[0] == '-')
-          err = sdc_seterr(SDC_EINVAL, "--seed '%s': expected a non-negative integer", optarg);
+          err = sdc_seterr(SDC_EINVAL, "--seed '%s': expected a non-negative integer, or -1 for a random one", optarg);
         g.seed = s, have_seed = 1;
         break;
       }
@@ -204,6 +250,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       case 'o': output = optarg; break;
       case O_MAXPX: err = sdc_flag_int("--max-pixels", optarg, 64, (int64_t)1 << 40, &max_pixels); break;
       case O_QUIET: quiet = 1; break;
+      case O_JSON: json = 1; break;
       case O_PREC:
         if (sdc_precision_parse(optarg, &prec)) err = sdc_seterr(SDC_EINVAL, "--precision '%s': expected fp32 or bf16", optarg);
         break;
@@ -263,6 +310,7 @@ int sdc_cmd_generate(int argc, char **argv) {
   }
   if (!have_seed) g.seed = sdc__random_seed();
   sdc_pipeline *p = NULL;
+  const double t_load = sdc_clock_mono_s();
   if ((err = sdc_pipeline_load(&p, model, config, &(sdc_load_opts){.precision = prec}, loras, n_loras))) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     free(init_buf), free(mask_buf);
@@ -286,11 +334,22 @@ int sdc_cmd_generate(int argc, char **argv) {
     free(init_buf), free(mask_buf);
     return 1;
   }
-  const char *sched = g.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g.scheduler) : "model default";
-  if (!quiet) fprintf(stderr, "seed %llu, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, (long long)g.width,
-                      (long long)g.height, (long long)g.steps, sched);
-  sdc__progress pr = {sdc_clock_mono_s(), !quiet && isatty(2)};
+  /* the PNG names the scheduler that runs: the model's own when none was asked (as the coordinator does) */
+  sdc_gen_params shown = g;
+  sdc_sched_config sc;
+  if (shown.scheduler < 0 && sdc_sched_config_parse(&sc, p->model.scheduler_json, -1, "scheduler_config.json") == SDC_OK)
+    shown.scheduler = sc.kind;
+  const char *sched = shown.scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)shown.scheduler) : "model default";
+  /* a random seed is always said: without it the image cannot be made again */
+  if (!quiet || !have_seed)
+    fprintf(stderr, "seed %llu%s, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, have_seed ? "" : " (random)",
+            (long long)g.width, (long long)g.height, (long long)g.steps, sched);
+  sdc__warn_truncated(p, "--prompt", g.prompt);
+  if (g.negative_prompt) sdc__warn_truncated(p, "--negative-prompt", g.negative_prompt);
+  const double t_gen = sdc_clock_mono_s();
+  sdc__progress pr = {t_gen, !quiet && isatty(2)};
   err = sdc_pipeline_generate(p, &g, init_path ? &inputs : NULL, img, NULL, sdc__on_progress, &pr);
+  const double gen_s = sdc_clock_mono_s() - t_gen, load_s = t_gen - t_load;
   int rc = 0;
   if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
@@ -306,7 +365,7 @@ int sdc_cmd_generate(int argc, char **argv) {
                     loras[i].multiplier);
     }
     for (int64_t i = 0; i < g.num_images && !rc; i++) {
-      sdc_gen_params_text(&g, i, origin, params, sizeof params);
+      sdc_gen_params_text(&shown, i, origin, params, sizeof params);
       const char *keys[] = {"parameters"}, *vals[] = {params};
       sdc__output_name(name, sizeof name, output, i, g.num_images);
       if ((err = sdc_png_write(name, u8 + i * n_px, g.width, g.height, 1, keys, vals))) {
@@ -317,6 +376,7 @@ int sdc_cmd_generate(int argc, char **argv) {
       }
     }
   }
+  if (!rc && json) sdc__print_json(&g, sched, output, load_s, gen_s);
   free(img), free(u8), free(init_buf), free(mask_buf);
   sdc_pipeline_free(p);
   return rc;

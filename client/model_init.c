@@ -1,4 +1,5 @@
 /* model_init.c - `sdc model-init`: a complete diffusers model folder with random weights at real sizes. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -45,11 +46,24 @@ static const char sdc__model_index[] =
 
 static void sdc__model_init_usage(FILE *fp) {
   fprintf(fp,
-          "usage: sdc model-init --arch sd15|sd21|tiny --out DIR [--dtype f16|f32] [--seed N]\n"
+          "usage: sdc model-init --arch sd15|sd21|tiny --out DIR [--dtype f16|f32] [--seed N] [--force]\n"
           "       sdc model-init --arch lora --for MODEL --out FILE [--rank R] [--locon] [--te] (see --arch lora --help)\n"
           "  Writes a complete diffusers model folder with random weights at the architecture's real\n"
           "  sizes (stable-diffusion-v1-5, stable-diffusion-2-1, or a tiny SD 1.x-shaped model) and a\n"
-          "  small byte-level tokenizer, to smoke-test and benchmark a deployment without real weights.\n");
+          "  small byte-level tokenizer, to smoke-test and benchmark a deployment without real weights.\n"
+          "  A DIR that exists and is not empty is refused unless --force (files in it are overwritten).\n");
+}
+
+/* 1 when path is a folder holding anything, or exists and is not a folder. */
+static int sdc__occupied(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  if (!S_ISDIR(st.st_mode)) return 1;
+  DIR *d = opendir(path);
+  int n = 0;
+  for (struct dirent *e; d && !n && (e = readdir(d));) n = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+  if (d) closedir(d);
+  return n;
 }
 
 static int sdc__write_text(const char *path, const char *text) {
@@ -186,9 +200,11 @@ int sdc_cmd_model_init(int argc, char **argv) {
       return sdc_cmd_lora_init(argc, argv);
   const char *arch = NULL, *out = NULL, *dt = "f16";
   uint64_t seed = 0;
+  int force = 0;
   static const struct option opts[] = {{"arch", required_argument, 0, 'a'}, {"out", required_argument, 0, 'o'},
                                        {"dtype", required_argument, 0, 'd'}, {"seed", required_argument, 0, 's'},
-                                       {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+                                       {"force", no_argument, 0, 'f'},       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "a:o:d:s:h", opts, NULL)) != -1) {
@@ -205,6 +221,7 @@ int sdc_cmd_model_init(int argc, char **argv) {
         }
         break;
       }
+      case 'f': force = 1; break;
       case 'h': sdc__model_init_usage(stdout); return 0;
       default: sdc__model_init_usage(stderr); return 2;
     }
@@ -217,6 +234,11 @@ int sdc_cmd_model_init(int argc, char **argv) {
     else if (strcmp(dt, "f16") != 0 && strcmp(dt, "f32") != 0)
       fprintf(stderr, "sdc model-init: --dtype '%s': expected f16 or f32\n", dt);
     else sdc__model_init_usage(stderr);
+    return 2;
+  }
+  /* a model folder written over another one would mix two models' files */
+  if (!force && sdc__occupied(out)) {
+    fprintf(stderr, "sdc model-init: --out '%s': exists and is not empty (pass --force to write into it)\n", out);
     return 2;
   }
   int tiny = family == SDC_FAMILY_COUNT;

@@ -6,6 +6,25 @@
 
 #include "cli.h"
 #include "runtime.h"
+#include "sdc_version.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+} sdc__command;
+
+static const sdc__command sdc__commands[] = {
+    {"verify", sdc_cmd_verify},   {"inspect", sdc_cmd_inspect}, {"generate", sdc_cmd_generate},
+    {"model-init", sdc_cmd_model_init}, {"submit", sdc_cmd_submit}, {"wait", sdc_cmd_wait},
+    {"status", sdc_cmd_status},   {"cancel", sdc_cmd_cancel},   {"cluster", sdc_cmd_cluster},
+    {"bench-engine", sdc_cmd_bench_engine}, {"bench", sdc_cmd_bench}, {"keygen", sdc_cmd_keygen},
+};
+
+static const sdc__command *sdc__find(const char *name) {
+  for (size_t i = 0; i < sizeof sdc__commands / sizeof *sdc__commands; i++)
+    if (strcmp(name, sdc__commands[i].name) == 0) return &sdc__commands[i];
+  return NULL;
+}
 
 static void sdc__usage(FILE *fp) {
   fprintf(fp,
@@ -23,6 +42,9 @@ static void sdc__usage(FILE *fp) {
           "  bench-engine --model DIR  time each stage against the machine's measured peak\n"
           "  bench --redis URL     N jobs at concurrency C on a running cluster: throughput, latency, stages\n"
           "  keygen --out DIR      CURVE keys and the authorized file for a cluster (docs/security.md)\n"
+          "  help COMMAND          a command's options (= sdc COMMAND --help)\n"
+          "  --version             the version and the git revision it was built from\n"
+          "Client commands take their Redis URL from --redis, else $SDC_REDIS, else redis://127.0.0.1:6379.\n"
           "run 'sdc <command> --help' for a command's options.\n");
 }
 
@@ -33,18 +55,21 @@ int main(int argc, char **argv) {
   }
   sdc_runtime_init(argv);
   const char *cmd = argv[1];
-  if (strcmp(cmd, "verify") == 0) return sdc_cmd_verify(argc - 1, argv + 1);
-  if (strcmp(cmd, "inspect") == 0) return sdc_cmd_inspect(argc - 1, argv + 1);
-  if (strcmp(cmd, "generate") == 0) return sdc_cmd_generate(argc - 1, argv + 1);
-  if (strcmp(cmd, "model-init") == 0) return sdc_cmd_model_init(argc - 1, argv + 1);
-  if (strcmp(cmd, "submit") == 0) return sdc_cmd_submit(argc - 1, argv + 1);
-  if (strcmp(cmd, "wait") == 0) return sdc_cmd_wait(argc - 1, argv + 1);
-  if (strcmp(cmd, "status") == 0) return sdc_cmd_status(argc - 1, argv + 1);
-  if (strcmp(cmd, "cancel") == 0) return sdc_cmd_cancel(argc - 1, argv + 1);
-  if (strcmp(cmd, "cluster") == 0) return sdc_cmd_cluster(argc - 1, argv + 1);
-  if (strcmp(cmd, "bench-engine") == 0) return sdc_cmd_bench_engine(argc - 1, argv + 1);
-  if (strcmp(cmd, "bench") == 0) return sdc_cmd_bench(argc - 1, argv + 1);
-  if (strcmp(cmd, "keygen") == 0) return sdc_cmd_keygen(argc - 1, argv + 1);
+  const sdc__command *c = sdc__find(cmd);
+  if (c) return c->run(argc - 1, argv + 1);
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("sdc %s%s%s\n", SDC_VERSION, SDC_GIT_DESCRIBE[0] ? " " : "", SDC_GIT_DESCRIBE);
+    return 0;
+  }
+  if (strcmp(cmd, "help") == 0 && argc == 3) { /* sdc help COMMAND = sdc COMMAND --help */
+    if (!(c = sdc__find(argv[2]))) {
+      fprintf(stderr, "sdc help: unknown command '%s'\n", argv[2]);
+      sdc__usage(stderr);
+      return 2;
+    }
+    char *help_argv[] = {argv[2], "--help", NULL};
+    return c->run(2, help_argv);
+  }
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     sdc__usage(stdout);
     return 0;

@@ -1,4 +1,5 @@
 /* submit.c - `sdc submit`, `sdc wait`, `sdc status`, `sdc cancel`: the job contract from the command line. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -31,7 +32,8 @@ static int sdc__usage_error(const char *cmd) {
 /* 0 when connected; else the exit code: 2 for a malformed URL, 1 when Redis is unreachable. */
 static int sdc__connect(const char *cmd, const char *url, sdc_client **c) {
   int err = sdc_client_connect(c, url);
-  if (err) fprintf(stderr, "sdc %s: %s\n", cmd, sdc_errmsg(err));
+  const char *env = getenv("SDC_REDIS");
+  if (err) fprintf(stderr, "sdc %s: %s%s\n", cmd, sdc_errmsg(err), env && url == env ? " (from $SDC_REDIS)" : "");
   return !err ? 0 : err == SDC_EINVAL ? 2 : 1;
 }
 
@@ -40,7 +42,7 @@ static int sdc__connect(const char *cmd, const char *url, sdc_client **c) {
 static void sdc__submit_usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc submit --prompt TEXT [options]   (prints the job id)\n"
-          "  --redis URL             redis://[[user]:password@]host[:port][/db] (default " SDC__DEFAULT_REDIS
+          "  --redis URL             redis://[[user]:password@]host[:port][/db] (default $SDC_REDIS, else " SDC__DEFAULT_REDIS
           ")\n"
           "  --id ID                 job id, 1..128 of [A-Za-z0-9._-] (default: the stream entry id)\n"
           "  --prompt TEXT           what to draw (UTF-8, at most 4096 bytes)\n"
@@ -50,7 +52,7 @@ static void sdc__submit_usage(FILE *fp) {
           "  --guidance-scale X      classifier-free guidance, >= 0; <= 1 disables it (default 7.5)\n"
           "  --scheduler NAME        ddim, pndm, ddpm, euler, euler_a, heun, lms, dpmpp_2m, dpmpp_2m_karras,\n"
           "                          unipc, lcm (default: the model's own)\n"
-          "  --seed N                0 <= N < 2^53 (default: chosen by the coordinator, recorded in the job hash)\n"
+          "  --seed N                0 <= N < 2^53; -1 or none: chosen by the coordinator, recorded in the job hash\n"
           "  --num-images N          images from one seed, 1..8 (default 1)\n"
           "  --init-image FILE       img2img / inpainting: a PNG or JPEG, stored in Redis under img:<random> for\n"
           "                          an hour and named in the job; its size is the job's unless --width/--height\n"
@@ -61,7 +63,7 @@ static void sdc__submit_usage(FILE *fp) {
 }
 
 int sdc_cmd_submit(int argc, char **argv) {
-  const char *url = SDC__DEFAULT_REDIS;
+  const char *url = sdc_cli_redis_default();
   sdc_job job;
   sdc_job_init(&job);
   int err = SDC_OK;
@@ -121,6 +123,10 @@ int sdc_cmd_submit(int argc, char **argv) {
         break;
       case 'S': {
         int64_t s;
+        if (strcmp(optarg, "-1") == 0) { /* other tools' "random": the coordinator draws it */
+          job.has_seed = 0;
+          break;
+        }
         err = sdc_flag_int("--seed", optarg, 0, (int64_t)SDC_SEED_LIMIT - 1, &s);
         job.seed = (uint64_t)s, job.has_seed = 1;
         break;
@@ -201,7 +207,7 @@ int sdc_cmd_submit(int argc, char **argv) {
 static void sdc__wait_usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc wait ID [options]   (exit 0 when the job is done; 1 when it failed, was cancelled or timed out)\n"
-          "  --redis URL         redis://[[user]:password@]host[:port][/db] (default " SDC__DEFAULT_REDIS
+          "  --redis URL         redis://[[user]:password@]host[:port][/db] (default $SDC_REDIS, else " SDC__DEFAULT_REDIS
           ")\n"
           "  --output FILE.png   write the image(s) there; several images: FILE-0.png, FILE-1.png, ...\n"
           "  --timeout S         give up after S seconds (default: wait as long as it takes)\n"
@@ -281,7 +287,7 @@ static void sdc__on_progress(void *ctx, const sdc_job_status *st) {
 }
 
 int sdc_cmd_wait(int argc, char **argv) {
-  const char *url = SDC__DEFAULT_REDIS, *output = NULL, *id = NULL;
+  const char *url = sdc_cli_redis_default(), *output = NULL, *id = NULL;
   double timeout_s = -1;
   int quiet = 0, err = SDC_OK;
   enum { O_REDIS = 256, O_TIMEOUT, O_QUIET };
@@ -376,19 +382,24 @@ int sdc_cmd_wait(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- status */
 
-/* Parses `sdc <cmd> ID [--redis URL]`. 0 ok, 2 usage printed/error, -1 help shown. */
-static int sdc__id_args(const char *cmd, int argc, char **argv, const char **id, const char **url) {
-  static const struct option opts[] = {
-      {"redis", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+/* Parses `sdc <cmd> ID [--redis URL] [--json]` (json NULL: no --json). 0 ok, 2 usage printed/error, -1 help shown. */
+static int sdc__id_args(const char *cmd, int argc, char **argv, const char **id, const char **url, int *json) {
+  static const struct option opts[] = {{"redis", required_argument, 0, 'r'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   int ch, err = SDC_OK;
-  *id = NULL, *url = SDC__DEFAULT_REDIS;
+  *id = NULL, *url = sdc_cli_redis_default();
   optind = 1;
   opterr = 0;
   while (!err && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     if (ch == 'r')
       *url = optarg;
+    else if (ch == 'j' && json)
+      *json = 1;
     else if (ch == 'h') {
-      printf("usage: sdc %s ID [--redis URL]   (default URL " SDC__DEFAULT_REDIS ")\n", cmd);
+      printf("usage: sdc %s ID [--redis URL]%s   (default URL $SDC_REDIS, else " SDC__DEFAULT_REDIS ")\n", cmd,
+             json ? " [--json]" : "");
       return -1;
     } else
       err = sdc__bad_flag(cmd, argv);
@@ -404,7 +415,8 @@ static int sdc__id_args(const char *cmd, int argc, char **argv, const char **id,
 
 int sdc_cmd_status(int argc, char **argv) {
   const char *id, *url;
-  int rc = sdc__id_args("status", argc, argv, &id, &url);
+  int json = 0;
+  int rc = sdc__id_args("status", argc, argv, &id, &url, &json);
   if (rc) return rc < 0 ? 0 : rc;
   sdc_client *c;
   if ((rc = sdc__connect("status", url, &c))) return rc;
@@ -423,6 +435,18 @@ int sdc_cmd_status(int argc, char **argv) {
       SDC_JOB_F_ROUTE,      SDC_JOB_F_COORDINATOR, SDC_JOB_F_ATTEMPTS, SDC_JOB_F_ENTRY,     SDC_JOB_F_CREATED_MS,
       SDC_JOB_F_STARTED_MS, SDC_JOB_F_FINISHED_MS};
   const size_t n_order = sizeof order / sizeof *order;
+  if (json) { /* one object of strings, as the hash holds them, for scripts */
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    if (!st.n_fields) cJSON_AddStringToObject(o, "state", sdc_job_state_name(st.state));
+    for (size_t i = 0; i < st.n_fields; i++) cJSON_AddStringToObject(o, st.fields[2 * i], st.fields[2 * i + 1]);
+    char *text = cJSON_PrintUnformatted(o);
+    if (text) printf("%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+    sdc_job_status_free(&st);
+    return text ? 0 : 1;
+  }
   printf("id: %s\n", id);
   if (!st.n_fields) printf("state: %s\n", sdc_job_state_name(st.state)); /* queued in the stream, no hash yet */
   for (size_t k = 0; k <= n_order; k++)
@@ -440,7 +464,7 @@ int sdc_cmd_status(int argc, char **argv) {
 
 int sdc_cmd_cancel(int argc, char **argv) {
   const char *id, *url;
-  int rc = sdc__id_args("cancel", argc, argv, &id, &url);
+  int rc = sdc__id_args("cancel", argc, argv, &id, &url, NULL);
   if (rc) return rc < 0 ? 0 : rc;
   sdc_client *c;
   if ((rc = sdc__connect("cancel", url, &c))) return rc;

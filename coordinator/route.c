@@ -124,8 +124,10 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     for (int i = 0; i < j->spec.n_loras && o > 0 && (size_t)o < sizeof origin; i++)
       o += snprintf(origin + o, sizeof origin - (size_t)o, "%s%s.safetensors:%g", i ? " " : ", LoRA: ",
                     j->spec.loras[i].name, j->spec.loras[i].multiplier);
+    sdc_gen_params shown = j->g; /* the PNG names the scheduler that ran, the model's own included */
+    if (shown.scheduler < 0) shown.scheduler = sdc_sched_parse_name(j->sched_name);
     for (int64_t i = 0; i < j->d.N && i < SDC_MAX_IMAGES; i++) {
-      sdc_gen_params_text(&j->g, i, origin, buf[i], sizeof buf[i]);
+      sdc_gen_params_text(&shown, i, origin, buf[i], sizeof buf[i]);
       texts[i] = buf[i];
     }
     req.latent = &lat;

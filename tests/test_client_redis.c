@@ -354,7 +354,7 @@ static void test_submit_cli(char *id_multi /* OUT */) {
   } bad[] = {{"--prompt x --width 100", "'width'"},
              {"--prompt x --steps 20x", "--steps"},
              {"--prompt x --steps 0", "--steps"},
-             {"--prompt x --seed -1", "--seed"},
+             {"--prompt x --seed -2", "--seed"}, /* -1 is "random" */
              {"--prompt x --seed 9007199254740992", "--seed"},
              {"--prompt x --scheduler karras9000", "karras9000"},
              {"--prompt x --num-images 9", "--num-images"},
@@ -374,6 +374,16 @@ static void test_submit_cli(char *id_multi /* OUT */) {
           "sdc submit %s: exit %d, stderr: %s", bad[i].args, st, err);
   }
   CHECK(xlen() == n, "bad submits queued nothing");
+  /* $SDC_REDIS stands for --redis; --seed -1 leaves the seed to the coordinator */
+  snprintf(cmd, sizeof cmd, "SDC_REDIS='%s' '%s' submit --prompt env --seed -1", g_url, g_sdc);
+  st = run(cmd, out, err);
+  out[strcspn(out, "\n")] = 0;
+  CHECK(st == 0 && xlen() == n + 1, "SDC_REDIS submit: exit %d: %s", st, err);
+  entry_json(json, sizeof json, out);
+  CHECK(strcmp(json, "{\"prompt\":\"env\"}") == 0, "submit --seed -1 entry: %s", json);
+  snprintf(cmd, sizeof cmd, "SDC_REDIS='redis://127.0.0.1:%d' '%s' submit --prompt x", sdc_test_free_port(), g_sdc);
+  st = run(cmd, out, err);
+  CHECK(st == 1 && sdc_test_lines(err) == 1 && strstr(err, "$SDC_REDIS"), "unreachable SDC_REDIS: %d %s", st, err);
   snprintf(cmd, sizeof cmd, "'%s' submit --redis redis://127.0.0.1:%d --prompt x", g_sdc, sdc_test_free_port());
   st = run(cmd, out, err);
   CHECK(st == 1 && sdc_test_lines(err) == 1 && strstr(err, "connect"), "unreachable redis: %d %s", st, err);
@@ -412,6 +422,12 @@ static void test_status(const char *id_a) {
   snprintf(cmd, sizeof cmd, "'%s' status %s --redis %s", g_sdc, bare, g_url);
   rc = run(cmd, out, errs);
   CHECK(rc == 0 && strstr(out, "state: queued"), "sdc status of a bare entry: %d %s%s", rc, out, errs);
+  snprintf(cmd, sizeof cmd, "SDC_REDIS='%s' '%s' status %s --json", g_url, g_sdc, id_a);
+  rc = run(cmd, out, errs);
+  snprintf(line, sizeof line, "{\"id\":\"%s\",", id_a);
+  CHECK(rc == 0 && strncmp(out, line, strlen(line)) == 0 && strstr(out, "\"state\":\"queued\"") &&
+            strstr(out, "\"created_ms\":\"") && sdc_test_lines(out) == 1,
+        "sdc status --json (SDC_REDIS): %d\n%s%s", rc, out, errs);
   snprintf(cmd, sizeof cmd, "'%s' status nope --redis %s", g_sdc, g_url);
   rc = run(cmd, out, errs);
   CHECK(rc == 1 && sdc_test_lines(errs) == 1 && strstr(errs, "no such job"), "sdc status unknown: %d %s", rc, errs);

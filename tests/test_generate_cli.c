@@ -1,11 +1,13 @@
 /* test_generate_cli.c - sdc generate on a model-init'd tiny model: bad input is one line, exit 2, nothing written. */
 #include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "file.h"
 #include "pngio.h"
 #include "safetensors.h"
 #include "sdc_limits.h"
@@ -34,6 +36,73 @@ static void expect_bad(const char *what, const char *args, const char *needle) {
   CHECK(strstr(err, needle) != NULL, "%s: error lacks '%s': %s", what, needle, err);
   CHECK(dir_entries(g_out) == 0, "%s: something was written to %s", what, g_out);
   printf("%-30s -> %s", what, err);
+}
+
+/* What users bring from other tools: --seed -1, --json, the scheduler named in the PNG, the 77-token
+ * warning, --version, help COMMAND, model-init refusing a non-empty folder. */
+static void test_habits(void) {
+  char cmd[4096], err[4096], dir[1100], path[1200], *params = NULL, *json = NULL;
+  snprintf(dir, sizeof dir, "%s/habits", g_tmp);
+  mkdir(dir, 0755);
+  snprintf(cmd, sizeof cmd,
+           "('%s' generate --model '%s' --prompt 'a red cube' --width 64 --height 64 --steps 2 --seed -1 --quiet --json "
+           "--output '%s/r.png' > '%s/r.json')",
+           g_sdc, g_model, dir, dir);
+  int st = sdc_test_run(cmd, err, sizeof err);
+  unsigned long long seed = 0;
+  const char *at = strstr(err, "seed ");
+  CHECK(st == 0 && at && sscanf(at, "seed %llu (random)", &seed) == 1 && strstr(err, "(random)"),
+        "--seed -1: exit %d, stderr does not say the random seed: %s", st, err);
+  snprintf(path, sizeof path, "%s/r.json", dir);
+  size_t n = 0;
+  char want[256];
+  CHECK(sdc_read_file(path, &json, &n) == 0, "--json wrote nothing to stdout");
+  snprintf(want, sizeof want, "\"seed\":%llu,", seed);
+  CHECK(json && strstr(json, want) && strstr(json, "\"images\":[\"") && strstr(json, "r.png\"]") &&
+            strstr(json, "\"generate_ms\":") && strstr(json, "\"scheduler\":\"pndm\""),
+        "--json output lacks %s, the image, timings or the scheduler: %s", want, json ? json : "(none)");
+  free(json);
+  uint8_t *rgb = NULL;
+  int64_t w = 0, h = 0;
+  snprintf(path, sizeof path, "%s/r.png", dir);
+  snprintf(want, sizeof want, "Seed: %llu,", seed);
+  /* the model's own scheduler (model-init writes SD 1.5's PNDM config) is named, not "model default" */
+  CHECK(sdc_png_read(path, &rgb, &w, &h, &params) == 0 && params && strstr(params, want) &&
+            strstr(params, "Sampler: pndm,"),
+        "random-seed PNG parameters lack '%s' or 'Sampler: pndm': %s", want, params ? params : "(none)");
+  free(rgb), free(params);
+
+  /* a prompt past 77 tokens is used cut, with a warning */
+  snprintf(cmd, sizeof cmd,
+           "'%s' generate --model '%s' --prompt '%s' --width 64 --height 64 --steps 1 --seed 1 --quiet --output '%s/long.png'",
+           g_sdc, g_model,
+           "a very long prompt that goes on and on about a red cube on a blue table in a green room with many windows",
+           dir);
+  st = sdc_test_run(cmd, err, sizeof err);
+  CHECK(st == 0 && strstr(err, "warning: --prompt has") && strstr(err, "tokens"), "long prompt: exit %d, no warning: %s",
+        st, err);
+
+  /* sdc --version and sdc help COMMAND */
+  snprintf(cmd, sizeof cmd, "('%s' --version > '%s/version.txt')", g_sdc, dir);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "sdc --version failed: %s", err);
+  snprintf(path, sizeof path, "%s/version.txt", dir);
+  char *ver = NULL;
+  CHECK(sdc_read_file(path, &ver, &n) == 0 && strncmp(ver, "sdc ", 4) == 0 && ver[4] >= '0' && ver[4] <= '9',
+        "sdc --version printed: %s", ver ? ver : "(nothing)");
+  free(ver);
+  snprintf(cmd, sizeof cmd, "('%s' help generate > '%s/h1.txt' && '%s' generate --help > '%s/h2.txt' && cmp -s '%s/h1.txt' '%s/h2.txt')",
+           g_sdc, dir, g_sdc, dir, dir, dir);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "sdc help generate differs from sdc generate --help: %s", err);
+  snprintf(cmd, sizeof cmd, "'%s' help frobnicate", g_sdc);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 2 && strstr(err, "frobnicate"), "sdc help of an unknown command: %s", err);
+
+  /* model-init into a folder that holds something: refused without --force */
+  snprintf(cmd, sizeof cmd, "'%s' model-init --arch tiny --dtype f32 --seed 4 --out '%s'", g_sdc, g_model);
+  st = sdc_test_run(cmd, err, sizeof err);
+  CHECK(st == 2 && sdc_test_lines(err) == 1 && strstr(err, "--force") && strstr(err, g_model),
+        "model-init into a non-empty folder: exit %d: %s", st, err);
+  snprintf(cmd, sizeof cmd, "'%s' model-init --arch tiny --dtype f32 --seed 4 --force --out '%s'", g_sdc, g_model);
+  CHECK(sdc_test_run(cmd, err, sizeof err) == 0, "model-init --force failed: %s", err);
 }
 
 int main(int argc, char **argv) {
@@ -147,6 +216,7 @@ int main(int argc, char **argv) {
           params ? params : "(none)");
     free(rgb), free(params);
   }
+  test_habits();
   sdc_test_rmtree(g_tmp);
   return sdc_test_finish("test_generate_cli");
 }

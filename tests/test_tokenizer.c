@@ -53,21 +53,24 @@ static int write_file(const char *path, const char *text) {
   return fclose(fp) == 0 && w == n ? 0 : -1;
 }
 
-/* Every golden prompt of model encodes to its `M/tok/<i>/ids` tensor. */
+/* Every golden prompt of model encodes to its `M/tok/<i>/ids` tensor, with the
+ * model's tokenizer folder or (builtin) with the vocabulary built into the
+ * binary and the family's pad token: the two must be the same tokenizer. */
 static void test_tokenizer_matches_goldens(const char *ref, const char *model, const cJSON *manifest,
-                                           const sdc_st_file *goldens) {
+                                           const sdc_st_file *goldens, int builtin) {
   char path[4096], label[256];
   snprintf(path, sizeof path, "%s/%s/tokenizer", ref, model);
   sdc_tokenizer *tok = NULL;
   double t0 = 1e3 * sdc_clock_mono_s();
-  int err = sdc_tokenizer_load(&tok, path);
+  int err = builtin ? sdc_tokenizer_load_builtin(&tok, strcmp(model, "tiny-sd2") == 0 ? "!" : NULL)
+                    : sdc_tokenizer_load(&tok, path);
   double t1 = 1e3 * sdc_clock_mono_s();
   if (err) {
     printf("FAIL: %s: load: %s\n", model, sdc_errmsg(err));
     n_fail++;
     return;
   }
-  printf("info: %s: tokenizer loaded in %.1f ms\n", model, t1 - t0);
+  printf("info: %s: %s tokenizer loaded in %.1f ms\n", model, builtin ? "built-in" : "folder", t1 - t0);
   check(sdc_tokenizer_max_length(tok) == 77, "model_max_length is 77");
   const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(manifest, model), "prompts");
   if (!cJSON_IsArray(prompts) || cJSON_GetArraySize(prompts) == 0) {
@@ -79,7 +82,7 @@ static void test_tokenizer_matches_goldens(const char *ref, const char *model, c
     char name[128];
     snprintf(name, sizeof name, "%s/tok/%d/ids", model, i);
     char brief[64];
-    snprintf(label, sizeof label, "%s prompt %d \"%s\"", model, i,
+    snprintf(label, sizeof label, "%s%s prompt %d \"%s\"", builtin ? "built-in " : "", model, i,
              cJSON_IsString(p) ? short_text(p->valuestring, brief, sizeof brief) : "?");
     const sdc_st_entry *e = sdc_st_find(goldens, name);
     if (!cJSON_IsString(p) || !e || e->dtype != SDC_I32 || e->ndim != 1 || e->shape[0] != 77) {
@@ -368,6 +371,21 @@ static void test_load_errors_name_the_culprit(void) {
   rmdir(dir);
 }
 
+/* sdc_tokenizer_encode_count gives the same ids as encode and counts the tokens past the cut. */
+static void test_encode_count_reports_the_cut(const sdc_tokenizer *tok) {
+  char text[2048] = "";
+  for (int i = 0; i < 100; i++) strcat(text, "cat ");
+  int32_t a[77], b[77];
+  int64_t n = -1;
+  int err = sdc_tokenizer_encode_count(tok, text, a, 77, &n);
+  check(!err && n == 100, "100 words count as 100 tokens");
+  check(!sdc_tokenizer_encode(tok, text, b, 77) && memcmp(a, b, sizeof a) == 0, "counting does not change the ids");
+  check(!sdc_tokenizer_encode_count(tok, "a cat", a, 77, &n) && n == 2, "a short prompt counts its tokens");
+  for (int i = 0; i < 75; i++) text[4 * i + 3] = ' ';
+  text[4 * 75] = 0;
+  check(!sdc_tokenizer_encode_count(tok, text, a, 77, &n) && n == 75, "75 tokens fit exactly (no cut)");
+}
+
 int main(void) {
   const char *ref = getenv("SDC_REF");
   if (!ref || !*ref) ref = "../shared/ref";
@@ -404,7 +422,8 @@ int main(void) {
   free(text);
 
   static const char *const models[] = {"tiny-sd1", "tiny-sd2"};
-  for (int m = 0; m < 2; m++) test_tokenizer_matches_goldens(ref, models[m], manifest, &goldens);
+  for (int m = 0; m < 2; m++) test_tokenizer_matches_goldens(ref, models[m], manifest, &goldens, 0);
+  for (int m = 0; m < 2; m++) test_tokenizer_matches_goldens(ref, models[m], manifest, &goldens, 1);
   test_tokenizer_edge_cases(ref, "tiny-sd1", sd1_edges, (int)(sizeof sd1_edges / sizeof sd1_edges[0]));
   test_tokenizer_edge_cases(ref, "tiny-sd2", sd2_edges, (int)(sizeof sd2_edges / sizeof sd2_edges[0]));
 
@@ -415,6 +434,7 @@ int main(void) {
     n_fail++;
   } else {
     test_invalid_utf8_is_einval(tok);
+    test_encode_count_reports_the_cut(tok);
     test_bpe_heap_matches_naive(tok);
     sdc_tokenizer_free(tok);
   }

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "imagecond.h"
 #include "job.h"
+#include "log.h"
 #include "lora.h"
 #include "pipeline.h"
 #include "pngio.h"
@@ -258,7 +259,11 @@ static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__r
   int err = ctx && ids ? SDC_OK : sdc_seterr(SDC_ENOMEM, "text: out of memory");
   /* one prompt at a time, exactly as the in-process pipeline encodes */
   for (int64_t i = 0; !err && i < P; i++) {
-    if ((err = sdc_tokenizer_encode(h->tok, r->prompts[i], ids, L))) break;
+    int64_t n_tok = 0;
+    if ((err = sdc_tokenizer_encode_count(h->tok, r->prompts[i], ids, L, &n_tok))) break;
+    if (n_tok > L - 2) /* CLIP reads 77 positions: the job still runs, as diffusers does, but says so */
+      sdc_log(r->job_id, -1, 0, "text: prompt %lld has %lld tokens; the last %lld are cut (CLIP reads %lld)",
+              (long long)i, (long long)n_tok, (long long)(n_tok - (L - 2)), (long long)(L - 2));
     err = sdc_clip_encode(h->clip_now, &h->arena, ids, 1, L, ctx + i * L * D);
   }
   free(ids);

@@ -240,7 +240,10 @@ typedef struct {
 typedef struct {
   int32_t *ids;
   int64_t n, cap; /* n counts every id, only the first cap are stored */
+  int count_all;  /* go on past cap to count the whole text */
 } sdc__sink;
+
+static int sdc__sink_open(const sdc__sink *o) { return o->n < o->cap || o->count_all; }
 
 static void sdc__emit(sdc__sink *o, int32_t id) {
   if (o->n < o->cap) o->ids[o->n] = id;
@@ -421,7 +424,7 @@ static int sdc__encode_word(const sdc_tokenizer *t, sdc__scratch *w, const int32
   size_t k = 0;
   for (size_t i = 0; i < n; i++) k += (size_t)sdc__py_lower(word, n, i, w->low + k);
   if (sdc__grow((void **)&w->bytes, &w->bytes_cap, 4 * k, 1)) return SDC_ENOMEM;
-  for (size_t i = 0; i < k && o->n < o->cap;) {
+  for (size_t i = 0; i < k && sdc__sink_open(o);) {
     size_t len = sdc__regex_match(w->low + i, k - i);
     if (!len) { i++; continue; }
     size_t nb = 0;
@@ -470,7 +473,7 @@ static int sdc__encode_piece(const sdc_tokenizer *t, sdc__scratch *w, const char
   for (size_t i = 0; !err && i < (size_t)nn;) i += sdc_utf8_next((const char *)nfc + i, (size_t)nn - i, &w->cps[nc++]);
   free(nfc);
   if (err) return SDC_ENOMEM;
-  for (size_t i = 0; i < nc && o->n < o->cap;) {
+  for (size_t i = 0; i < nc && sdc__sink_open(o);) {
     if (sdc__py_isspace(w->cps[i])) { i++; continue; }
     size_t j = i;
     while (j < nc && !sdc__py_isspace(w->cps[j])) j++;
@@ -496,17 +499,23 @@ static int sdc__find_added(const sdc_tokenizer *t, const char *s, size_t n, size
 }
 
 int sdc_tokenizer_encode(const sdc_tokenizer *t, const char *text, int32_t *ids, int64_t n_ids) {
+  return sdc_tokenizer_encode_count(t, text, ids, n_ids, NULL);
+}
+
+int sdc_tokenizer_encode_count(const sdc_tokenizer *t, const char *text, int32_t *ids, int64_t n_ids, int64_t *n_tokens) {
+  if (n_tokens) *n_tokens = 0;
   if (!t || !text || !ids) return sdc_seterr(SDC_EINVAL, "sdc_tokenizer_encode: NULL argument");
   if (n_ids < 2) return sdc_seterr(SDC_EINVAL, "sdc_tokenizer_encode: n_ids = %lld, need at least 2", (long long)n_ids);
   size_t n = strlen(text);
   long bad = sdc_utf8_invalid_at(text, n);
   if (bad >= 0) return sdc_seterr(SDC_EINVAL, "tokenizer: text is not valid UTF-8 (byte %ld of %zu)", bad, n);
   sdc__scratch w = {0};
-  sdc__sink o = {ids + 1, 0, n_ids - 2};
+  sdc__sink o = {ids + 1, 0, n_ids - 2, n_tokens != NULL};
   int err = SDC_OK;
   size_t pos = 0;
   /* Added tokens are found in the raw text first; the pieces between them are tokenized alone. */
-  while (!err && pos < n && o.n < o.cap) {
+  /* counting goes on past the cut, so that a caller can say how much was lost */
+  while (!err && pos < n && sdc__sink_open(&o)) {
     size_t at = n;
     int k = sdc__find_added(t, text, n, pos, &at);
     err = sdc__encode_piece(t, &w, text + pos, at - pos, &o);
@@ -518,6 +527,7 @@ int sdc_tokenizer_encode(const sdc_tokenizer *t, const char *text, int32_t *ids,
   if (err == SDC_ENOMEM) return sdc_seterr(err, "tokenizer: out of memory on a %zu-byte text", n);
   if (err) return err;
   int64_t used = o.n < o.cap ? o.n : o.cap;
+  if (n_tokens) *n_tokens = o.n;
   ids[0] = t->bos_id;
   ids[1 + used] = t->eos_id;
   for (int64_t i = 2 + used; i < n_ids; i++) ids[i] = t->pad_id;
@@ -527,7 +537,7 @@ int sdc_tokenizer_encode(const sdc_tokenizer *t, const char *text, int32_t *ids,
 int64_t sdc__tokenizer_bpe(const sdc_tokenizer *t, const char *word, size_t n_bytes, int naive, int32_t *ids,
                            int64_t cap) {
   sdc__scratch w = {0};
-  sdc__sink o = {ids, 0, cap};
+  sdc__sink o = {ids, 0, cap, 0};
   int err = sdc__bpe(t, &w, (const uint8_t *)word, n_bytes, naive, &o);
   sdc__scratch_free(&w);
   return err ? err : o.n;

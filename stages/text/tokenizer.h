@@ -37,6 +37,11 @@ void sdc_tokenizer_free(sdc_tokenizer *tok);
 int sdc_tokenizer_encode(const sdc_tokenizer *tok, const char *text, int32_t *ids /* OUT [n_ids] */,
                          int64_t n_ids);
 
+/* Same, and *n_tokens gets how many tokens the text has before the cut
+ * (without bos/eos): more than n_ids - 2 means the end was dropped. */
+int sdc_tokenizer_encode_count(const sdc_tokenizer *tok, const char *text, int32_t *ids /* OUT [n_ids] */, int64_t n_ids,
+                               int64_t *n_tokens /* OUT */);
+
 /* model_max_length (77 for Stable Diffusion). */
 int64_t sdc_tokenizer_max_length(const sdc_tokenizer *tok);
 
