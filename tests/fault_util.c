@@ -157,9 +157,11 @@ int fu_wait_done(const char *const *ids, int n, int timeout_ms) {
   int final = 0, done = 0;
   for (int waited = 0; waited <= timeout_ms; waited += 100) {
     final = done = 0;
-    for (int i = 0; i < n; i++) {
-      done += fu_is_state(ids[i], "done");
-      final += fu_is_state(ids[i], "done") || fu_is_state(ids[i], "failed") || fu_is_state(ids[i], "cancelled");
+    for (int i = 0; i < n; i++) { /* one read per job: a job ending between two reads counted final, not done */
+      char *st = fu_hget(ids[i], "state");
+      done += st && !strcmp(st, "done");
+      final += st && (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "cancelled"));
+      free(st);
     }
     if (final == n) break;
     sdc_clock_sleep_ms(100);

@@ -107,6 +107,29 @@ static void envelopes(void) {
   env.request = &vae;
   put_env("request_vae", &env);
 
+  /* issue 12: a step with two LoRAs, an encode request and its reply */
+  Sdcpb__LoraRef l1 = SDCPB__LORA_REF__INIT, l2 = SDCPB__LORA_REF__INIT, *loras[] = {&l1, &l2};
+  l1.name = "style", l1.multiplier = 0.8, l2.name = "detail_v1.2", l2.multiplier = -0.5;
+  step.hop = 0, step.hidden = NULL, step.n_skips = 0, step.skips = NULL, step.n_hop_us = 0, step.hop_us = NULL;
+  step.sample = &t_sample, step.n_loras = 2, step.loras = loras;
+  env.request = &step;
+  put_env("request_unet_lora", &env);
+  Sdcpb__StageRequest enc = SDCPB__STAGE_REQUEST__INIT;
+  static const uint8_t init_png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+  enc.job_id = "order-8812", enc.request_id = 2, enc.n_route = 1, enc.route = route_vae, enc.encode = 1;
+  enc.deadline_unix_ms = 1764600000000ull;
+  enc.init_image = (ProtobufCBinaryData){sizeof init_png, (uint8_t *)init_png};
+  enc.mask_image = (ProtobufCBinaryData){sizeof init_png, (uint8_t *)init_png};
+  enc.width = 128, enc.height = 128, enc.need_init = 1;
+  env.request = &enc;
+  put_env("request_encode", &env);
+  Sdcpb__StageReply encr = SDCPB__STAGE_REPLY__INIT;
+  encr.job_id = "order-8812", encr.request_id = 2, encr.stage = SDCPB__STAGE__VAE;
+  encr.init_moments = &t_sample, encr.masked_moments = &t_sample, encr.mask = &t_latent;
+  env.body_case = SDCPB__ENVELOPE__BODY_REPLY, env.reply = &encr;
+  put_env("reply_encode", &env);
+  env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+
   Sdcpb__StageReply rep = SDCPB__STAGE_REPLY__INIT;
   char *taken[] = {"w-unet-1", "w-unet-1", "w-unet-2"};
   rep.job_id = "order-8812", rep.step = 3, rep.request_id = 7, rep.stage = SDCPB__STAGE__UNET_UP;
