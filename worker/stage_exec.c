@@ -195,7 +195,8 @@ static int sdc__lora_build(sdc_stage_host *h, const Sdcpb__StageRequest *r, cons
  * request only). */
 static int sdc__lora_select(sdc_stage_host *h, const Sdcpb__StageRequest *r, const char *worker_id) {
   h->clip_now = h->clip, h->unet_now = h->unet;
-  sdc__lora_model_free(&h->lora_once);
+  /* --lora-cache 0: the merged set lives for one request (all of its hops here), never longer */
+  if (h->lora_once.key[0] && !(r->n_loras && h->lora_once_req == r->request_id)) sdc__lora_model_free(&h->lora_once);
   if (!r->n_loras) return SDC_OK;
   char key[sizeof h->lora[0].key];
   size_t len = 0;
@@ -207,12 +208,14 @@ static int sdc__lora_select(sdc_stage_host *h, const Sdcpb__StageRequest *r, con
     if (!isfinite(l->multiplier)) return sdc_seterr(SDC_EPROTOCOL, "LoRA %s: multiplier is not finite", l->name);
     len += (size_t)snprintf(key + len, sizeof key - len, "%s%s:%.17g", i ? "," : "", l->name, l->multiplier);
   }
-  sdc_stage_lora_model *m = NULL;
+  sdc_stage_lora_model *m = h->lora_once.key[0] && strcmp(h->lora_once.key, key) == 0 ? &h->lora_once : NULL;
   for (int i = 0; i < h->lora_cache && !m; i++)
     if (h->lora[i].key[0] && strcmp(h->lora[i].key, key) == 0) m = &h->lora[i];
   if (!m) {
     if (h->lora_cache == 0) {
+      sdc__lora_model_free(&h->lora_once);
       m = &h->lora_once;
+      h->lora_once_req = r->request_id;
     } else {
       m = &h->lora[0];
       for (int i = 0; i < h->lora_cache; i++) {

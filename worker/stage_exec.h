@@ -44,6 +44,7 @@ typedef struct {
   sdc_stage_lora_model lora[SDC_WORKER_MAX_LORA_CACHE];
   uint64_t lora_clock;
   sdc_stage_lora_model lora_once; /* --lora-cache 0: the merged models of the request running now */
+  uint64_t lora_once_req;         /* ... and its request id */
   sdc_clip *clip_now;             /* the request's: the base models or a LoRA-merged pair */
   sdc_unet *unet_now;
 } sdc_stage_host;
