@@ -139,6 +139,10 @@ int main(int argc, char **argv) {
     snprintf(to, sizeof to, "%s/%s.safetensors", g_loras, lora_files[i][1]);
     copy_file(from, to);
   }
+  /* a symlink leading out of the folder: its name is valid, its file is not the folder's */
+  snprintf(from, sizeof from, "%s/lora/tiny-sd1-style.safetensors", g_pipes);
+  snprintf(to, sizeof to, "%s/escape.safetensors", g_loras);
+  CHECK(symlink(from, to) == 0, "symlink %s: %s", to, strerror(errno));
   pid_t redis = fu_start_redis(NULL);
   CHECK(fu_reconnect(10000), "redis did not start");
   put_file("in:init128", "init_128x128.png");
@@ -226,6 +230,8 @@ int main(int argc, char **argv) {
        "wrongshape", "does not fit"},
       {"bad-lora-unknown", P_FOX ",\"loras\":[{\"name\":\"nosuch\"}],\"width\":128,\"height\":128,\"steps\":4", "nosuch",
        "unknown LoRA"},
+      {"bad-lora-symlink", P_FOX ",\"loras\":[{\"name\":\"escape\"}],\"width\":128,\"height\":128,\"steps\":4",
+       "escape", "outside its --lora-dir"},
       {"bad-lora-path", P_FOX ",\"loras\":[{\"name\":\"../style\"}],\"width\":128,\"height\":128,\"steps\":4",
        "'loras[0].name'", "../style"},
       {"bad-key-sdc", P_FOX ",\"init_image\":\"sdc:job:img2img-ddim:image:0\",\"steps\":4", "'init_image'", "sdc:"},
