@@ -198,13 +198,18 @@ static void sdc__job_start(sdc_coord *c, sdc_coord_job *j) {
   for (int s = SDC_STAGE_UNET_DOWN; s < SDC_STAGE_END; s++) {
     uint64_t cap;
     const int w = sdc_registry_largest(&c->reg, (Sdcpb__Stage)s, &cap);
-    if (w < 0 || !cap || j->pixel_images <= cap) continue;
+    /* a VAE worker also encodes an image job's inputs: two images of its size (route.c) */
+    uint64_t need = j->pixel_images;
+    if (s == SDC_STAGE_VAE && j->g.kind != SDC_GEN_TXT2IMG && 2 * (uint64_t)j->g.width * (uint64_t)j->g.height > need)
+      need = 2 * (uint64_t)j->g.width * (uint64_t)j->g.height;
+    if (w < 0 || !cap || need <= cap) continue;
     char why[sizeof j->last_error];
     snprintf(why, sizeof why,
-             "%lldx%lld with num_images %lld is %llu pixel-images; the largest the live %s workers take is %llu "
+             "%lldx%lld with num_images %lld is %llu pixel-images%s; the largest the live %s workers take is %llu "
              "(worker %s, from its %llu MiB of memory): lower width, height or num_images",
-             (long long)j->g.width, (long long)j->g.height, (long long)j->g.num_images,
-             (unsigned long long)j->pixel_images, sdc_stage_name((sdc_stage)s), (unsigned long long)cap,
+             (long long)j->g.width, (long long)j->g.height, (long long)j->g.num_images, (unsigned long long)need,
+             need != j->pixel_images ? " (its encode: init and masked image)" : "", sdc_stage_name((sdc_stage)s),
+             (unsigned long long)cap,
              c->reg.w[w].id, (unsigned long long)(c->reg.w[w].memory_bytes >> 20));
     sdc_coord_job_fail(c, j, why);
     return;
