@@ -78,14 +78,31 @@ static int sdc__level(const char *name, int n_blocks) {
   return n_blocks - 1;
 }
 
-/* Every adapted module's side path for one UNet call (batch B, latent hw x hw): FLOPs, and seconds (best of runs). */
+/* Every adapted module's side path for one UNet call (batch B, latent hw x hw): FLOPs, and seconds (best of
+ * runs; buffers allocated and touched once, outside the timing). */
 static int sdc__side_paths(const sdc_weights *w, const sdc_unet_config *cfg, int64_t B, int64_t hw, int runs,
                            double *gflop, double *secs) {
+  int64_t max_x = 1, max_mid = 1, max_y = 1, max_d = 1, max_u = 1;
+  for (int64_t i = 0; i < w->n_overlay; i++) {
+    const sdc_weight_delta *d = &w->overlay[i].terms[0];
+    const int64_t r = d->down->shape[0], out = d->up->shape[0], k = sdc_shape_numel(d->down->ndim, d->down->shape) / r;
+    const int64_t side = hw >> sdc__level(w->overlay[i].name, cfg->n_blocks), M = B * (side * side > 77 ? side * side : 77);
+    max_x = M * k > max_x ? M * k : max_x, max_mid = M * r > max_mid ? M * r : max_mid;
+    max_y = M * out > max_y ? M * out : max_y, max_d = r * k > max_d ? r * k : max_d, max_u = out * r > max_u ? out * r : max_u;
+  }
+  float *x = malloc((size_t)max_x * 4), *mid = malloc((size_t)max_mid * 4), *y = malloc((size_t)max_y * 4),
+        *down = malloc((size_t)max_d * 4), *up = malloc((size_t)max_u * 4);
+  if (!x || !mid || !y || !down || !up) {
+    free(x), free(mid), free(y), free(down), free(up);
+    return sdc_seterr(SDC_ENOMEM, "side paths: out of memory");
+  }
+  for (int64_t j = 0; j < max_x; j++) x[j] = (float)((j * 37) % 101) / 50.0f - 1.0f;
+  memset(mid, 0, (size_t)max_mid * 4), memset(y, 0, (size_t)max_y * 4);
   sdc_arena a;
   sdc_arena_init(&a, 0);
   double best = 1e30, flops = 0;
   int err = SDC_OK;
-  for (int run = 0; run < runs && !err; run++) {
+  for (int run = 0; run < runs + 1 && !err; run++) { /* run 0 warms the arena and caches */
     double total = 0;
     flops = 0;
     for (int64_t i = 0; i < w->n_overlay && !err; i++) {
@@ -96,34 +113,28 @@ static int sdc__side_paths(const sdc_weights *w, const sdc_unet_config *cfg, int
       const int is_ctx = strstr(name, "attn2.to_k") || strstr(name, "attn2.to_v");
       const int conv3 = d->down->ndim == 4 && d->down->shape[2] * d->down->shape[3] > 1;
       const int64_t M = is_ctx ? B * 77 : B * side * side, in = conv3 ? d->down->shape[1] : k;
-      float *x = calloc((size_t)(M * in), 4), *mid = calloc((size_t)(M * r), 4), *y = calloc((size_t)(M * out), 4),
-            *down = malloc((size_t)(r * k) * 4), *up = malloc((size_t)(out * r) * 4);
-      if (!x || !mid || !y || !down || !up) err = sdc_seterr(SDC_ENOMEM, "side path of %s: out of memory", name);
-      if (!err) {
-        sdc_convert_to_f32(down, sdc_st_ptr(d->file, d->down), d->down->dtype, r * k);
-        sdc_convert_to_f32(up, sdc_st_ptr(d->file, d->up), d->up->dtype, out * r);
-        for (int64_t j = 0; j < M * in; j++) x[j] = (float)((j * 37) % 101) / 50.0f - 1.0f;
-        double t0 = sdc_clock_mono_s();
-        if (conv3) { /* LoCon: a 3x3 conv to r channels, then a 1x1 conv (a GEMM) back to out */
-          const int64_t kh = d->down->shape[2];
-          sdc_conv_shape s = {.B = B, .Cin = in, .H = side, .W = side, .Cout = r, .kh = kh, .kw = kh, .stride = 1,
-                              .pad_t = kh / 2, .pad_l = kh / 2, .Ho = side, .Wo = side};
-          err = sdc_conv2d(&a, mid, x, down, NULL, &s);
-          sdc_conv_shape s1 = {.B = B, .Cin = r, .H = side, .W = side, .Cout = out, .kh = 1, .kw = 1, .stride = 1,
-                               .Ho = side, .Wo = side};
-          if (!err) err = sdc_conv2d(&a, y, mid, up, NULL, &s1);
-        } else { /* x (M, in) . down^T (in, r) . up^T (r, out) */
-          sdc_linear(mid, x, down, NULL, M, in, r);
-          sdc_linear(y, mid, up, NULL, M, r, out);
-        }
-        total += sdc_clock_mono_s() - t0;
-        flops += 2.0 * (double)M * (double)(r * k + out * r);
+      sdc_convert_to_f32(down, sdc_st_ptr(d->file, d->down), d->down->dtype, r * k);
+      sdc_convert_to_f32(up, sdc_st_ptr(d->file, d->up), d->up->dtype, out * r);
+      double t0 = sdc_clock_mono_s();
+      if (conv3) { /* LoCon: a 3x3 conv to r channels, then a 1x1 conv (a GEMM) back to out */
+        const int64_t kh = d->down->shape[2];
+        sdc_conv_shape s = {.B = B, .Cin = in, .H = side, .W = side, .Cout = r, .kh = kh, .kw = kh, .stride = 1,
+                            .pad_t = kh / 2, .pad_l = kh / 2, .Ho = side, .Wo = side};
+        err = sdc_conv2d(&a, mid, x, down, NULL, &s);
+        sdc_conv_shape s1 = {.B = B, .Cin = r, .H = side, .W = side, .Cout = out, .kh = 1, .kw = 1, .stride = 1,
+                             .Ho = side, .Wo = side};
+        if (!err) err = sdc_conv2d(&a, y, mid, up, NULL, &s1);
+      } else { /* x (M, in) . down^T (in, r) . up^T (r, out) */
+        sdc_linear(mid, x, down, NULL, M, in, r);
+        sdc_linear(y, mid, up, NULL, M, r, out);
       }
-      free(x), free(mid), free(y), free(down), free(up);
+      total += sdc_clock_mono_s() - t0;
+      flops += 2.0 * (double)M * (double)(r * k + out * r);
     }
-    if (total < best) best = total;
+    if (run > 0 && total < best) best = total;
   }
   sdc_arena_free(&a);
+  free(x), free(mid), free(y), free(down), free(up);
   *gflop = flops / 1e9;
   *secs = best;
   return err;
@@ -137,6 +148,7 @@ int main(int argc, char **argv) {
                                        {"runs", required_argument, 0, 'r'},  {"latents", required_argument, 0, 's'},
                                        {0, 0, 0, 0}};
   sdc_runtime_init(argv);
+  setvbuf(stdout, NULL, _IOLBF, 0);
   int ch;
   while ((ch = getopt_long(argc, argv, "m:l:r:s:", opts, NULL)) != -1) {
     switch (ch) {
@@ -174,7 +186,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   const double rss1 = sdc__rss_now_mib();
-  double step_s[SDC__N_SIZES];
+  double step_s[SDC__N_SIZES], step_gf[SDC__N_SIZES];
   sdc_arena a;
   sdc_arena_init(&a, 0);
   for (int si = 0; si < SDC__N_SIZES && !err; si++) {
@@ -183,21 +195,23 @@ int main(int argc, char **argv) {
           *out = calloc((size_t)(B * C * hw * hw), 4), t[2] = {500.0f, 500.0f};
     for (int64_t i = 0; i < B * C * hw * hw; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
     step_s[si] = 1e30;
-    for (int r = 0; r < runs && !err; r++) {
+    for (int r = 0; r <= runs && !err; r++) { /* run 0 warms the arena */
+      sdc_ops_flops_reset();
       double t0 = sdc_clock_mono_s();
       err = sdc_unet_forward(base.u, &a, x, t, ctx, B, hw, hw, L, out);
       double dt = sdc_clock_mono_s() - t0;
-      if (dt < step_s[si]) step_s[si] = dt;
+      step_gf[si] = (double)sdc_ops_flops() / 1e9;
+      if (r > 0 && dt < step_s[si]) step_s[si] = dt;
     }
     free(x), free(ctx), free(out);
   }
   sdc_arena_free(&a);
-  printf("model %s; UNet fp32, batch %lld (CFG); step %.3f s at %lldx%lld, %.3f s at %lldx%lld\n", model, (long long)B,
-         step_s[0], (long long)sizes[0] * 8, (long long)sizes[0] * 8, step_s[1], (long long)sizes[1] * 8,
-         (long long)sizes[1] * 8);
+  for (int si = 0; si < SDC__N_SIZES; si++)
+    printf("model %s; UNet fp32, batch %lld (CFG), %lldx%lld: step %.3f s, %.1f GFLOP (%.1f GFLOP/s)\n", model,
+           (long long)B, (long long)sizes[si] * 8, (long long)sizes[si] * 8, step_s[si], step_gf[si],
+           step_gf[si] / step_s[si]);
   printf("\n%-28s %8s %8s %9s %9s %12s\n", "UNet load", "load s", "merge s", "tensors", "merge GF", "weights MiB");
   printf("%-28s %8.2f %8s %9s %9s %12.0f\n", "no LoRA", base.load_s, "-", "-", "-", base.w.n_bytes_owned / 1048576.0);
-  const double base_load = base.load_s;
   /* each adapter: merged load (the base model stays loaded: the second model's memory is what a cache entry costs) */
   double side_gf[SDC__MAX_FILES][SDC__N_SIZES], side_s[SDC__MAX_FILES][SDC__N_SIZES], extra_mib[SDC__MAX_FILES];
   for (int li = 0; li < n_loras && !err; li++) {
@@ -206,7 +220,7 @@ int main(int argc, char **argv) {
     if ((err = sdc__load(&m, loras[li], &l))) break;
     extra_mib[li] = sdc__rss_now_mib() - before;
     const char *bn = strrchr(loras[li], '/');
-    printf("%-28s %8.2f %8.2f %9lld %9.1f %12.0f\n", bn ? bn + 1 : loras[li], l.load_s, l.load_s - base_load,
+    printf("%-28s %8.2f %8.2f %9lld %9.1f %12.0f\n", bn ? bn + 1 : loras[li], l.load_s, l.w.merge_s,
            (long long)l.w.n_merged, l.merge_gflop, l.w.n_bytes_owned / 1048576.0);
     for (int si = 0; si < SDC__N_SIZES && !err; si++)
       err = sdc__side_paths(&l.w, &m.unet, B, sizes[si], runs, &side_gf[li][si], &side_s[li][si]);
@@ -222,13 +236,14 @@ int main(int argc, char **argv) {
   printf("\nside paths per UNet call (every adapted module, batch %lld), against the step itself:\n", (long long)B);
   printf("%-28s", "adapter");
   for (int si = 0; si < SDC__N_SIZES; si++)
-    printf("   %4lldpx: %7s %8s %7s", (long long)sizes[si] * 8, "GFLOP", "s", "of step");
+    printf(" | %4lldpx: %7s %7s %8s %7s", (long long)sizes[si] * 8, "GFLOP", "of step", "s", "of step");
   printf("\n");
   for (int li = 0; li < n_loras; li++) {
     const char *bn = strrchr(loras[li], '/');
     printf("%-28s", bn ? bn + 1 : loras[li]);
     for (int si = 0; si < SDC__N_SIZES; si++)
-      printf("   %6s  %7.2f %8.4f %6.1f%%", "", side_gf[li][si], side_s[li][si], 100.0 * side_s[li][si] / step_s[si]);
+      printf(" | %6s  %7.2f %6.1f%% %8.3f %6.1f%%", "", side_gf[li][si], 100.0 * side_gf[li][si] / step_gf[si],
+             side_s[li][si], 100.0 * side_s[li][si] / step_s[si]);
     printf("\n");
   }
   sdc__unload(&base);

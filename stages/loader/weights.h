@@ -67,6 +67,7 @@ typedef struct {
   sdc__weight_overlay *overlay;
   int64_t n_overlay, cap_overlay;
   int64_t n_merged;       /* tensors merged so far */
+  double merge_s;         /* wall seconds spent merging them (benchmarks) */
   const void *unet_cfg;   /* the model's sdc_unet_config (set by sdc_model_weights): LoRAs' LDM names need it */
   char source[400];       /* "file" or "file (keys prefix*)", for messages */
   int err;
