@@ -118,6 +118,15 @@ static void test_full_size_gives_the_builtin_configs(int sd2) {
   CHECK(err && strstr(sdc_errmsg(err), "model.diffusion_model.time_embed.0.weight") && strstr(sdc_errmsg(err), "--config"),
         "%s without time_embed: %s", name, err ? sdc_errmsg(err) : "accepted");
   free_keys();
+  /* shapes a config.json could not say: 104 channels with 32 norm groups (8 heads divide it) */
+  f = full_size(sd2, NULL);
+  for (int i = 0; i < g_n; i++)
+    if (strstr(g_e[i].name, "input_blocks.2.0.in_layers.2.weight")) g_e[i].shape[0] = 104;
+  u = u0, v = v0, c = c0;
+  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, &facts);
+  CHECK(err && strstr(sdc_errmsg(err), "104 channels") && strstr(sdc_errmsg(err), "norm_num_groups"),
+        "%s with a 104-channel level: %s", name, err ? sdc_errmsg(err) : "accepted");
+  free_keys();
 }
 
 int main(void) {
