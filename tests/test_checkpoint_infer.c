@@ -71,7 +71,7 @@ static sdc_st_file full_size(int sd2, const char *skip) {
     for (int l = 0; l < 12; l++) snprintf(n, sizeof n, "%sencoder.layers.%d.layer_norm1.weight", C, l), key(n, 1, 768, 0, 0, 0);
   }
   for (int i = 0; skip && i < g_n; i++)
-    if (strstr(g_e[i].name, skip)) g_e[i] = g_e[--g_n];
+    if (strstr(g_e[i].name, skip)) free(g_e[i].name), g_e[i] = g_e[--g_n];
   qsort(g_e, (size_t)g_n, sizeof *g_e, by_name);
   return (sdc_st_file){.path = sd2 ? "sd21.safetensors" : "sd15.safetensors", .entries = g_e, .n_entries = g_n};
 }
