@@ -265,8 +265,8 @@ static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__r
     int64_t n_tok = 0;
     if ((err = sdc_tokenizer_encode_count(h->tok, r->prompts[i], ids, L, &n_tok))) break;
     if (n_tok > L - 2) /* CLIP reads 77 positions: the job still runs, as diffusers does, but says so */
-      sdc_log(r->job_id, -1, 0, "text: prompt %lld has %lld tokens; the last %lld are cut (CLIP reads %lld)",
-              (long long)i, (long long)n_tok, (long long)(n_tok - (L - 2)), (long long)(L - 2));
+      sdc_log(r->job_id, -1, 0, "text: prompt %lld has %lld tokens; only the first %lld are used (CLIP reads %lld)",
+              (long long)i, (long long)n_tok, (long long)(L - 2), (long long)L);
     err = sdc_clip_encode(h->clip_now, &h->arena, ids, 1, L, ctx + i * L * D);
   }
   free(ids);

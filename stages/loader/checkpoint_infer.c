@@ -53,6 +53,8 @@ static int sdc__infer_unet(const sdc_st_file *f, sdc_family fam, sdc_unet_config
       continue;
     }
     const sdc_st_entry *r = sdc__at(f, P, "input_blocks.%lld.0.in_layers.2.weight", k, 0);
+    if (n == SDC_MAX_BLOCKS) return sdc_seterr(SDC_EUNSUPPORTED, "%s: UNet has more than %d levels", f->path, SDC_MAX_BLOCKS);
+    if (r->ndim != 4) return sdc_seterr(SDC_EFORMAT, "%s: tensor '%sinput_blocks.%lld.0.in_layers.2.weight' is not 4-d", f->path, P, k);
     u->block_out_channels[n] = r->shape[0];
     lay++;
     const sdc_st_entry *pin = sdc__at(f, P, "input_blocks.%lld.1.proj_in.weight", k, 0);
@@ -140,12 +142,53 @@ static int sdc__infer_clip(const sdc_st_file *f, sdc_clip_config *c) {
   return SDC_OK;
 }
 
+/* A value read from shapes must lie where config.c would accept it from a config.json. */
+static int sdc__in(const sdc_st_file *f, const char *what, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi) return SDC_OK;
+  return sdc_seterr(SDC_EFORMAT, "%s: %s is %lld by its tensors' shapes, expected %lld..%lld; pass --config DIR", f->path,
+                    what, (long long)v, (long long)lo, (long long)hi);
+}
+
+/* The checks sdc_*_config_parse make, on configs that did not come from JSON. */
+static int sdc__check_inferred(const sdc_st_file *f, const sdc_unet_config *u, const sdc_vae_config *v,
+                               const sdc_clip_config *c) {
+  int err = sdc__in(f, "UNet in_channels", u->in_channels, 1, 1024);
+  if (!err) err = sdc__in(f, "UNet out_channels", u->out_channels, 1, 1024);
+  if (!err) err = sdc__in(f, "UNet cross_attention_dim", u->cross_attention_dim, 1, 1 << 16);
+  if (!err) err = sdc__in(f, "UNet time embedding width", u->time_embed_dim, 1, 1 << 20);
+  for (int i = 0; !err && i < u->n_blocks; i++) {
+    err = sdc__in(f, "a UNet level's layers_per_block", u->layers_per_block[i], 1, 64);
+    if (!err) err = sdc__in(f, "a UNet level's transformer depth", u->transformer_layers[i], 1, 64);
+    if (!err) err = sdc__in(f, "a UNet level's channels", u->block_out_channels[i], 1, 1 << 16);
+    if (!err && u->block_out_channels[i] % u->norm_num_groups)
+      err = sdc_seterr(SDC_EFORMAT, "%s: UNet level %d has %lld channels, not a multiple of norm_num_groups %lld; pass --config DIR",
+                       f->path, i, (long long)u->block_out_channels[i], (long long)u->norm_num_groups);
+  }
+  if (!err) err = sdc__in(f, "VAE in_channels", v->in_channels, 1, 64);
+  if (!err) err = sdc__in(f, "VAE out_channels", v->out_channels, 1, 64);
+  if (!err) err = sdc__in(f, "VAE latent_channels", v->latent_channels, 1, 1024);
+  if (!err) err = sdc__in(f, "VAE layers_per_block", v->layers_per_block, 1, 64);
+  for (int i = 0; !err && i < v->n_blocks; i++) {
+    err = sdc__in(f, "a VAE level's channels", v->block_out_channels[i], 1, 1 << 16);
+    if (!err && v->block_out_channels[i] % v->norm_num_groups)
+      err = sdc_seterr(SDC_EFORMAT, "%s: VAE level %d has %lld channels, not a multiple of norm_num_groups %lld; pass --config DIR",
+                       f->path, i, (long long)v->block_out_channels[i], (long long)v->norm_num_groups);
+  }
+  if (!err) err = sdc__in(f, "the text encoder's vocabulary", c->vocab_size, 1, 1 << 24);
+  if (!err) err = sdc__in(f, "the text encoder's width", c->hidden_size, 1, 1 << 16);
+  if (!err) err = sdc__in(f, "the text encoder's intermediate size", c->intermediate_size, 1, 1 << 18);
+  if (!err) err = sdc__in(f, "the text encoder's depth", c->n_layers, 1, 256);
+  if (!err) err = sdc__in(f, "the text encoder's positions", c->max_positions, 1, 1 << 16);
+  return err;
+}
+
 int sdc_checkpoint_infer(const sdc_st_file *f, sdc_family fam, sdc_unet_config *unet, sdc_vae_config *vae,
                          sdc_clip_config *clip, sdc_ckpt_facts *facts) {
   memset(facts, 0, sizeof *facts);
   int err = sdc__infer_unet(f, fam, unet);
   if (!err) err = sdc__infer_vae(f, vae);
   if (!err) err = sdc__infer_clip(f, clip);
+  if (!err) err = sdc__check_inferred(f, unet, vae, clip);
   if (err) return err;
   facts->inpaint = unet->in_channels == 9;
   /* Tensors cannot tell 2.x-v from 2.x-base. As ComfyUI does, a 'v_pred' key

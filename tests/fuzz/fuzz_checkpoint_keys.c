@@ -96,6 +96,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sdc_family fam;
     if (sdc_checkpoint_detect(&f, &fam) == SDC_OK) {
       if (fam != SDC_FAMILY_SD1 && fam != SDC_FAMILY_SD2) abort();
+      /* configs read from the keys' shapes, as a single file with no --config gets them */
+      sdc_unet_config u = unet_cfg[fam];
+      sdc_vae_config v = vae_cfg[fam];
+      sdc_clip_config cc = clip_cfg[fam];
+      sdc_ckpt_facts facts;
+      (void)sdc_checkpoint_infer(&f, fam, &u, &v, &cc, &facts);
       static const char *const comps[] = {"unet", "vae", "text_encoder"};
       const void *cfgs[] = {&unet_cfg[fam], &vae_cfg[fam], &clip_cfg[fam]};
       for (int c = 0; c < 3; c++) {
