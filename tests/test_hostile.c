@@ -187,9 +187,9 @@ static int make_jobs(hostile_job *j) {
   size_t n;
   char *s;
 #define ADD(what_, json_, want_) (j[k].what = (what_), j[k].json = (json_), j[k].n = n, j[k].want = (want_), k++)
-  /* 100 000 levels of nesting: 200 KB, refused by size before parsing; 20 000 levels under the size limit */
-  s = repeat("{\"prompt\":", "[", 100000, "", &n);
-  ADD("nesting 100 000 levels", s, "the limit is");
+  /* 5 000 000 levels of nesting: 5 MB, refused by size (4 MiB) before parsing; 20 000 levels under it */
+  s = repeat("{\"prompt\":", "[", 5000000, "", &n);
+  ADD("nesting 5 000 000 levels", s, "the limit is 4194304");
   {
     size_t a, b;
     char *open = repeat("{\"prompt\":", "[", 20000, "", &a), *shut = repeat("", "]", 20000, "}", &b);
@@ -230,7 +230,7 @@ static int make_jobs(hostile_job *j) {
   ADD("prompt 5000 bytes", repeat("{\"prompt\":\"", "p", 5000, "\"}", &n), "'prompt'");
   ADD("prompt null", lit("{\"prompt\":null}", &n), "'prompt'");
   ADD("unknown field __proto__", lit("{\"prompt\":\"x\",\"__proto__\":{}}", &n), "__proto__");
-  ADD("70 KB JSON", repeat("{\"prompt\":\"", " ", 70000, "\"}", &n), "the limit is");
+  ADD("5 MB JSON", repeat("{\"prompt\":\"", " ", 5000000, "\"}", &n), "the limit is 4194304");
 #undef ADD
   return k;
 }
