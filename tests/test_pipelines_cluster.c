@@ -63,39 +63,46 @@ typedef struct {
   const char *id, *json, *gen;
 } good_case;
 
-/* The cluster's image 0 of job id against `sdc generate <gen>` on model: identical RGB. */
-static void compare(const char *id, const char *model, const char *gen) {
-  char cmd[4096], err[4096], want[1200], got[1200];
-  snprintf(want, sizeof want, "%s/%s-gen.png", g_tmp, id);
-  snprintf(got, sizeof got, "%s/%s-cluster.png", g_tmp, id);
+/* The cluster's images of job id against `sdc generate <gen>` on model: identical RGB, each of n images. */
+static void compare_n(const char *id, const char *model, const char *gen, int n_img) {
+  char cmd[4096], err[4096], out[1200], want[1300], got[1200];
+  snprintf(out, sizeof out, "%s/%s-gen.png", g_tmp, id);
   snprintf(cmd, sizeof cmd, "cd '%s/inputs' && '%s' generate --quiet --model '%s' %s --output '%s'", g_pipes, g_sdc,
-           model, gen, want);
+           model, gen, out);
   double t0 = sdc_clock_mono_s();
   if (sdc_test_run(cmd, err, sizeof err) != 0) {
     CHECK(0, "%s: sdc generate failed: %s", id, err);
     return;
   }
-  redisReply *r = redisCommand(g_rc, "GET sdc:job:%s:image:0", id);
-  int have = r && r->type == REDIS_REPLY_STRING;
-  FILE *fp = have ? fopen(got, "wb") : NULL;
-  if (fp) fwrite(r->str, 1, r->len, fp), fclose(fp);
-  if (r) freeReplyObject(r);
-  CHECK(have, "%s: no image 0 in Redis", id);
-  if (!have) return;
-  uint8_t *a = NULL, *b = NULL;
-  int64_t wa = 0, ha = 0, wb = 0, hb = 0;
-  int ea = sdc_png_read(got, &a, &wa, &ha, NULL), eb = sdc_png_read(want, &b, &wb, &hb, NULL);
-  long long diff = -1;
-  if (!ea && !eb && wa == wb && ha == hb) {
-    diff = 0;
-    for (int64_t k = 0; k < wa * ha * 3; k++) diff += a[k] != b[k];
+  const double gen_s = sdc_clock_mono_s() - t0;
+  for (int i = 0; i < n_img; i++) {
+    if (n_img > 1) snprintf(want, sizeof want, "%s/%s-gen-%d.png", g_tmp, id, i); /* generate's FILE-i.png */
+    else snprintf(want, sizeof want, "%s", out);
+    snprintf(got, sizeof got, "%s/%s-cluster-%d.png", g_tmp, id, i);
+    redisReply *r = redisCommand(g_rc, "GET sdc:job:%s:image:%d", id, i);
+    int have = r && r->type == REDIS_REPLY_STRING;
+    FILE *fp = have ? fopen(got, "wb") : NULL;
+    if (fp) fwrite(r->str, 1, r->len, fp), fclose(fp);
+    if (r) freeReplyObject(r);
+    CHECK(have, "%s: no image %d in Redis", id, i);
+    if (!have) continue;
+    uint8_t *a = NULL, *b = NULL;
+    int64_t wa = 0, ha = 0, wb = 0, hb = 0;
+    int ea = sdc_png_read(got, &a, &wa, &ha, NULL), eb = sdc_png_read(want, &b, &wb, &hb, NULL);
+    long long diff = -1;
+    if (!ea && !eb && wa == wb && ha == hb) {
+      diff = 0;
+      for (int64_t k = 0; k < wa * ha * 3; k++) diff += a[k] != b[k];
+    }
+    free(a), free(b);
+    CHECK(diff == 0, "%s image %d: %lld bytes differ from sdc generate (%lldx%lld vs %lldx%lld)", id, i, diff,
+          (long long)wa, (long long)ha, (long long)wb, (long long)hb);
+    printf("%-22s image %d %lldx%lld identical to sdc generate: %s (generate %.1f s)\n", id, i, (long long)wa,
+           (long long)ha, diff == 0 ? "yes" : "NO", gen_s);
   }
-  free(a), free(b);
-  CHECK(diff == 0, "%s: %lld bytes differ from sdc generate (%lldx%lld vs %lldx%lld)", id, diff, (long long)wa,
-        (long long)ha, (long long)wb, (long long)hb);
-  printf("%-22s %lldx%lld identical to sdc generate: %s (generate %.1f s)\n", id, (long long)wa, (long long)ha,
-         diff == 0 ? "yes" : "NO", sdc_clock_mono_s() - t0);
 }
+
+static void compare(const char *id, const char *model, const char *gen) { compare_n(id, model, gen, 1); }
 
 /* Submits {"id":id,"prompt":...,<fields>} with XADD. */
 static void submit(const char *id, const char *fields) {
@@ -200,6 +207,10 @@ int main(int argc, char **argv) {
       {"lora-img2img", P_FOX ",\"init_image\":\"in:init128\",\"strength\":0.7,\"loras\":[{\"name\":\"style\"},"
                        "{\"name\":\"locon\",\"multiplier\":-0.6}],\"steps\":10,\"seed\":14,\"scheduler\":\"ddim\"",
        G_FOX " --init-image init_128x128.png --strength 0.7 --steps 10 --seed 14 --scheduler ddim --lora '"},
+      {"img2img-2-images", "\"prompt\":\"a castle\",\"init_image\":\"in:init192\",\"strength\":0.9,\"num_images\":2,"
+                           "\"steps\":10,\"seed\":123,\"scheduler\":\"dpmpp_2m_karras\"",
+       "--prompt 'a castle' --init-image init_192x128.png --strength 0.9 --num-images 2 --steps 10 --seed 123 "
+       "--scheduler dpmpp_2m_karras"},
       {"lcm-4", P_ASTRO ",\"width\":128,\"height\":128,\"steps\":4,\"seed\":10,\"scheduler\":\"lcm\",\"guidance_scale\":1",
        G_ASTRO " --width 128 --height 128 --steps 4 --seed 10 --scheduler lcm --guidance-scale 1"},
   };
@@ -291,7 +302,7 @@ int main(int argc, char **argv) {
   CHECK(lh && strcmp(lh, "style:1,locon:-0.6") == 0, "hash loras: %s", lh ? lh : "(none)");
   CHECK(sh && strcmp(sh, "0.7") == 0, "hash strength: %s", sh ? sh : "(none)");
   free(lh), free(sh);
-  for (int i = 0; i < n_good; i++) compare(good[i].id, g_model, gen_args[i]);
+  for (int i = 0; i < n_good; i++) compare_n(good[i].id, g_model, gen_args[i], strstr(good[i].json, "\"num_images\":2") ? 2 : 1);
   compare("img2img-inline", g_model,
           G_ASTRO " --init-image init_128x128.png --strength 0.5 --steps 10 --seed 1 --scheduler euler_a "
                   "--negative-prompt blurry");
