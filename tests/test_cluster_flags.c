@@ -17,6 +17,8 @@ int main(int argc, char **argv) {
       {"--ttl 0", "--ttl"},                          {"--wire f8", "--wire"},
       {"--max-jobs 0", "--max-jobs"},                {"--max-jobs 5000", "--max-jobs"},
       {"--worker-max-queue 0", "--worker-max-queue"}, {"--worker-memory-mib 0", "--worker-memory-mib"},
+      {"--lora-dir /nonexistent-sdc-loras", "--lora-dir"}, {"--lora-cache 17", "--lora-cache"},
+      {"--lora-cache -1", "--lora-cache"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     char cmd[2048], err[2048];

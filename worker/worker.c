@@ -1,6 +1,7 @@
 /* worker.c - sdc-worker: hosts stages behind ZeroMQ; libuv loop for sockets, compute on the thread pool. */
 #include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -923,6 +924,11 @@ int main(int argc, char **argv) {
   int err = sdc_precision_check(prec);
   if (err) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  struct stat lst; /* a bad --lora-dir is said before the (long) model load */
+  if (lora_dir && (stat(lora_dir, &lst) != 0 || !S_ISDIR(lst.st_mode))) {
+    fprintf(stderr, "sdc-worker: --lora-dir %s: not a readable folder\n", lora_dir);
     return 2;
   }
   /* served before the (long) model load: /healthz answers and /readyz says "loading models" */
