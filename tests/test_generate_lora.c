@@ -1,0 +1,149 @@
+/* test_generate_lora.c - `sdc generate --lora` with each text-to-image LoRA case of pipelines/goldens.json writes
+ * diffusers' PNG (the LoRA merged as diffusers merged it: single, stacked with a LoCon and a negative multiplier,
+ * v-prediction SD 2). Cases of other kinds (img2img with LoRAs) belong to their own tests. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "error.h"
+#include "pipeline.h"
+#include "pngio.h"
+#include "safetensors.h"
+#include "test_util.h"
+
+/* Single-quotes s for the shell (prompts carry quotes, tabs and newlines). */
+static void shell_quote(char *out, size_t n, const char *s) {
+  size_t k = 0;
+  out[k++] = '\'';
+  for (; *s && k + 5 < n; s++) {
+    if (*s == '\'') k += (size_t)snprintf(out + k, n - k, "'\\''");
+    else out[k++] = *s;
+  }
+  out[k++] = '\'';
+  out[k] = 0;
+}
+
+/* The same case in-process: the float image against diffusers' within 2e-3 (PNG rounding hides less). */
+static void float_image(const char *ref, const char *model, const char *name, const cJSON *c, const sdc_st_file *gold) {
+  sdc_lora_ref refs[SDC_MAX_LORAS];
+  int n = 0;
+  const cJSON *l;
+  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(c, "loras")) {
+    snprintf(refs[n].path, sizeof refs[n].path, "%s/pipelines/lora/%s", ref, cJSON_GetStringValue(cJSON_GetArrayItem(l, 0)));
+    refs[n++].multiplier = cJSON_GetNumberValue(cJSON_GetArrayItem(l, 1));
+  }
+  char path[2048];
+  snprintf(path, sizeof path, "%s/%s", ref, model);
+  sdc_pipeline *p = NULL;
+  int err = sdc_pipeline_load(&p, path, NULL, &SDC_LOAD_OPTS_FP32, refs, n);
+  CHECK(err == 0, "%s/%s: load: %s", model, name, sdc_errmsg(err));
+  if (err) return;
+  const cJSON *np = cJSON_GetObjectItemCaseSensitive(c, "negative_prompt");
+  sdc_gen_params g = {
+      .prompt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt")),
+      .negative_prompt = cJSON_IsString(np) ? np->valuestring : NULL,
+      .width = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "width")),
+      .height = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "height")),
+      .steps = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "steps")),
+      .guidance_scale = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "guidance_scale")),
+      .seed = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "seed")),
+      .scheduler = sdc_sched_parse_name(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "scheduler"))),
+      .num_images = 1};
+  snprintf(path, sizeof path, "%s/%s/image", model, name);
+  const sdc_st_entry *e = sdc_st_find(gold, path);
+  const int64_t n_px = g.width * g.height * 3;
+  float *img = malloc((size_t)n_px * sizeof *img), *want = malloc((size_t)n_px * sizeof *want);
+  CHECK(e && sdc_shape_numel(e->ndim, e->shape) == n_px, "%s: missing or another size", path);
+  if (e && img && want && sdc_shape_numel(e->ndim, e->shape) == n_px) {
+    err = sdc_pipeline_generate(p, &g, NULL, img, NULL, NULL, NULL);
+    CHECK(err == 0, "%s/%s: generate: %s", model, name, sdc_errmsg(err));
+    sdc_convert_to_f32(want, sdc_st_ptr(gold, e), e->dtype, n_px);
+    double worst = 0;
+    for (int64_t i = 0; !err && i < n_px; i++) worst = fmax(worst, fabs((double)img[i] - want[i]));
+    printf("%s/%s: float image max abs diff %.2e\n", model, name, worst);
+    CHECK(!err && worst <= 2e-3, "%s/%s: float image off by %.3g", model, name, worst);
+  }
+  free(img), free(want);
+  sdc_pipeline_free(p);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  const char *ref = sdc_test_ref_dir();
+  if (!ref) sdc_test_skip("reference folder not found (set SDC_REF)");
+  char path[2048], *json = NULL;
+  snprintf(path, sizeof path, "%s/pipelines/goldens.json", ref);
+  CHECK(sdc_read_file(path, &json, NULL) == 0, "read %s", path);
+  cJSON *manifest = cJSON_Parse(json);
+  free(json);
+  sdc_st_file gold;
+  snprintf(path, sizeof path, "%s/pipelines/goldens.safetensors", ref);
+  CHECK(sdc_st_open(&gold, path) == 0, "open %s", path);
+  const char *tmp = sdc_test_tmpdir();
+  int n_cases = 0;
+  const cJSON *model;
+  cJSON_ArrayForEach(model, manifest) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(model, "cases")) {
+      char prompt[2048], neg[2048] = "''", cmd[8192], out[2300], err[4096], loras[4096] = "";
+      const cJSON *kind = cJSON_GetObjectItemCaseSensitive(c, "kind"), *ls = cJSON_GetObjectItemCaseSensitive(c, "loras"), *l;
+      if (!cJSON_IsArray(ls) || cJSON_GetArraySize(ls) == 0 || !cJSON_IsString(kind) || strcmp(kind->valuestring, "txt2img"))
+        continue;
+      cJSON_ArrayForEach(l, ls) {
+        size_t k = strlen(loras);
+        snprintf(loras + k, sizeof loras - k, " --lora '%s/pipelines/lora/%s:%.17g'", ref,
+                 cJSON_GetStringValue(cJSON_GetArrayItem(l, 0)), cJSON_GetNumberValue(cJSON_GetArrayItem(l, 1)));
+      }
+      shell_quote(prompt, sizeof prompt, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt")));
+      const cJSON *np = cJSON_GetObjectItemCaseSensitive(c, "negative_prompt"), *ni = cJSON_GetObjectItemCaseSensitive(c, "num_images");
+      if (cJSON_IsString(np)) shell_quote(neg, sizeof neg, np->valuestring);
+      int64_t n_img = cJSON_IsNumber(ni) ? (int64_t)ni->valuedouble : 1;
+      snprintf(out, sizeof out, "%s/%s-%s.png", tmp, model->string, c->string);
+      snprintf(cmd, sizeof cmd,
+               "'%s' generate --quiet --model '%s/%s' --prompt %s %s%s --width %d --height %d --steps %d "
+               "--guidance-scale %.17g --seed %.0f --scheduler %s --num-images %lld --output '%s'%s",
+               argv[1], ref, model->string, prompt, cJSON_IsString(np) ? "--negative-prompt " : "",
+               cJSON_IsString(np) ? neg : "", (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "width")),
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "height")),
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "steps")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "guidance_scale")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "seed")),
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "scheduler")), (long long)n_img, out, loras);
+      int st = sdc_test_run(cmd, err, sizeof err);
+      CHECK(st == 0, "%s/%s: sdc generate exit %d: %s", model->string, c->string, st, err);
+      snprintf(path, sizeof path, "%s/%s/png_uint8", model->string, c->string);
+      const sdc_st_entry *e = sdc_st_find(&gold, path);
+      CHECK(e != NULL, "golden %s missing", path);
+      if (st || !e) continue;
+      const uint8_t *want = sdc_st_ptr(&gold, e);
+      int64_t per = sdc_shape_numel(e->ndim, e->shape) / n_img, within1 = 0, worst = 0;
+      for (int64_t i = 0; i < n_img; i++) {
+        char file[2400];
+        if (n_img == 1) snprintf(file, sizeof file, "%s", out);
+        else snprintf(file, sizeof file, "%.*s-%lld.png", (int)(strlen(out) - 4), out, (long long)i);
+        uint8_t *rgb = NULL;
+        int64_t w, h;
+        int rc = sdc_png_read(file, &rgb, &w, &h, NULL);
+        CHECK(rc == 0 && w * h * 3 == per, "%s: %s", file, rc ? sdc_errmsg(rc) : "size differs from the golden");
+        for (int64_t k = 0; rgb && w * h * 3 == per && k < per; k++) {
+          int64_t d = llabs((long long)rgb[k] - (long long)want[i * per + k]);
+          within1 += d <= 1;
+          if (d > worst) worst = d;
+        }
+        free(rgb);
+      }
+      double frac = (double)within1 / (double)(per * n_img);
+      printf("%s/%s: %.4f%% of bytes within 1, max diff %lld\n", model->string, c->string, 100 * frac, (long long)worst);
+      CHECK(frac >= 0.999 && worst <= 3, "%s/%s: PNG outside tolerance", model->string, c->string);
+      float_image(ref, model->string, c->string, c, &gold);
+      n_cases++;
+    }
+  }
+  CHECK(n_cases >= 3, "%d LoRA cases ran, expected at least 3", n_cases);
+  sdc_st_close(&gold);
+  cJSON_Delete(manifest);
+  sdc_test_rmtree(tmp);
+  return sdc_test_finish("test_generate_lora");
+}
