@@ -169,6 +169,16 @@ int main(int argc, char **argv) {
     CHECK(sdc_png_encode(px, 1, 1, 0, NULL, NULL, &png, &pn) == SDC_OK, "1x1 PNG");
     if (png) put("in:tiny", png, pn);
     free(png);
+    /* a 2048x2048 PNG of noise (about 12 MB): read from its key and probed at claim like any other */
+    const int64_t big = 2048;
+    uint8_t *rgb = malloc((size_t)(big * big * 3));
+    uint32_t x = 12345;
+    for (int64_t k = 0; rgb && k < big * big * 3; k++) x = x * 1664525u + 1013904223u, rgb[k] = (uint8_t)(x >> 24);
+    png = NULL, pn = 0;
+    CHECK(rgb && sdc_png_encode(rgb, big, big, 0, NULL, NULL, &png, &pn) == SDC_OK, "2048x2048 PNG");
+    if (png) put("in:big", png, pn);
+    printf("2048x2048 noise PNG: %zu bytes\n", pn);
+    free(png), free(rgb);
   }
   /* an inline (base64) init image for one case */
   char *inline_json = NULL;
@@ -233,6 +243,8 @@ int main(int argc, char **argv) {
       {"bad-mask-size", P_FOX ",\"init_image\":\"in:init128\",\"mask\":\"in:mask192\",\"steps\":4", "mask", "in:mask192"},
       {"bad-1x1", P_FOX ",\"init_image\":\"in:tiny\",\"steps\":4", "in:tiny", "1x1"},
       {"bad-size-differs", P_FOX ",\"init_image\":\"in:init128\",\"width\":192,\"steps\":4", "in:init128", "192x128"},
+      {"bad-big-size", P_FOX ",\"init_image\":\"in:big\",\"width\":512,\"steps\":4", "in:big",
+       "2048x2048 pixels, but the job asks for 512x2048"},
       {"bad-strength-0", P_FOX ",\"init_image\":\"in:init128\",\"strength\":0", "'strength'", "(0, 1]"},
       {"bad-strength-1.5", P_FOX ",\"init_image\":\"in:init128\",\"strength\":1.5", "'strength'", "1.5"},
       {"bad-strength-nan", P_FOX ",\"init_image\":\"in:init128\",\"strength\":\"nan\"", "'strength'", "nan"},
