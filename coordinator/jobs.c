@@ -155,8 +155,7 @@ static const char *sdc__img_label(const sdc_coord_job *j, int i, char *buf, size
 
 /* Format and size of the images, without decoding them: the job's size is the init image's (a side the job
  * gives must equal it: nothing is resampled, as sdc generate), and the mask's must match. */
-static int sdc__probe_images(sdc_coord *c, sdc_coord_job *j) {
-  (void)c;
+static int sdc__probe_images(sdc_coord_job *j) {
   char label[280];
   int64_t iw = 0, ih = 0;
   for (int i = 0; i < 2 && j->img[i]; i++) {
@@ -187,7 +186,7 @@ static int sdc__probe_images(sdc_coord *c, sdc_coord_job *j) {
  * encodes its images (ENCODE) or starts the denoising loop at once (TEXT). */
 static void sdc__job_start(sdc_coord *c, sdc_coord_job *j) {
   const sdc_model *m = &c->model;
-  int err = j->img[0] ? sdc__probe_images(c, j) : SDC_OK;
+  int err = j->img[0] ? sdc__probe_images(j) : SDC_OK;
   if (!err) err = sdc_gen_params_check(&j->g, c->max_pixels);
   if (err) {
     sdc__fail_err(c, j, err);
