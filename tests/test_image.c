@@ -223,6 +223,62 @@ static void test_params(void) {
   CHECK(sdc_gen_params_check(&g, 0) == 0 && !sdc_denoise_needs_init(&g, 4), "text-to-image ignores strength");
 }
 
+/* ------------------------------------------- the scheduler's img2img entry */
+
+/* Every scheduler starts at a later call (img2img), runs to the end with
+ * finite samples, refuses a begin index out of range or after a step, and
+ * add_noise follows its class. */
+static void test_sched_begin(void) {
+  enum { N = 32, STEPS = 10 };
+  float x0[N], noise[N], out[N], mo[N], x[N];
+  for (int i = 0; i < N; i++) x0[i] = (float)sin(i * 0.3), noise[i] = (float)cos(i * 0.7), mo[i] = 0.1f * (float)i / N;
+  for (int k = 0; k < SDC_SCHED_COUNT; k++) {
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"_class_name\": \"%s\", \"beta_start\": 0.00085, \"beta_end\": 0.012, \"beta_schedule\": "
+             "\"scaled_linear\", \"num_train_timesteps\": 1000, \"steps_offset\": 1, \"skip_prk_steps\": true}",
+             sdc_sched_class((sdc_sched_kind)k));
+    sdc_sched_config cfg;
+    sdc_scheduler *s = NULL;
+    const char *name = sdc_sched_name((sdc_sched_kind)k);
+    if (sdc_sched_config_parse(&cfg, json, k, "test") || sdc_scheduler_create(&s, &cfg, STEPS)) {
+      CHECK(0, "%s: %s", name, sdc_errmsg(-1));
+      continue;
+    }
+    const int64_t order = sdc_scheduler_order(s), n_calls = sdc_scheduler_n_calls(s), begin = 4 * order;
+    CHECK(order == (k == SDC_SCHED_HEUN ? 2 : 1), "%s: order %lld", name, (long long)order);
+    CHECK(sdc_scheduler_set_begin(s, n_calls) == SDC_EINVAL, "%s: begin past the end accepted", name);
+    sdc_clearerr();
+    CHECK(sdc_scheduler_set_begin(s, begin) == 0 && sdc_scheduler_call_index(s) == begin, "%s: set_begin", name);
+    /* add_noise at the begin call, by class */
+    sdc_scheduler_add_noise(s, x0, noise, out, N, begin);
+    int64_t n_sig = 0;
+    const double *sig = sdc_scheduler_sigmas(s, &n_sig);
+    if (sig) {
+      const double sg = sig[begin];
+      const int vp = k == SDC_SCHED_DPMPP_2M || k == SDC_SCHED_DPMPP_2M_KARRAS || k == SDC_SCHED_UNIPC;
+      const double a = vp ? 1.0 / sqrt(sg * sg + 1.0) : 1.0, b = vp ? sg * a : sg;
+      for (int i = 0; i < N; i++)
+        CHECK(fabs(out[i] - (a * x0[i] + b * noise[i])) < 1e-5 * (1 + fabs(out[i])), "%s: add_noise value %d", name, i);
+    } else { /* sqrt(acp) x0 + sqrt(1 - acp) noise: x0[0] = 0 gives b, then a; a^2 + b^2 = 1 */
+      const double b = out[0] / noise[0], a = (out[5] - b * noise[5]) / x0[5];
+      CHECK(b > 0 && a > 0 && fabs(a * a + b * b - 1.0) < 1e-4, "%s: add_noise not variance-preserving (%g, %g)", name, a, b);
+    }
+    memcpy(x, out, sizeof x);
+    int err = 0;
+    while (!err && sdc_scheduler_call_index(s) < n_calls) {
+      err = sdc_scheduler_step(s, mo, x, N, noise);
+      if (sdc_scheduler_call_index(s) == begin + 1) {
+        CHECK(sdc_scheduler_set_begin(s, 0) == SDC_EINVAL, "%s: begin accepted after a step", name);
+        sdc_clearerr();
+      }
+    }
+    CHECK(!err, "%s: step failed: %s", name, sdc_errmsg(err));
+    for (int i = 0; i < N; i++) CHECK(isfinite(x[i]), "%s: sample %d not finite after a late start", name, i);
+    sdc_scheduler_free(s);
+  }
+}
+
 /* ---------------------------------------------------------- sdc generate */
 
 static const char *g_sdc;
@@ -315,6 +371,7 @@ static void test_cli(void) {
 int main(int argc, char **argv) {
   test_decoder();
   test_params();
+  test_sched_begin();
   if (argc >= 2) {
     g_sdc = argv[1];
     const char *tmp = sdc_test_tmpdir();
