@@ -284,6 +284,11 @@ int main(int argc, char **argv) {
   char *trunc_err = fu_hget("bad-truncated", "error");
   CHECK(trunc_err && !strstr(trunc_err, "attempts"), "a truncated PNG was retried: %s", trunc_err ? trunc_err : "");
   free(trunc_err);
+  /* so does a LoRA that does not fit: every worker reads the same folder */
+  char *shape_err = fu_hget("bad-lora-shape", "error");
+  CHECK(shape_err && !strstr(shape_err, "attempts"), "a LoRA of the wrong shape was retried: %s",
+        shape_err ? shape_err : "");
+  free(shape_err);
   /* sdc submit --init-image --mask --strength --lora, then sdc wait --output: the command line's way */
   {
     char cmd[4096], out[4096], want[1300], got[1300];

@@ -514,7 +514,9 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
       err = sdc_seterr(SDC_EPROTOCOL, "hop %u asks for stage %s, which this worker does not serve", r->hop,
                        sdc_stage_name(stage));
     } else if (stage != SDCPB__STAGE__VAE && (err = sdc__lora_select(h, r, worker_id))) {
-      /* the LoRA's one-line error, e.g. an unknown name or a shape that does not fit */
+      /* the LoRA's one-line error, e.g. an unknown name or a shape that does not fit: every worker reads the
+       * same LoRA folder (docs/cluster.md), so another try fails alike; only memory may differ elsewhere */
+      res.input_error = err != SDC_ENOMEM;
     } else if (stage == SDCPB__STAGE__TEXT) {
       err = sdc__run_text(h, r, &res, &owned);
     } else if (stage == SDCPB__STAGE__UNET_DOWN) {

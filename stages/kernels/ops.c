@@ -235,6 +235,11 @@ int sdc_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_wt *
   return err;
 }
 
+void sdc_sgemm_acc(int64_t m, int64_t n, int64_t k, float alpha, const float *A, const float *B, float *C) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, alpha, A, (int)k, B, (int)n, 1.0f, C,
+              (int)n);
+}
+
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N) {
   sdc__count(2.0 * (double)M * (double)K * (double)N);
   for (int64_t i = 0; i < M; i++) {

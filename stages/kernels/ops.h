@@ -63,6 +63,10 @@ int sdc_conv2d(sdc_arena *a, float *out, const float *in, const float *w, const 
 int sdc_conv2d_wt(sdc_arena *a, float *out, const float *in, const sdc_wt *w, const float *b, const sdc_conv_shape *s);
 void sdc_conv2d_ref(float *out, const float *in, const float *w, const float *b, const sdc_conv_shape *s);
 
+/* C (m,n) += alpha * A (m,k) . B (k,n), row-major, contiguous (OpenBLAS);
+ * the product LoRA merges use (sdc_weights_set_gemm). Not counted in the FLOPs. */
+void sdc_sgemm_acc(int64_t m, int64_t n, int64_t k, float alpha, const float *A, const float *B, float *C);
+
 /* out (M,N) = in (M,K) @ w (N,K)^T + b (N, may be NULL). out may not alias in. */
 void sdc_linear(float *out, const float *in, const float *w, const float *b, int64_t M, int64_t K, int64_t N);
 /* bf16 precision with packed weights, no layout changes: a conv of (B,H,W,Cin)

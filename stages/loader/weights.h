@@ -49,6 +49,13 @@ typedef struct {
 /* A view of one model component's tensors. Lookups never fail silently: the
  * first error is kept (`err`, message in `msg`) and later lookups return NULL,
  * so a loader makes all its lookups and checks once at the end. */
+/* C (m,n) += alpha * A (m,k) . B (k,n), row-major, contiguous: the product a
+ * LoRA merge needs. The loader links no BLAS (docs/architecture.md, layers):
+ * the models layer hands its sgemm to each view it loads from
+ * (sdc_weights_set_gemm); a view used without a model merges with a plain loop. */
+typedef void (*sdc_weights_gemm_fn)(int64_t m, int64_t n, int64_t k, float alpha, const float *A, const float *B,
+                                    float *C);
+
 typedef struct {
   sdc__weight_ref *refs; /* sorted by name */
   int64_t n_refs;
@@ -68,6 +75,7 @@ typedef struct {
   int64_t n_overlay, cap_overlay;
   int64_t n_merged;       /* tensors merged so far */
   double merge_s;         /* wall seconds spent merging them (benchmarks) */
+  sdc_weights_gemm_fn gemm; /* the merges' product; NULL: a plain loop */
   const void *unet_cfg;   /* the model's sdc_unet_config (set by sdc_model_weights): LoRAs' LDM names need it */
   char source[400];       /* "file" or "file (keys prefix*)", for messages */
   int err;
@@ -124,6 +132,8 @@ void *sdc_weights_keep(sdc_weights *w, void *obj, void (*free_fn)(void *), size_
  * has checked the shapes; this only refuses a recorder, a view already looked
  * into, and more than SDC_MAX_LORAS terms on one tensor. */
 int sdc_weights_add_delta(sdc_weights *w, const char *name, const sdc_weight_delta *d);
+/* The product LoRA merges of w use from now on (see sdc_weights_gemm_fn). */
+void sdc_weights_set_gemm(sdc_weights *w, sdc_weights_gemm_fn gemm);
 
 /* A recorder: a view with no file behind it that invents every tensor a
  * loader asks for (deterministic from seed and name: norm scales near 1,

@@ -11,6 +11,7 @@
 
 int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg, const sdc_load_opts *opts) {
   *out = NULL;
+  sdc_weights_set_gemm(w, sdc_sgemm_acc); /* LoRA merges, on the lookups below */
   int err = sdc_precision_check(opts->precision);
   if (err) return err;
   sdc_clip *c = calloc(1, sizeof *c);

@@ -38,6 +38,7 @@ static sdc_transformer *sdc__load_attns(sdc_weights *w, const sdc_block_opts *o,
 
 int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsigned parts, const sdc_load_opts *opts) {
   *out = NULL;
+  sdc_weights_set_gemm(w, sdc_sgemm_acc); /* LoRA merges, on the lookups below */
   int err = sdc_precision_check(opts->precision);
   if (!err) err = sdc__unet_check_cfg(c);
   if (err) return err;

@@ -27,6 +27,7 @@ static void sdc__load_mid(sdc__vae_coder *c, sdc_weights *w, const sdc_block_opt
 
 int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsigned parts, const sdc_load_opts *opts) {
   *out = NULL;
+  sdc_weights_set_gemm(w, sdc_sgemm_acc); /* LoRA merges, on the lookups below */
   int err = sdc_precision_check(opts->precision);
   if (err) return err;
   if (cfg->n_blocks < 1) return sdc_seterr(SDC_ECONFIG, "vae config: no blocks");
