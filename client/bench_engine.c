@@ -41,8 +41,8 @@ static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc bench-engine --model DIR [--width 512] [--height 512] [--runs 3] [--precision fp32] [--json]\n"
           "                        [--ref DIR]\n"
-          "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), and the\n"
-          "  VAE decode, in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
+          "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), the VAE\n"
+          "  decode and encode (img2img), in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
           "  efficiency against the peak measured in the same run (best of OpenBLAS sgemm 4096^3 and an FMA\n"
           "  loop on every core), peak RSS, and the BLAS core and threads in use.\n"
           "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n"
@@ -108,8 +108,10 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   double *tm = calloc((size_t)runs, sizeof *tm);
   for (int64_t i = 0; i < B * C * h * w; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
   for (int64_t i = 0; i < B * L; i++) ids[i] = (int32_t)(i % 1000);
-  sdc__stage_time st[6] = {{"text_encoder_2x77", 0, 0, 0}, {"unet_step", 0, 0, 0}, {"unet_down", 0, 0, 0},
-                           {"unet_mid", 0, 0, 0},         {"unet_up", 0, 0, 0},   {"vae_decode", 0, 0, 0}};
+  enum { SDC__N_STAGES = 7 };
+  sdc__stage_time st[SDC__N_STAGES] = {{"text_encoder_2x77", 0, 0, 0}, {"unet_step", 0, 0, 0}, {"unet_down", 0, 0, 0},
+                                       {"unet_mid", 0, 0, 0},         {"unet_up", 0, 0, 0},   {"vae_decode", 0, 0, 0},
+                                       {"vae_encode", 0, 0, 0}};
   uint64_t f;
   /* warm-up: first touches of weights and arena blocks are not what we measure */
   sdc_clip_encode(p->clip, a, ids, B, L, ctx);
@@ -168,6 +170,17 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   }
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[5], tm, runs, f);
+  /* img2img / inpainting: the encoder on one image (the decoder's output as input; its values do not matter) */
+  float *mean = calloc((size_t)(C * h * w), 4), *logvar = calloc((size_t)(C * h * w), 4);
+  sdc_ops_flops_reset();
+  for (int r = 0; r < runs; r++) {
+    double t0 = sdc_clock_mono_s();
+    err |= mean && logvar ? sdc_vae_encode(p->vae, a, pix, 1, height, width, mean, logvar) : SDC_ENOMEM;
+    tm[r] = sdc_clock_mono_s() - t0;
+  }
+  f = sdc_ops_flops() / (uint64_t)runs;
+  sdc__finish_times(&st[6], tm, runs, f);
+  free(mean), free(logvar);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mb = (double)ru.ru_maxrss / 1024.0;
@@ -189,7 +202,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     printf("\"te_s\":%.4f,\"unet_step_s\":%.4f,\"unet_gflops\":%.1f,\"efficiency\":%.3f,\"vae_decode_s\":%.4f,",
            st[0].min_s, st[1].min_s, st[1].gflop / st[1].min_s, st[1].gflop / st[1].min_s / peak, st[5].min_s);
     printf("\"stages\":{");
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < SDC__N_STAGES; i++)
       printf("%s\"%s\":{\"min_s\":%.4f,\"median_s\":%.4f,\"gflop\":%.2f,\"gflops\":%.1f,\"efficiency\":%.3f}", i ? "," : "",
              st[i].name, st[i].min_s, st[i].median_s, st[i].gflop, st[i].gflop / st[i].min_s,
              st[i].gflop / st[i].min_s / peak);
@@ -204,7 +217,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", core,
            blas_threads, peak, sgemm, threads, fma);
     printf("%-20s %10s %10s %10s %10s %10s\n", "stage", "min s", "median s", "GFLOP", "GFLOP/s", "efficiency");
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < SDC__N_STAGES; i++)
       printf("%-20s %10.4f %10.4f %10.2f %10.1f %10.3f\n", st[i].name, st[i].min_s, st[i].median_s, st[i].gflop,
              st[i].gflop / st[i].min_s, st[i].gflop / st[i].min_s / peak);
     printf("UNet step, mean of %d: conv %.3f s (%.0f GFLOP, %.0f GFLOP/s), linear %.3f s (%.0f, %.0f), attention %.3f s "
