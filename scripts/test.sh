@@ -22,10 +22,17 @@ if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
   # in the normal build above only. Under ASan they add ~6 min of restarts and waits (CI stays under 30 min);
   # the coordinator and worker code they drive runs under ASan in test_cluster, test_drain, test_hostile,
   # test_security and test_bounds. SDC_ASAN_FAULTS=1 runs them here too.
-  asan_filter=(-LE faults)
-  [ "${SDC_ASAN_FAULTS:-0}" = 1 ] && asan_filter=()
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure "${asan_filter[@]}")
+  # Label no_asan: the pipelines goldens run whole (30 generate runs, 105 verify checks) in the normal build
+  # only, ~5 min under ASan; here the same code runs in test_image (img2img, 4-channel inpainting), test_lora,
+  # test_generate_cli (a LoRA run), test_sched_lcm, and the 9-channel inpainting cases just below.
+  asan_filter=(-LE 'faults|no_asan')
+  [ "${SDC_ASAN_FAULTS:-0}" = 1 ] && asan_filter=(-LE no_asan)
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-asan && ctest --output-on-failure "${asan_filter[@]}")
+  if [ -f "$SDC_REF/pipelines/goldens.json" ]; then
+    build-asan/bin/sdc verify --ref "$SDC_REF/pipelines" --only inpaint9
+  fi
+  unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
 # ThreadSanitizer on the worker and coordinator tests (label tsan: the libuv pool, OpenMP through LLVM's

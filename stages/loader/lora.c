@@ -356,7 +356,7 @@ static int sdc__add_random(sdc__out_tensor *o, const char *name, int ndim, const
   snprintf(o->name, sizeof o->name, "%s", name);
   o->t.dtype = SDC_F32;
   o->t.ndim = ndim;
-  memcpy(o->t.shape, shape, (size_t)ndim * sizeof *shape);
+  if (ndim > 0) memcpy(o->t.shape, shape, (size_t)ndim * sizeof *shape); /* alpha is 0-d: no shape */
   int64_t n = sdc_shape_numel(ndim, shape);
   float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
   if (!x) return sdc_seterr(SDC_ENOMEM, "out of memory for %s", name);
