@@ -139,16 +139,7 @@ static int sdc__write_recorded(const sdc_weights *rec, const char *path, sdc_dty
   int err = names && ts ? SDC_OK : sdc_seterr(SDC_ENOMEM, "out of memory");
   for (int64_t i = 0; !err && i < n; i++) {
     sdc_weights_recorded(rec, i, &names[i], &ts[i]);
-    if (dtype == SDC_F16) {
-      int64_t k = sdc_tensor_numel(&ts[i]);
-      uint16_t *h = malloc((size_t)(k ? k : 1) * 2);
-      if (!h) {
-        err = sdc_seterr(SDC_ENOMEM, "out of memory");
-        break;
-      }
-      for (int64_t j = 0; j < k; j++) h[j] = sdc_f32_to_f16(((const float *)ts[i].data)[j]);
-      ts[i].data = h, ts[i].dtype = SDC_F16;
-    }
+    if (dtype == SDC_F16) err = sdc_tensor_narrow_f16(&ts[i]);
   }
   if (!err) err = sdc_st_write(path, n, names, ts);
   for (int64_t i = 0; dtype == SDC_F16 && ts && i < n; i++)

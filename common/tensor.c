@@ -1,6 +1,8 @@
 /* tensor.c - dtype tables and shape helpers. */
 #include "tensor.h"
 
+#include <stdlib.h>
+
 #include <stdio.h>
 
 #include "error.h"
@@ -58,4 +60,13 @@ int sdc_convert_to_f32(float *dst, const void *src, sdc_dtype dt, int64_t n) {
     }
     default: return sdc_seterr(SDC_EDTYPE, "cannot convert %s to F32", sdc_dtype_name(dt));
   }
+}
+
+int sdc_tensor_narrow_f16(sdc_tensor *t) {
+  const int64_t k = sdc_tensor_numel(t);
+  uint16_t *h = malloc((size_t)(k ? k : 1) * sizeof *h);
+  if (!h) return sdc_seterr(SDC_ENOMEM, "out of memory");
+  for (int64_t j = 0; j < k; j++) h[j] = sdc_f32_to_f16(((const float *)t->data)[j]);
+  t->data = h, t->dtype = SDC_F16;
+  return SDC_OK;
 }

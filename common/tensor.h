@@ -88,4 +88,8 @@ static inline uint16_t sdc_f32_to_bf16(float f) {
  * Returns SDC_EDTYPE for integer dtypes. */
 int sdc_convert_to_f32(float *dst, const void *src, sdc_dtype dt, int64_t n);
 
+/* Replaces an f32 tensor's data by a heap f16 copy (dtype becomes SDC_F16; the
+ * f32 data stays the caller's, the copy is the caller's to free). SDC_ENOMEM. */
+int sdc_tensor_narrow_f16(sdc_tensor *t);
+
 #endif

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "pngio.h"
 #include "safetensors.h"
+#include "png_golden.h"
 #include "test_util.h"
 
 /* Single-quotes s for the shell (prompts carry quotes, tabs and newlines). */
@@ -62,23 +63,9 @@ int main(int argc, char **argv) {
       CHECK(e != NULL, "golden %s missing", path);
       if (st || !e) continue;
       const uint8_t *want = sdc_st_ptr(&gold, e);
-      int64_t per = sdc_shape_numel(e->ndim, e->shape) / n_img, within1 = 0, worst = 0;
-      for (int64_t i = 0; i < n_img; i++) {
-        char file[2400];
-        if (n_img == 1) snprintf(file, sizeof file, "%s", out);
-        else snprintf(file, sizeof file, "%.*s-%lld.png", (int)(strlen(out) - 4), out, (long long)i);
-        uint8_t *rgb = NULL;
-        int64_t w, h;
-        int rc = sdc_png_read(file, &rgb, &w, &h, NULL);
-        CHECK(rc == 0 && w * h * 3 == per, "%s: %s", file, rc ? sdc_errmsg(rc) : "size differs from the golden");
-        for (int64_t k = 0; rgb && w * h * 3 == per && k < per; k++) {
-          int64_t d = llabs((long long)rgb[k] - (long long)want[i * per + k]);
-          within1 += d <= 1;
-          if (d > worst) worst = d;
-        }
-        free(rgb);
-      }
-      double frac = (double)within1 / (double)(per * n_img);
+      int64_t per = sdc_shape_numel(e->ndim, e->shape) / n_img, worst;
+      double frac;
+      sdc_test_png_golden(out, n_img, want, per, &frac, &worst);
       printf("%s/%s: %.4f%% of bytes within 1, max diff %lld\n", model->string, c->string, 100 * frac, (long long)worst);
       CHECK(frac >= 0.999 && worst <= 3, "%s/%s: PNG outside tolerance", model->string, c->string);
       n_cases++;

@@ -419,16 +419,7 @@ int sdc_lora_write_random(sdc_model *m, const char *path, int64_t rank, int whic
   for (int64_t i = 0; !err && i < n; i++) {
     names[i] = outs[i].name;
     ts[i] = outs[i].t;
-    if (dtype == SDC_F16) {
-      int64_t k = sdc_tensor_numel(&ts[i]);
-      uint16_t *h = malloc((size_t)(k ? k : 1) * 2);
-      if (!h) {
-        err = sdc_seterr(SDC_ENOMEM, "out of memory");
-        break;
-      }
-      for (int64_t j = 0; j < k; j++) h[j] = sdc_f32_to_f16(((const float *)ts[i].data)[j]);
-      ts[i].data = h, ts[i].dtype = SDC_F16;
-    }
+    if (dtype == SDC_F16) err = sdc_tensor_narrow_f16(&ts[i]);
   }
   if (!err) err = sdc_st_write(path, n, names, ts);
   for (int64_t i = 0; ts && i < n; i++)
