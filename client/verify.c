@@ -580,14 +580,12 @@ static void sdc__image_checks(sdc__verify *v, const char *label0, const char *gp
   ok ? v->n_pass++ : v->n_fail++;
 }
 
-static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *model, const char *layout, const char *name,
-                               const cJSON *c) {
-  char label[256], gname[300];
-  snprintf(label, sizeof label, "%s [%s] pipe/%s", model, layout, name);
-  if (!sdc__selected(v, label)) return;
+/* A golden case's request parameters (goldens.json names them as diffusers' pipeline arguments); the strings
+ * stay the case's. Strength is 1 where the case gives none (it only matters with an init image). */
+static sdc_gen_params sdc__case_params(const cJSON *c) {
   const cJSON *sch = cJSON_GetObjectItemCaseSensitive(c, "scheduler"), *neg = cJSON_GetObjectItemCaseSensitive(c, "negative_prompt"),
-              *ni = cJSON_GetObjectItemCaseSensitive(c, "num_images");
-  sdc_gen_params g = {
+              *ni = cJSON_GetObjectItemCaseSensitive(c, "num_images"), *st = cJSON_GetObjectItemCaseSensitive(c, "strength");
+  return (sdc_gen_params){
       .prompt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt")),
       .negative_prompt = cJSON_IsString(neg) ? neg->valuestring : NULL,
       .width = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "width")),
@@ -597,7 +595,17 @@ static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *mode
       .seed = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "seed")),
       .scheduler = cJSON_IsString(sch) ? sdc_sched_parse_name(sch->valuestring) : -1,
       .num_images = cJSON_IsNumber(ni) ? (int64_t)ni->valuedouble : 1,
+      .strength = cJSON_IsNumber(st) ? st->valuedouble : 1.0,
   };
+}
+
+static void sdc__pipeline_case(sdc__verify *v, sdc_pipeline *p, const char *model, const char *layout, const char *name,
+                               const cJSON *c) {
+  char label[256], gname[300];
+  snprintf(label, sizeof label, "%s [%s] pipe/%s", model, layout, name);
+  if (!sdc__selected(v, label)) return;
+  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(c, "scheduler");
+  sdc_gen_params g = sdc__case_params(c);
   int err = cJSON_IsString(sch) && g.scheduler < 0 ? sdc_seterr(SDC_EINVAL, "unknown scheduler '%s'", sch->valuestring)
                                                    : sdc_gen_params_check(&g, 0);
   if (err) return sdc__report_error(v, label, err);
@@ -675,21 +683,9 @@ static void sdc__case_pipeline(sdc__verify *v, const char *model, const char *la
   snprintf(label, sizeof label, "%s [%s] %s", model, layout, name);
   if (!sdc__selected(v, label)) return;
   const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "kind"));
-  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(c, "scheduler"), *neg = cJSON_GetObjectItemCaseSensitive(c, "negative_prompt"),
-              *ni = cJSON_GetObjectItemCaseSensitive(c, "num_images"), *st = cJSON_GetObjectItemCaseSensitive(c, "strength"),
-              *loras = cJSON_GetObjectItemCaseSensitive(c, "loras"), *l;
-  sdc_gen_params g = {
-      .prompt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt")),
-      .negative_prompt = cJSON_IsString(neg) ? neg->valuestring : NULL,
-      .width = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "width")),
-      .height = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "height")),
-      .steps = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "steps")),
-      .guidance_scale = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "guidance_scale")),
-      .seed = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "seed")),
-      .scheduler = cJSON_IsString(sch) ? sdc_sched_parse_name(sch->valuestring) : -1,
-      .num_images = cJSON_IsNumber(ni) ? (int64_t)ni->valuedouble : 1,
-      .strength = cJSON_IsNumber(st) ? st->valuedouble : 1.0,
-  };
+  const cJSON *loras = cJSON_GetObjectItemCaseSensitive(c, "loras"), *l;
+  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(c, "scheduler");
+  sdc_gen_params g = sdc__case_params(c);
   int err = SDC_OK;
   if (!kind || strcmp(kind, "txt2img") == 0) g.kind = SDC_GEN_TXT2IMG;
   else if (strcmp(kind, "img2img") == 0) g.kind = SDC_GEN_IMG2IMG;
