@@ -17,8 +17,6 @@
 #include "runtime.h"
 #include "unet.h"
 
-extern char *openblas_get_corename(void);
-extern int openblas_get_num_threads(void);
 
 #define SDC__MAX_FILES 8
 #define SDC__N_SIZES 2
@@ -167,10 +165,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_lora --model DIR --lora FILE [--lora FILE ...] [--runs 2] [--latents 32,64]\n");
     return 2;
   }
-  const sdc_peak pk = sdc_peak_measure();
-  printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n",
-         openblas_get_corename(), openblas_get_num_threads(), pk.peak_gflops, pk.sgemm_gflops, pk.threads,
-         pk.fma_gflops);
+  const sdc_peak pk = sdc_peak_measure(0);
+  char pk_line[256];
+  sdc_peak_describe(&pk, pk_line, sizeof pk_line);
+  printf("%s\n", pk_line);
   sdc_model m;
   int err = sdc_model_open(&m, model, NULL);
   if (err) {

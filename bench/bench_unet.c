@@ -53,11 +53,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_unet --model DIR [--latent 64] [--batch 2] [--steps 3] [--precision fp32|bf16]\n");
     return 2;
   }
-  const sdc_peak pk = sdc_peak_measure();
+  const sdc_peak pk = sdc_peak_measure(0);
+  char pk_line[256];
+  sdc_peak_describe(&pk, pk_line, sizeof pk_line);
   printf("openblas      core %s, %d threads, OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), openblas_get_num_threads(),
          getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
-  printf("peak          %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", pk.peak_gflops,
-         pk.sgemm_gflops, pk.threads, pk.fma_gflops);
+  printf("%s\n", pk_line);
   double rss0 = sdc__rss_mib();
   sdc_model m;
   sdc_weights w;

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "isa.h"
 #include "onednn.h"
 #include "ops.h"
 #include "peak.h"
@@ -43,8 +44,10 @@ static void sdc__usage(FILE *fp) {
           "                        [--ref DIR]\n"
           "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), the VAE\n"
           "  decode and encode (img2img), in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
-          "  efficiency against the peak measured in the same run (best of OpenBLAS sgemm 4096^3 and an FMA\n"
-          "  loop on every core), peak RSS, and the BLAS core and threads in use.\n"
+          "  efficiency against the peak measured in the same run (the better of oneDNN's f32 matmul and\n"
+          "  OpenBLAS sgemm at 2048^3, or oneDNN's bf16 matmul with --precision bf16; measured at the start and\n"
+          "  the end, with a warning when they differ by more than 10%%; FMA loops shown beside), peak RSS, and\n"
+          "  the BLAS core and threads in use.\n"
           "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n"
           "  --ref DIR (with --precision bf16): also run the reference pipelines of DIR/goldens.json in bf16\n"
           "  and print the least PSNR of their images against the fp32 goldens (as sdc verify --precision\n"
@@ -95,9 +98,8 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
     return 2;
   }
-  const sdc_peak pk = sdc_peak_measure();
-  const int threads = pk.threads;
-  const double sgemm = pk.sgemm_gflops, fma = pk.fma_gflops, peak = pk.peak_gflops;
+  const int bf16 = prec == SDC_PREC_BF16;
+  const sdc_peak pk = sdc_peak_measure(bf16);
   const sdc_model *m = &p->model;
   const int64_t s = sdc_vae_scale(&m->vae), h = height / s, w = width / s, B = 2, C = m->unet.in_channels;
   const int64_t L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
@@ -113,9 +115,14 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
                                        {"unet_mid", 0, 0, 0},         {"unet_up", 0, 0, 0},   {"vae_decode", 0, 0, 0},
                                        {"vae_encode", 0, 0, 0}};
   uint64_t f;
-  /* warm-up: first touches of weights and arena blocks are not what we measure */
+  /* warm-up: first touches of weights and arena blocks, and the first call's
+   * re-packing of each layer's weights for its activation size, are not what
+   * we measure */
+  float *mean = calloc((size_t)(C * h * w), 4), *logvar = calloc((size_t)(C * h * w), 4);
   sdc_clip_encode(p->clip, a, ids, B, L, ctx);
   sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+  sdc_vae_decode(p->vae, a, x, 1, h, w, pix);
+  if (mean && logvar) sdc_vae_encode(p->vae, a, pix, 1, height, width, mean, logvar);
   sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
     double t0 = sdc_clock_mono_s();
@@ -147,13 +154,15 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     sdc_unet_acts acts;
     sdc_ops_flops_reset();
     double t0 = sdc_clock_mono_s();
-    err |= sdc_unet_down(p->unet, a, x, t, ctx, B, h, w, L, &acts);
+    int e = sdc_unet_down(p->unet, a, x, t, ctx, B, h, w, L, &acts);
     double t1 = sdc_clock_mono_s();
     fd += sdc_ops_flops(), sdc_ops_flops_reset();
-    err |= sdc_unet_mid(p->unet, a, ctx, L, &acts);
+    if (!e) e = sdc_unet_mid(p->unet, a, ctx, L, &acts); /* each shard reads the one before */
     double t2 = sdc_clock_mono_s();
     fmid += sdc_ops_flops(), sdc_ops_flops_reset();
-    err |= sdc_unet_up(p->unet, a, ctx, L, &acts, out);
+    if (!e) e = sdc_unet_up(p->unet, a, ctx, L, &acts, out);
+    if (e && !err) fprintf(stderr, "sdc bench-engine: a UNet shard failed: %s\n", sdc_errmsg(e));
+    err |= e;
     double t3 = sdc_clock_mono_s();
     fu += sdc_ops_flops();
     td[r] = t1 - t0, tmid[r] = t2 - t1, tu[r] = t3 - t2;
@@ -171,7 +180,6 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[5], tm, runs, f);
   /* img2img / inpainting: the encoder on one image (the decoder's output as input; its values do not matter) */
-  float *mean = calloc((size_t)(C * h * w), 4), *logvar = calloc((size_t)(C * h * w), 4);
   sdc_ops_flops_reset();
   for (int r = 0; r < runs; r++) {
     double t0 = sdc_clock_mono_s();
@@ -181,12 +189,19 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   f = sdc_ops_flops() / (uint64_t)runs;
   sdc__finish_times(&st[6], tm, runs, f);
   free(mean), free(logvar);
+  /* the yardstick again: a machine whose speed moved during the run makes
+   * its efficiencies unreliable, and the run says so */
+  const sdc_peak pk_end = sdc_peak_measure(bf16);
+  const double drift = sdc_peak_drift(&pk, &pk_end, bf16);
+  /* efficiency against the better of the two: the conservative reading */
+  const double peak = bf16 ? fmax(pk.bf16_peak_gflops, pk_end.bf16_peak_gflops) : fmax(pk.peak_gflops, pk_end.peak_gflops);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mb = (double)ru.ru_maxrss / 1024.0;
   const char *core = openblas_get_corename();
   char backend[128];
-  if (prec == SDC_PREC_BF16) snprintf(backend, sizeof backend, "oneDNN %s (bf16)", sdc_onednn_isa());
+  if (bf16) snprintf(backend, sizeof backend, "oneDNN %s (bf16)", sdc_onednn_isa());
+  else if (sdc_fp32_gemm() == SDC_GEMM_ONEDNN) snprintf(backend, sizeof backend, "oneDNN at ISA level %s (fp32)", sdc_isa_name(sdc_isa_level()));
   else snprintf(backend, sizeof backend, "OpenBLAS %s (fp32)", core);
   const int blas_threads = openblas_get_num_threads();
   if (err) fprintf(stderr, "sdc bench-engine: a stage failed: %s\n", sdc_errmsg(err));
@@ -197,8 +212,14 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   if (json) {
     printf("{\"model\":\"%s\",\"width\":%lld,\"height\":%lld,\"precision\":\"%s\",\"runs\":%d,", model, (long long)width,
            (long long)height, precision, runs);
-    printf("\"blas_core\":\"%s\",\"threads\":%d,\"sgemm_gflops\":%.1f,\"fma_gflops\":%.1f,\"peak_gflops\":%.1f,", core,
-           blas_threads, sgemm, fma, peak);
+    printf("\"blas_core\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"peak_gflops\":%.1f,\"peak_drift\":%.3f,", core,
+           blas_threads, sdc_isa_name(pk.isa), peak, drift);
+    const sdc_peak *pks[2] = {&pk, &pk_end};
+    for (int i = 0; i < 2; i++)
+      printf("\"peak_%s\":{\"fma_gflops\":%.1f,\"sgemm_gflops\":%.1f,\"matmul_gflops\":%.1f,\"peak_gflops\":%.1f,"
+             "\"bf16_dot_gflops\":%.1f,\"amx_gflops\":%.1f,\"bf16_matmul_gflops\":%.1f,\"bf16_peak_gflops\":%.1f},",
+             i ? "end" : "start", pks[i]->fma_gflops, pks[i]->sgemm_gflops, pks[i]->matmul_gflops, pks[i]->peak_gflops,
+             pks[i]->bf16_dot_gflops, pks[i]->amx_gflops, pks[i]->bf16_matmul_gflops, pks[i]->bf16_peak_gflops);
     printf("\"te_s\":%.4f,\"unet_step_s\":%.4f,\"unet_gflops\":%.1f,\"efficiency\":%.3f,\"vae_decode_s\":%.4f,",
            st[0].min_s, st[1].min_s, st[1].gflop / st[1].min_s, st[1].gflop / st[1].min_s / peak, st[5].min_s);
     printf("\"stages\":{");
@@ -214,8 +235,16 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     printf("}\n");
   } else {
     printf("model %s, %lldx%lld, %s, %d runs\n", model, (long long)width, (long long)height, precision, runs);
-    printf("BLAS core %s, %d threads; peak %.1f GFLOP/s (sgemm 4096^3 %.1f, FMA loop on %d cores %.1f)\n", core,
-           blas_threads, peak, sgemm, threads, fma);
+    char line[256];
+    sdc_peak_describe(&pk, line, sizeof line);
+    printf("at start: %s\n", line);
+    sdc_peak_describe(&pk_end, line, sizeof line);
+    printf("at end:   %s\n", line);
+    printf("efficiency below is against %.1f GFLOP/s %s, the better of the two (BLAS core %s, %d threads)\n", peak,
+           bf16 ? "bf16" : "fp32", core, blas_threads);
+    if (drift > SDC_PEAK_DRIFT_MAX)
+      printf("WARNING: the peak moved by %.0f%% between the start and the end of this run: the machine was busy; "
+             "its efficiencies are unreliable\n", 100 * drift);
     printf("%-20s %10s %10s %10s %10s %10s\n", "stage", "min s", "median s", "GFLOP", "GFLOP/s", "efficiency");
     for (int i = 0; i < SDC__N_STAGES; i++)
       printf("%-20s %10.4f %10.4f %10.2f %10.1f %10.3f\n", st[i].name, st[i].min_s, st[i].median_s, st[i].gflop,

@@ -6,7 +6,11 @@
 
 #include "cli.h"
 #include "runtime.h"
+#include "isa.h"
+#include "ops.h"
 #include "sdc_version.h"
+
+extern char *openblas_get_corename(void);
 
 typedef struct {
   const char *name;
@@ -59,6 +63,11 @@ int main(int argc, char **argv) {
   if (c) return c->run(argc - 1, argv + 1);
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
     printf("sdc %s%s%s\n", SDC_VERSION, SDC_GIT_DESCRIBE[0] ? " " : "", SDC_GIT_DESCRIBE);
+    /* what this machine's kernels run: the first thing a performance report needs */
+    printf("kernels: ISA level %s (this CPU: %s%s), fp32 GEMMs on %s, bf16 %s, OpenBLAS core %s\n",
+           sdc_isa_name(sdc_isa_level()), sdc_isa_name(sdc_isa_host()),
+           sdc_isa_level() < sdc_isa_host() ? "; capped by SDC_ISA" : "", sdc_gemm_name(sdc_fp32_gemm()),
+           sdc_isa_bf16() ? "available" : "not available", openblas_get_corename());
     return 0;
   }
   if (strcmp(cmd, "help") == 0 && argc == 3) { /* sdc help COMMAND = sdc COMMAND --help */

@@ -12,9 +12,11 @@
 #include <string.h>
 
 #include "error.h"
+#include "isa.h"
 #include "onednn.h"
 #include "ops.h"
 #include "ops_bf16.h"
+#include "test_isa.h"
 #include "test_util.h"
 
 /* Conv and linear: after pre-rounding only the f32 accumulation differs from
@@ -120,7 +122,7 @@ static void test_linear_bf16(sdc_arena *a) {
     const int64_t M = cases[i][0], K = cases[i][1], N = cases[i][2];
     float *in = buf(M * K, 400 + i), *w = buf(N * K, 500 + i), *b = buf(N, 600 + i);
     float *in16 = bf16_copy(in, M * K), *w16 = bf16_copy(w, N * K), *got = buf(M * N, 0), *ref = buf(M * N, 0);
-    sdc_wt wt = {NULL, sdc_onednn_pack_linear(w, N, K), 0};
+    sdc_wt wt = {NULL, sdc_onednn_pack_linear(w, N, K, 0), 0};
     CHECK(wt.pk, "linear %lldx%lldx%lld: packing failed", (long long)M, (long long)K, (long long)N);
     for (int with_bias = 0; wt.pk && with_bias < 2; with_bias++) {
       const float *bias = with_bias ? b : NULL;
@@ -341,11 +343,16 @@ static void test_bf16_producers(sdc_arena *a) {
 int main(void) {
   test_precision_names();
   char why[512] = "";
-  __builtin_cpu_init();
   int err = SDC_OK;
-  if (!__builtin_cpu_supports("avx512bf16"))
-    snprintf(why, sizeof why, "this CPU has no AVX512-BF16: bf16 precision cannot run here");
-  else if ((err = sdc_precision_check(SDC_PREC_BF16)))
+  sdc_test_isa_cap();
+  if (!sdc_isa_bf16()) {
+    /* refused in one line that says why: the CPU, or the cap SDC_ISA puts on it */
+    err = sdc_precision_check(SDC_PREC_BF16);
+    CHECK(err == SDC_EUNSUPPORTED && strstr(sdc_errmsg(err), sdc_isa_level() < sdc_isa_host() ? "SDC_ISA" : "AVX512-BF16"),
+          "bf16 on a level without AVX512-BF16: %s", sdc_errmsg(err));
+    snprintf(why, sizeof why, "kernels at ISA level %s (this CPU: %s) have no AVX512-BF16: bf16 precision cannot run",
+             sdc_isa_name(sdc_isa_level()), sdc_isa_name(sdc_isa_host()));
+  } else if ((err = sdc_precision_check(SDC_PREC_BF16)))
     snprintf(why, sizeof why, "sdc_precision_check(bf16): %s", sdc_errmsg(err));
   if (*why) {
     if (sdc_test_failures) return sdc_test_finish("test_bf16_ops"); /* a skip must not hide a failure */

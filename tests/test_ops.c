@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isa.h"
+#include "onednn.h"
 #include "ops.h"
+#include "test_isa.h"
 #include "test_util.h"
 
 static float *buf(int64_t n, uint32_t seed) {
@@ -53,12 +56,24 @@ static void test_conv2d(sdc_arena *a) {
       CHECK(e < 1e-5, "conv case %zu tap-major: rel err %g", i, e);
       free(wt);
     }
+    /* fp32 precision's path: the weights packed f32 for oneDNN at load, the
+     * conv in oneDNN's blocked layouts; twice, as the second call finds the
+     * weights re-packed into the layout the first one chose */
+    sdc_wt pk = {NULL, sdc_onednn_pack_conv(w, s.Cout, s.Cin, s.kh, s.kw, s.stride, 1), 0};
+    CHECK(pk.pk != NULL, "conv case %zu: f32 weights could not be packed", i);
+    for (int call = 0; pk.pk && call < 2; call++) {
+      memset(got, 0, (size_t)n_out * sizeof *got);
+      CHECK(sdc_conv2d_wt(a, got, in, &pk, i % 2 ? b : NULL, &s) == 0, "conv case %zu (packed f32) failed", i);
+      e = sdc_test_rel_err(got, ref, n_out);
+      CHECK(e < 1e-5, "conv case %zu packed f32, call %d: rel err %g", i, call, e);
+    }
+    sdc_onednn_packed_free((void *)pk.pk);
     free(in), free(w), free(b), free(got), free(ref);
   }
 }
 
-static void test_linear(void) {
-  static const int64_t cases[][3] = {{1, 1, 1}, {3, 5, 7}, {77, 64, 192}, {10, 33, 2}};
+static void test_linear(sdc_arena *a) {
+  static const int64_t cases[][3] = {{1, 1, 1}, {3, 5, 7}, {77, 64, 192}, {10, 33, 2}, {2048, 320, 1280}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     int64_t M = cases[i][0], K = cases[i][1], N = cases[i][2];
     float *in = buf(M * K, 10 + i), *w = buf(N * K, 11 + i), *b = buf(N, 12 + i), *got = buf(M * N, 0), *ref = buf(M * N, 0);
@@ -66,6 +81,18 @@ static void test_linear(void) {
     sdc_linear_ref(ref, in, w, i % 2 ? b : NULL, M, K, N);
     double e = sdc_test_rel_err(got, ref, M * N);
     CHECK(e < 1e-5, "linear %lldx%lldx%lld: rel err %g", (long long)M, (long long)K, (long long)N, e);
+    /* packed f32 for oneDNN's matmul, then at two row counts (the second
+     * wants its own layout on some kernels: an alternate copy) */
+    sdc_wt pk = {NULL, sdc_onednn_pack_linear(w, N, K, 1), 0};
+    CHECK(pk.pk != NULL, "linear %lldx%lldx%lld: f32 weights could not be packed", (long long)M, (long long)K, (long long)N);
+    for (int64_t rows = M; pk.pk && rows >= 1; rows = rows > 1 ? rows / 2 : 0) {
+      memset(got, 0, (size_t)(M * N) * sizeof *got);
+      CHECK(sdc_linear_wt(a, got, in, &pk, i % 2 ? b : NULL, rows, K, N) == 0, "linear (packed f32) failed");
+      e = sdc_test_rel_err(got, ref, rows * N);
+      CHECK(e < 1e-5, "linear %lldx%lldx%lld packed f32: rel err %g", (long long)rows, (long long)K, (long long)N, e);
+      if (rows > 16) rows = 17; /* then 8, 4, 2, 1 */
+    }
+    sdc_onednn_packed_free((void *)pk.pk);
     free(in), free(w), free(b), free(got), free(ref);
   }
 }
@@ -135,7 +162,7 @@ static void test_norms(void) {
   /* B, C, HW, groups: vector rows with and without a scalar tail, one-pixel channels */
   static const int64_t cases[][4] = {{2, 64, 15, 32}, {1, 48, 37, 3}, {2, 40, 64, 4}, {1, 6, 1, 2}, {2, 32, 35, 32}};
   for (int scalar = 0; scalar < 2; scalar++) {
-    sdc__ops_force_scalar(scalar);
+    sdc__isa_force(scalar ? SDC_ISA_SCALAR : -1);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
       for (int v = 0; v < 8; v++) {
         double e = group_norm_err(cases[i], v & 1, v >> 1 & 1, v >> 2 & 1);
@@ -175,7 +202,7 @@ static void test_norms(void) {
         free(z), free(zo), free(lg), free(lb), free(zr), free(dy);
       }
   }
-  sdc__ops_force_scalar(0);
+  sdc__isa_force(-1);
 }
 
 static void test_activations(void) {
@@ -184,7 +211,7 @@ static void test_activations(void) {
   for (int64_t i = 0; i < n; i++) x[i] *= 6.0f;
   x[3] = 100.0f, x[4] = -100.0f, x[5] = -88.5f; /* e^-x past f32 range both ways */
   for (int scalar = 0; scalar < 2; scalar++) {
-    sdc__ops_force_scalar(scalar);
+    sdc__isa_force(scalar ? SDC_ISA_SCALAR : -1);
     double e_silu = 0, e_gelu = 0, e_qg = 0, e_geglu = 0;
     memcpy(y, x, (size_t)n * sizeof *y), sdc_silu(y, n);
     for (int64_t i = 0; i < n; i++) e_silu = fmax(e_silu, fabs(y[i] - x[i] / (1.0 + exp(-(double)x[i]))));
@@ -201,7 +228,7 @@ static void test_activations(void) {
     CHECK(e_silu < 1e-5 && e_gelu < 1e-5 && e_qg < 1e-5 && e_geglu < 1e-5,
           "activations (scalar %d): silu %g gelu %g quick_gelu %g geglu %g", scalar, e_silu, e_gelu, e_qg, e_geglu);
   }
-  sdc__ops_force_scalar(0);
+  sdc__isa_force(-1);
   free(x), free(y), free(gg), free(out);
 }
 
@@ -210,7 +237,7 @@ static void test_activations(void) {
 static void test_transposes(void) {
   static const int64_t cases[][3] = {{2, 3, 20}, {2, 35, 50}, {1, 32, 48}, {2, 64, 17}};
   for (int scalar = 0; scalar < 2; scalar++) {
-    sdc__ops_force_scalar(scalar);
+    sdc__isa_force(scalar ? SDC_ISA_SCALAR : -1);
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
       const int64_t B = cases[k][0], C = cases[k][1], HW = cases[k][2], n = B * C * HW;
       float *x = buf(n, 60 + k), *t = buf(n, 0), *back = buf(n, 0), *res = buf(n, 61), *sum = buf(n, 0);
@@ -234,7 +261,7 @@ static void test_transposes(void) {
       free(x), free(t), free(back), free(res), free(sum);
     }
   }
-  sdc__ops_force_scalar(0);
+  sdc__isa_force(-1);
 }
 
 static void test_layout_and_resize(void) {
@@ -272,10 +299,12 @@ static void test_layout_and_resize(void) {
 }
 
 int main(void) {
+  sdc_test_isa_cap();
+  printf("kernels at ISA level %s (this CPU: %s)\n", sdc_isa_name(sdc_isa_level()), sdc_isa_name(sdc_isa_host()));
   sdc_arena a;
   sdc_arena_init(&a, 1 << 20); /* small blocks: exercises growth across blocks */
   test_conv2d(&a);
-  test_linear();
+  test_linear(&a);
   test_attention(&a);
   test_norms();
   test_activations();

@@ -5,8 +5,6 @@
 #include <omp.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "error.h"
 #include "ops_bf16.h"
@@ -15,8 +13,6 @@
  * A (16 x 32 bf16) times B (32 x 16 bf16, stored as 16 rows of 16 bf16
  * pairs: row r holds rows 2r and 2r+1 of B interleaved) into C (16 x 16 f32).
  * Every tile here is 16 x 64 bytes, so one configuration serves all. */
-#define SDC__ARCH_REQ_XCOMP_PERM 0x1023
-#define SDC__XFEATURE_XTILEDATA 18
 #define SDC__QB 32 /* queries per block: two A tiles */
 
 typedef struct {
@@ -24,25 +20,6 @@ typedef struct {
   uint16_t colsb[16];
   uint8_t rows[16];
 } __attribute__((packed)) sdc__tilecfg;
-
-static int sdc__amx_ok;
-static pthread_once_t sdc__amx_once = PTHREAD_ONCE_INIT;
-
-static void sdc__amx_probe(void) {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512bf16")) return;
-  /* AMX-BF16: CPUID leaf 7 EDX bit 22, AMX-TILE bit 24 */
-  unsigned a = 7, b = 0, c = 0, d = 0;
-  __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-  if (!(d & (1u << 22)) || !(d & (1u << 24))) return;
-  /* Linux hands out the large tile state only on request */
-  sdc__amx_ok = syscall(SYS_arch_prctl, SDC__ARCH_REQ_XCOMP_PERM, SDC__XFEATURE_XTILEDATA) == 0;
-}
-
-int sdc_amx_available(void) {
-  pthread_once(&sdc__amx_once, sdc__amx_probe);
-  return sdc__amx_ok;
-}
 
 static int64_t sdc__up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 

@@ -5,15 +5,11 @@
 #include "arena.h"
 #include "ops.h"
 
-/* Whether this CPU has AMX-BF16 and the kernel lets this process use its
- * tile registers (asked once). */
-int sdc_amx_available(void);
-
 /* sdc_attention in bf16 (q*scale, k, v and the probabilities rounded to
  * bf16, f32 accumulation): per (batch, head) K and V are rounded and laid
  * out once as AMX B operands; then each block of 32 queries computes its
  * scores against every key (32 x Nk f32, in L2), their softmax as bf16 and
- * the product with V, on one core. Call only when sdc_amx_available(). */
+ * the product with V, on one core. Call only when sdc_isa_amx() (isa.h). */
 int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
                       const sdc_attn_shape *s);
 

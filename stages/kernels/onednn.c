@@ -9,19 +9,26 @@
 #include <string.h>
 
 #include "error.h"
+#include "isa.h"
 #include "ops_bf16.h"
+
+#define SDC__ALT_MAX 3
 
 struct sdc_packed {
   dnnl_memory_desc_t md; /* oneDNN's layout for these weights */
   int f32;               /* f32 weights (fp32 precision), else bf16 */
   void *data;
   size_t n_bytes;
-  /* a second layout, made on first need: the kernel one spatial size picks
-   * may want another than the one packed at load (the 256^2 UNet's 4x4
-   * level); kept, not reordered on every call */
+  /* The best kernel for a layer depends on its activation's size, and so
+   * does the weight layout it wants: the first call re-packs data into its
+   * layout (so a process serving one resolution keeps one copy); calls at
+   * other sizes that want yet another layout get one of a few alternates,
+   * made on first need and kept rather than reordered on every call. */
   pthread_mutex_t mu;
-  dnnl_memory_desc_t alt_md;
-  void *alt;
+  int used; /* a call has run on data: its layout is fixed from now on */
+  int n_alt;
+  dnnl_memory_desc_t alt_md[SDC__ALT_MAX];
+  void *alt[SDC__ALT_MAX];
 };
 
 static dnnl_engine_t sdc__eng;
@@ -36,7 +43,17 @@ static dnnl_primitive_attr_t sdc__attr, sdc__attr_sum; /* the latter also adds i
 
 /* ---------------------------------------------------------------- start-up */
 
+/* oneDNN's own dispatch caps at the same level as our kernels (set before
+ * its first use; a user's ONEDNN_MAX_CPU_ISA still applies when SDC_ISA
+ * does not cap anything). */
+static void sdc__cap_isa(void) {
+  static const dnnl_cpu_isa_t max[] = {dnnl_cpu_isa_sse41, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx512_core_bf16,
+                                       dnnl_cpu_isa_all};
+  if (sdc_isa_level() < sdc_isa_host()) dnnl_set_max_cpu_isa(max[sdc_isa_level()]);
+}
+
 static void sdc__start(void) {
+  sdc__cap_isa();
   if (dnnl_engine_create(&sdc__eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_primitive_attr_create(&sdc__attr) != dnnl_success ||
       dnnl_primitive_attr_set_scratchpad_mode(sdc__attr, dnnl_scratchpad_mode_user) != dnnl_success ||
@@ -60,10 +77,13 @@ int sdc_onednn_init(void) {
 }
 
 int sdc_onednn_bf16_check(void) {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512bf16"))
+  if (!sdc_isa_bf16()) {
+    if (sdc_isa_level() < sdc_isa_host())
+      return sdc_seterr(SDC_EUNSUPPORTED, "bf16 precision needs AVX512-BF16, which SDC_ISA=%s excludes: use --precision "
+                                          "fp32 or raise SDC_ISA", sdc_isa_name(sdc_isa_level()));
     return sdc_seterr(SDC_EUNSUPPORTED, "bf16 precision needs a CPU with AVX512-BF16 (or AMX); this one has neither: "
                                         "use --precision fp32");
+  }
   return sdc_onednn_init();
 }
 
@@ -236,7 +256,7 @@ void sdc_onednn_packed_free(void *p) {
   sdc_packed *pk = p;
   if (!pk) return;
   pthread_mutex_destroy(&pk->mu);
-  free(pk->alt);
+  for (int i = 0; i < pk->n_alt; i++) free(pk->alt[i]);
   free(pk->data);
   free(pk);
 }
@@ -253,10 +273,7 @@ int sdc_onednn_packed_bf16(const sdc_packed *p) { return p && !p->f32; }
  * kernels run faster than any NCHW kernel even counting the reorders. */
 #define SDC__CONV_BIAS 1
 #define SDC__CONV_F32 2
-/* wmd: the layout the weights were packed in, tried first so that a conv
- * whose best kernel wants another layout takes the packed one rather than a
- * reorder of its weights on every call; NULL: oneDNN's choice. */
-static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags, const dnnl_memory_desc_t *wmd) {
+static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags) {
   const int has_bias = flags & SDC__CONV_BIAS, f32 = flags & SDC__CONV_F32;
   const int64_t src_dims[4] = {s->B, s->Cin, s->H, s->W}, dst_dims[4] = {s->B, s->Cout, s->Ho, s->Wo},
                 wdims[4] = {s->Cout, s->Cin, s->kh, s->kw}, bdims[1] = {s->Cout};
@@ -271,18 +288,8 @@ static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags, co
               pad_r = {(s->Ho - 1) * s->stride + s->kh - s->H - s->pad_t, (s->Wo - 1) * s->stride + s->kw - s->W - s->pad_l};
   dnnl_convolution_desc_t cd;
   dnnl_primitive_desc_t pd = NULL;
-  if (wmd && (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, wmd,
-                                                 has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
-              dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success))
-    pd = NULL;
   const char *impl = NULL;
-  if (pd && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
-      (strstr(impl, "ref") || strstr(impl, "gemm"))) {
-    /* only a reference or GEMM-based kernel takes that layout: a per-call reorder into a direct kernel's is faster */
-    dnnl_primitive_desc_destroy(pd);
-    pd = NULL;
-  }
-  if (!pd && (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
+  if ((dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
                                                  has_bias ? &bias : NULL, &dst, strides, pad_l, pad_r) != dnnl_success ||
               dnnl_primitive_desc_create(&pd, &cd, sdc__attr, sdc__eng, NULL) != dnnl_success))
     return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no %s convolution for %lldx%lld k%lld", f32 ? "f32" : "bf16",
@@ -302,13 +309,13 @@ static int sdc__conv_entry(sdc__entry *e, const sdc_conv_shape *s, int flags, co
 sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int64_t kh, int64_t kw, int64_t stride,
                                  int f32) {
   if (sdc_onednn_init()) return NULL;
-  /* the layout oneDNN picks for a representative activation; a conv whose
-   * primitive wants another one reorders per call (correct, slower) */
+  /* the layout oneDNN picks for a representative activation; the first call
+   * re-packs into its own (sdc__weights_for) */
   const int64_t H = 32, Ho = (H + 2 * (kh / 2) - kh) / stride + 1;
   sdc_conv_shape s = {2, Cin, H, H, Cout, kh, kw, stride, kh / 2, kw / 2, Ho, Ho, 0};
   sdc__entry e = {0};
   sdc_packed *p = NULL;
-  if (!sdc__conv_entry(&e, &s, SDC__CONV_BIAS | (f32 ? SDC__CONV_F32 : 0), NULL)) {
+  if (!sdc__conv_entry(&e, &s, SDC__CONV_BIAS | (f32 ? SDC__CONV_F32 : 0))) {
     dnnl_memory_desc_t plain;
     sdc__md(&plain, 4, (int64_t[]){Cout, Cin, kh, kw}, dnnl_f32, dnnl_oihw);
     if ((p = sdc__pack(w, &plain, &e.main.wei))) p->f32 = f32;
@@ -319,23 +326,39 @@ sdc_packed *sdc_onednn_pack_conv(const float *w, int64_t Cout, int64_t Cin, int6
   return p;
 }
 
-/* Weights in the layout prim wants: pk itself, its second layout (made
- * here the first time), or, for a third layout, a per-call reorder into a. */
+/* pk's weights reordered into layout md, in a new 64-byte aligned buffer
+ * (NULL when out of memory or oneDNN cannot). */
+static void *sdc__repack(sdc_arena *a, const sdc_packed *pk, const dnnl_memory_desc_t *md) {
+  const size_t n = dnnl_memory_desc_get_size(md);
+  void *dst = aligned_alloc(64, (n + 63) & ~(size_t)63);
+  sdc__prim r = {0};
+  int e = !dst || sdc__make_reorder(&r, &pk->md, md) || sdc__run(&r, a, pk->data, NULL, NULL, NULL, dst, 1);
+  if (r.prim) dnnl_primitive_destroy(r.prim);
+  if (e) free(dst);
+  return e ? NULL : dst;
+}
+
+/* Weights in the layout prim wants: pk's own (re-packed into it if no call
+ * has used pk yet), an alternate (made here the first time), or, past
+ * SDC__ALT_MAX layouts, a per-call reorder into a. */
 static const void *sdc__weights_for(sdc_arena *a, const sdc__prim *prim, const sdc_packed *pk, int *err) {
   *err = SDC_OK;
-  if (dnnl_memory_desc_equal(&prim->wei, &pk->md)) return pk->data;
-  sdc_packed *mp = (sdc_packed *)pk; /* the alternate layout is a cache: logically const */
+  sdc_packed *mp = (sdc_packed *)pk; /* layouts are a cache: logically const */
+  const void *hit = NULL;
   pthread_mutex_lock(&mp->mu);
-  if (!mp->alt) {
-    const size_t n = dnnl_memory_desc_get_size(&prim->wei);
-    void *alt = aligned_alloc(64, (n + 63) & ~(size_t)63);
-    sdc__prim r = {0};
-    int e = !alt || sdc__make_reorder(&r, &pk->md, &prim->wei) || sdc__run(&r, a, pk->data, NULL, NULL, NULL, alt, 1);
-    if (r.prim) dnnl_primitive_destroy(r.prim);
-    if (e) free(alt);
-    else mp->alt = alt, mp->alt_md = prim->wei;
+  if (!mp->used && !dnnl_memory_desc_equal(&prim->wei, &mp->md)) {
+    void *moved = sdc__repack(a, mp, &prim->wei);
+    if (moved) {
+      free(mp->data);
+      mp->data = moved, mp->md = prim->wei, mp->n_bytes = dnnl_memory_desc_get_size(&prim->wei);
+    }
   }
-  const void *hit = mp->alt && dnnl_memory_desc_equal(&prim->wei, &mp->alt_md) ? mp->alt : NULL;
+  if (dnnl_memory_desc_equal(&prim->wei, &mp->md)) hit = mp->data, mp->used = 1;
+  for (int i = 0; !hit && i < mp->n_alt; i++)
+    if (dnnl_memory_desc_equal(&prim->wei, &mp->alt_md[i])) hit = mp->alt[i];
+  if (!hit && mp->n_alt < SDC__ALT_MAX && (hit = sdc__repack(a, mp, &prim->wei)))
+    mp->alt_md[mp->n_alt] = prim->wei, mp->alt[mp->n_alt++] = (void *)hit;
+  if (!hit) mp->used = 1; /* the reorder below reads data outside the lock: it must not move */
   pthread_mutex_unlock(&mp->mu);
   if (hit) return hit;
   void *tmp = sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&prim->wei) + 3) / 4);
@@ -368,29 +391,19 @@ static sdc__entry *sdc__get_entry(const sdc__pkey *key, int (*build)(sdc__entry 
   return got;
 }
 
-typedef struct {
-  const sdc_conv_shape *s;
-  const dnnl_memory_desc_t *wmd;
-} sdc__conv_arg;
-
-static int sdc__build_conv(sdc__entry *e, const void *arg, int flags) {
-  const sdc__conv_arg *c = arg;
-  return sdc__conv_entry(e, c->s, flags, c->wmd);
-}
+static int sdc__build_conv(sdc__entry *e, const void *arg, int flags) { return sdc__conv_entry(e, arg, flags); }
 
 /* Every weight of one conv shape is packed alike, so the shape keys the cache. */
-static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int flags, const sdc_packed *w, int *err) {
-  const sdc__conv_arg arg = {s, w ? &w->md : NULL};
+static sdc__entry *sdc__conv_lookup(const sdc_conv_shape *s, int flags, int *err) {
   sdc__pkey key = {SDC__P_CONV, {s->B, s->Cin, s->H, s->W, s->Cout, s->kh, s->kw, s->stride, s->pad_t, s->pad_l, s->Ho,
                                  s->Wo, flags}};
-  return sdc__get_entry(&key, sdc__build_conv, &arg, flags, err);
+  return sdc__get_entry(&key, sdc__build_conv, s, flags, err);
 }
-
 
 int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b,
                     const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, (b ? SDC__CONV_BIAS : 0) | (w->f32 ? SDC__CONV_F32 : 0), w, &err);
+  sdc__entry *e = sdc__conv_lookup(s, (b ? SDC__CONV_BIAS : 0) | (w->f32 ? SDC__CONV_F32 : 0), &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   void *src = e->in.prim ? sdc_arena_floats(a, (int64_t)(dnnl_memory_desc_get_size(&e->main.src) + 3) / 4) : (void *)in;
@@ -413,15 +426,17 @@ int sdc_onednn_conv(sdc_arena *a, float *out, const float *in, const sdc_packed 
 
 typedef struct {
   int64_t M, K, N, ldc;
-  int accumulate; /* dst += product instead of dst = product */
+  int64_t accumulate; /* dst += product instead of dst = product */
+  int64_t f32;        /* f32 source and weights, else bf16 */
 } sdc__mm_shape;
 
-/* (M,K) bf16 x weights (K,N) bf16 [+ bias (1,N) f32] -> (M,N) f32 with row stride ldc. */
+/* (M,K) x weights (K,N), both bf16 or both f32, [+ bias (1,N) f32] -> (M,N) f32 with row stride ldc. */
 static int sdc__build_mm(sdc__entry *e, const void *arg, int has_bias) {
   const sdc__mm_shape *s = arg;
   dnnl_memory_desc_t src, wei, bias, dst;
-  sdc__md(&src, 2, (int64_t[]){s->M, s->K}, dnnl_bf16, dnnl_ab);
-  sdc__md(&wei, 2, (int64_t[]){s->K, s->N}, dnnl_bf16, dnnl_format_tag_any);
+  const dnnl_data_type_t dt = s->f32 ? dnnl_f32 : dnnl_bf16;
+  sdc__md(&src, 2, (int64_t[]){s->M, s->K}, dt, dnnl_ab);
+  sdc__md(&wei, 2, (int64_t[]){s->K, s->N}, dt, dnnl_format_tag_any);
   sdc__md(&bias, 2, (int64_t[]){1, s->N}, dnnl_f32, dnnl_ab);
   dnnl_dims_t dd = {s->M, s->N}, ds = {s->ldc, 1};
   dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds);
@@ -429,41 +444,33 @@ static int sdc__build_mm(sdc__entry *e, const void *arg, int has_bias) {
   dnnl_primitive_desc_t pd;
   if (dnnl_matmul_desc_init(&d, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success ||
       dnnl_primitive_desc_create(&pd, &d, s->accumulate ? sdc__attr_sum : sdc__attr, sdc__eng, NULL) != dnnl_success)
-    return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no bf16 matmul for %lldx%lldx%lld", (long long)s->M, (long long)s->K,
+    return sdc_seterr(SDC_EUNSUPPORTED, "oneDNN: no %s matmul for %lldx%lldx%lld", s->f32 ? "f32" : "bf16", (long long)s->M, (long long)s->K,
                       (long long)s->N);
   return sdc__make_prim(&e->main, pd);
 }
 
 static sdc__entry *sdc__mm_entry(const sdc__mm_shape *s, int has_bias, int *err) {
-  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, has_bias, s->accumulate}};
+  sdc__pkey key = {SDC__P_MATMUL, {s->M, s->K, s->N, s->ldc, has_bias, s->accumulate, s->f32}};
   return sdc__get_entry(&key, sdc__build_mm, s, has_bias, err);
 }
 
-sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K) {
+sdc_packed *sdc_onednn_pack_linear(const float *w, int64_t N, int64_t K, int f32) {
   if (sdc_onednn_init()) return NULL;
-  sdc__mm_shape s = {1024, K, N, N, 0};
+  sdc__mm_shape s = {1024, K, N, N, 0, f32};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, 1, &err);
   if (!e) return NULL;
   dnnl_memory_desc_t plain; /* w is (N,K) row-major: the (K,N) matrix in "ba" order */
   sdc__md(&plain, 2, (int64_t[]){K, N}, dnnl_f32, dnnl_ba);
-  return sdc__pack(w, &plain, &e->main.wei);
+  sdc_packed *p = sdc__pack(w, &plain, &e->main.wei);
+  if (p) p->f32 = f32;
+  return p;
 }
 
-int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,
-                      int64_t K, int64_t N) {
-  sdc_arena_mark m = sdc_arena_get_mark(a);
-  uint16_t *src = (uint16_t *)sdc_arena_floats(a, (M * K + 1) / 2);
-  if (!src) return sdc_seterr(SDC_ENOMEM, "linear: out of memory for a bf16 %lldx%lld input", (long long)M, (long long)K);
-  sdc_f32_to_bf16_rows(src, in, M, K);
-  int err = sdc_onednn_linear_bf16(a, out, src, w, b, M, K, N, 0);
-  sdc_arena_reset(a, m);
-  return err;
-}
-
-int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b, int64_t M,
-                           int64_t K, int64_t N, int accumulate) {
-  sdc__mm_shape s = {M, K, N, N, accumulate};
+/* (M,K) rows of in x packed weights (+ bias) -> out, either precision. */
+static int sdc__linear(sdc_arena *a, float *out, const void *in, const sdc_packed *w, const float *b, int64_t M,
+                       int64_t K, int64_t N, int accumulate) {
+  sdc__mm_shape s = {M, K, N, N, accumulate, w->f32};
   int err;
   sdc__entry *e = sdc__mm_entry(&s, b != NULL, &err);
   if (!e) return err;
@@ -476,10 +483,28 @@ int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const s
   return err;
 }
 
+int sdc_onednn_linear(sdc_arena *a, float *out, const float *in, const sdc_packed *w, const float *b, int64_t M,
+                      int64_t K, int64_t N) {
+  if (w->f32) return sdc__linear(a, out, in, w, b, M, K, N, 0);
+  sdc_arena_mark m = sdc_arena_get_mark(a);
+  uint16_t *src = (uint16_t *)sdc_arena_floats(a, (M * K + 1) / 2);
+  if (!src) return sdc_seterr(SDC_ENOMEM, "linear: out of memory for a bf16 %lldx%lld input", (long long)M, (long long)K);
+  sdc_f32_to_bf16_rows(src, in, M, K);
+  int err = sdc_onednn_linear_bf16(a, out, src, w, b, M, K, N, 0);
+  sdc_arena_reset(a, m);
+  return err;
+}
+
+int sdc_onednn_linear_bf16(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b, int64_t M,
+                           int64_t K, int64_t N, int accumulate) {
+  if (w->f32) return sdc_seterr(SDC_EINVAL, "linear: bf16 input given to f32 weights");
+  return sdc__linear(a, out, in, w, b, M, K, N, accumulate);
+}
+
 int sdc_onednn_conv_nhwc(sdc_arena *a, float *out, const uint16_t *in, const sdc_packed *w, const float *b,
                          const sdc_conv_shape *s) {
   int err;
-  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, w, &err);
+  sdc__entry *e = sdc__conv_lookup(s, b ? SDC__CONV_BIAS : 0, &err);
   if (!e) return err;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   dnnl_memory_desc_t bias_md;
@@ -508,7 +533,7 @@ int sdc_onednn_attention(sdc_arena *a, float *out, const float *q, const float *
   const int64_t T = SDC__ATTN_T, dhp = sdc__round_up(s->dh, 32), nkp = sdc__round_up(s->Nk, 32), D = s->heads * s->dh,
                 BH = s->B * s->heads, n_tiles = (s->Nq + T - 1) / T;
   int err;
-  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0}, pv = {T, nkp, s->dh, s->dh, 0};
+  sdc__mm_shape qk = {T, dhp, nkp, nkp, 0, 0}, pv = {T, nkp, s->dh, s->dh, 0, 0};
   sdc__entry *e1 = sdc__mm_entry(&qk, 0, &err), *e2 = e1 ? sdc__mm_entry(&pv, 0, &err) : NULL;
   if (!e2) return err;
   /* plain bf16 K (nkp, dhp) and V (nkp, dh) of one head -> their packed layouts */

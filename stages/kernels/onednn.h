@@ -26,10 +26,11 @@ int sdc_onednn_bf16_check(void);
 const char *sdc_onednn_isa(void);
 
 /* Weights packed for one layer. Owned by the caller: sdc_onednn_packed_free. */
-/* f32: packed for fp32 precision's oneDNN convs (see sdc_onednn_conv). */
+/* f32: packed f32 for fp32 precision (sdc_onednn_conv / sdc_onednn_linear
+ * then run in f32), else bf16. */
 sdc_packed *sdc_onednn_pack_conv(const float *w /* (Cout,Cin,kh,kw) */, int64_t Cout, int64_t Cin, int64_t kh, int64_t kw,
                                  int64_t stride, int f32);
-sdc_packed *sdc_onednn_pack_linear(const float *w /* (N,K) */, int64_t N, int64_t K);
+sdc_packed *sdc_onednn_pack_linear(const float *w /* (N,K) */, int64_t N, int64_t K, int f32);
 void sdc_onednn_packed_free(void *p);
 size_t sdc_onednn_packed_bytes(const sdc_packed *p);
 /* Whether p holds bf16 weights (else f32, or p is NULL). */

@@ -11,6 +11,7 @@
 #include "attn_f32.h"
 #include "clock.h"
 #include "error.h"
+#include "isa.h"
 #include "onednn.h"
 #include "ops_bf16.h"
 #include "sdc_limits.h"
@@ -34,6 +35,20 @@ uint64_t sdc_ops_kind_flops(sdc_ops_kind kind) { return __atomic_load_n(&sdc__ki
 void sdc_ops_seconds_reset(void) {
   for (int k = 0; k < SDC_OPS_KINDS; k++)
     __atomic_store_n(&sdc__ns[k], 0, __ATOMIC_RELAXED), __atomic_store_n(&sdc__kind_flops[k], 0, __ATOMIC_RELAXED);
+}
+
+sdc_gemm_backend sdc_fp32_gemm(void) {
+  const char *e = getenv("SDC_GEMM");
+  return e && strcmp(e, "openblas") == 0 ? SDC_GEMM_OPENBLAS : SDC_GEMM_ONEDNN;
+}
+
+const char *sdc_gemm_name(sdc_gemm_backend g) { return g == SDC_GEMM_OPENBLAS ? "OpenBLAS" : "oneDNN"; }
+
+int sdc_gemm_env_check(void) {
+  const char *e = getenv("SDC_GEMM");
+  if (e && *e && strcmp(e, "openblas") != 0 && strcmp(e, "onednn") != 0)
+    return sdc_seterr(SDC_EINVAL, "SDC_GEMM='%s': expected onednn or openblas", e);
+  return SDC_OK;
 }
 
 int sdc_precision_check(sdc_precision p) { return p == SDC_PREC_BF16 ? sdc_onednn_bf16_check() : SDC_OK; }
@@ -502,17 +517,7 @@ __attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, i
   return sum;
 }
 
-static int sdc__scalar_only;
-void sdc__ops_force_scalar(int on) { sdc__scalar_only = on; }
-
-static int sdc__have_avx512(void) {
-  static int have = -1;
-  if (have < 0) {
-    __builtin_cpu_init();
-    have = __builtin_cpu_supports("avx512f");
-  }
-  return have && !sdc__scalar_only;
-}
+static int sdc__have_avx512(void) { return sdc_isa_level() >= SDC_ISA_AVX512; }
 
 void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t causal_q0, int causal) {
   const int fast = sdc__have_avx512();
@@ -651,7 +656,7 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
   const int64_t D = s->heads * s->dh, tile = s->Nq < SDC__ATTN_TILE ? s->Nq : SDC__ATTN_TILE;
   sdc__count(4.0 * (double)s->B * (double)s->heads * (double)s->Nq * (double)s->Nk * (double)s->dh);
   if (s->prec == SDC_PREC_BF16)
-    return sdc_amx_available() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
+    return sdc_isa_amx() ? sdc_amx_attention(a, out, q, k, v, s) : sdc_onednn_attention(a, out, q, k, v, s);
   if (sdc__have_avx512()) return sdc_attention_f32(a, out, q, k, v, s);
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *scores = sdc_arena_floats(a, tile * s->Nk);

@@ -32,6 +32,20 @@ const char *sdc_precision_name(sdc_precision p); /* "fp32", "bf16" */
 /* "fp32" / "bf16" -> *p; SDC_EINVAL naming the value otherwise. */
 int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
 
+/* Where fp32 precision's conv and linear GEMMs run. oneDNN by default: with
+ * weights packed at load, its matmul and conv kernels (chosen by oneDNN from
+ * the ISA level, see isa.h) measured 1.05x OpenBLAS's best AVX-512 sgemm and
+ * 2x its Haswell kernel on AVX-512 hosts, and level with OpenBLAS on AVX2
+ * and SSE (docs/performance.md); they do not depend on OPENBLAS_CORETYPE.
+ * SDC_GEMM=openblas keeps the weights plain for OpenBLAS (shifted-GEMM
+ * convs, sgemm linear layers), to compare or where it wins. Read once;
+ * programs check SDC_GEMM at start-up (sdc_runtime_check). */
+typedef enum { SDC_GEMM_ONEDNN, SDC_GEMM_OPENBLAS } sdc_gemm_backend;
+sdc_gemm_backend sdc_fp32_gemm(void);
+const char *sdc_gemm_name(sdc_gemm_backend g); /* "oneDNN", "OpenBLAS" */
+/* SDC_EINVAL naming the value when SDC_GEMM is set to neither. */
+int sdc_gemm_env_check(void);
+
 /* A conv or linear layer's weights in the form its GEMMs want: f32 (plain,
  * or tap-major when taps, see sdc_conv_packs), or packed for oneDNN (bf16
  * weights in bf16 precision, f32 ones for the UNet's convs in fp32; then
@@ -135,9 +149,5 @@ void sdc_upsample_nearest(float *out, const float *in, int64_t B, int64_t C, int
 
 /* out (B,C1+C2,HW) = concat(a (B,C1,HW), b (B,C2,HW)) along channels. */
 void sdc_concat_channels(float *out, const float *a, int64_t C1, const float *b, int64_t C2, int64_t B, int64_t HW);
-
-/* Tests only: 1 makes every kernel take its portable scalar path, as on a
- * CPU without AVX-512; 0 restores detection. Not thread-safe. */
-void sdc__ops_force_scalar(int on);
 
 #endif

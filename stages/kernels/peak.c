@@ -1,98 +1,210 @@
-/* peak.c - the yardstick: best of OpenBLAS sgemm 4096^3 and a register-resident FMA loop on every core. */
+/* peak.c - the yardstick: FMA loops per ISA, OpenBLAS sgemm and oneDNN matmul, each best of several runs. */
 #include "peak.h"
 
 #include <cblas.h>
 #include <immintrin.h>
-#include <pthread.h>
+#include <math.h>
+#include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 
 #include "clock.h"
+#include "onednn.h"
+#include "ops.h"
 
-#define SDC__PEAK_THREADS_MAX 64
+extern char *openblas_get_corename(void);
 
-/* Best GFLOP/s of reps square n^3 sgemms. */
-static double sdc__sgemm_gflops(int n, int reps) {
-  float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+#define SDC__REPS 5      /* repetitions of each loop; the best counts */
+#define SDC__GEMM_N 2048 /* square GEMMs: big enough for every library's best kernel, 17 GFLOP each */
+#define SDC__GEMM_REPS 3
+
+/* ---- register-blocked loops: 12 independent accumulators hide the FMA
+ * latency on every core measured (4-5 cycles, 2 pipes); the unroll pragma
+ * keeps them in registers (a loop over an array of them would go through
+ * memory and measure store forwarding instead). Each returns FLOPs done. */
+
+#define SDC__CHAINS 12
+#define SDC__ITERS 200000
+
+__attribute__((target("avx512f"))) static double sdc__loop_avx512(void) {
+  __m512 x[SDC__CHAINS], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_set1_ps((float)i);
+  for (long k = 0; k < SDC__ITERS; k++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
+  }
+  float sink = 0;
+  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm512_reduce_add_ps(x[i]);
+  return (double)SDC__ITERS * SDC__CHAINS * 16 * 2 + (sink == 12345.0f);
+}
+
+__attribute__((target("avx2,fma"))) static double sdc__loop_avx2(void) {
+  __m256 x[SDC__CHAINS], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm256_set1_ps((float)i);
+  for (long k = 0; k < SDC__ITERS; k++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
+  }
+  float v[8], sink = 0;
+  for (int i = 0; i < SDC__CHAINS; i++) _mm256_storeu_ps(v, x[i]), sink += v[0];
+  return (double)SDC__ITERS * SDC__CHAINS * 8 * 2 + (sink == 12345.0f);
+}
+
+/* Below AVX2: SSE multiply then add (x86-64's baseline has no FMA). */
+static double sdc__loop_sse(void) {
+  __m128 x[SDC__CHAINS], m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
+  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm_set1_ps((float)i);
+  for (long k = 0; k < SDC__ITERS; k++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm_add_ps(_mm_mul_ps(x[i], m), c);
+  }
+  float sink = 0;
+  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm_cvtss_f32(x[i]);
+  return (double)SDC__ITERS * SDC__CHAINS * 4 * 2 + (sink == 12345.0f);
+}
+
+/* VDPBF16PS: 16 lanes x 2 bf16 products accumulated in f32 = 64 FLOPs. */
+__attribute__((target("avx512f,avx512bf16"))) static double sdc__loop_bf16(void) {
+  __m512 x[SDC__CHAINS];
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380); /* 1.0, ~6e-8 */
+  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_set1_ps((float)i);
+  for (long k = 0; k < SDC__ITERS; k++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_dpbf16_ps(x[i], a, b);
+  }
+  float sink = 0;
+  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm512_reduce_add_ps(x[i]);
+  return (double)SDC__ITERS * SDC__CHAINS * 64 + (sink == 12345.0f);
+}
+
+/* AMX: four 16x16 f32 accumulators, each TDPBF16PS 16x16x32 products =
+ * 16384 FLOPs; A and B tiles are loaded once (the loop measures the unit). */
+typedef struct {
+  uint8_t palette_id, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) sdc__tilecfg;
+
+__attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
+  static _Thread_local uint16_t ab[16 * 32] __attribute__((aligned(64)));
+  for (int i = 0; i < 16 * 32; i++) ab[i] = 0x3380;
+  sdc__tilecfg cfg = {.palette_id = 1};
+  for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ab, 64);
+  _tile_loadd(5, ab, 64);
+  _tile_loadd(6, ab, 64);
+  _tile_loadd(7, ab, 64);
+  const long iters = SDC__ITERS / 4;
+  for (long k = 0; k < iters; k++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  float out[16 * 16];
+  _tile_stored(0, out, 64);
+  _tile_release();
+  return (double)iters * 4 * 16384 + (out[0] == 12345.0f);
+}
+
+/* GFLOP/s of loop on every thread at once, best of SDC__REPS. */
+static double sdc__loop_gflops(double (*loop)(void)) {
   double best = 0;
-  if (a && b && c) {
-    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = (float)(i % 13) * 0.01f, b[i] = (float)(i % 7) * 0.01f;
-    for (int r = 0; r < reps; r++) {
-      double t0 = sdc_clock_mono_s();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-      double g = 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
-      if (g > best) best = g;
-    }
+  for (int r = 0; r < SDC__REPS; r++) {
+    double flops = 0, t0 = sdc_clock_mono_s();
+#pragma omp parallel reduction(+ : flops)
+    flops += loop();
+    const double g = flops / (sdc_clock_mono_s() - t0) / 1e9;
+    if (g > best) best = g;
+  }
+  return best;
+}
+
+/* ---- GEMMs: n^3, best of SDC__GEMM_REPS after one warm-up call */
+
+static float *sdc__filled(int64_t n, int mod) {
+  float *p = malloc((size_t)n * sizeof *p);
+  for (int64_t i = 0; p && i < n; i++) p[i] = (float)(i % mod) * 0.01f;
+  return p;
+}
+
+static double sdc__sgemm_gflops(int n) {
+  float *a = sdc__filled((int64_t)n * n, 13), *b = sdc__filled((int64_t)n * n, 7), *c = sdc__filled((int64_t)n * n, 3);
+  double best = 0;
+  for (int r = 0; a && b && c && r <= SDC__GEMM_REPS; r++) {
+    double t0 = sdc_clock_mono_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double g = 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
+    if (r && g > best) best = g;
   }
   free(a), free(b), free(c);
   return best;
 }
 
-typedef struct {
-  double seconds;
-  uint64_t flops;
-} sdc__fma_arg;
-
-/* Eight independent FMA chains hide the FMA latency; the sink keeps the
- * compiler from dropping the loop. */
-__attribute__((target("avx512f"))) static void *sdc__fma512(void *p) {
-  sdc__fma_arg *a = p;
-  __m512 x[8], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < 8; i++) x[i] = _mm512_set1_ps((float)i);
-  uint64_t iters = 0;
-  double t0 = sdc_clock_mono_s();
-  while (sdc_clock_mono_s() - t0 < a->seconds) {
-    for (int k = 0; k < 4096; k++)
-      for (int i = 0; i < 8; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
-    iters += 4096;
+/* The engine's own linear-layer path: weights packed at "load", then
+ * sdc_onednn_linear (f32) or sdc_onednn_linear_bf16 on bf16 rows. */
+static double sdc__matmul_gflops(int n, int bf16) {
+  float *in = sdc__filled((int64_t)n * n, 13), *w = sdc__filled((int64_t)n * n, 7), *out = sdc__filled((int64_t)n * n, 3);
+  uint16_t *in16 = bf16 ? malloc((size_t)n * n * 2) : NULL;
+  sdc_packed *pk = in && w && out && (!bf16 || in16) ? sdc_onednn_pack_linear(w, n, n, !bf16) : NULL;
+  sdc_arena a;
+  sdc_arena_init(&a, 1 << 20);
+  double best = 0;
+  if (in16)
+    for (int64_t i = 0; i < (int64_t)n * n; i++) {
+      uint32_t u;
+      memcpy(&u, &in[i], 4);
+      in16[i] = (uint16_t)(u >> 16);
+    }
+  for (int r = 0; pk && r <= SDC__GEMM_REPS; r++) {
+    double t0 = sdc_clock_mono_s();
+    int err = bf16 ? sdc_onednn_linear_bf16(&a, out, in16, pk, NULL, n, n, n, 0) : sdc_onednn_linear(&a, out, in, pk, NULL, n, n, n);
+    double g = err ? 0 : 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
+    if (r && g > best) best = g;
   }
-  float sink = 0;
-  for (int i = 0; i < 8; i++) sink += _mm512_reduce_add_ps(x[i]);
-  a->flops = iters * 8 * 16 * 2 + (sink == 12345.0f);
-  return NULL;
+  sdc_onednn_packed_free(pk);
+  sdc_arena_free(&a);
+  free(in), free(w), free(out), free(in16);
+  return best;
 }
 
-__attribute__((target("avx2,fma"))) static void *sdc__fma256(void *p) {
-  sdc__fma_arg *a = p;
-  __m256 x[8], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < 8; i++) x[i] = _mm256_set1_ps((float)i);
-  uint64_t iters = 0;
-  double t0 = sdc_clock_mono_s();
-  while (sdc_clock_mono_s() - t0 < a->seconds) {
-    for (int k = 0; k < 4096; k++)
-      for (int i = 0; i < 8; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
-    iters += 4096;
+sdc_peak sdc_peak_measure(int bf16) {
+  const double t0 = sdc_clock_mono_s();
+  sdc_peak p = {.threads = omp_get_max_threads(), .isa = sdc_isa_level()};
+  p.fma_gflops = sdc__loop_gflops(p.isa >= SDC_ISA_AVX512 ? sdc__loop_avx512
+                                  : p.isa == SDC_ISA_AVX2 ? sdc__loop_avx2
+                                                          : sdc__loop_sse);
+  p.sgemm_gflops = sdc__sgemm_gflops(SDC__GEMM_N);
+  p.matmul_gflops = sdc__matmul_gflops(SDC__GEMM_N, 0);
+  p.peak_gflops = fmax(p.sgemm_gflops, p.matmul_gflops);
+  if (bf16 && sdc_isa_bf16()) {
+    p.bf16_dot_gflops = sdc__loop_gflops(sdc__loop_bf16);
+    if (sdc_isa_amx()) p.amx_gflops = sdc__loop_gflops(sdc__loop_amx);
+    p.bf16_matmul_gflops = sdc__matmul_gflops(2 * SDC__GEMM_N, 1);
+    p.bf16_peak_gflops = p.bf16_matmul_gflops;
   }
-  float v[8], sink = 0;
-  for (int i = 0; i < 8; i++) _mm256_storeu_ps(v, x[i]), sink += v[0];
-  a->flops = iters * 8 * 8 * 2 + (sink == 12345.0f);
-  return NULL;
-}
-
-static double sdc__fma_gflops(int threads) {
-  __builtin_cpu_init();
-  void *(*fn)(void *) = __builtin_cpu_supports("avx512f") ? sdc__fma512
-                        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? sdc__fma256
-                                                                                          : NULL;
-  if (!fn) return 0;
-  pthread_t tid[SDC__PEAK_THREADS_MAX];
-  sdc__fma_arg args[SDC__PEAK_THREADS_MAX];
-  if (threads > SDC__PEAK_THREADS_MAX) threads = SDC__PEAK_THREADS_MAX;
-  double t0 = sdc_clock_mono_s();
-  for (int i = 0; i < threads; i++) {
-    args[i] = (sdc__fma_arg){.seconds = 0.5};
-    pthread_create(&tid[i], NULL, fn, &args[i]);
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL), total += args[i].flops;
-  return (double)total / (sdc_clock_mono_s() - t0) / 1e9;
-}
-
-sdc_peak sdc_peak_measure(void) {
-  sdc_peak p = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN)};
-  p.sgemm_gflops = sdc__sgemm_gflops(4096, 3);
-  p.fma_gflops = sdc__fma_gflops(p.threads);
-  p.peak_gflops = p.sgemm_gflops > p.fma_gflops ? p.sgemm_gflops : p.fma_gflops;
+  p.seconds = sdc_clock_mono_s() - t0;
   return p;
+}
+
+void sdc_peak_describe(const sdc_peak *p, char *buf, size_t n) {
+  int k = snprintf(buf, n,
+                   "peak %.1f GFLOP/s fp32 (oneDNN matmul %.1f, OpenBLAS sgemm %s %.1f, %s FMA loop %.1f; %d threads)",
+                   p->peak_gflops, p->matmul_gflops, openblas_get_corename(), p->sgemm_gflops, sdc_isa_name(p->isa),
+                   p->fma_gflops, p->threads);
+  if (p->bf16_peak_gflops > 0 && k > 0 && (size_t)k < n)
+    snprintf(buf + k, n - (size_t)k, ", %.1f bf16 (oneDNN matmul %.1f, VDPBF16PS loop %.1f, AMX loop %.1f)",
+             p->bf16_peak_gflops, p->bf16_matmul_gflops, p->bf16_dot_gflops, p->amx_gflops);
+}
+
+double sdc_peak_drift(const sdc_peak *start, const sdc_peak *end, int bf16) {
+  const double a = bf16 ? start->bf16_peak_gflops : start->peak_gflops, b = bf16 ? end->bf16_peak_gflops : end->peak_gflops;
+  return a > 0 ? fabs(b - a) / a : 0;
 }

@@ -23,26 +23,29 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
   return sdc_weights_get(w, key, ndim, shape);
 }
 
-sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o, int onednn_f32_convs) {
+sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o) {
   if (o->precision == SDC_PREC_BF16) return (sdc_block_opts){SDC_PREC_BF16, SDC_WT_BF16, SDC_WT_BF16};
-  return (sdc_block_opts){SDC_PREC_FP32, onednn_f32_convs ? SDC_WT_F32_ONEDNN : SDC_WT_F32, SDC_WT_F32};
+  const sdc_wt_form f = sdc_fp32_gemm() == SDC_GEMM_ONEDNN ? SDC_WT_F32_ONEDNN : SDC_WT_F32;
+  return (sdc_block_opts){SDC_PREC_FP32, f, f};
 }
 
-/* bf16: weights are packed for oneDNN straight from their f32 widening,
- * which is then released, so only the 2-byte copy stays resident. A recorder
- * hands out f32 (it writes the file later). */
-static int sdc__packs_bf16(const sdc_weights *w, sdc_wt_form form) { return form == SDC_WT_BF16 && !w->recording; }
+/* Packed forms: weights are packed for oneDNN straight from their f32
+ * widening, which is then released, so only the packed copy stays resident
+ * (2 bytes a weight in bf16). A recorder hands out f32 in bf16 precision
+ * (it writes the file later); in fp32 its layers run as a file's would. */
+static int sdc__packs(const sdc_weights *w, sdc_wt_form form) {
+  return form == SDC_WT_F32_ONEDNN || (form == SDC_WT_BF16 && !w->recording);
+}
 
 sdc_wt sdc_wget_conv(sdc_weights *w, sdc_wt_form form, const char *prefix, const char *name, int64_t cout, int64_t cin,
                      int64_t k, int64_t stride) {
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
   sdc_wt r = {0};
-  const int bf16 = sdc__packs_bf16(w, form), f32_onednn = form == SDC_WT_F32_ONEDNN;
-  if (bf16 || f32_onednn) {
+  if (sdc__packs(w, form)) {
     const float *f = sdc_weights_get(w, key, 4, (int64_t[]){cout, cin, k, k});
     if (!f) return r;
-    sdc_packed *pk = sdc_onednn_pack_conv(f, cout, cin, k, k, stride, f32_onednn);
+    sdc_packed *pk = sdc_onednn_pack_conv(f, cout, cin, k, k, stride, form == SDC_WT_F32_ONEDNN);
     sdc_weights_release(w, f, cout * cin * k * k);
     r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
     return r;
@@ -57,8 +60,8 @@ sdc_wt sdc_wget_linear(sdc_weights *w, sdc_wt_form form, const char *prefix, con
   char key[SDC__NAME_MAX];
   snprintf(key, sizeof key, "%s.%s", prefix, name);
   sdc_wt r = {.f32 = sdc_weights_get_linear(w, key, n_out, n_in, prefer_conv)};
-  if (r.f32 && sdc__packs_bf16(w, form)) {
-    sdc_packed *pk = sdc_onednn_pack_linear(r.f32, n_out, n_in);
+  if (r.f32 && sdc__packs(w, form)) {
+    sdc_packed *pk = sdc_onednn_pack_linear(r.f32, n_out, n_in, form == SDC_WT_F32_ONEDNN);
     sdc_weights_release(w, r.f32, n_out * n_in);
     r.f32 = NULL;
     r.pk = sdc_weights_keep(w, pk, sdc_onednn_packed_free, sdc_onednn_packed_bytes(pk), key);
@@ -308,7 +311,7 @@ static int sdc__transformer_forward_bf16(const sdc_transformer *t, sdc_arena *a,
 
 int sdc_transformer_forward(const sdc_transformer *t, sdc_arena *a, float *out, const float *x, const float *ctx,
                             int64_t B, int64_t H, int64_t W, int64_t Nctx) {
-  if (t->proj_in_w.pk) return sdc__transformer_forward_bf16(t, a, out, x, ctx, B, H, W, Nctx);
+  if (sdc_onednn_packed_bf16(t->proj_in_w.pk)) return sdc__transformer_forward_bf16(t, a, out, x, ctx, B, H, W, Nctx);
   const int64_t C = t->C, N = H * W, rows = B * N;
   sdc_arena_mark m = sdc_arena_get_mark(a);
   float *h, *tok, *nrm, *q, *k, *v, *o, *ff, *gg;

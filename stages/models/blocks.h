@@ -31,7 +31,7 @@ typedef struct {
 /* The form a layer's GEMM weights are loaded in, chosen once per layer. */
 typedef enum {
   SDC_WT_F32,        /* f32 for OpenBLAS: tap-major when sdc_conv_packs() says so, plain otherwise */
-  SDC_WT_F32_ONEDNN, /* convs: f32 packed for oneDNN's convs */
+  SDC_WT_F32_ONEDNN, /* f32 packed for oneDNN's convs and matmuls */
   SDC_WT_BF16,       /* packed bf16 for oneDNN (bf16 precision) */
 } sdc_wt_form;
 
@@ -40,9 +40,8 @@ typedef struct {
   sdc_precision precision; /* its attention products */
   sdc_wt_form conv, linear;
 } sdc_block_opts;
-/* onednn_f32_convs: the model's f32 convs are packed for oneDNN rather than
- * stored for shifted GEMMs (the UNet's, at 64x64 and below). */
-sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o, int onednn_f32_convs);
+/* fp32: packed for oneDNN or plain f32 for OpenBLAS, as sdc_fp32_gemm() says. */
+sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o);
 
 /* Looks up "<prefix>.<name>" with the given shape (trailing zero dims are
  * dropped); NULL and a recorded error in w when missing or mis-shaped. */

@@ -22,7 +22,7 @@ int sdc_clip_load(sdc_clip **out, sdc_weights *w, const sdc_clip_config *cfg, co
   }
   c->cfg = *cfg;
   c->opts = *opts;
-  const sdc_wt_form form = sdc_block_opts_for(opts, 0).linear;
+  const sdc_wt_form form = sdc_block_opts_for(opts).linear;
   const int64_t D = cfg->hidden_size, F = cfg->intermediate_size;
   c->tok_emb = sdc_weights_get(w, "text_model.embeddings.token_embedding.weight", 2, (int64_t[]){cfg->vocab_size, D});
   c->pos_emb = sdc_weights_get(w, "text_model.embeddings.position_embedding.weight", 2, (int64_t[]){cfg->max_positions, D});

@@ -49,7 +49,7 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
   u->opts = *opts;
   /* the UNet's convs run at 64x64 and below, where oneDNN's f32 convs beat
    * the shifted GEMMs (the VAE's full-resolution ones stay shifted GEMMs) */
-  const sdc_block_opts bo = sdc_block_opts_for(opts, 1);
+  const sdc_block_opts bo = sdc_block_opts_for(opts);
   const int nb = c->n_blocks;
   const int64_t temb = c->time_embed_dim, C0 = c->block_out_channels[0];
   const double eps = c->norm_eps;

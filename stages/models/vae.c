@@ -40,7 +40,7 @@ int sdc_vae_load(sdc_vae **out, sdc_weights *w, const sdc_vae_config *cfg, unsig
   v->parts = parts;
   v->opts = *opts;
   /* the VAE's full-resolution convs run as shifted GEMMs in fp32 */
-  const sdc_block_opts bo = sdc_block_opts_for(opts, 0);
+  const sdc_block_opts bo = sdc_block_opts_for(opts);
   const int nb = cfg->n_blocks;
   const int64_t G = cfg->norm_num_groups, L = cfg->latent_channels, *boc = cfg->block_out_channels;
   char p[128];
