@@ -42,6 +42,7 @@ static void sdc__usage(FILE *fp) {
   fprintf(fp,
           "usage: sdc bench-engine --model DIR [--width 512] [--height 512] [--runs 3] [--precision fp32] [--json]\n"
           "                        [--ref DIR]\n"
+          "       sdc bench-engine --peak-only [--precision fp32] [--json]\n"
           "  Times the text encoder (2x77 tokens), a UNet step and each UNet shard (batch 2, CFG), the VAE\n"
           "  decode and encode (img2img), in-process; prints each stage's seconds (min and median), GEMM FLOPs, GFLOP/s and its\n"
           "  efficiency against the peak measured in the same run (the better of oneDNN's f32 matmul and\n"
@@ -49,20 +50,46 @@ static void sdc__usage(FILE *fp) {
           "  the end, with a warning when they differ by more than 10%%; FMA loops shown beside), peak RSS, and\n"
           "  the BLAS core and threads in use.\n"
           "  Weights: e.g. sdc model-init --arch sd15 --out DIR.\n"
+          "  --peak-only: measure and print the peak alone (no model), e.g. to check that it is stable.\n"
           "  --ref DIR (with --precision bf16): also run the reference pipelines of DIR/goldens.json in bf16\n"
           "  and print the least PSNR of their images against the fp32 goldens (as sdc verify --precision\n"
           "  bf16; exit 1 if one is below %.0f dB).\n",
           SDC_BF16_PSNR_MIN_DB);
 }
 
+/* --peak-only: the yardstick alone, as every run measures it. */
+static int sdc__peak_only(const char *precision, int json) {
+  sdc_precision prec;
+  int err = sdc_precision_parse(precision, &prec);
+  if (!err) err = sdc_precision_check(prec);
+  if (err) {
+    fprintf(stderr, "sdc bench-engine: %s\n", sdc_errmsg(err));
+    return 2;
+  }
+  const sdc_peak pk = sdc_peak_measure(prec == SDC_PREC_BF16);
+  if (json) {
+    printf("{\"isa\":\"%s\",\"threads\":%d,\"fma_gflops\":%.1f,\"sgemm_gflops\":%.1f,\"matmul_gflops\":%.1f,"
+           "\"peak_gflops\":%.1f,\"bf16_dot_gflops\":%.1f,\"amx_gflops\":%.1f,\"bf16_matmul_gflops\":%.1f,"
+           "\"bf16_peak_gflops\":%.1f,\"seconds\":%.2f}\n",
+           sdc_isa_name(pk.isa), pk.threads, pk.fma_gflops, pk.sgemm_gflops, pk.matmul_gflops, pk.peak_gflops,
+           pk.bf16_dot_gflops, pk.amx_gflops, pk.bf16_matmul_gflops, pk.bf16_peak_gflops, pk.seconds);
+  } else {
+    char line[256];
+    sdc_peak_describe(&pk, line, sizeof line);
+    printf("%s (measured in %.1f s)\n", line, pk.seconds);
+  }
+  return 0;
+}
+
 int sdc_cmd_bench_engine(int argc, char **argv) {
   const char *model = NULL, *precision = "fp32", *ref = NULL;
   int64_t width = 512, height = 512;
-  int runs = 3, json = 0;
+  int runs = 3, json = 0, peak_only = 0;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"width", required_argument, 0, 'W'},
                                        {"height", required_argument, 0, 'H'},    {"runs", required_argument, 0, 'r'},
                                        {"precision", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
                                        {"ref", required_argument, 0, 'R'},       {"help", no_argument, 0, 'h'},
+                                       {"peak-only", no_argument, 0, 'P'},
                                        {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -76,10 +103,12 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
       case 'j': json = 1; break;
       case 'R': ref = optarg; break;
       case 'h': sdc__usage(stdout); return 0;
+      case 'P': peak_only = 1; break;
       default: sdc__usage(stderr); return 2;
     }
   }
-  if (!model || optind != argc || width < 8 || height < 8 || width % 8 || height % 8 || runs < 1 || runs > 50) {
+  if (peak_only && !model && optind == argc) return sdc__peak_only(precision, json);
+  if (!model || peak_only || optind != argc || width < 8 || height < 8 || width % 8 || height % 8 || runs < 1 || runs > 50) {
     sdc__usage(stderr);
     return 2;
   }
