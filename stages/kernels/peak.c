@@ -1,4 +1,5 @@
-/* peak.c - the yardstick: FMA loops per ISA, OpenBLAS sgemm and oneDNN matmul, each best of several runs. */
+/* peak.c - the yardstick: FMA loops per ISA, OpenBLAS sgemm and oneDNN matmul,
+ * each best of several runs. */
 #include "peak.h"
 
 #include <cblas.h>
@@ -16,8 +17,10 @@
 
 extern char *openblas_get_corename(void);
 
-#define SDC__REPS 5      /* repetitions of each loop; the best counts */
-#define SDC__GEMM_N 2048 /* square GEMMs: big enough for every library's best kernel, 17 GFLOP each */
+#define SDC__REPS 5 /* repetitions of each loop; the best counts */
+#define SDC__GEMM_N                                                            \
+  2048 /* square GEMMs: big enough for every library's best kernel, 17 GFLOP   \
+          each */
 #define SDC__GEMM_REPS 3
 
 /* ---- register-blocked loops: 12 independent accumulators hide the FMA
@@ -26,57 +29,88 @@ extern char *openblas_get_corename(void);
  * memory and measure store forwarding instead). Each returns FLOPs done. */
 
 #define SDC__CHAINS 12
-#define SDC__ITERS 200000
+#define SDC__ITERS 200000 /* iterations between looks at the clock */
+#define SDC__LOOP_S                                                            \
+  0.05 /* each repetition runs this long on every thread: long against waking  \
+          them */
 
 __attribute__((target("avx512f"))) static double sdc__loop_avx512(void) {
-  __m512 x[SDC__CHAINS], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_set1_ps((float)i);
-  for (long k = 0; k < SDC__ITERS; k++) {
+  __m512 x[SDC__CHAINS], m = _mm512_set1_ps(0.999999f),
+                         c = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    x[i] = _mm512_set1_ps((float)i);
+  long n = 0;
+  for (const double t0 = sdc_clock_mono_s();
+       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
+    for (long k = 0; k < SDC__ITERS; k++) {
 #pragma GCC unroll 16
-    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
-  }
+      for (int i = 0; i < SDC__CHAINS; i++)
+        x[i] = _mm512_fmadd_ps(x[i], m, c);
+    }
   float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm512_reduce_add_ps(x[i]);
-  return (double)SDC__ITERS * SDC__CHAINS * 16 * 2 + (sink == 12345.0f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    sink += _mm512_reduce_add_ps(x[i]);
+  return (double)n * SDC__CHAINS * 16 * 2 + (sink == 12345.0f);
 }
 
 __attribute__((target("avx2,fma"))) static double sdc__loop_avx2(void) {
-  __m256 x[SDC__CHAINS], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm256_set1_ps((float)i);
-  for (long k = 0; k < SDC__ITERS; k++) {
+  __m256 x[SDC__CHAINS], m = _mm256_set1_ps(0.999999f),
+                         c = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    x[i] = _mm256_set1_ps((float)i);
+  long n = 0;
+  for (const double t0 = sdc_clock_mono_s();
+       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
+    for (long k = 0; k < SDC__ITERS; k++) {
 #pragma GCC unroll 16
-    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
-  }
+      for (int i = 0; i < SDC__CHAINS; i++)
+        x[i] = _mm256_fmadd_ps(x[i], m, c);
+    }
   float v[8], sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++) _mm256_storeu_ps(v, x[i]), sink += v[0];
-  return (double)SDC__ITERS * SDC__CHAINS * 8 * 2 + (sink == 12345.0f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    _mm256_storeu_ps(v, x[i]), sink += v[0];
+  return (double)n * SDC__CHAINS * 8 * 2 + (sink == 12345.0f);
 }
 
 /* Below AVX2: SSE multiply then add (x86-64's baseline has no FMA). */
 static double sdc__loop_sse(void) {
   __m128 x[SDC__CHAINS], m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm_set1_ps((float)i);
-  for (long k = 0; k < SDC__ITERS; k++) {
+  for (int i = 0; i < SDC__CHAINS; i++)
+    x[i] = _mm_set1_ps((float)i);
+  long n = 0;
+  for (const double t0 = sdc_clock_mono_s();
+       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
+    for (long k = 0; k < SDC__ITERS; k++) {
 #pragma GCC unroll 16
-    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm_add_ps(_mm_mul_ps(x[i], m), c);
-  }
+      for (int i = 0; i < SDC__CHAINS; i++)
+        x[i] = _mm_add_ps(_mm_mul_ps(x[i], m), c);
+    }
   float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm_cvtss_f32(x[i]);
-  return (double)SDC__ITERS * SDC__CHAINS * 4 * 2 + (sink == 12345.0f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    sink += _mm_cvtss_f32(x[i]);
+  return (double)n * SDC__CHAINS * 4 * 2 + (sink == 12345.0f);
 }
 
 /* VDPBF16PS: 16 lanes x 2 bf16 products accumulated in f32 = 64 FLOPs. */
-__attribute__((target("avx512f,avx512bf16"))) static double sdc__loop_bf16(void) {
+__attribute__((target("avx512f,avx512bf16"))) static double
+sdc__loop_bf16(void) {
   __m512 x[SDC__CHAINS];
-  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380); /* 1.0, ~6e-8 */
-  for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_set1_ps((float)i);
-  for (long k = 0; k < SDC__ITERS; k++) {
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80),
+                 b = (__m512bh)_mm512_set1_epi16(0x3380); /* 1.0, ~6e-8 */
+  for (int i = 0; i < SDC__CHAINS; i++)
+    x[i] = _mm512_set1_ps((float)i);
+  long n = 0;
+  for (const double t0 = sdc_clock_mono_s();
+       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
+    for (long k = 0; k < SDC__ITERS; k++) {
 #pragma GCC unroll 16
-    for (int i = 0; i < SDC__CHAINS; i++) x[i] = _mm512_dpbf16_ps(x[i], a, b);
-  }
+      for (int i = 0; i < SDC__CHAINS; i++)
+        x[i] = _mm512_dpbf16_ps(x[i], a, b);
+    }
   float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++) sink += _mm512_reduce_add_ps(x[i]);
-  return (double)SDC__ITERS * SDC__CHAINS * 64 + (sink == 12345.0f);
+  for (int i = 0; i < SDC__CHAINS; i++)
+    sink += _mm512_reduce_add_ps(x[i]);
+  return (double)n * SDC__CHAINS * 64 + (sink == 12345.0f);
 }
 
 /* AMX: four 16x16 f32 accumulators, each TDPBF16PS 16x16x32 products =
@@ -89,9 +123,11 @@ typedef struct {
 
 __attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
   static _Thread_local uint16_t ab[16 * 32] __attribute__((aligned(64)));
-  for (int i = 0; i < 16 * 32; i++) ab[i] = 0x3380;
+  for (int i = 0; i < 16 * 32; i++)
+    ab[i] = 0x3380;
   sdc__tilecfg cfg = {.palette_id = 1};
-  for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  for (int t = 0; t < 8; t++)
+    cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
   _tile_zero(0);
   _tile_zero(1);
@@ -101,17 +137,19 @@ __attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
   _tile_loadd(5, ab, 64);
   _tile_loadd(6, ab, 64);
   _tile_loadd(7, ab, 64);
-  const long iters = SDC__ITERS / 4;
-  for (long k = 0; k < iters; k++) {
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-  }
+  long n = 0;
+  for (const double t0 = sdc_clock_mono_s();
+       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS / 4)
+    for (long k = 0; k < SDC__ITERS / 4; k++) {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
   float out[16 * 16];
   _tile_stored(0, out, 64);
   _tile_release();
-  return (double)iters * 4 * 16384 + (out[0] == 12345.0f);
+  return (double)n * 4 * 16384 + (out[0] == 12345.0f);
 }
 
 /* GFLOP/s of loop on every thread at once, best of SDC__REPS. */
@@ -122,7 +160,8 @@ static double sdc__loop_gflops(double (*loop)(void)) {
 #pragma omp parallel reduction(+ : flops)
     flops += loop();
     const double g = flops / (sdc_clock_mono_s() - t0) / 1e9;
-    if (g > best) best = g;
+    if (g > best)
+      best = g;
   }
   return best;
 }
@@ -131,18 +170,23 @@ static double sdc__loop_gflops(double (*loop)(void)) {
 
 static float *sdc__filled(int64_t n, int mod) {
   float *p = malloc((size_t)n * sizeof *p);
-  for (int64_t i = 0; p && i < n; i++) p[i] = (float)(i % mod) * 0.01f;
+  for (int64_t i = 0; p && i < n; i++)
+    p[i] = (float)(i % mod) * 0.01f;
   return p;
 }
 
 static double sdc__sgemm_gflops(int n) {
-  float *a = sdc__filled((int64_t)n * n, 13), *b = sdc__filled((int64_t)n * n, 7), *c = sdc__filled((int64_t)n * n, 3);
+  float *a = sdc__filled((int64_t)n * n, 13),
+        *b = sdc__filled((int64_t)n * n, 7),
+        *c = sdc__filled((int64_t)n * n, 3);
   double best = 0;
   for (int r = 0; a && b && c && r <= SDC__GEMM_REPS; r++) {
     double t0 = sdc_clock_mono_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n,
+                b, n, 0.0f, c, n);
     double g = 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
-    if (r && g > best) best = g;
+    if (r && g > best)
+      best = g;
   }
   free(a), free(b), free(c);
   return best;
@@ -151,9 +195,13 @@ static double sdc__sgemm_gflops(int n) {
 /* The engine's own linear-layer path: weights packed at "load", then
  * sdc_onednn_linear (f32) or sdc_onednn_linear_bf16 on bf16 rows. */
 static double sdc__matmul_gflops(int n, int bf16) {
-  float *in = sdc__filled((int64_t)n * n, 13), *w = sdc__filled((int64_t)n * n, 7), *out = sdc__filled((int64_t)n * n, 3);
+  float *in = sdc__filled((int64_t)n * n, 13),
+        *w = sdc__filled((int64_t)n * n, 7),
+        *out = sdc__filled((int64_t)n * n, 3);
   uint16_t *in16 = bf16 ? malloc((size_t)n * n * 2) : NULL;
-  sdc_packed *pk = in && w && out && (!bf16 || in16) ? sdc_onednn_pack_linear(w, n, n, !bf16) : NULL;
+  sdc_packed *pk = in && w && out && (!bf16 || in16)
+                       ? sdc_onednn_pack_linear(w, n, n, !bf16)
+                       : NULL;
   sdc_arena a;
   sdc_arena_init(&a, 1 << 20);
   double best = 0;
@@ -165,9 +213,12 @@ static double sdc__matmul_gflops(int n, int bf16) {
     }
   for (int r = 0; pk && r <= SDC__GEMM_REPS; r++) {
     double t0 = sdc_clock_mono_s();
-    int err = bf16 ? sdc_onednn_linear_bf16(&a, out, in16, pk, NULL, n, n, n, 0) : sdc_onednn_linear(&a, out, in, pk, NULL, n, n, n);
-    double g = err ? 0 : 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
-    if (r && g > best) best = g;
+    int err = bf16 ? sdc_onednn_linear_bf16(&a, out, in16, pk, NULL, n, n, n, 0)
+                   : sdc_onednn_linear(&a, out, in, pk, NULL, n, n, n);
+    double g =
+        err ? 0 : 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
+    if (r && g > best)
+      best = g;
   }
   sdc_onednn_packed_free(pk);
   sdc_arena_free(&a);
@@ -186,7 +237,8 @@ sdc_peak sdc_peak_measure(int bf16) {
   p.peak_gflops = fmax(p.sgemm_gflops, p.matmul_gflops);
   if (bf16 && sdc_isa_bf16()) {
     p.bf16_dot_gflops = sdc__loop_gflops(sdc__loop_bf16);
-    if (sdc_isa_amx()) p.amx_gflops = sdc__loop_gflops(sdc__loop_amx);
+    if (sdc_isa_amx())
+      p.amx_gflops = sdc__loop_gflops(sdc__loop_amx);
     p.bf16_matmul_gflops = sdc__matmul_gflops(2 * SDC__GEMM_N, 1);
     p.bf16_peak_gflops = p.bf16_matmul_gflops;
   }
@@ -196,15 +248,21 @@ sdc_peak sdc_peak_measure(int bf16) {
 
 void sdc_peak_describe(const sdc_peak *p, char *buf, size_t n) {
   int k = snprintf(buf, n,
-                   "peak %.1f GFLOP/s fp32 (oneDNN matmul %.1f, OpenBLAS sgemm %s %.1f, %s FMA loop %.1f; %d threads)",
-                   p->peak_gflops, p->matmul_gflops, openblas_get_corename(), p->sgemm_gflops, sdc_isa_name(p->isa),
-                   p->fma_gflops, p->threads);
+                   "peak %.1f GFLOP/s fp32 (oneDNN matmul %.1f, OpenBLAS sgemm "
+                   "%s %.1f, %s FMA loop %.1f; %d threads)",
+                   p->peak_gflops, p->matmul_gflops, openblas_get_corename(),
+                   p->sgemm_gflops, sdc_isa_name(p->isa), p->fma_gflops,
+                   p->threads);
   if (p->bf16_peak_gflops > 0 && k > 0 && (size_t)k < n)
-    snprintf(buf + k, n - (size_t)k, ", %.1f bf16 (oneDNN matmul %.1f, VDPBF16PS loop %.1f, AMX loop %.1f)",
-             p->bf16_peak_gflops, p->bf16_matmul_gflops, p->bf16_dot_gflops, p->amx_gflops);
+    snprintf(
+        buf + k, n - (size_t)k,
+        ", %.1f bf16 (oneDNN matmul %.1f, VDPBF16PS loop %.1f, AMX loop %.1f)",
+        p->bf16_peak_gflops, p->bf16_matmul_gflops, p->bf16_dot_gflops,
+        p->amx_gflops);
 }
 
 double sdc_peak_drift(const sdc_peak *start, const sdc_peak *end, int bf16) {
-  const double a = bf16 ? start->bf16_peak_gflops : start->peak_gflops, b = bf16 ? end->bf16_peak_gflops : end->peak_gflops;
+  const double a = bf16 ? start->bf16_peak_gflops : start->peak_gflops,
+               b = bf16 ? end->bf16_peak_gflops : end->peak_gflops;
   return a > 0 ? fabs(b - a) / a : 0;
 }
