@@ -4,9 +4,21 @@
 usage: peer_torch.py MODEL_DIR SIZE RUNS THREADS -> one JSON line: min_s, median_s, versions, BLAS core.
 The weights are the model folder's own (a diffusers layout, e.g. `sdc model-init --arch sd15`); the UNet
 is built from its config.json and filled tensor by tensor, then run once to warm up and RUNS times timed."""
-import ctypes, json, os, statistics, sys, time
+import ctypes, json, os, statistics, sys, tempfile, time
 
 model, size, runs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+try:
+    import safetensors  # noqa: F401
+except ImportError:
+    # Debian 12 packages no python3-safetensors, and diffusers imports it unconditionally; this script
+    # reads the weights itself (below), so an empty stand-in package is enough for the import.
+    stub = tempfile.mkdtemp(prefix="sdc-peer-stub-")
+    os.makedirs(os.path.join(stub, "safetensors"))
+    for name in ("__init__.py", "torch.py"):
+        with open(os.path.join(stub, "safetensors", name), "w") as f:
+            f.write("def _missing(*a, **k):\n    raise ImportError('safetensors is not installed')\n"
+                    "load_file = save_file = safe_open = load = _missing\n")
+    sys.path.insert(0, stub)
 import torch  # noqa: E402
 torch.set_num_threads(threads)
 import diffusers  # noqa: E402

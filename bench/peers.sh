@@ -6,8 +6,8 @@
 # usage: bash bench/peers.sh [--model DIR] [--sizes "256 512"] [--rounds 2] [--runs 3]
 #   --model  a diffusers SD 1.x/2.x folder (default: a random SD 1.5 made once with sdc model-init)
 # Peers, each run only when found:
-#   diffusers + PyTorch: `python3 -c 'import torch, diffusers'` works (PYTHONPATH may point at a
-#                        diffusers source tree); timed by bench/peer_torch.py
+#   diffusers + PyTorch: `python3 -c 'import torch, diffusers'` works ($PYTHON, python3 or /usr/bin/python3;
+#                        PYTHONPATH may point at a diffusers source tree); timed by bench/peer_torch.py
 #   stable-diffusion.cpp: its CLI in $SDCPP (or sd-cli / sd on PATH); per-step times from its log,
 #                        step 1 left out (it includes loading); its convolutions run in f16
 # Prints a table (minimum seconds per step over all rounds, and the ratio to sdcluster as set) and
@@ -33,7 +33,11 @@ if [ -z "$MODEL" ]; then
   [ -f $MODEL/unet/diffusion_pytorch_model.safetensors ] || "$SDC" model-init --arch sd15 --out $MODEL --force >/dev/null
 fi
 THREADS=$(nproc)
-HAVE_TORCH=0; python3 -c 'import torch, diffusers' 2>/dev/null && HAVE_TORCH=1
+# the first Python that imports both: $PYTHON, python3 on PATH, or Debian's (python3-torch) when PATH has another
+HAVE_TORCH=0
+for PY in ${PYTHON:-} python3 /usr/bin/python3; do
+  "$PY" -c 'import torch, diffusers' 2>/dev/null && { HAVE_TORCH=1; break; }
+done
 SDCPP=${SDCPP:-$(command -v sd-cli || command -v sd || true)}
 HAVE_SDCPP=0; [ -n "$SDCPP" ] && [ -x "$SDCPP" ] && HAVE_SDCPP=1
 echo "model $MODEL, $THREADS threads, $ROUNDS rounds; $("$SDC" --version | tail -1)"
@@ -47,13 +51,13 @@ sdc_step() {  # label size [env wrapper...]
 }
 for round in $(seq 1 "$ROUNDS"); do
   for size in $SIZES; do
-    r=$(sdc_step sdc "$size") && echo -e "sdcluster fp32, env as set\t$size\t${r%% *}" >> "$RES"
-    r=$(sdc_step sdc-noenv "$size" noenv) && echo -e "sdcluster fp32, OPENBLAS_* unset\t$size\t${r%% *}" >> "$RES"
+    r=$(sdc_step sdc "$size") && [ -n "$r" ] && echo -e "sdcluster fp32, env as set\t$size\t${r%% *}" >> "$RES"
+    r=$(sdc_step sdc-noenv "$size" noenv) && [ -n "$r" ] && echo -e "sdcluster fp32, OPENBLAS_* unset\t$size\t${r%% *}" >> "$RES"
     if [ $HAVE_TORCH = 1 ]; then
-      t=$(python3 bench/peer_torch.py "$MODEL" "$size" "$RUNS" "$THREADS" 2>"$OUT/torch-$size.err" | tail -1) &&
-        echo -e "diffusers+torch fp32, env as set\t$size\t$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["min_s"])' "$t")" >> "$RES"
-      t=$(noenv python3 bench/peer_torch.py "$MODEL" "$size" "$RUNS" "$THREADS" 2>"$OUT/torch-noenv-$size.err" | tail -1) &&
-        echo -e "diffusers+torch fp32, OPENBLAS_* unset\t$size\t$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["min_s"])' "$t")" >> "$RES"
+      t=$("$PY" bench/peer_torch.py "$MODEL" "$size" "$RUNS" "$THREADS" 2>"$OUT/torch-$size.err" | tail -1)
+      [ -n "$t" ] && echo -e "diffusers+torch fp32, env as set\t$size\t$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["min_s"])' "$t")" >> "$RES"
+      t=$(noenv "$PY" bench/peer_torch.py "$MODEL" "$size" "$RUNS" "$THREADS" 2>"$OUT/torch-noenv-$size.err" | tail -1)
+      [ -n "$t" ] && echo -e "diffusers+torch fp32, OPENBLAS_* unset\t$size\t$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["min_s"])' "$t")" >> "$RES"
     fi
     if [ $HAVE_SDCPP = 1 ]; then
       "$SDCPP" -m "$MODEL" -p "a photo of a cat" -W "$size" -H "$size" --steps 4 --cfg-scale 7.5 -t "$THREADS" \
