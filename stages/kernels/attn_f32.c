@@ -14,17 +14,17 @@
 
 static int64_t sdc__up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* s (6, ld) = scale * qb (6, dh) x kt (dh, ld) for the 64 keys at column j0
- * (scaled after the sum, as a GEMM's alpha). */
+/* s (6, ld) columns [j0, j0 + 64) = scale * qb (6, dh) x panel (dh, 64), the
+ * panel of those 64 keys (scaled after the sum, as a GEMM's alpha). */
 __attribute__((target("avx512f"))) static void sdc__score_6x64(float *s, int64_t ld, const float *qb, int64_t dh,
-                                                                const float *kt, int64_t j0, float scale) {
+                                                                const float *panel, int64_t j0, float scale) {
   __m512 acc[SDC__SR][4];
   _Pragma("GCC unroll 8")
   for (int i = 0; i < SDC__SR; i++)
     _Pragma("GCC unroll 8")
     for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
   for (int64_t d = 0; d < dh; d++) {
-    const float *krow = kt + d * ld + j0;
+    const float *krow = panel + d * 64;
     const __m512 b0 = _mm512_loadu_ps(krow), b1 = _mm512_loadu_ps(krow + 16), b2 = _mm512_loadu_ps(krow + 32),
                  b3 = _mm512_loadu_ps(krow + 48);
     _Pragma("GCC unroll 8")
@@ -70,15 +70,16 @@ SDC__PV_KERNEL(2)
 SDC__PV_KERNEL(3)
 SDC__PV_KERNEL(4)
 
-/* One query block: qb (QB, dh) queries -> o (QB, dvp). */
-__attribute__((target("avx512f"))) static void sdc__block(float *o, int64_t dvp, float *sc, const float *qb, int64_t dh,
-                                                           const float *kt, const float *vp, int64_t nkp, int64_t Nk,
-                                                           int64_t nq, int64_t q0, int causal, float scale) {
+/* One query block: qb (QB, dh) queries -> o (QB, dvp), row r still to be multiplied by inv[r]. */
+__attribute__((target("avx512f"))) static void sdc__block(float *o, float *inv, int64_t dvp, float *sc, const float *qb,
+                                                           int64_t dh, const float *kt, const float *vp, int64_t nkp,
+                                                           int64_t Nk, int64_t nq, int64_t q0, int causal, float scale) {
   /* key panels outer, query rows inner: a panel of K (dh x 64) or V (256 x dvp) is read from L2 once and
    * reused by every row group of the block from L1 */
   for (int64_t j0 = 0; j0 < nkp; j0 += 64)
-    for (int64_t i = 0; i < SDC__QB; i += SDC__SR) sdc__score_6x64(sc + i * nkp, nkp, qb + i * dh, dh, kt, j0, scale);
-  sdc__softmax_rows(sc, nq, nkp, Nk, q0, causal);
+    for (int64_t i = 0; i < SDC__QB; i += SDC__SR)
+      sdc__score_6x64(sc + i * nkp, nkp, qb + i * dh, dh, kt + j0 * dh, j0, scale);
+  sdc__softmax_rows(sc, nq, nkp, Nk, q0, causal, inv);
   for (int64_t i = nq; i < SDC__QB; i++) memset(sc + i * nkp, 0, (size_t)nkp * sizeof *sc);
   for (int64_t j0 = 0; j0 < nkp; j0 += SDC__VC) {
     const int64_t nk = nkp - j0 < SDC__VC ? nkp - j0 : SDC__VC;
@@ -112,15 +113,27 @@ int sdc_attention_f32(sdc_arena *a, float *out, const float *q, const float *k, 
 #pragma omp parallel
   {
     float *qb = thr + omp_get_thread_num() * thr_floats, *sc = qb + SDC__QB * s->dh, *ob = sc + SDC__QB * nkp;
-    /* per head: K transposed (dh, nkp) and V (nkp, dvp), zero-padded */
+    /* per head: K transposed in panels of 64 keys, each (dh, 64) and contiguous (as one (dh, nkp)
+     * matrix its rows would be nkp floats apart, a multiple of 4 KiB at 1024 or 4096 keys: all of a
+     * panel's rows would fall in the same L1 sets and it would stream from L2 for every row group),
+     * and V (nkp, dvp), zero-padded */
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; bh++) {
       const int64_t b = bh / s->heads, h = bh % s->heads;
       float *ktb = kt + bh * s->dh * nkp, *vpb = vp + bh * nkp * dvp;
+      for (int64_t j0 = 0; j0 < nkp; j0 += 64) {
+        float *panel = ktb + j0 * s->dh;
+        const int64_t nj = s->Nk - j0 < 64 ? s->Nk - j0 : 64;
+        for (int64_t jj = 0; jj < nj; jj++) {
+          const float *kr = k + (b * s->Nk + j0 + jj) * s->ldk + h * s->dh;
+          for (int64_t d = 0; d < s->dh; d++) panel[d * 64 + jj] = kr[d];
+        }
+        for (int64_t d = 0; nj < 64 && d < s->dh; d++) memset(panel + d * 64 + nj, 0, (size_t)(64 - nj) * sizeof *panel);
+      }
       for (int64_t j = 0; j < nkp; j++) {
-        const float *kr = k + (b * s->Nk + j) * s->ldk + h * s->dh, *vr = v + (b * s->Nk + j) * s->ldv + h * s->dh;
-        for (int64_t d = 0; d < s->dh; d++) ktb[d * nkp + j] = j < s->Nk ? kr[d] : 0.0f;
-        for (int64_t d = 0; d < dvp; d++) vpb[j * dvp + d] = j < s->Nk && d < s->dh ? vr[d] : 0.0f;
+        float *dst = vpb + j * dvp;
+        if (j < s->Nk) memcpy(dst, v + (b * s->Nk + j) * s->ldv + h * s->dh, (size_t)s->dh * sizeof *dst);
+        memset(dst + (j < s->Nk ? s->dh : 0), 0, (size_t)(j < s->Nk ? dvp - s->dh : dvp) * sizeof *dst);
       }
     }
 #pragma omp for schedule(static)
@@ -128,12 +141,16 @@ int sdc_attention_f32(sdc_arena *a, float *out, const float *q, const float *k, 
       const int64_t bh = job / n_blocks, b = bh / s->heads, h = bh % s->heads, q0 = (job % n_blocks) * SDC__QB;
       const int64_t nq = s->Nq - q0 < SDC__QB ? s->Nq - q0 : SDC__QB;
       for (int64_t r = 0; r < SDC__QB; r++) {
-        const float *qr = q + (b * s->Nq + q0 + r) * s->ldq + h * s->dh;
-        for (int64_t d = 0; d < s->dh; d++) qb[r * s->dh + d] = r < nq ? qr[d] : 0.0f;
+        if (r < nq) memcpy(qb + r * s->dh, q + (b * s->Nq + q0 + r) * s->ldq + h * s->dh, (size_t)s->dh * sizeof *qb);
+        else memset(qb + r * s->dh, 0, (size_t)s->dh * sizeof *qb);
       }
-      sdc__block(ob, dvp, sc, qb, s->dh, kt + bh * s->dh * nkp, vp + bh * nkp * dvp, nkp, s->Nk, nq, q0, s->causal, s->scale);
-      for (int64_t r = 0; r < nq; r++)
-        memcpy(out + (b * s->Nq + q0 + r) * D + h * s->dh, ob + r * dvp, (size_t)s->dh * sizeof *out);
+      float inv[SDC__QB];
+      sdc__block(ob, inv, dvp, sc, qb, s->dh, kt + bh * s->dh * nkp, vp + bh * nkp * dvp, nkp, s->Nk, nq, q0, s->causal,
+                 s->scale);
+      for (int64_t r = 0; r < nq; r++) {
+        float *dst = out + (b * s->Nq + q0 + r) * D + h * s->dh;
+        for (int64_t d = 0; d < s->dh; d++) dst[d] = ob[r * dvp + d] * inv[r];
+      }
     }
   }
   sdc_arena_reset(a, m);

@@ -519,7 +519,7 @@ __attribute__((target("avx512f"))) static double sdc__row_exp_avx512(float *p, i
 
 static int sdc__have_avx512(void) { return sdc_isa_level() >= SDC_ISA_AVX512; }
 
-void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t causal_q0, int causal) {
+void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t causal_q0, int causal, float *inv_out) {
   const int fast = sdc__have_avx512();
 #pragma omp parallel for schedule(static) if (rows * n > SDC_PAR_MIN_ELEMS)
   for (int64_t r = 0; r < rows; r++) {
@@ -536,7 +536,9 @@ void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t ca
       for (int64_t j = 0; j < lim; j++) sum += (p[j] = expf(p[j] - mx));
     }
     float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < lim; j++) p[j] *= inv;
+    if (inv_out) inv_out[r] = inv;
+    else
+      for (int64_t j = 0; j < lim; j++) p[j] *= inv;
     for (int64_t j = lim; j < ld; j++) p[j] = 0.0f;
   }
 }
@@ -669,7 +671,7 @@ static int sdc__attention(sdc_arena *a, float *out, const float *q, const float 
         const float *qb = q + (b * s->Nq + q0) * s->ldq + h * s->dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)s->Nk, (int)s->dh, s->scale, qb, (int)s->ldq,
                     kb, (int)s->ldk, 0.0f, scores, (int)s->Nk);
-        sdc__softmax_rows(scores, nq, s->Nk, s->Nk, q0, s->causal);
+        sdc__softmax_rows(scores, nq, s->Nk, s->Nk, q0, s->causal, NULL);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)s->dh, (int)s->Nk, 1.0f, scores, (int)s->Nk,
                     vb, (int)s->ldv, 0.0f, out + (b * s->Nq + q0) * D + h * s->dh, (int)D);
       }

@@ -131,8 +131,10 @@ typedef struct {
 int sdc_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 /* Internal to the attention kernels: softmax in place of the first n
  * columns of each row of s (rows, ld), row r seeing keys [0, n) or causally
- * [0, q0 + r + 1); zeros up to ld. Rows are split across cores. */
-void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t q0, int causal);
+ * [0, q0 + r + 1); zeros up to ld. Rows are split across cores. With inv
+ * (rows floats), the rows are left as exp(x - max) and inv[r] = 1 / their
+ * sum, for the caller to scale its product with V instead (one pass less). */
+void sdc__softmax_rows(float *s, int64_t rows, int64_t ld, int64_t n, int64_t q0, int causal, float *inv);
 void sdc_attention_ref(float *out, const float *q, const float *k, const float *v, const sdc_attn_shape *s);
 
 /* (B,C,HW) <-> (B,HW,C) */
