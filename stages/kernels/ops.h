@@ -32,14 +32,16 @@ const char *sdc_precision_name(sdc_precision p); /* "fp32", "bf16" */
 /* "fp32" / "bf16" -> *p; SDC_EINVAL naming the value otherwise. */
 int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
 
-/* Where fp32 precision's conv and linear GEMMs run. oneDNN by default: with
- * weights packed at load, its matmul and conv kernels (chosen by oneDNN from
- * the ISA level, see isa.h) measured 1.05x OpenBLAS's best AVX-512 sgemm and
- * 2x its Haswell kernel on AVX-512 hosts, and level with OpenBLAS on AVX2
- * and SSE (docs/performance.md); they do not depend on OPENBLAS_CORETYPE.
- * SDC_GEMM=openblas keeps the weights plain for OpenBLAS (shifted-GEMM
- * convs, sgemm linear layers), to compare or where it wins. Read once;
- * programs check SDC_GEMM at start-up (sdc_runtime_check). */
+/* Where fp32 precision's conv and linear GEMMs run. oneDNN by default, at
+ * every ISA level (isa.h), by measurement (docs/performance.md): with
+ * weights packed at load its matmul runs 1.05x OpenBLAS's best AVX-512
+ * sgemm and 2x its Haswell kernel, its convs 1.5-2x OpenBLAS's shifted
+ * GEMMs, and it does not depend on OPENBLAS_CORETYPE. At AVX2 a whole UNet
+ * step was 3.69 s on oneDNN, 3.93 s with the linear layers alone on
+ * OpenBLAS (faster there, but its spinning threads slow the convs) and
+ * 4.81 s all on OpenBLAS. SDC_GEMM=openblas keeps the weights plain for
+ * OpenBLAS (shifted-GEMM convs, sgemm linear layers), to compare. Read
+ * once; programs check SDC_GEMM at start-up (sdc_runtime_init). */
 typedef enum { SDC_GEMM_ONEDNN, SDC_GEMM_OPENBLAS } sdc_gemm_backend;
 sdc_gemm_backend sdc_fp32_gemm(void);
 const char *sdc_gemm_name(sdc_gemm_backend g); /* "oneDNN", "OpenBLAS" */
