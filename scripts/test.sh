@@ -24,7 +24,9 @@ if [ "${SDC_SKIP_SANITIZE:-0}" != 1 ]; then
   # test_security and test_bounds. SDC_ASAN_FAULTS=1 runs them here too.
   # Label no_asan: the pipelines goldens run whole (30 generate runs, 105 verify checks) in the normal build
   # only, ~5 min under ASan; here the same code runs in test_image (img2img, 4-channel inpainting), test_lora,
-  # test_generate_cli (a LoRA run), test_sched_lcm, and the 9-channel inpainting cases just below.
+  # test_generate_cli (a LoRA run), test_sched_lcm, and the 9-channel inpainting cases just below. The
+  # reference pipeline at SDC_ISA=scalar and with SDC_GEMM=openblas are no_asan too: their kernels run under
+  # ASan in test_ops and its SDC_ISA variants.
   asan_filter=(-LE 'faults|no_asan')
   [ "${SDC_ASAN_FAULTS:-0}" = 1 ] && asan_filter=(-LE no_asan)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
