@@ -30,88 +30,39 @@ extern char *openblas_get_corename(void);
 
 #define SDC__CHAINS 12
 #define SDC__ITERS 200000 /* iterations between looks at the clock */
-#define SDC__LOOP_S                                                            \
-  0.05 /* each repetition runs this long on every thread: long against waking  \
-          them */
+/* each repetition runs this long on every thread: long against waking them */
+#define SDC__LOOP_S 0.05
 
-__attribute__((target("avx512f"))) static double sdc__loop_avx512(void) {
-  __m512 x[SDC__CHAINS], m = _mm512_set1_ps(0.999999f),
-                         c = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++)
-    x[i] = _mm512_set1_ps((float)i);
-  long n = 0;
-  for (const double t0 = sdc_clock_mono_s();
-       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
-    for (long k = 0; k < SDC__ITERS; k++) {
-#pragma GCC unroll 16
-      for (int i = 0; i < SDC__CHAINS; i++)
-        x[i] = _mm512_fmadd_ps(x[i], m, c);
-    }
-  float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++)
-    sink += _mm512_reduce_add_ps(x[i]);
-  return (double)n * SDC__CHAINS * 16 * 2 + (sink == 12345.0f);
-}
+/* One loop: T the vector type, INIT(i) accumulator i's start, STEP(x) one
+ * multiply-add into x (its constants are hoisted), SUM(x) one lane of x for
+ * the sink that keeps the compiler from dropping the loop, FLOPS what one
+ * STEP does. */
+#define SDC__LOOP(name, isa, T, INIT, STEP, SUM, FLOPS)                                                  \
+  __attribute__((target(isa))) static double name(void) {                                                \
+    T x[SDC__CHAINS];                                                                                    \
+    for (int i = 0; i < SDC__CHAINS; i++) x[i] = INIT(i);                                                \
+    long n = 0;                                                                                          \
+    for (const double t0 = sdc_clock_mono_s(); sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)   \
+      for (long k = 0; k < SDC__ITERS; k++) {                                                            \
+        _Pragma("GCC unroll 16") for (int i = 0; i < SDC__CHAINS; i++) x[i] = STEP(x[i]);                \
+      }                                                                                                  \
+    float sink = 0;                                                                                      \
+    for (int i = 0; i < SDC__CHAINS; i++) sink += SUM(x[i]);                                             \
+    return (double)n * SDC__CHAINS * (FLOPS) + (sink == 12345.0f);                                       \
+  }
 
-__attribute__((target("avx2,fma"))) static double sdc__loop_avx2(void) {
-  __m256 x[SDC__CHAINS], m = _mm256_set1_ps(0.999999f),
-                         c = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++)
-    x[i] = _mm256_set1_ps((float)i);
-  long n = 0;
-  for (const double t0 = sdc_clock_mono_s();
-       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
-    for (long k = 0; k < SDC__ITERS; k++) {
-#pragma GCC unroll 16
-      for (int i = 0; i < SDC__CHAINS; i++)
-        x[i] = _mm256_fmadd_ps(x[i], m, c);
-    }
-  float v[8], sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++)
-    _mm256_storeu_ps(v, x[i]), sink += v[0];
-  return (double)n * SDC__CHAINS * 8 * 2 + (sink == 12345.0f);
-}
+#define SDC__FMA512(x) _mm512_fmadd_ps(x, _mm512_set1_ps(0.999999f), _mm512_set1_ps(1e-7f))
+#define SDC__FMA256(x) _mm256_fmadd_ps(x, _mm256_set1_ps(0.999999f), _mm256_set1_ps(1e-7f))
+/* below AVX2, SSE multiply then add (x86-64's baseline has no FMA) */
+#define SDC__MULADD128(x) _mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(0.999999f)), _mm_set1_ps(1e-7f))
+/* VDPBF16PS: 16 lanes x 2 bf16 products (1.0 x ~6e-8) accumulated in f32 = 64 FLOPs */
+#define SDC__DPBF16(x) \
+  _mm512_dpbf16_ps(x, (__m512bh)_mm512_set1_epi16(0x3f80), (__m512bh)_mm512_set1_epi16(0x3380))
 
-/* Below AVX2: SSE multiply then add (x86-64's baseline has no FMA). */
-static double sdc__loop_sse(void) {
-  __m128 x[SDC__CHAINS], m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
-  for (int i = 0; i < SDC__CHAINS; i++)
-    x[i] = _mm_set1_ps((float)i);
-  long n = 0;
-  for (const double t0 = sdc_clock_mono_s();
-       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
-    for (long k = 0; k < SDC__ITERS; k++) {
-#pragma GCC unroll 16
-      for (int i = 0; i < SDC__CHAINS; i++)
-        x[i] = _mm_add_ps(_mm_mul_ps(x[i], m), c);
-    }
-  float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++)
-    sink += _mm_cvtss_f32(x[i]);
-  return (double)n * SDC__CHAINS * 4 * 2 + (sink == 12345.0f);
-}
-
-/* VDPBF16PS: 16 lanes x 2 bf16 products accumulated in f32 = 64 FLOPs. */
-__attribute__((target("avx512f,avx512bf16"))) static double
-sdc__loop_bf16(void) {
-  __m512 x[SDC__CHAINS];
-  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80),
-                 b = (__m512bh)_mm512_set1_epi16(0x3380); /* 1.0, ~6e-8 */
-  for (int i = 0; i < SDC__CHAINS; i++)
-    x[i] = _mm512_set1_ps((float)i);
-  long n = 0;
-  for (const double t0 = sdc_clock_mono_s();
-       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS)
-    for (long k = 0; k < SDC__ITERS; k++) {
-#pragma GCC unroll 16
-      for (int i = 0; i < SDC__CHAINS; i++)
-        x[i] = _mm512_dpbf16_ps(x[i], a, b);
-    }
-  float sink = 0;
-  for (int i = 0; i < SDC__CHAINS; i++)
-    sink += _mm512_reduce_add_ps(x[i]);
-  return (double)n * SDC__CHAINS * 64 + (sink == 12345.0f);
-}
+SDC__LOOP(sdc__loop_avx512, "avx512f", __m512, _mm512_set1_ps, SDC__FMA512, _mm512_reduce_add_ps, 16 * 2)
+SDC__LOOP(sdc__loop_avx2, "avx2,fma", __m256, _mm256_set1_ps, SDC__FMA256, _mm256_cvtss_f32, 8 * 2)
+SDC__LOOP(sdc__loop_sse, "sse2", __m128, _mm_set1_ps, SDC__MULADD128, _mm_cvtss_f32, 4 * 2)
+SDC__LOOP(sdc__loop_bf16, "avx512f,avx512bf16", __m512, _mm512_set1_ps, SDC__DPBF16, _mm512_reduce_add_ps, 64)
 
 /* AMX: four 16x16 f32 accumulators, each TDPBF16PS 16x16x32 products =
  * 16384 FLOPs; A and B tiles are loaded once (the loop measures the unit). */
