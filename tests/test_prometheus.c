@@ -299,6 +299,13 @@ int main(int argc, char **argv) {
     free(state);
   }
   printf("3 jobs done in %.1f s\n", sdc_clock_mono_s() - t_jobs);
+  /* Prometheus scrapes each target on its own schedule: until every target has been scraped after the
+   * jobs ended, one process's counters can be from before them and another's from after (a link's sent
+   * and received bytes disagree). timestamp(up) is each target's last scrape. */
+  const double t_done = (double)sdc_clock_unix_ms() / 1000.0;
+  const double last_scrape = prom_wait(prom_port, "min(timestamp(up))", t_done + 0.5, 20);
+  CHECK(last_scrape >= t_done + 0.5, "not every target scraped within 20 s after the jobs (oldest scrape %.1f s before)",
+        t_done - last_scrape);
 
   /* what Prometheus scraped */
   double done = prom_wait(prom_port, "sum(sdc_jobs_total{state=\"done\"})", 3, 30);
