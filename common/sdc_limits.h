@@ -101,7 +101,8 @@
 #define SDC_PEAK_MARGIN_PCT 125 /* the scaled figure times this: the tiny model's measured 1112 B/pixel was 12% over */
 #define SDC_SD15_UNET_C0 320
 #define SDC_SD15_VAE_C0 128
-#define SDC_VAE_PEAK_BYTES_PER_PIXEL 3964       /* vae 4162 - 198 MiB */
+#define SDC_VAE_PEAK_BYTES_PER_PIXEL 7282       /* vae 7621 - 339 MiB (2026-12-02: oneDNN convs keep NHWC copies of
+                                                 * their input and output beside the NCHW ones; was 3964 on OpenBLAS) */
 #define SDC_UNET_DOWN_PEAK_BYTES_PER_PIXEL 1833 /* unet-down 2804 - 971 MiB */
 #define SDC_UNET_MID_PEAK_BYTES_PER_PIXEL 687   /* unet-mid 1067 - 380 MiB */
 #define SDC_UNET_UP_PEAK_BYTES_PER_PIXEL 2517   /* unet-up 4477 - 1960 MiB */

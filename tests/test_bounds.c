@@ -157,11 +157,11 @@ int main(int argc, char **argv) {
   CHECK(data_ep[0], "no Register from the worker within 60 s (see %s)", log);
   if (!data_ep[0]) return sdc_test_finish("test_bounds");
   /* --memory-mib 2048: what it takes is (2048 MiB - its RSS - 256 MiB) over its bytes per pixel-image (the tiny
-   * model's unet-down 1833 * 32/320 + vae 3964 * 32/128, plus 25%: 1468); its RSS is 0..300 MiB */
+   * model's unet-down 1833 * 32/320 + vae 7282 * 32/128, plus 25%: 2505); its RSS is 0..300 MiB */
   printf("Register: memory %llu MiB, takes up to %llu pixel-images\n", (unsigned long long)(mem >> 20),
          (unsigned long long)max_px);
   CHECK(mem == (uint64_t)2048 << 20, "Register.memory_bytes %llu, want --memory-mib 2048", (unsigned long long)mem);
-  CHECK(max_px >= ((uint64_t)(2048 - 256 - 300) << 20) / 1468 && max_px <= ((uint64_t)(2048 - 256) << 20) / 1468,
+  CHECK(max_px >= ((uint64_t)(2048 - 256 - 300) << 20) / 2505 && max_px <= ((uint64_t)(2048 - 256) << 20) / 2505,
         "Register.max_pixel_images %llu", (unsigned long long)max_px);
   void *push = zmq_socket(zctx, ZMQ_PUSH);
   sdc_zmq_configure(push);
