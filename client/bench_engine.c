@@ -68,11 +68,8 @@ static int sdc__peak_only(const char *precision, int json) {
   }
   const sdc_peak pk = sdc_peak_measure(prec == SDC_PREC_BF16);
   if (json) {
-    printf("{\"isa\":\"%s\",\"threads\":%d,\"fma_gflops\":%.1f,\"sgemm_gflops\":%.1f,\"matmul_gflops\":%.1f,"
-           "\"peak_gflops\":%.1f,\"bf16_dot_gflops\":%.1f,\"amx_gflops\":%.1f,\"bf16_matmul_gflops\":%.1f,"
-           "\"bf16_peak_gflops\":%.1f,\"seconds\":%.2f}\n",
-           sdc_isa_name(pk.isa), pk.threads, pk.fma_gflops, pk.sgemm_gflops, pk.matmul_gflops, pk.peak_gflops,
-           pk.bf16_dot_gflops, pk.amx_gflops, pk.bf16_matmul_gflops, pk.bf16_peak_gflops, pk.seconds);
+    sdc_peak_json(&pk, stdout);
+    printf("\n");
   } else {
     char line[256];
     sdc_peak_describe(&pk, line, sizeof line);
@@ -243,12 +240,11 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
            (long long)height, precision, runs);
     printf("\"blas_core\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"peak_gflops\":%.1f,\"peak_drift\":%.3f,", core,
            blas_threads, sdc_isa_name(pk.isa), peak, drift);
-    const sdc_peak *pks[2] = {&pk, &pk_end};
-    for (int i = 0; i < 2; i++)
-      printf("\"peak_%s\":{\"fma_gflops\":%.1f,\"sgemm_gflops\":%.1f,\"matmul_gflops\":%.1f,\"peak_gflops\":%.1f,"
-             "\"bf16_dot_gflops\":%.1f,\"amx_gflops\":%.1f,\"bf16_matmul_gflops\":%.1f,\"bf16_peak_gflops\":%.1f},",
-             i ? "end" : "start", pks[i]->fma_gflops, pks[i]->sgemm_gflops, pks[i]->matmul_gflops, pks[i]->peak_gflops,
-             pks[i]->bf16_dot_gflops, pks[i]->amx_gflops, pks[i]->bf16_matmul_gflops, pks[i]->bf16_peak_gflops);
+    printf("\"peak_start\":");
+    sdc_peak_json(&pk, stdout);
+    printf(",\"peak_end\":");
+    sdc_peak_json(&pk_end, stdout);
+    printf(",");
     printf("\"te_s\":%.4f,\"unet_step_s\":%.4f,\"unet_gflops\":%.1f,\"efficiency\":%.3f,\"vae_decode_s\":%.4f,",
            st[0].min_s, st[1].min_s, st[1].gflop / st[1].min_s, st[1].gflop / st[1].min_s / peak, st[5].min_s);
     printf("\"stages\":{");

@@ -134,9 +134,9 @@ static const sdc__tilecfg sdc__cfg = {.palette_id = 1,
                                       .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
                                       .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
 
-__attribute__((target("amx-tile"))) static void sdc__tiles_on(void) { _tile_loadconfig(&sdc__cfg); }
+__attribute__((target("amx-tile"))) void sdc_amx_tiles_on(void) { _tile_loadconfig(&sdc__cfg); }
 
-__attribute__((target("amx-tile"))) static void sdc__tiles_off(void) { _tile_release(); }
+__attribute__((target("amx-tile"))) void sdc_amx_tiles_off(void) { _tile_release(); }
 
 int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
                       const sdc_attn_shape *s) {
@@ -167,7 +167,7 @@ int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, 
       sdc__pack_v(vp + bh * vp_words, v + b * s->Nk * s->ldv + h * s->dh, s->ldv, s->Nk, s->dh, nkp, dvp, r0, r1);
     }
     /* (implicit barrier: every head is packed) */
-    sdc__tiles_on();
+    sdc_amx_tiles_on();
 #pragma omp for schedule(static)
     for (int64_t job = 0; job < BH * n_blocks; job++) {
       const int64_t bh = job / n_blocks, b = bh / s->heads, h = bh % s->heads, q0 = (job % n_blocks) * SDC__QB;
@@ -188,7 +188,7 @@ int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, 
         }
       }
     }
-    sdc__tiles_off();
+    sdc_amx_tiles_off();
   }
   sdc_arena_reset(a, m);
   return SDC_OK;

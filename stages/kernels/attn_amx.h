@@ -10,6 +10,11 @@
  * out once as AMX B operands; then each block of 32 queries computes its
  * scores against every key (32 x Nk f32, in L2), their softmax as bf16 and
  * the product with V, on one core. Call only when sdc_isa_amx() (isa.h). */
+/* This thread's tile registers configured as 8 tiles of 16 rows x 64 bytes
+ * (what every AMX kernel here uses), and released. Only when sdc_isa_amx(). */
+void sdc_amx_tiles_on(void);
+void sdc_amx_tiles_off(void);
+
 int sdc_amx_attention(sdc_arena *a, float *out, const float *q, const float *k, const float *v,
                       const sdc_attn_shape *s);
 

@@ -41,7 +41,8 @@ int sdc_precision_parse(const char *s, sdc_precision *p /* OUT */);
  * OpenBLAS (faster there, but its spinning threads slow the convs) and
  * 4.81 s all on OpenBLAS. SDC_GEMM=openblas keeps the weights plain for
  * OpenBLAS (shifted-GEMM convs, sgemm linear layers), to compare. Read
- * once; programs check SDC_GEMM at start-up (sdc_runtime_init). */
+ * when a model loads (its weights are packed for one or the other);
+ * programs check SDC_GEMM at start-up (sdc_runtime_init). */
 typedef enum { SDC_GEMM_ONEDNN, SDC_GEMM_OPENBLAS } sdc_gemm_backend;
 sdc_gemm_backend sdc_fp32_gemm(void);
 const char *sdc_gemm_name(sdc_gemm_backend g); /* "oneDNN", "OpenBLAS" */

@@ -1,5 +1,4 @@
-/* peak.c - the yardstick: FMA loops per ISA, OpenBLAS sgemm and oneDNN matmul,
- * each best of several runs. */
+/* peak.c - the yardstick: FMA loops per ISA, OpenBLAS sgemm and oneDNN matmul, each best of several runs. */
 #include "peak.h"
 
 #include <cblas.h>
@@ -9,18 +8,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "attn_amx.h"
 #include "clock.h"
 #include "onednn.h"
 #include "ops.h"
+#include "ops_bf16.h"
 
 extern char *openblas_get_corename(void);
 
 #define SDC__REPS 5 /* repetitions of each loop; the best counts */
-#define SDC__GEMM_N                                                            \
-  2048 /* square GEMMs: big enough for every library's best kernel, 17 GFLOP   \
-          each */
+#define SDC__GEMM_N 2048 /* square GEMMs: big enough for every library's best kernel, 17 GFLOP each */
 #define SDC__GEMM_REPS 3
 
 /* ---- register-blocked loops: 12 independent accumulators hide the FMA
@@ -65,21 +63,11 @@ SDC__LOOP(sdc__loop_sse, "sse2", __m128, _mm_set1_ps, SDC__MULADD128, _mm_cvtss_
 SDC__LOOP(sdc__loop_bf16, "avx512f,avx512bf16", __m512, _mm512_set1_ps, SDC__DPBF16, _mm512_reduce_add_ps, 64)
 
 /* AMX: four 16x16 f32 accumulators, each TDPBF16PS 16x16x32 products =
- * 16384 FLOPs; A and B tiles are loaded once (the loop measures the unit). */
-typedef struct {
-  uint8_t palette_id, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} __attribute__((packed)) sdc__tilecfg;
-
+ * 16384 FLOPs; the A and B tiles are loaded once (the loop measures the unit). */
 __attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
   static _Thread_local uint16_t ab[16 * 32] __attribute__((aligned(64)));
-  for (int i = 0; i < 16 * 32; i++)
-    ab[i] = 0x3380;
-  sdc__tilecfg cfg = {.palette_id = 1};
-  for (int t = 0; t < 8; t++)
-    cfg.colsb[t] = 64, cfg.rows[t] = 16;
-  _tile_loadconfig(&cfg);
+  for (int i = 0; i < 16 * 32; i++) ab[i] = 0x3380;
+  sdc_amx_tiles_on();
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -89,8 +77,7 @@ __attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
   _tile_loadd(6, ab, 64);
   _tile_loadd(7, ab, 64);
   long n = 0;
-  for (const double t0 = sdc_clock_mono_s();
-       sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS / 4)
+  for (const double t0 = sdc_clock_mono_s(); sdc_clock_mono_s() - t0 < SDC__LOOP_S; n += SDC__ITERS / 4)
     for (long k = 0; k < SDC__ITERS / 4; k++) {
       _tile_dpbf16ps(0, 4, 6);
       _tile_dpbf16ps(1, 4, 7);
@@ -99,7 +86,7 @@ __attribute__((target("amx-tile,amx-bf16"))) static double sdc__loop_amx(void) {
     }
   float out[16 * 16];
   _tile_stored(0, out, 64);
-  _tile_release();
+  sdc_amx_tiles_off();
   return (double)n * 4 * 16384 + (out[0] == 12345.0f);
 }
 
@@ -111,8 +98,7 @@ static double sdc__loop_gflops(double (*loop)(void)) {
 #pragma omp parallel reduction(+ : flops)
     flops += loop();
     const double g = flops / (sdc_clock_mono_s() - t0) / 1e9;
-    if (g > best)
-      best = g;
+    if (g > best) best = g;
   }
   return best;
 }
@@ -121,55 +107,40 @@ static double sdc__loop_gflops(double (*loop)(void)) {
 
 static float *sdc__filled(int64_t n, int mod) {
   float *p = malloc((size_t)n * sizeof *p);
-  for (int64_t i = 0; p && i < n; i++)
-    p[i] = (float)(i % mod) * 0.01f;
+  for (int64_t i = 0; p && i < n; i++) p[i] = (float)(i % mod) * 0.01f;
   return p;
 }
 
 static double sdc__sgemm_gflops(int n) {
-  float *a = sdc__filled((int64_t)n * n, 13),
-        *b = sdc__filled((int64_t)n * n, 7),
-        *c = sdc__filled((int64_t)n * n, 3);
+  float *a = sdc__filled((int64_t)n * n, 13), *b = sdc__filled((int64_t)n * n, 7), *c = sdc__filled((int64_t)n * n, 3);
   double best = 0;
   for (int r = 0; a && b && c && r <= SDC__GEMM_REPS; r++) {
     double t0 = sdc_clock_mono_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n,
-                b, n, 0.0f, c, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double g = 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
-    if (r && g > best)
-      best = g;
+    if (r && g > best) best = g;
   }
   free(a), free(b), free(c);
   return best;
 }
 
-/* The engine's own linear-layer path: weights packed at "load", then
- * sdc_onednn_linear (f32) or sdc_onednn_linear_bf16 on bf16 rows. */
+/* The engine's own linear-layer path: weights packed as at load, then
+ * sdc_onednn_linear (f32) or sdc_onednn_linear_bf16 on rows rounded to bf16
+ * beforehand (the rounding is not what is timed). */
 static double sdc__matmul_gflops(int n, int bf16) {
-  float *in = sdc__filled((int64_t)n * n, 13),
-        *w = sdc__filled((int64_t)n * n, 7),
-        *out = sdc__filled((int64_t)n * n, 3);
+  float *in = sdc__filled((int64_t)n * n, 13), *w = sdc__filled((int64_t)n * n, 7), *out = sdc__filled((int64_t)n * n, 3);
   uint16_t *in16 = bf16 ? malloc((size_t)n * n * 2) : NULL;
-  sdc_packed *pk = in && w && out && (!bf16 || in16)
-                       ? sdc_onednn_pack_linear(w, n, n, !bf16)
-                       : NULL;
+  sdc_packed *pk = in && w && out && (!bf16 || in16) ? sdc_onednn_pack_linear(w, n, n, !bf16) : NULL;
   sdc_arena a;
   sdc_arena_init(&a, 1 << 20);
   double best = 0;
-  if (in16)
-    for (int64_t i = 0; i < (int64_t)n * n; i++) {
-      uint32_t u;
-      memcpy(&u, &in[i], 4);
-      in16[i] = (uint16_t)(u >> 16);
-    }
+  if (pk && in16) sdc_f32_to_bf16_rows(in16, in, n, n);
   for (int r = 0; pk && r <= SDC__GEMM_REPS; r++) {
     double t0 = sdc_clock_mono_s();
     int err = bf16 ? sdc_onednn_linear_bf16(&a, out, in16, pk, NULL, n, n, n, 0)
                    : sdc_onednn_linear(&a, out, in, pk, NULL, n, n, n);
-    double g =
-        err ? 0 : 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
-    if (r && g > best)
-      best = g;
+    double g = err ? 0 : 2.0 * n * n * (double)n / (sdc_clock_mono_s() - t0) / 1e9;
+    if (r && g > best) best = g;
   }
   sdc_onednn_packed_free(pk);
   sdc_arena_free(&a);
@@ -188,8 +159,7 @@ sdc_peak sdc_peak_measure(int bf16) {
   p.peak_gflops = fmax(p.sgemm_gflops, p.matmul_gflops);
   if (bf16 && sdc_isa_bf16()) {
     p.bf16_dot_gflops = sdc__loop_gflops(sdc__loop_bf16);
-    if (sdc_isa_amx())
-      p.amx_gflops = sdc__loop_gflops(sdc__loop_amx);
+    if (sdc_isa_amx()) p.amx_gflops = sdc__loop_gflops(sdc__loop_amx);
     p.bf16_matmul_gflops = sdc__matmul_gflops(2 * SDC__GEMM_N, 1);
     p.bf16_peak_gflops = p.bf16_matmul_gflops;
   }
@@ -198,22 +168,24 @@ sdc_peak sdc_peak_measure(int bf16) {
 }
 
 void sdc_peak_describe(const sdc_peak *p, char *buf, size_t n) {
-  int k = snprintf(buf, n,
-                   "peak %.1f GFLOP/s fp32 (oneDNN matmul %.1f, OpenBLAS sgemm "
-                   "%s %.1f, %s FMA loop %.1f; %d threads)",
-                   p->peak_gflops, p->matmul_gflops, openblas_get_corename(),
-                   p->sgemm_gflops, sdc_isa_name(p->isa), p->fma_gflops,
-                   p->threads);
+  int k = snprintf(buf, n, "peak %.1f GFLOP/s fp32 (oneDNN matmul %.1f, OpenBLAS sgemm %s %.1f, %s FMA loop %.1f; %d threads)",
+                   p->peak_gflops, p->matmul_gflops, openblas_get_corename(), p->sgemm_gflops, sdc_isa_name(p->isa),
+                   p->fma_gflops, p->threads);
   if (p->bf16_peak_gflops > 0 && k > 0 && (size_t)k < n)
-    snprintf(
-        buf + k, n - (size_t)k,
-        ", %.1f bf16 (oneDNN matmul %.1f, VDPBF16PS loop %.1f, AMX loop %.1f)",
-        p->bf16_peak_gflops, p->bf16_matmul_gflops, p->bf16_dot_gflops,
-        p->amx_gflops);
+    snprintf(buf + k, n - (size_t)k, ", %.1f bf16 (oneDNN matmul %.1f, VDPBF16PS loop %.1f, AMX loop %.1f)",
+             p->bf16_peak_gflops, p->bf16_matmul_gflops, p->bf16_dot_gflops, p->amx_gflops);
+}
+
+void sdc_peak_json(const sdc_peak *p, FILE *fp) {
+  fprintf(fp,
+          "{\"isa\":\"%s\",\"threads\":%d,\"fma_gflops\":%.1f,\"sgemm_gflops\":%.1f,\"matmul_gflops\":%.1f,"
+          "\"peak_gflops\":%.1f,\"bf16_dot_gflops\":%.1f,\"amx_gflops\":%.1f,\"bf16_matmul_gflops\":%.1f,"
+          "\"bf16_peak_gflops\":%.1f,\"seconds\":%.2f}",
+          sdc_isa_name(p->isa), p->threads, p->fma_gflops, p->sgemm_gflops, p->matmul_gflops, p->peak_gflops,
+          p->bf16_dot_gflops, p->amx_gflops, p->bf16_matmul_gflops, p->bf16_peak_gflops, p->seconds);
 }
 
 double sdc_peak_drift(const sdc_peak *start, const sdc_peak *end, int bf16) {
-  const double a = bf16 ? start->bf16_peak_gflops : start->peak_gflops,
-               b = bf16 ? end->bf16_peak_gflops : end->peak_gflops;
+  const double a = bf16 ? start->bf16_peak_gflops : start->peak_gflops, b = bf16 ? end->bf16_peak_gflops : end->peak_gflops;
   return a > 0 ? fabs(b - a) / a : 0;
 }

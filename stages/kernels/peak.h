@@ -3,6 +3,7 @@
 #define SDC_PEAK_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "isa.h"
 
@@ -32,6 +33,9 @@ sdc_peak sdc_peak_measure(int bf16);
  * Haswell 190.3, avx512 FMA loop 420.2; 2 threads)" and the bf16 figures
  * when measured. */
 void sdc_peak_describe(const sdc_peak *p, char *buf, size_t n);
+
+/* The same figures as one JSON object (no newline), for --json outputs. */
+void sdc_peak_json(const sdc_peak *p, FILE *fp);
 
 /* How far the second measurement is from the first, as a fraction of the
  * first (peak_gflops, or bf16_peak_gflops when bf16): benchmarks measure
