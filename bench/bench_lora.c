@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r <= runs && !err; r++) { /* run 0 warms the arena */
       sdc_ops_flops_reset();
       double t0 = sdc_clock_mono_s();
-      err = sdc_unet_forward(base.u, &a, x, t, ctx, B, hw, hw, L, out);
+      err = sdc_unet_forward(base.u, &a, x, t, ctx, NULL, B, hw, hw, L, out);
       double dt = sdc_clock_mono_s() - t0;
       step_gf[si] = (double)sdc_ops_flops() / 1e9;
       if (r > 0 && dt < step_s[si]) step_s[si] = dt;

@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
   double best = 1e30, total = 0.0;
   for (int64_t s = 0; s < steps; s++) {
     double t0 = sdc_clock_mono_s();
-    if ((err = sdc_unet_forward(u, &a, x, t, ctx, batch, size, size, N, out))) {
+    if ((err = sdc_unet_forward(u, &a, x, t, ctx, NULL, batch, size, size, N, out))) {
       fprintf(stderr, "bench_unet: %s\n", sdc_errmsg(err));
       return 1;
     }

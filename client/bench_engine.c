@@ -146,7 +146,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
    * we measure */
   float *mean = calloc((size_t)(C * h * w), 4), *logvar = calloc((size_t)(C * h * w), 4);
   sdc_clip_encode(p->clip, a, ids, B, L, ctx);
-  sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+  sdc_unet_forward(p->unet, a, x, t, ctx, NULL, B, h, w, L, out);
   sdc_vae_decode(p->vae, a, x, 1, h, w, pix);
   if (mean && logvar) sdc_vae_encode(p->vae, a, pix, 1, height, width, mean, logvar);
   sdc_ops_flops_reset();
@@ -161,7 +161,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   sdc_ops_seconds_reset();
   for (int r = 0; r < runs; r++) {
     double t0 = sdc_clock_mono_s();
-    err |= sdc_unet_forward(p->unet, a, x, t, ctx, B, h, w, L, out);
+    err |= sdc_unet_forward(p->unet, a, x, t, ctx, NULL, B, h, w, L, out);
     tm[r] = sdc_clock_mono_s() - t0;
   }
   f = sdc_ops_flops() / (uint64_t)runs;
@@ -180,7 +180,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
     sdc_unet_acts acts;
     sdc_ops_flops_reset();
     double t0 = sdc_clock_mono_s();
-    int e = sdc_unet_down(p->unet, a, x, t, ctx, B, h, w, L, &acts);
+    int e = sdc_unet_down(p->unet, a, x, t, ctx, NULL, B, h, w, L, &acts);
     double t1 = sdc_clock_mono_s();
     fd += sdc_ops_flops(), sdc_ops_flops_reset();
     if (!e) e = sdc_unet_mid(p->unet, a, ctx, L, &acts); /* each shard reads the one before */

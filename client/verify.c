@@ -261,9 +261,10 @@ static void sdc__sched_case(sdc__verify *v, const char *name, const cJSON *c) {
   sdc_scheduler_free(s);
 }
 
-static int sdc__tokenizer_cases(sdc__verify *v, const char *model, const cJSON *prompts) {
+/* tok: "tok" (DIR/<model>/tokenizer) or "tok2" (SDXL's tokenizer_2). */
+static int sdc__tokenizer_cases(sdc__verify *v, const char *model, const cJSON *prompts, const char *tok_key) {
   char dir[1200], label[256], name[256];
-  snprintf(dir, sizeof dir, "%s/%s/tokenizer", v->ref, model);
+  snprintf(dir, sizeof dir, "%s/%s/%s", v->ref, model, strcmp(tok_key, "tok2") == 0 ? "tokenizer_2" : "tokenizer");
   sdc_tokenizer *tok = NULL;
   int err = sdc_tokenizer_load(&tok, dir);
   if (err) {
@@ -274,8 +275,8 @@ static int sdc__tokenizer_cases(sdc__verify *v, const char *model, const cJSON *
   int i = 0;
   const cJSON *p;
   cJSON_ArrayForEach(p, prompts) {
-    snprintf(name, sizeof name, "%s/tok/%d/ids", model, i);
-    snprintf(label, sizeof label, "%s tok/%d", model, i);
+    snprintf(name, sizeof name, "%s/%s/%d/ids", model, tok_key, i);
+    snprintf(label, sizeof label, "%s %s/%d", model, tok_key, i);
     i++;
     if (!sdc__selected(v, label)) continue;
     const sdc_st_entry *e = sdc__golden(v, name, SDC_I32);
@@ -307,9 +308,78 @@ static int sdc__tokenizer_cases(sdc__verify *v, const char *model, const cJSON *
   return SDC_OK;
 }
 
+/* SDXL: each encoder's penultimate state and the second's text_embeds from the golden ids, then the context
+ * the UNet receives from the prompts themselves (tokenizers included). */
+static void sdc__dual_text_cases(sdc__verify *v, sdc_model *m, const char *model, const char *layout,
+                                 const cJSON *prompts) {
+  char label[256], name[256];
+  sdc_weights w[2] = {0};
+  sdc_clip *clip[2] = {0};
+  sdc_tokenizer *tok = NULL, *tok2 = NULL;
+  int err = sdc_model_weights(m, SDC_COMP_TEXT_ENCODER, &w[0]);
+  if (!err) err = sdc_clip_load(&clip[0], &w[0], &m->clip, &v->opts);
+  if (!err) err = sdc_model_weights(m, SDC_COMP_TEXT_ENCODER_2, &w[1]);
+  if (!err) err = sdc_clip_load(&clip[1], &w[1], &m->clip2, &v->opts);
+  if (!err) err = sdc_text_tokenizers_load(m, &tok, &tok2);
+  if (err) {
+    snprintf(label, sizeof label, "%s [%s] text encoders", model, layout);
+    sdc__report_error(v, label, err);
+    goto done;
+  }
+  const sdc_text_models tm = {tok, tok2, clip[0], clip[1]};
+  const int64_t P = m->clip2.projection_dim, D = sdc_text_context_dim(&tm);
+  int n_prompts = cJSON_GetArraySize(prompts);
+  for (int i = 0; i < n_prompts; i++) {
+    for (int e = 0; e < 2; e++) {
+      const char *te = e ? "te2" : "te";
+      snprintf(label, sizeof label, "%s [%s] %s/%d/penultimate", model, layout, te, i);
+      if (!sdc__selected(v, label)) continue;
+      snprintf(name, sizeof name, "%s/%s/%d/ids", model, e ? "tok2" : "tok", i);
+      const sdc_st_entry *ids = sdc__golden(v, name, SDC_I32);
+      if (!ids) {
+        sdc__report_error(v, label, SDC_EMISSING);
+        continue;
+      }
+      const int64_t N = sdc_shape_numel(ids->ndim, ids->shape), Dh = clip[e]->cfg.hidden_size;
+      sdc_arena_mark mk = sdc_arena_get_mark(&v->arena);
+      float *hidden = sdc_arena_floats(&v->arena, N * Dh), *pooled = e ? sdc_arena_floats(&v->arena, P) : NULL;
+      err = hidden && (!e || pooled)
+                ? sdc_clip_encode_ex(clip[e], &v->arena, sdc_st_ptr(&v->goldens, ids), 1, N, 1, hidden, pooled)
+                : SDC_ENOMEM;
+      if (err) {
+        sdc__report_error(v, label, err);
+      } else {
+        snprintf(name, sizeof name, "%s/%s/%d/penultimate", model, te, i);
+        sdc__check(v, label, name, hidden, N * Dh);
+        if (e) {
+          snprintf(label, sizeof label, "%s [%s] te2/%d/text_embeds", model, layout, i);
+          snprintf(name, sizeof name, "%s/te2/%d/text_embeds", model, i);
+          sdc__check(v, label, name, pooled, P);
+        }
+      }
+      sdc_arena_reset(&v->arena, mk);
+    }
+    snprintf(label, sizeof label, "%s [%s] context/%d", model, layout, i);
+    const cJSON *p = cJSON_GetArrayItem(prompts, i);
+    if (!sdc__selected(v, label) || !cJSON_IsString(p)) continue;
+    const int64_t L = sdc_tokenizer_max_length(tok);
+    sdc_arena_mark mk = sdc_arena_get_mark(&v->arena);
+    float *ctx = sdc_arena_floats(&v->arena, L * D);
+    err = ctx ? sdc_text_encode(&tm, &v->arena, p->valuestring, NULL, ctx, NULL, NULL) : SDC_ENOMEM;
+    snprintf(name, sizeof name, "%s/context/%d", model, i);
+    if (err) sdc__report_error(v, label, err);
+    else sdc__check(v, label, name, ctx, L * D);
+    sdc_arena_reset(&v->arena, mk);
+  }
+done:
+  for (int e = 0; e < 2; e++) sdc_clip_free(clip[e]), sdc_weights_free(&w[e]);
+  sdc_tokenizer_free(tok), sdc_tokenizer_free(tok2);
+}
+
 static void sdc__text_encoder_cases(sdc__verify *v, sdc_model *m, const char *model, const char *layout,
                                     const cJSON *prompts) {
   char label[256], name[256];
+  if (m->has_text_encoder_2) return sdc__dual_text_cases(v, m, model, layout, prompts);
   sdc_weights w;
   sdc_clip *clip = NULL;
   int err = sdc_model_weights(m, SDC_COMP_TEXT_ENCODER, &w);
@@ -364,9 +434,22 @@ static void sdc__unet_case(sdc__verify *v, sdc_model *m, const char *model, cons
   float *ctx = sdc__golden_f32(v, name, &n_ctx, &ce);
   snprintf(name, sizeof name, "%s/timestep", pfx);
   float *t = sdc__golden_f32(v, name, &n_t, NULL);
+  /* text_time (SDXL): the pooled text_embeds and time ids the case gives */
+  float *temb_in = NULL, *tids = NULL;
+  const sdc_st_entry *te_e = NULL, *ti_e = NULL;
+  sdc_unet_added added = {0};
+  if (m->unet.add_text_time) {
+    snprintf(name, sizeof name, "%s/text_embeds", pfx);
+    temb_in = sdc__golden_f32(v, name, NULL, &te_e);
+    snprintf(name, sizeof name, "%s/time_ids", pfx);
+    tids = sdc__golden_f32(v, name, NULL, &ti_e);
+    if (te_e && ti_e && te_e->ndim == 2 && ti_e->ndim == 2)
+      added = (sdc_unet_added){temb_in, tids, te_e->shape[1], ti_e->shape[1]};
+  }
+  const sdc_unet_added *addp = m->unet.add_text_time ? &added : NULL;
   sdc_weights w[4] = {0};
   sdc_unet *down = NULL, *mid = NULL, *up = NULL, *whole = NULL;
-  int err = !sample || !ctx || !t ? SDC_EMISSING : SDC_OK;
+  int err = !sample || !ctx || !t || (addp && !added.text_embeds) ? SDC_EMISSING : SDC_OK;
   if (!err && (se->ndim != 4 || ce->ndim != 3 || n_t != se->shape[0] || ce->shape[0] != se->shape[0]))
     err = sdc_seterr(SDC_ESHAPE, "%s: inconsistent sample/context/timestep shapes", pfx);
   if (!err) err = sdc__unet_shard(v, m, SDC_UNET_DOWN, &w[0], &down);
@@ -381,7 +464,7 @@ static void sdc__unet_case(sdc__verify *v, sdc_model *m, const char *model, cons
   sdc_arena_mark mk = sdc_arena_get_mark(&v->arena);
   sdc_unet_acts acts;
   /* unet-down from the case inputs */
-  if ((err = sdc_unet_down(down, &v->arena, sample, t, ctx, B, H, W, Nctx, &acts))) {
+  if ((err = sdc_unet_down(down, &v->arena, sample, t, ctx, addp, B, H, W, Nctx, &acts))) {
     sdc__report_error(v, label, err);
     goto reset;
   }
@@ -422,7 +505,7 @@ static void sdc__unet_case(sdc__verify *v, sdc_model *m, const char *model, cons
       sdc__check(v, label, name, pred, n_sample);
     }
     /* and the whole UNet in one call */
-    if (!err && !(err = sdc_unet_forward(whole, &v->arena, sample, t, ctx, B, H, W, Nctx, pred))) {
+    if (!err && !(err = sdc_unet_forward(whole, &v->arena, sample, t, ctx, addp, B, H, W, Nctx, pred))) {
       snprintf(label, sizeof label, "%s [%s] unet/%s/out (whole)", model, layout, c);
       sdc__check(v, label, name, pred, n_sample);
     }
@@ -434,11 +517,12 @@ reset:
 done:
   sdc_unet_free(down), sdc_unet_free(mid), sdc_unet_free(up), sdc_unet_free(whole);
   for (int i = 0; i < 4; i++) sdc_weights_free(&w[i]);
-  free(sample), free(ctx), free(t);
+  free(sample), free(ctx), free(t), free(temb_in), free(tids);
 }
 
+/* enc: the case has an encoder part too (enc_input, enc_mean, enc_logvar). */
 static void sdc__vae_case(sdc__verify *v, sdc_model *m, sdc_vae *vae, const char *model, const char *layout,
-                          const char *c) {
+                          const char *c, int enc) {
   char label[256], name[256];
   snprintf(label, sizeof label, "%s [%s] vae/%s/decoded", model, layout, c);
   const sdc_st_entry *e;
@@ -462,7 +546,7 @@ static void sdc__vae_case(sdc__verify *v, sdc_model *m, sdc_vae *vae, const char
     free(z);
   }
   snprintf(label, sizeof label, "%s [%s] vae/%s/enc_mean", model, layout, c);
-  if (sdc__selected(v, label)) {
+  if (enc && sdc__selected(v, label)) {
     snprintf(name, sizeof name, "%s/vae/%s/enc_input", model, c);
     float *x = sdc__golden_f32(v, name, &n, &e);
     if (!x || e->ndim != 4) {
@@ -488,7 +572,7 @@ static void sdc__vae_case(sdc__verify *v, sdc_model *m, sdc_vae *vae, const char
 }
 
 static void sdc__model_cases(sdc__verify *v, const char *model, const cJSON *spec, const char *layout) {
-  char path[1200], cfgdir[1200], label[256];
+  char path[1200], cfgdir[1200], label[256], name[300];
   snprintf(cfgdir, sizeof cfgdir, "%s/%s", v->ref, model);
   int single = strcmp(layout, "single_file") == 0;
   if (single) snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v->ref, model);
@@ -505,6 +589,23 @@ static void sdc__model_cases(sdc__verify *v, const char *model, const cJSON *spe
   const cJSON *cases = cJSON_GetObjectItemCaseSensitive(spec, "unet_cases"), *c;
   cJSON_ArrayForEach(c, cases) sdc__unet_case(v, &m, model, layout, c->string);
   cases = cJSON_GetObjectItemCaseSensitive(spec, "vae_cases");
+  /* a manifest without vae_cases (the SDXL one) still has <model>/vae/<c>/latent goldens: each is a case */
+  cJSON *found = NULL;
+  if (!cases) {
+    found = cJSON_CreateObject();
+    char pfx[300];
+    const int np = snprintf(pfx, sizeof pfx, "%s/vae/", model);
+    for (int64_t i = 0; found && i < v->goldens.n_entries; i++) {
+      const char *n = v->goldens.entries[i].name, *slash = strncmp(n, pfx, (size_t)np) == 0 ? strchr(n + np, '/') : NULL;
+      if (slash && strcmp(slash, "/latent") == 0) {
+        char cname[64];
+        snprintf(cname, sizeof cname, "%.*s", (int)(slash - n - np), n + np);
+        snprintf(name, sizeof name, "%s/vae/%s/enc_input", model, cname);
+        cJSON_AddBoolToObject(found, cname, sdc_st_find(&v->goldens, name) != NULL);
+      }
+    }
+    cases = found;
+  }
   if (cJSON_GetArraySize(cases) > 0) {
     sdc_weights w;
     sdc_vae *vae = NULL;
@@ -514,11 +615,12 @@ static void sdc__model_cases(sdc__verify *v, const char *model, const cJSON *spe
       snprintf(label, sizeof label, "%s [%s] vae", model, layout);
       sdc__report_error(v, label, err);
     } else {
-      cJSON_ArrayForEach(c, cases) sdc__vae_case(v, &m, vae, model, layout, c->string);
+      cJSON_ArrayForEach(c, cases) sdc__vae_case(v, &m, vae, model, layout, c->string, !found || cJSON_IsTrue(c));
     }
     sdc_vae_free(vae);
     sdc_weights_free(&w);
   }
+  cJSON_Delete(found);
   sdc_model_close(&m);
 }
 
@@ -580,6 +682,12 @@ static void sdc__image_checks(sdc__verify *v, const char *label0, const char *gp
   ok ? v->n_pass++ : v->n_fail++;
 }
 
+/* Entry i of a case's [a, b] list (SDXL's sizes), 0 when absent. */
+static int64_t sdc__pair(const cJSON *c, const char *key, int i) {
+  const cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, key), i);
+  return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
 /* A golden case's request parameters (goldens.json names them as diffusers' pipeline arguments); the strings
  * stay the case's. Strength is 1 where the case gives none (it only matters with an init image). */
 static sdc_gen_params sdc__case_params(const cJSON *c) {
@@ -596,6 +704,12 @@ static sdc_gen_params sdc__case_params(const cJSON *c) {
       .scheduler = cJSON_IsString(sch) ? sdc_sched_parse_name(sch->valuestring) : -1,
       .num_images = cJSON_IsNumber(ni) ? (int64_t)ni->valuedouble : 1,
       .strength = cJSON_IsNumber(st) ? st->valuedouble : 1.0,
+      .prompt_2 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "prompt_2")),
+      .negative_prompt_2 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "negative_prompt_2")),
+      .original_size = {sdc__pair(c, "original_size", 0), sdc__pair(c, "original_size", 1)},
+      .target_size = {sdc__pair(c, "target_size", 0), sdc__pair(c, "target_size", 1)},
+      .has_crop = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(c, "crops_coords_top_left")),
+      .crops_coords_top_left = {sdc__pair(c, "crops_coords_top_left", 0), sdc__pair(c, "crops_coords_top_left", 1)},
   };
 }
 
@@ -773,6 +887,35 @@ static void sdc__verify_usage(FILE *fp) {
           SDC_BF16_PSNR_MIN_DB);
 }
 
+/* Python's json.dump writes the non-finite floats of a scheduler config (lambda_min_clipped: -inf) as bare
+ * -Infinity / Infinity / NaN, which JSON (and cJSON) does not have. Outside strings they become the strings
+ * "-inf" / "inf" and null, which the scheduler config parser reads as those values. In place: each
+ * replacement is no longer than its token, padded with spaces. */
+static void sdc__json_nonfinite(char *s) {
+  static const struct { const char *tok, *to; } reps[] = {{"-Infinity", "\"-inf\""}, {"Infinity", "\"inf\""}, {"NaN", "null"}};
+  int in_str = 0;
+  for (char *p = s; *p; p++) {
+    if (in_str) {
+      if (*p == '\\' && p[1]) p++;
+      else if (*p == '"') in_str = 0;
+      continue;
+    }
+    if (*p == '"') {
+      in_str = 1;
+      continue;
+    }
+    for (size_t i = 0; i < sizeof reps / sizeof *reps; i++) {
+      const size_t n = strlen(reps[i].tok), m = strlen(reps[i].to);
+      if (strncmp(p, reps[i].tok, n) == 0) {
+        memcpy(p, reps[i].to, m);
+        memset(p + m, ' ', n - m);
+        p += n - 1;
+        break;
+      }
+    }
+  }
+}
+
 /* Reads DIR/goldens.json and opens DIR/goldens.safetensors into v. */
 static int sdc__verify_open(sdc__verify *v, const char *ref) {
   char path[1200];
@@ -781,6 +924,7 @@ static int sdc__verify_open(sdc__verify *v, const char *ref) {
   snprintf(path, sizeof path, "%s/goldens.json", ref);
   int err = sdc_read_file(path, &json, NULL);
   if (!err) {
+    sdc__json_nonfinite(json);
     v->manifest = cJSON_Parse(json);
     if (!cJSON_IsObject(v->manifest)) err = sdc_seterr(SDC_EFORMAT, "%s: not a JSON object", path);
   }
@@ -911,7 +1055,9 @@ int sdc_cmd_verify(int argc, char **argv) {
       continue;
     }
     const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(spec, "prompts");
-    if (cJSON_IsArray(prompts)) sdc__tokenizer_cases(&v, model, prompts);
+    if (cJSON_IsArray(prompts)) sdc__tokenizer_cases(&v, model, prompts, "tok");
+    snprintf(path, sizeof path, "%s/%s/tokenizer_2", v.ref, model);
+    if (cJSON_IsArray(prompts) && access(path, F_OK) == 0) sdc__tokenizer_cases(&v, model, prompts, "tok2");
     sdc__model_cases(&v, model, spec, "diffusers");
     sdc__pipeline_cases(&v, model, spec, "diffusers");
     snprintf(path, sizeof path, "%s/%s/single_file.safetensors", v.ref, model);

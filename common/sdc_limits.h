@@ -26,6 +26,7 @@
 #define SDC_MAX_IMAGE_KEY 512                /* bytes of a Redis key a job names for init_image / mask */
 #define SDC_IMAGE_KEY_TTL_S 3600             /* sdc submit --init-image: the uploaded bytes expire after this */
 #define SDC_MAX_CONTEXT_TOKENS 1024             /* text-encoder sequence length a worker accepts */
+#define SDC_MAX_MICRO_COND 16384                /* SDXL original_size / crop / target_size values */
 #define SDC_MAX_LATENT_SIDE (SDC_MAX_IMAGE_SIDE / 8 * 2) /* latent cells per side a worker accepts */
 
 /* ---- results ---- */

@@ -75,10 +75,10 @@ static void test_unet_arch(const char *tmp, int which, int64_t H, int64_t W) {
   sdc_test_fill(ctx, B * Nctx * cfg.cross_attention_dim, 8);
   sdc_arena a;
   sdc_arena_init(&a, 0);
-  CHECK(sdc_unet_forward(u, &a, x, t, ctx, B, H, W, Nctx, whole) == 0, "whole unet %d: %s", which, sdc_errmsg(-1));
+  CHECK(sdc_unet_forward(u, &a, x, t, ctx, NULL, B, H, W, Nctx, whole) == 0, "whole unet %d: %s", which, sdc_errmsg(-1));
   sdc_unet_acts acts, shapes;
   sdc_unet_shapes(&cfg, H, W, &shapes);
-  CHECK(sdc_unet_down(down, &a, x, t, ctx, B, H, W, Nctx, &acts) == 0, "down: %s", sdc_errmsg(-1));
+  CHECK(sdc_unet_down(down, &a, x, t, ctx, NULL, B, H, W, Nctx, &acts) == 0, "down: %s", sdc_errmsg(-1));
   CHECK(acts.n_skips == shapes.n_skips && acts.C == shapes.C && acts.H == shapes.H && acts.W == shapes.W,
         "unet %d: shard shapes disagree with sdc_unet_shapes", which);
   CHECK(sdc_unet_mid(mid, &a, ctx, Nctx, &acts) == 0, "mid: %s", sdc_errmsg(-1));
@@ -87,7 +87,7 @@ static void test_unet_arch(const char *tmp, int which, int64_t H, int64_t W) {
   CHECK(memcmp(whole, split, (size_t)n_out * 4) == 0, "unet %d: shards from the file differ from the whole", which);
   /* the time embedding must matter: another timestep, another prediction */
   float t2[2] = {500.0f, 500.0f};
-  CHECK(sdc_unet_forward(u, &a, x, t2, ctx, B, H, W, Nctx, split) == 0, "second timestep");
+  CHECK(sdc_unet_forward(u, &a, x, t2, ctx, NULL, B, H, W, Nctx, split) == 0, "second timestep");
   CHECK(sdc_test_rel_err(split, whole, n_out) > 1e-4, "unet %d ignores the timestep", which);
   printf("unet arch %d: %d blocks, latent %lldx%lld, %lld tensors, %lld skips: ok\n", which, cfg.n_blocks, (long long)H,
          (long long)W, (long long)sdc_weights_n_recorded(&rec), (long long)acts.n_skips);

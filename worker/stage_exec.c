@@ -289,7 +289,7 @@ static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, s
     return sdc_seterr(SDC_EPROTOCOL, "unet-down: sample [%lld, %lld, %lld, %lld], context batch %lld, %zu timesteps disagree",
                       (long long)B, (long long)sd[1], (long long)H, (long long)W, (long long)cd[0], r->n_timestep);
   sdc_unet_acts acts;
-  if ((err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, B, H, W, cd[1], &acts))) return err;
+  if ((err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, NULL, B, H, W, cd[1], &acts))) return err;
   const Sdcpb__DType dt = sdc__wire_dtype(r);
   void *buf;
   if ((err = sdc_wire_tensor_set(&res->hidden, acts.h, 4, (int64_t[]){B, acts.C, acts.H, acts.W}, dt, &buf))) return err;

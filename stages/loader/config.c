@@ -153,7 +153,20 @@ int sdc_unet_config_parse(sdc_unet_config *cfg, const char *json, const char *la
     sdc_json_fail(&c, "attention_type", "only 'default' is supported");
   if (sdc_json_num(&c, "resnet_out_scale_factor", 1.0) != 1.0)
     sdc_json_fail(&c, "resnet_out_scale_factor", "only 1.0 is supported");
-  static const char *const absent[] = {"class_embed_type", "addition_embed_type", "time_cond_proj_dim",
+  const char *add = sdc_json_str(&c, "addition_embed_type", NULL);
+  if (add && strcmp(add, "text_time") == 0) {
+    cfg->add_text_time = 1;
+    cfg->addition_time_embed_dim = sdc_json_int(&c, "addition_time_embed_dim", 256, 2, 1 << 16);
+    cfg->projection_class_embeddings_input_dim =
+        sdc_json_int(&c, "projection_class_embeddings_input_dim", 0, 1, 1 << 20);
+    if (!c.err && cfg->addition_time_embed_dim % 2)
+      sdc_json_fail(&c, "addition_time_embed_dim", "must be even (sin and cos halves)");
+  } else if (add && !c.err) {
+    char why[160];
+    snprintf(why, sizeof why, "'%s' is not supported by this engine (null or 'text_time')", add);
+    sdc_json_fail(&c, "addition_embed_type", why);
+  }
+  static const char *const absent[] = {"class_embed_type", "time_cond_proj_dim",
                                        "encoder_hid_dim", "num_class_embeds", "only_cross_attention",
                                        "dual_cross_attention", "center_input_sample", "cross_attention_norm",
                                        "timestep_post_act", "time_embedding_act_fn", "resnet_skip_time_act",
@@ -217,6 +230,13 @@ int sdc_clip_config_parse(sdc_clip_config *cfg, const char *json, const char *la
   if (strcmp(act, "quick_gelu") == 0) cfg->act = SDC_ACT_QUICK_GELU;
   else if (strcmp(act, "gelu") == 0) cfg->act = SDC_ACT_GELU;
   else sdc_json_fail(&c, "hidden_act", "expected 'quick_gelu' or 'gelu'");
+  cfg->eos_token_id = sdc_json_int(&c, "eos_token_id", 2, 0, 1 << 24);
+  /* transformers names the class in "architectures"; the projection only exists in the WithProjection one */
+  const cJSON *arch = sdc_json_item(&c, "architectures");
+  if (arch && !cJSON_IsArray(arch)) sdc_json_fail(&c, "architectures", "expected a list of class names");
+  const cJSON *a0 = cJSON_GetArrayItem(arch, 0);
+  cfg->with_projection = cJSON_IsString(a0) && strcmp(a0->valuestring, "CLIPTextModelWithProjection") == 0;
+  cfg->projection_dim = sdc_json_int(&c, "projection_dim", 512, 1, 1 << 16);
   if (!c.err && cfg->hidden_size % cfg->n_heads) sdc_json_fail(&c, "num_attention_heads", "does not divide hidden_size");
   err = c.err;
   cJSON_Delete(root);

@@ -8,6 +8,8 @@
 #include "file.h"
 
 #define SDC_MAX_BLOCKS 8
+/* SDXL's micro-conditioning: original size (h, w), crop top-left (top, left), target size (h, w) */
+#define SDC_TIME_IDS 6
 
 typedef enum { SDC_BLOCK_PLAIN, SDC_BLOCK_CROSS_ATTN } sdc_block_kind;
 
@@ -32,6 +34,11 @@ typedef struct {
   double mid_block_scale_factor;
   int64_t time_embed_dim;     /* time_embedding_dim or 4 * block_out_channels[0] */
   int64_t sample_size;
+  /* addition_embed_type "text_time" (SDXL): the sinusoidal embedding (addition_time_embed_dim wide) of each
+   * time id, after the pooled text embedding, through add_embedding (linear, SiLU, linear) into temb */
+  int add_text_time;
+  int64_t addition_time_embed_dim;
+  int64_t projection_class_embeddings_input_dim;
 } sdc_unet_config;
 
 typedef struct {
@@ -53,6 +60,10 @@ typedef struct {
   int64_t vocab_size, hidden_size, intermediate_size, n_layers, n_heads, max_positions;
   sdc_act act;
   double layer_norm_eps;
+  int with_projection;    /* CLIPTextModelWithProjection: text_projection (projection_dim x hidden_size, no bias) */
+  int64_t projection_dim;
+  int64_t eos_token_id;   /* where the pooled state is read: 2 (legacy configs) means the highest id, else the
+                           * first position holding this id, as transformers does */
 } sdc_clip_config;
 
 /* Each parser reads a diffusers/transformers config.json. `label` names the

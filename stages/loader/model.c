@@ -14,7 +14,7 @@
 #include "error.h"
 #include "crc32c.h"
 
-static const char *const sdc__comp_dirs[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
+static const char *const sdc__comp_dirs[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder", "text_encoder_2"};
 
 static int sdc__is_dir(const char *p) {
   struct stat st;
@@ -27,8 +27,66 @@ static int sdc__load_config(sdc_model *m, sdc_component comp, const char *json, 
   switch (comp) {
     case SDC_COMP_UNET: return sdc_unet_config_parse(&m->unet, json, label);
     case SDC_COMP_VAE: return sdc_vae_config_parse(&m->vae, json, label);
+    case SDC_COMP_TEXT_ENCODER_2: return sdc_clip_config_parse(&m->clip2, json, label);
     default: return sdc_clip_config_parse(&m->clip, json, label);
   }
+}
+
+/* Whether the model has component c (the second text encoder is SDXL's only). */
+static int sdc__has_comp(const sdc_model *m, int c) { return c != SDC_COMP_TEXT_ENCODER_2 || m->has_text_encoder_2; }
+
+int64_t sdc_model_context_dim(const sdc_model *m) {
+  return m->clip.hidden_size + (m->has_text_encoder_2 ? m->clip2.hidden_size : 0);
+}
+
+int64_t sdc_model_pooled_dim(const sdc_model *m) {
+  return m->has_text_encoder_2 && m->unet.add_text_time ? m->clip2.projection_dim : 0;
+}
+
+/* The parts must fit together: SDXL's UNet takes both encoders' states and the pooled embedding with six
+ * time ids (original size, crop top-left, target size). Errors name the field. */
+static int sdc__check_parts(const sdc_model *m, const char *where) {
+  const sdc_unet_config *u = &m->unet;
+  if (u->add_text_time && !m->has_text_encoder_2)
+    return sdc_seterr(SDC_ECONFIG, "%s: the unet's addition_embed_type 'text_time' needs a second text encoder "
+                      "(text_encoder_2, as SDXL has); the model has one", where);
+  if (!m->has_text_encoder_2) return SDC_OK;
+  if (!m->clip2.with_projection)
+    return sdc_seterr(SDC_ECONFIG, "%s: text_encoder_2 is not a CLIPTextModelWithProjection (architectures)", where);
+  if (u->cross_attention_dim != sdc_model_context_dim(m))
+    return sdc_seterr(SDC_ECONFIG, "%s: unet cross_attention_dim %lld is not the two text encoders' widths %lld + %lld",
+                      where, (long long)u->cross_attention_dim, (long long)m->clip.hidden_size,
+                      (long long)m->clip2.hidden_size);
+  if (!u->add_text_time)
+    return sdc_seterr(SDC_ECONFIG, "%s: two text encoders but the unet's addition_embed_type is not 'text_time'", where);
+  const int64_t want = m->clip2.projection_dim + SDC_TIME_IDS * u->addition_time_embed_dim;
+  if (u->projection_class_embeddings_input_dim != want)
+    return sdc_seterr(SDC_ECONFIG,
+                      "%s: unet projection_class_embeddings_input_dim %lld, expected %lld (text_embeds %lld + %d time "
+                      "ids x %lld)", where, (long long)u->projection_class_embeddings_input_dim, (long long)want,
+                      (long long)m->clip2.projection_dim, SDC_TIME_IDS, (long long)u->addition_time_embed_dim);
+  return SDC_OK;
+}
+
+/* model_index.json: whether the pipeline has a second text encoder, and force_zeros_for_empty_prompt (the
+ * SDXL pipeline's default is true). */
+static int sdc__read_model_index(sdc_model *m, const char *path) {
+  char *json;
+  int err = sdc_read_file(path, &json, NULL);
+  if (err) return err;
+  cJSON *root = cJSON_Parse(json);
+  free(json);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return sdc_seterr(SDC_ECONFIG, "%s: not a JSON object", path);
+  }
+  const cJSON *te2 = cJSON_GetObjectItemCaseSensitive(root, "text_encoder_2");
+  m->has_text_encoder_2 = cJSON_IsArray(te2) && cJSON_IsString(cJSON_GetArrayItem(te2, 0));
+  const cJSON *fz = cJSON_GetObjectItemCaseSensitive(root, "force_zeros_for_empty_prompt");
+  m->force_zeros_for_empty_prompt = fz ? cJSON_IsTrue(fz) : m->has_text_encoder_2;
+  if (fz && !cJSON_IsBool(fz)) err = sdc_seterr(SDC_ECONFIG, "%s: force_zeros_for_empty_prompt: expected true or false", path);
+  cJSON_Delete(root);
+  return err;
 }
 
 /* Reads <dir>/<component>/config.json (and the scheduler's) into m. */
@@ -36,21 +94,26 @@ static int sdc__load_folder_configs(sdc_model *m, const char *dir) {
   char p[1200];
   snprintf(p, sizeof p, "%s/model_index.json", dir);
   if (!sdc__exists(p)) return sdc_seterr(SDC_EIO, "%s: not a diffusers model folder (no model_index.json)", dir);
+  int err = sdc__read_model_index(m, p);
+  if (err) return err;
   for (int c = 0; c < SDC_COMP_COUNT; c++) {
+    if (!sdc__has_comp(m, c)) continue;
     char *json;
     snprintf(p, sizeof p, "%s/%s/config.json", dir, sdc__comp_dirs[c]);
-    int err = sdc_read_file(p, &json, NULL);
+    err = sdc_read_file(p, &json, NULL);
     if (err) return err;
     err = sdc__load_config(m, (sdc_component)c, json, p);
     free(json);
     if (err) return err;
   }
+  if ((err = sdc__check_parts(m, dir))) return err;
   snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);
   return sdc_read_file(p, &m->scheduler_json, NULL);
 }
 
 static int sdc__load_std_configs(sdc_model *m) {
   for (int c = 0; c < SDC_COMP_COUNT; c++) {
+    if (!sdc__has_comp(m, c)) continue;
     const char *json = sdc_checkpoint_std_config(m->family, sdc__comp_dirs[c]);
     char label[96];
     snprintf(label, sizeof label, "built-in %s %s config", sdc_family_name(m->family), sdc__comp_dirs[c]);
@@ -136,6 +199,7 @@ static int sdc__component_file(const sdc_model *m, sdc_component comp, char *out
       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"},
       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"},
       {"model.safetensors", "model.fp16.safetensors"},
+      {"model.safetensors", "model.fp16.safetensors"},
   };
   for (int i = 0; i < 2; i++) {
     snprintf(out, n, "%s/%s/%s", m->path, sdc__comp_dirs[comp], names[comp][i]);
@@ -150,12 +214,15 @@ static int sdc__component_file(const sdc_model *m, sdc_component comp, char *out
 
 int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w) {
   memset(w, 0, sizeof *w);
+  if ((unsigned)comp >= SDC_COMP_COUNT || !sdc__has_comp(m, comp))
+    return sdc_seterr(SDC_EINVAL, "%s: the model has no %s", m->path,
+                      (unsigned)comp < SDC_COMP_COUNT ? sdc__comp_dirs[comp] : "such component");
   if (m->single_file) {
-    static const char *const comps[SDC_COMP_COUNT] = {"unet", "vae", "text_encoder"};
     const void *cfg = comp == SDC_COMP_UNET ? (const void *)&m->unet
                       : comp == SDC_COMP_VAE ? (const void *)&m->vae
+                      : comp == SDC_COMP_TEXT_ENCODER_2 ? (const void *)&m->clip2
                                              : (const void *)&m->clip;
-    int err = sdc_checkpoint_weights(w, &m->files[0], m->family, comps[comp], cfg);
+    int err = sdc_checkpoint_weights(w, &m->files[0], m->family, sdc__comp_dirs[comp], cfg);
     if (!err && comp == SDC_COMP_UNET) w->unet_cfg = &m->unet;
     return err;
   }
@@ -173,6 +240,12 @@ int sdc_model_weights(sdc_model *m, sdc_component comp, sdc_weights *w) {
 
 const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n) {
   if (m->config_dir[0]) snprintf(buf, n, "%s/tokenizer", m->config_dir);
+  else if (n) buf[0] = 0;
+  return buf;
+}
+
+const char *sdc_model_tokenizer2_dir(const sdc_model *m, char *buf, size_t n) {
+  if (m->config_dir[0]) snprintf(buf, n, "%s/tokenizer_2", m->config_dir);
   else if (n) buf[0] = 0;
   return buf;
 }
@@ -208,10 +281,12 @@ int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, 
   uint32_t fp = sdc_crc32c(&m->unet, sizeof m->unet);
   fp ^= sdc_crc32c(&m->vae, sizeof m->vae) * 31u;
   fp ^= sdc_crc32c(&m->clip, sizeof m->clip) * 131u;
+  if (m->has_text_encoder_2) fp ^= sdc_crc32c(&m->clip2, sizeof m->clip2) * 257u ^ (uint32_t)m->force_zeros_for_empty_prompt;
   if (m->scheduler_json) fp ^= sdc_crc32c(m->scheduler_json, strlen(m->scheduler_json)) * 1031u;
   /* every weight byte: two models with the same configs and other weights make other images */
   uint32_t wfp = 0;
   for (int c = 0; c < (m->single_file ? 1 : SDC_COMP_COUNT); c++) {
+    if (!sdc__has_comp(m, c)) continue;
     char p[1200];
     uint32_t crc;
     int err = SDC_OK;

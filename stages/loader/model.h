@@ -7,7 +7,8 @@
 #include "safetensors.h"
 #include "weights.h"
 
-typedef enum { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT_ENCODER, SDC_COMP_COUNT } sdc_component;
+/* SDC_COMP_TEXT_ENCODER_2: SDXL's second text encoder (CLIPTextModelWithProjection); absent in SD 1.x/2.x */
+typedef enum { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT_ENCODER, SDC_COMP_TEXT_ENCODER_2, SDC_COMP_COUNT } sdc_component;
 
 typedef struct {
   char path[1024];        /* what the user named */
@@ -17,6 +18,11 @@ typedef struct {
   sdc_unet_config unet;
   sdc_vae_config vae;
   sdc_clip_config clip;
+  /* SDXL: a second tokenizer and text encoder; the context is both penultimate states side by side and the
+   * pooled text_embeds come from the second (docs/engine.md, "SDXL") */
+  int has_text_encoder_2;
+  sdc_clip_config clip2;
+  int force_zeros_for_empty_prompt; /* model_index.json: no negative prompt under guidance = zero conditioning */
   char *scheduler_json;   /* scheduler_config.json text (heap), or a built-in one */
   sdc_ckpt_facts facts;   /* single files without --config: inpainting, prediction type and why */
   int configs_inferred;   /* single files without --config: the shapes differ from the family's built-in configs */
@@ -47,6 +53,15 @@ int sdc_model_fingerprint(const sdc_model *m, const char *precision, char *out, 
 /* The tokenizer folder ("<config_dir>/tokenizer") into buf, or "" when the
  * built-in vocabulary applies (see sdc_model_pad_token). */
 const char *sdc_model_tokenizer_dir(const sdc_model *m, char *buf, size_t n);
+
+/* The second tokenizer's folder ("<config_dir>/tokenizer_2"), or "" for the built-in vocabulary padded
+ * with "!" (as SDXL's second tokenizer pads). */
+const char *sdc_model_tokenizer2_dir(const sdc_model *m, char *buf, size_t n);
+
+/* Width of the context the UNet attends to: the text encoder's hidden size, or the two encoders' together. */
+int64_t sdc_model_context_dim(const sdc_model *m);
+/* Width of the pooled text embedding the UNet takes (SDXL's text_embeds), 0 when it takes none. */
+int64_t sdc_model_pooled_dim(const sdc_model *m);
 
 /* The pad token of the built-in vocabulary for this model: "!" for SD 2.x
  * (OpenCLIP pads with id 0), NULL for SD 1.x (pads with <|endoftext|>). */

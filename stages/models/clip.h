@@ -20,6 +20,7 @@ typedef struct {
   sdc_load_opts opts; /* as loaded */
   const float *tok_emb, *pos_emb, *final_w, *final_b;
   sdc__clip_layer *layers;
+  const float *proj_w; /* (projection_dim, hidden_size), f32; NULL without a projection */
 } sdc_clip;
 
 /* Loads from w (diffusers/transformers names "text_model.*"), which must outlive
@@ -32,5 +33,12 @@ void sdc_clip_free(sdc_clip *c);
  * after the final layer norm, causal attention. An id outside the vocabulary
  * is SDC_EINVAL naming it. */
 int sdc_clip_encode(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t B, int64_t N, float *hidden);
+
+/* The same with SDXL's outputs: penultimate != 0 writes hidden_states[-2] (the input of the last layer, no
+ * final layer norm) to hidden instead; pooled (B, projection_dim), when non-NULL, gets the final-normed state
+ * at the end-of-text token times text_projection (CLIPTextModelWithProjection's text_embeds; SDC_EINVAL
+ * when the model has no projection). */
+int sdc_clip_encode_ex(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t B, int64_t N, int penultimate,
+                       float *hidden, float *pooled);
 
 #endif

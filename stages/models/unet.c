@@ -71,6 +71,13 @@ int sdc_unet_load(sdc_unet **out, sdc_weights *w, const sdc_unet_config *c, unsi
     u->time_b1 = sdc_weights_get(w, "time_embedding.linear_1.bias", 1, (int64_t[]){temb});
     u->time_w2 = sdc_wget_linear(w, SDC_WT_F32, "time_embedding", "linear_2.weight", temb, temb, 0);
     u->time_b2 = sdc_weights_get(w, "time_embedding.linear_2.bias", 1, (int64_t[]){temb});
+    if (c->add_text_time) {
+      const int64_t pin = c->projection_class_embeddings_input_dim;
+      u->add_w1 = sdc_wget_linear(w, SDC_WT_F32, "add_embedding", "linear_1.weight", temb, pin, 0);
+      u->add_b1 = sdc_weights_get(w, "add_embedding.linear_1.bias", 1, (int64_t[]){temb});
+      u->add_w2 = sdc_wget_linear(w, SDC_WT_F32, "add_embedding", "linear_2.weight", temb, temb, 0);
+      u->add_b2 = sdc_weights_get(w, "add_embedding.linear_2.bias", 1, (int64_t[]){temb});
+    }
     for (int i = 0; i < nb; i++) {
       sdc__unet_block *b = &u->down[i];
       for (int64_t j = 0; j < b->n_layers; j++) {
@@ -174,10 +181,42 @@ static void sdc__timestep_embedding(float *out, const float *t, int64_t B, int64
   }
 }
 
+/* diffusers' get_aug_embed for "text_time": add_embedding(concat(text_embeds, flatten(add_time_proj(time_ids))))
+ * added to temb (B, T). */
+static int sdc__add_text_time(const sdc_unet *u, sdc_arena *a, const sdc_unet_added *ad, int64_t B, float *temb) {
+  const sdc_unet_config *c = &u->cfg;
+  const int64_t T = c->time_embed_dim, E = c->addition_time_embed_dim, P = c->projection_class_embeddings_input_dim;
+  if (!ad || !ad->text_embeds || !ad->time_ids)
+    return sdc_seterr(SDC_EINVAL, "unet-down: this UNet (addition_embed_type 'text_time') needs text_embeds and time_ids");
+  if (ad->text_dim < 1 || ad->n_time_ids < 1 || ad->text_dim + ad->n_time_ids * E != P)
+    return sdc_seterr(SDC_EINVAL,
+                      "unet-down: text_embeds width %lld and %lld time ids x %lld do not make "
+                      "projection_class_embeddings_input_dim %lld",
+                      (long long)ad->text_dim, (long long)ad->n_time_ids, (long long)E, (long long)P);
+  float *in, *h1, *h2;
+  SDC__ALLOC(in, a, B * P);
+  SDC__ALLOC(h1, a, B * T);
+  SDC__ALLOC(h2, a, B * T);
+  for (int64_t b = 0; b < B; b++) {
+    float *row = in + b * P;
+    memcpy(row, ad->text_embeds + b * ad->text_dim, (size_t)ad->text_dim * sizeof *row);
+    sdc__timestep_embedding(row + ad->text_dim, ad->time_ids + b * ad->n_time_ids, ad->n_time_ids, E,
+                            c->flip_sin_to_cos, c->freq_shift);
+  }
+  int err = sdc_linear_wt(a, h1, in, &u->add_w1, u->add_b1, B, P, T);
+  if (err) return err;
+  sdc_silu(h1, B * T);
+  if ((err = sdc_linear_wt(a, h2, h1, &u->add_w2, u->add_b2, B, T, T))) return err;
+  sdc_add(temb, h2, B * T);
+  return SDC_OK;
+}
+
 int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const float *timestep, const float *ctx,
-                  int64_t B, int64_t H, int64_t W, int64_t Nctx, sdc_unet_acts *acts) {
+                  const sdc_unet_added *added, int64_t B, int64_t H, int64_t W, int64_t Nctx, sdc_unet_acts *acts) {
   const sdc_unet_config *c = &u->cfg;
   if (!(u->parts & SDC_UNET_DOWN)) return sdc_seterr(SDC_EINVAL, "unet-down: weights of this shard are not loaded");
+  if (added && !c->add_text_time)
+    return sdc_seterr(SDC_EINVAL, "unet-down: text_embeds/time_ids given to a UNet without an addition embedding");
   sdc_unet_shapes(c, H, W, acts);
   acts->B = B;
   const int64_t C0 = c->block_out_channels[0], T = c->time_embed_dim;
@@ -190,6 +229,7 @@ int sdc_unet_down(const sdc_unet *u, sdc_arena *a, const float *sample, const fl
   if (err) return err;
   sdc_silu(t1, B * T);
   if ((err = sdc_linear_wt(a, acts->temb, t1, &u->time_w2, u->time_b2, B, T, T))) return err;
+  if (c->add_text_time && (err = sdc__add_text_time(u, a, added, B, acts->temb))) return err;
   /* resnets take SiLU(temb); computed once for all of them */
   float *temb_silu = t1;
   memcpy(temb_silu, acts->temb, (size_t)(B * T) * sizeof *t1);
@@ -300,10 +340,10 @@ int sdc_unet_up(const sdc_unet *u, sdc_arena *a, const float *ctx, int64_t Nctx,
 }
 
 int sdc_unet_forward(const sdc_unet *u, sdc_arena *a, const float *sample, const float *timestep, const float *ctx,
-                     int64_t B, int64_t H, int64_t W, int64_t Nctx, float *out) {
+                     const sdc_unet_added *added, int64_t B, int64_t H, int64_t W, int64_t Nctx, float *out) {
   sdc_arena_mark m = sdc_arena_get_mark(a);
   sdc_unet_acts acts;
-  int err = sdc_unet_down(u, a, sample, timestep, ctx, B, H, W, Nctx, &acts);
+  int err = sdc_unet_down(u, a, sample, timestep, ctx, added, B, H, W, Nctx, &acts);
   if (!err) err = sdc_unet_mid(u, a, ctx, Nctx, &acts);
   if (!err) err = sdc_unet_up(u, a, ctx, Nctx, &acts, out);
   sdc_arena_reset(a, m);

@@ -20,9 +20,9 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
     free(p);
     return err;
   }
-  char tokdir[1200];
-  if (sdc_model_tokenizer_dir(&p->model, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&p->tok, tokdir);
-  else err = sdc_tokenizer_load_builtin(&p->tok, sdc_model_pad_token(&p->model));
+  err = sdc_text_tokenizers_load(&p->model, &p->tok, &p->tok2);
+  if (!err && n_loras > 0 && p->model.has_text_encoder_2)
+    err = sdc_seterr(SDC_EUNSUPPORTED, "--lora: LoRAs are not supported for SDXL models yet");
   if (!err && n_loras > 0) err = sdc_lora_set_open(&p->loras, loras, n_loras);
   /* both views and their LoRA checks before any weight is read: a bad adapter fails fast */
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER, &p->w[SDC_COMP_TEXT_ENCODER]);
@@ -30,6 +30,10 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_UNET, &p->w[SDC_COMP_UNET]);
   if (!err && p->loras) err = sdc_weights_set_lora(&p->w[SDC_COMP_UNET], p->loras, SDC_COMP_UNET);
   if (!err) err = sdc_clip_load(&p->clip, &p->w[SDC_COMP_TEXT_ENCODER], &p->model.clip, opts);
+  if (!err && p->model.has_text_encoder_2) {
+    err = sdc_model_weights(&p->model, SDC_COMP_TEXT_ENCODER_2, &p->w[SDC_COMP_TEXT_ENCODER_2]);
+    if (!err) err = sdc_clip_load(&p->clip2, &p->w[SDC_COMP_TEXT_ENCODER_2], &p->model.clip2, opts);
+  }
   if (!err) err = sdc_unet_load(&p->unet, &p->w[SDC_COMP_UNET], &p->model.unet, SDC_UNET_ALL, opts);
   if (!err) err = sdc_model_weights(&p->model, SDC_COMP_VAE, &p->w[SDC_COMP_VAE]);
   if (!err) err = sdc_vae_load(&p->vae, &p->w[SDC_COMP_VAE], &p->model.vae, SDC_VAE_DECODER | SDC_VAE_ENCODER, opts);
@@ -44,7 +48,9 @@ int sdc_pipeline_load(sdc_pipeline **out, const char *path, const char *config_d
 void sdc_pipeline_free(sdc_pipeline *p) {
   if (!p) return;
   sdc_tokenizer_free(p->tok);
+  sdc_tokenizer_free(p->tok2);
   sdc_clip_free(p->clip);
+  sdc_clip_free(p->clip2);
   sdc_unet_free(p->unet);
   sdc_vae_free(p->vae);
   for (int i = 0; i < SDC_COMP_COUNT; i++) sdc_weights_free(&p->w[i]);
@@ -54,15 +60,31 @@ void sdc_pipeline_free(sdc_pipeline *p) {
   free(p);
 }
 
-/* Encodes text into ctx (N copies of (77, D)). */
-static int sdc__encode(sdc_pipeline *p, const char *text, int64_t N, float *ctx) {
-  const int64_t L = sdc_tokenizer_max_length(p->tok), D = p->model.clip.hidden_size;
-  int32_t *ids = malloc((size_t)L * sizeof *ids);
-  if (!ids) return sdc_seterr(SDC_ENOMEM, "out of memory");
-  int err = sdc_tokenizer_encode(p->tok, text, ids, L);
-  if (!err) err = sdc_clip_encode(p->clip, &p->arena, ids, 1, L, ctx);
-  for (int64_t i = 1; !err && i < N; i++) memcpy(ctx + i * L * D, ctx, (size_t)(L * D) * sizeof *ctx);
-  free(ids);
+sdc_text_models sdc_pipeline_text_models(const sdc_pipeline *p) {
+  return (sdc_text_models){.tok = p->tok, .tok2 = p->tok2, .clip = p->clip, .clip2 = p->clip2};
+}
+
+/* The request's conditioning (B rows of context, pooled text_embeds and time ids) as the plan lays it out. */
+static int sdc__condition(sdc_pipeline *p, const sdc_gen_params *g, int64_t N, float *ctx, float *pooled,
+                          float *time_ids) {
+  const sdc_text_models tm = sdc_pipeline_text_models(p);
+  const sdc_model_caps caps = sdc_text_caps(&p->model);
+  const int64_t L = sdc_tokenizer_max_length(p->tok), D = sdc_text_context_dim(&tm), P = sdc_text_pooled_dim(&tm);
+  sdc_text_plan plan;
+  sdc_text_plan_make(g, &caps, &plan);
+  sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);
+  float *ct = sdc_arena_floats(&p->arena, 2 * L * D), *pt = P ? sdc_arena_floats(&p->arena, 2 * P) : NULL;
+  int err = ct && (!P || pt) ? SDC_OK : sdc_seterr(SDC_ENOMEM, "out of memory");
+  for (int i = 0; !err && i < plan.n_texts; i++)
+    err = sdc_text_encode(&tm, &p->arena, plan.text[i], plan.text_2[i], ct + i * L * D, pt ? pt + i * P : NULL, NULL);
+  if (!err) sdc_text_layout(&plan, N, L, D, P, ct, pt, ctx, pooled);
+  const int64_t B = (plan.zero_uncond ? 2 : plan.n_texts) * N;
+  if (!err && time_ids) {
+    float ids[SDC_TIME_IDS];
+    sdc_gen_time_ids(g, ids);
+    for (int64_t b = 0; b < B; b++) memcpy(time_ids + b * SDC_TIME_IDS, ids, sizeof ids);
+  }
+  sdc_arena_reset(&p->arena, mk);
   return err;
 }
 
@@ -81,6 +103,8 @@ int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, const sdc_pi
   const sdc_model *m = &p->model;
   sdc_image_cond cond = {0};
   int err = sdc_gen_params_check(g, 0);
+  const sdc_model_caps caps = sdc_text_caps(m);
+  if (!err) err = sdc_gen_params_check_model(g, &caps);
   if (err) return err;
   if (g->kind != SDC_GEN_TXT2IMG) {
     if (!imgs || !imgs->init) return sdc_seterr(SDC_EINVAL, "init_image: missing for img2img or inpainting");
@@ -99,21 +123,25 @@ int sdc_pipeline_generate(sdc_pipeline *p, const sdc_gen_params *g, const sdc_pi
                          init_latents);
   sdc_image_cond_free(&cond); /* denoise keeps its own copies */
   if (err) return err;
-  const int64_t N = d.N, B = sdc_denoise_batch(&d), L = sdc_tokenizer_max_length(p->tok), D = m->clip.hidden_size;
+  const sdc_text_models tm = sdc_pipeline_text_models(p);
+  const int64_t N = d.N, B = sdc_denoise_batch(&d), L = sdc_tokenizer_max_length(p->tok), D = sdc_text_context_dim(&tm),
+                P = m->unet.add_text_time ? sdc_text_pooled_dim(&tm) : 0;
   sdc_arena_mark mk = sdc_arena_get_mark(&p->arena);
   float *ctx = sdc_arena_floats(&p->arena, B * L * D), *in = sdc_arena_floats(&p->arena, B * d.C_in * d.h * d.w),
-        *pred = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w), *t = sdc_arena_floats(&p->arena, B);
-  if (!ctx || !in || !pred || !t) {
+        *pred = sdc_arena_floats(&p->arena, B * d.C * d.h * d.w), *t = sdc_arena_floats(&p->arena, B),
+        *pooled = P ? sdc_arena_floats(&p->arena, B * P) : NULL,
+        *time_ids = P ? sdc_arena_floats(&p->arena, B * SDC_TIME_IDS) : NULL;
+  if (!ctx || !in || !pred || !t || (P && (!pooled || !time_ids))) {
     err = sdc_seterr(SDC_ENOMEM, "out of memory for %lldx%lld", (long long)g->width, (long long)g->height);
     goto done;
   }
   /* [uncond; cond] as diffusers concatenates them */
-  if (d.cfg && (err = sdc__encode(p, g->negative_prompt ? g->negative_prompt : "", N, ctx))) goto done;
-  if ((err = sdc__encode(p, g->prompt, N, ctx + (d.cfg ? N * L * D : 0)))) goto done;
+  if ((err = sdc__condition(p, g, N, ctx, pooled, time_ids))) goto done;
+  const sdc_unet_added added = {pooled, time_ids, P, SDC_TIME_IDS};
   const int64_t n_calls = sdc_denoise_calls_left(&d);
   for (int64_t call = 0; call < n_calls; call++) {
     sdc_denoise_model_input(&d, in, t);
-    if ((err = sdc_unet_forward(p->unet, &p->arena, in, t, ctx, B, d.h, d.w, L, pred))) goto done;
+    if ((err = sdc_unet_forward(p->unet, &p->arena, in, t, ctx, P ? &added : NULL, B, d.h, d.w, L, pred))) goto done;
     if ((err = sdc_denoise_step(&d, pred))) goto done;
     if (progress) progress(pctx, call + 1, n_calls);
   }

@@ -9,14 +9,15 @@
 #include "model.h"
 #include "denoise.h"
 #include "lora.h"
+#include "textcond.h"
 #include "tokenizer.h"
 #include "unet.h"
 #include "vae.h"
 
 typedef struct {
   sdc_model model;
-  sdc_tokenizer *tok;
-  sdc_clip *clip;
+  sdc_tokenizer *tok, *tok2; /* tok2, clip2: SDXL's second tokenizer and text encoder, else NULL */
+  sdc_clip *clip, *clip2;
   sdc_unet *unet;
   sdc_vae *vae;
   sdc_weights w[SDC_COMP_COUNT];
@@ -35,6 +36,9 @@ typedef void (*sdc_progress_fn)(void *ctx, int64_t call, int64_t n_calls);
 int sdc_pipeline_load(sdc_pipeline **out /* OUT */, const char *path, const char *config_dir,
                       const sdc_load_opts *opts, const sdc_lora_ref *loras, int n_loras);
 void sdc_pipeline_free(sdc_pipeline *p);
+
+/* The pipeline's tokenizers and text encoders (textcond.h). */
+sdc_text_models sdc_pipeline_text_models(const sdc_pipeline *p);
 
 /* The encoded init image and mask of an img2img / inpainting request (PNG or
  * JPEG bytes, as a job carries them); mask NULL for img2img. */

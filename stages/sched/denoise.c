@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "sdc_limits.h"
+#include "utf8.h"
 
 int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels) {
   if (!g->prompt) return sdc_seterr(SDC_EINVAL, "prompt: missing");
@@ -34,6 +35,60 @@ int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels) {
                         g->strength, (long long)g->steps);
   }
   return SDC_OK;
+}
+
+/* A micro-conditioning pair: both in lo..SDC_MAX_MICRO_COND. */
+static int sdc__check_pair(const char *field, const int64_t v[2], int64_t lo) {
+  if (v[0] < lo || v[1] < lo || v[0] > SDC_MAX_MICRO_COND || v[1] > SDC_MAX_MICRO_COND)
+    return sdc_seterr(SDC_EINVAL, "%s [%lld, %lld]: expected two integers in %lld..%d", field, (long long)v[0],
+                      (long long)v[1], (long long)lo, SDC_MAX_MICRO_COND);
+  return SDC_OK;
+}
+
+int sdc_gen_params_check_model(const sdc_gen_params *g, const sdc_model_caps *caps) {
+  const int micro = g->original_size[0] || g->original_size[1] || g->target_size[0] || g->target_size[1] || g->has_crop;
+  if (!caps->dual_text && (g->prompt_2 || g->negative_prompt_2))
+    return sdc_seterr(SDC_EINVAL, "%s: only for SDXL models (two text encoders); this model has one",
+                      g->prompt_2 ? "prompt_2" : "negative_prompt_2");
+  if (!caps->text_time && micro)
+    return sdc_seterr(SDC_EINVAL, "%s: only for SDXL models (text_time conditioning); this model has none",
+                      g->original_size[0] || g->original_size[1] ? "original_size"
+                      : g->has_crop                               ? "crops_coords_top_left"
+                                                                  : "target_size");
+  if (!caps->image_input && g->kind != SDC_GEN_TXT2IMG)
+    return sdc_seterr(SDC_EINVAL, "%s: img2img and inpainting are not supported for this model (SDXL runs "
+                      "text-to-image)", g->kind == SDC_GEN_INPAINT ? "mask" : "init_image");
+  int err = SDC_OK;
+  if (g->original_size[0] || g->original_size[1]) err = sdc__check_pair("original_size", g->original_size, 1);
+  if (!err && (g->target_size[0] || g->target_size[1])) err = sdc__check_pair("target_size", g->target_size, 1);
+  if (!err && g->has_crop) err = sdc__check_pair("crops_coords_top_left", g->crops_coords_top_left, 0);
+  if (!err && g->prompt_2 && !sdc_utf8_valid(g->prompt_2)) err = sdc_seterr(SDC_EINVAL, "prompt_2: not valid UTF-8");
+  if (!err && g->negative_prompt_2 && !sdc_utf8_valid(g->negative_prompt_2))
+    err = sdc_seterr(SDC_EINVAL, "negative_prompt_2: not valid UTF-8");
+  return err;
+}
+
+void sdc_gen_time_ids(const sdc_gen_params *g, float out[6]) {
+  const int64_t *o = g->original_size, *t = g->target_size;
+  out[0] = (float)(o[0] ? o[0] : g->height), out[1] = (float)(o[0] ? o[1] : g->width);
+  out[2] = g->has_crop ? (float)g->crops_coords_top_left[0] : 0.0f;
+  out[3] = g->has_crop ? (float)g->crops_coords_top_left[1] : 0.0f;
+  out[4] = (float)(t[0] ? t[0] : g->height), out[5] = (float)(t[0] ? t[1] : g->width);
+}
+
+void sdc_text_plan_make(const sdc_gen_params *g, const sdc_model_caps *caps, sdc_text_plan *p) {
+  memset(p, 0, sizeof *p);
+  const int cfg = g->guidance_scale > 1.0; /* as sdc_denoise_init */
+  const char *prompt_2 = g->prompt_2 ? g->prompt_2 : g->prompt;
+  /* diffusers: zero_out_negative_prompt = negative_prompt is None and force_zeros_for_empty_prompt */
+  if (cfg && !(caps->force_zeros && !g->negative_prompt)) {
+    const char *neg = g->negative_prompt ? g->negative_prompt : "";
+    p->text[p->n_texts] = neg;
+    p->text_2[p->n_texts++] = g->negative_prompt_2 ? g->negative_prompt_2 : neg;
+  }
+  p->zero_uncond = cfg && p->n_texts == 0;
+  p->text[p->n_texts] = g->prompt;
+  p->text_2[p->n_texts++] = prompt_2;
 }
 
 int sdc_denoise_needs_init(const sdc_gen_params *g, int64_t unet_in_channels) {

@@ -23,7 +23,43 @@ typedef struct {
   sdc_gen_kind kind;           /* 0 (text-to-image) unless an init image is given */
   double strength;             /* img2img / inpainting: the share of the schedule run, in (0, 1] as diffusers'
                                 * `strength`; ignored for text-to-image */
+  /* SDXL only (a model with a second text encoder and text_time conditioning); refused elsewhere */
+  const char *prompt_2;          /* the second text encoder's prompt; NULL: prompt */
+  const char *negative_prompt_2; /* NULL: negative_prompt */
+  int64_t original_size[2];      /* (height, width); 0: (height, width) of the request */
+  int64_t target_size[2];        /* (height, width); 0: (height, width) of the request */
+  int has_crop;                  /* crops_coords_top_left given (its default is (0, 0)) */
+  int64_t crops_coords_top_left[2]; /* (top, left) */
 } sdc_gen_params;
+
+/* What a model takes beyond SD 1.x's conditioning (sdc_gen_params_check_model). */
+typedef struct {
+  int dual_text;   /* a second text encoder: prompt_2, negative_prompt_2 */
+  int text_time;   /* text_time conditioning: original_size, crops_coords_top_left, target_size */
+  int force_zeros; /* no negative prompt under guidance: zero conditioning (force_zeros_for_empty_prompt) */
+  int image_input; /* img2img and inpainting run on it */
+} sdc_model_caps;
+
+/* The request against what the model takes: SDXL's fields on a model without them, or an image input on a
+ * model the engine runs text-to-image only, are SDC_EINVAL naming the field. */
+int sdc_gen_params_check_model(const sdc_gen_params *g, const sdc_model_caps *caps);
+
+/* The time ids of a text_time request (SDC_TIME_IDS = 6): original size, crop top-left, target size, each
+ * (height, width) or (top, left), defaults filled in as diffusers' StableDiffusionXLPipeline. */
+void sdc_gen_time_ids(const sdc_gen_params *g, float out[6]);
+
+/* Which texts a request encodes and where they go (what the in-process pipeline and the cluster's
+ * coordinator share): rows [uncond; cond] under guidance, each encoded text a (prompt, prompt_2) pair.
+ * With guidance, no negative prompt and force_zeros, the uncond conditioning (context and pooled) is zeros
+ * and only the prompt is encoded. */
+typedef struct {
+  int n_texts;           /* 1 or 2 */
+  const char *text[2];   /* to the first text encoder; [negative, prompt] or [prompt] */
+  const char *text_2[2]; /* to the second (when the model has one) */
+  int zero_uncond;       /* guidance with zeros for the uncond rows: text[0] is the prompt */
+} sdc_text_plan;
+
+void sdc_text_plan_make(const sdc_gen_params *g, const sdc_model_caps *caps, sdc_text_plan *plan /* OUT */);
 
 /* Checks a request against the model before any work: sizes, steps, guidance,
  * UTF-8 prompts. max_pixels bounds width*height (0: no bound). */
