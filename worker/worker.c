@@ -61,7 +61,10 @@ typedef struct {
 
 typedef struct {
   uv_loop_t *loop;
-  void *zctx, *ctrl, *data;
+  /* two ZeroMQ contexts, so two I/O threads: the control socket (registration, heartbeats) must not wait
+   * behind the data sockets' transfers, whose CURVE encryption of a 1024x1024 step's skips (hundreds of MB)
+   * held a single I/O thread for seconds and got workers declared dead (docs/reliability.md) */
+  void *zctx, *ctrl_ctx, *ctrl, *data;
   uv_poll_t ctrl_poll, data_poll;
   uv_prepare_t prep;
   uv_timer_t beat, drain_timer;
@@ -660,6 +663,7 @@ static void sdc__close_sockets(sdc__worker *w) {
   zmq_close(w->data);
   sdc_curve_zap_close(&w->curve);
   zmq_ctx_term(w->zctx);
+  zmq_ctx_term(w->ctrl_ctx);
 }
 
 /* --drain-timeout-ms ran out: say what we still hold, deregister (the coordinator re-issues those
@@ -948,11 +952,12 @@ int main(int argc, char **argv) {
   sdc__update_ready(&w);
   if (w.tm.node.reg) sdc__telemetry_loaded(&w);
   w.zctx = zmq_ctx_new();
+  w.ctrl_ctx = zmq_ctx_new();
   if (w.curve.on && (err = sdc_curve_zap_start(&w.curve, w.zctx)) != SDC_OK) {
     fprintf(stderr, "sdc-worker: %s\n", sdc_errmsg(err));
     return 2;
   }
-  w.ctrl = zmq_socket(w.zctx, ZMQ_DEALER);
+  w.ctrl = zmq_socket(w.ctrl_ctx, ZMQ_DEALER); /* a client of the coordinator: no ZAP needed in its context */
   w.data = zmq_socket(w.zctx, ZMQ_PULL);
   sdc_zmq_configure(w.ctrl);
   sdc_zmq_configure(w.data);
