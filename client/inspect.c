@@ -44,7 +44,10 @@ static void sdc__inspect_print(const sdc_model *m, const char *path, const char 
   const char *configs = !builtin ? "from the diffusers folder"
                         : m->configs_inferred ? "inferred from tensor shapes (heads by the family's rule)"
                                               : "built-in (the tensor shapes match them)";
-  const char *family = m->single_file ? (m->family == SDC_FAMILY_SD2 ? "SD 2.x" : "SD 1.x") : "diffusers folder";
+  const char *family = !m->single_file ? "diffusers folder"
+                       : m->family == SDC_FAMILY_SDXL ? "SDXL"
+                       : m->family == SDC_FAMILY_SD2 ? "SD 2.x"
+                                                     : "SD 1.x";
   for (int i = 0; i < m->unet.n_blocks; i++) {
     size_t len = strlen(blocks);
     snprintf(blocks + len, sizeof blocks - len, " %lld", (long long)m->unet.block_out_channels[i]);
@@ -66,11 +69,30 @@ static void sdc__inspect_print(const sdc_model *m, const char *path, const char 
     cJSON_AddStringToObject(c, "act", m->clip.act == SDC_ACT_GELU ? "gelu" : "quick_gelu");
     cJSON_AddNumberToObject(c, "params", (double)sdc__params(&w[SDC_COMP_TEXT_ENCODER]));
     cJSON_AddItemToObject(o, "text_encoder", c);
+    if (m->has_text_encoder_2) {
+      cJSON *c2 = cJSON_CreateObject();
+      cJSON_AddNumberToObject(c2, "layers", (double)m->clip2.n_layers);
+      cJSON_AddNumberToObject(c2, "width", (double)m->clip2.hidden_size);
+      cJSON_AddNumberToObject(c2, "heads", (double)m->clip2.n_heads);
+      cJSON_AddStringToObject(c2, "act", m->clip2.act == SDC_ACT_GELU ? "gelu" : "quick_gelu");
+      cJSON_AddNumberToObject(c2, "projection_dim", (double)m->clip2.projection_dim);
+      cJSON_AddNumberToObject(c2, "params", (double)sdc__params(&w[SDC_COMP_TEXT_ENCODER_2]));
+      cJSON_AddItemToObject(o, "text_encoder_2", c2);
+    }
     cJSON *ch = cJSON_AddArrayToObject(u, "block_out_channels");
     for (int i = 0; i < m->unet.n_blocks; i++) cJSON_AddItemToArray(ch, cJSON_CreateNumber((double)m->unet.block_out_channels[i]));
     cJSON_AddNumberToObject(u, "in_channels", (double)m->unet.in_channels);
     cJSON_AddNumberToObject(u, "cross_attention_dim", (double)m->unet.cross_attention_dim);
     cJSON_AddStringToObject(u, "projection", m->unet.use_linear_projection ? "linear" : "conv");
+    cJSON *depth = cJSON_AddArrayToObject(u, "transformer_layers");
+    for (int i = 0; i < m->unet.n_blocks; i++)
+      cJSON_AddItemToArray(depth, cJSON_CreateNumber(m->unet.down_blocks[i] == SDC_BLOCK_CROSS_ATTN
+                                                         ? (double)m->unet.transformer_layers[i] : 0));
+    if (m->unet.add_text_time) {
+      cJSON_AddNumberToObject(u, "addition_time_embed_dim", (double)m->unet.addition_time_embed_dim);
+      cJSON_AddNumberToObject(u, "projection_class_embeddings_input_dim",
+                              (double)m->unet.projection_class_embeddings_input_dim);
+    }
     cJSON_AddNumberToObject(u, "params", (double)sdc__params(&w[SDC_COMP_UNET]));
     cJSON_AddItemToObject(o, "unet", u);
     cJSON_AddNumberToObject(v, "blocks", m->vae.n_blocks);
@@ -92,6 +114,11 @@ static void sdc__inspect_print(const sdc_model *m, const char *path, const char 
   printf("text encoder %lld layers, width %lld, %lld heads, %s; %.1fM params\n", (long long)m->clip.n_layers,
          (long long)m->clip.hidden_size, (long long)m->clip.n_heads, m->clip.act == SDC_ACT_GELU ? "gelu" : "quick_gelu",
          sdc__params(&w[SDC_COMP_TEXT_ENCODER]) / 1e6);
+  if (m->has_text_encoder_2)
+    printf("text enc. 2  %lld layers, width %lld, %lld heads, %s, projection %lld; %.1fM params\n",
+           (long long)m->clip2.n_layers, (long long)m->clip2.hidden_size, (long long)m->clip2.n_heads,
+           m->clip2.act == SDC_ACT_GELU ? "gelu" : "quick_gelu", (long long)m->clip2.projection_dim,
+           sdc__params(&w[SDC_COMP_TEXT_ENCODER_2]) / 1e6);
   printf("unet         %d blocks, channels%s, context %lld, %s projection; %.1fM params\n", m->unet.n_blocks, blocks,
          (long long)m->unet.cross_attention_dim, m->unet.use_linear_projection ? "linear" : "conv",
          sdc__params(&w[SDC_COMP_UNET]) / 1e6);
@@ -127,7 +154,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
   sdc_weights w[SDC_COMP_COUNT] = {0};
   sdc_unet *unet = NULL;
   sdc_vae *vae = NULL;
-  sdc_clip *clip = NULL;
+  sdc_clip *clip = NULL, *clip2 = NULL;
   sdc_tokenizer *tok = NULL;
   const sdc_load_opts lo = SDC_LOAD_OPTS_FP32;
   int err = sdc_model_open(&m, path, config);
@@ -140,6 +167,8 @@ int sdc_cmd_inspect(int argc, char **argv) {
   else err = sdc_tokenizer_load_builtin(&tok, sdc_model_pad_token(&m));
   if (!err) err = sdc_model_weights(&m, SDC_COMP_TEXT_ENCODER, &w[SDC_COMP_TEXT_ENCODER]);
   if (!err) err = sdc_clip_load(&clip, &w[SDC_COMP_TEXT_ENCODER], &m.clip, &lo);
+  if (!err && m.has_text_encoder_2) err = sdc_model_weights(&m, SDC_COMP_TEXT_ENCODER_2, &w[SDC_COMP_TEXT_ENCODER_2]);
+  if (!err && m.has_text_encoder_2) err = sdc_clip_load(&clip2, &w[SDC_COMP_TEXT_ENCODER_2], &m.clip2, &lo);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_UNET, &w[SDC_COMP_UNET]);
   if (!err) err = sdc_unet_load(&unet, &w[SDC_COMP_UNET], &m.unet, SDC_UNET_ALL, &lo);
   if (!err) err = sdc_model_weights(&m, SDC_COMP_VAE, &w[SDC_COMP_VAE]);
@@ -151,6 +180,7 @@ int sdc_cmd_inspect(int argc, char **argv) {
   }
   sdc_tokenizer_free(tok);
   sdc_clip_free(clip);
+  sdc_clip_free(clip2);
   sdc_unet_free(unet);
   sdc_vae_free(vae);
   for (int i = 0; i < SDC_COMP_COUNT; i++) sdc_weights_free(&w[i]);

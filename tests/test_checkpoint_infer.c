@@ -102,7 +102,7 @@ static void test_full_size_gives_the_builtin_configs(int sd2) {
   c.hidden_size = 8, c.n_layers = 1, c.n_heads = 2, c.intermediate_size = 3, c.max_positions = 5;
   sdc_st_file f = full_size(sd2, NULL);
   sdc_ckpt_facts facts;
-  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, &facts);
+  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, NULL, &facts);
   CHECK(!err, "%s infer: %s", name, sdc_errmsg(err));
   CHECK(!memcmp(&u, &u0, sizeof u), "%s: inferred UNet config differs from the built-in one (heads %lld/%lld/%lld)", name,
         (long long)u.heads[0], (long long)u.heads[1], (long long)u.heads[2]);
@@ -114,7 +114,7 @@ static void test_full_size_gives_the_builtin_configs(int sd2) {
   /* a tensor inference needs, missing: one line naming it */
   f = full_size(sd2, "time_embed.0.weight");
   u = u0, v = v0, c = c0;
-  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, &facts);
+  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, NULL, &facts);
   CHECK(err && strstr(sdc_errmsg(err), "model.diffusion_model.time_embed.0.weight") && strstr(sdc_errmsg(err), "--config"),
         "%s without time_embed: %s", name, err ? sdc_errmsg(err) : "accepted");
   free_keys();
@@ -123,7 +123,7 @@ static void test_full_size_gives_the_builtin_configs(int sd2) {
   for (int i = 0; i < g_n; i++)
     if (strstr(g_e[i].name, "input_blocks.2.0.in_layers.2.weight")) g_e[i].shape[0] = 104;
   u = u0, v = v0, c = c0;
-  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, &facts);
+  err = sdc_checkpoint_infer(&f, fam, &u, &v, &c, NULL, &facts);
   CHECK(err && strstr(sdc_errmsg(err), "104 channels") && strstr(sdc_errmsg(err), "norm_num_groups"),
         "%s with a 104-channel level: %s", name, err ? sdc_errmsg(err) : "accepted");
   free_keys();
