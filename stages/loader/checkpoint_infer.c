@@ -158,7 +158,8 @@ static int sdc__infer_clip_hf(const sdc_st_file *f, const char *P, sdc_clip_conf
   const sdc_st_entry *e;
   int err;
   char pre[96];
-  snprintf(pre, sizeof pre, "%s%s", P, sdc__at(f, P, "text_model.embeddings.token_embedding.weight", 0, 0) ? "text_model." : "");
+  const int level = sdc__at(f, P, "text_model.embeddings.token_embedding.weight", 0, 0) != NULL;
+  snprintf(pre, sizeof pre, "%s%s", P, level ? "text_model." : "");
   if ((err = sdc__need(f, &e, 2, pre, "embeddings.token_embedding.weight", 0, 0))) return err;
   c->vocab_size = e->shape[0], c->hidden_size = e->shape[1];
   if ((err = sdc__need(f, &e, 2, pre, "embeddings.position_embedding.weight", 0, 0))) return err;
@@ -261,7 +262,8 @@ int sdc_checkpoint_infer(const sdc_st_file *f, sdc_family fam, sdc_unet_config *
                          sdc_clip_config *clip, sdc_clip_config *clip2, sdc_ckpt_facts *facts) {
   memset(facts, 0, sizeof *facts);
   const int xl = fam == SDC_FAMILY_SDXL;
-  if (xl && !clip2) return sdc_seterr(SDC_EINVAL, "%s: an SDXL checkpoint needs a config for its second text encoder", f->path);
+  if (xl && !clip2)
+    return sdc_seterr(SDC_EINVAL, "%s: an SDXL checkpoint needs a config for its second text encoder", f->path);
   int err = sdc__infer_unet(f, fam, unet);
   if (!err) err = sdc__infer_vae(f, vae);
   if (!err) err = xl ? sdc__infer_sdxl_text(f, unet, clip, clip2) : sdc__infer_clip(f, clip);

@@ -29,7 +29,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       fprintf(stderr, "fuzz_checkpoint_keys: %s\n", sdc_errmsg(SDC_EFORMAT));
       abort();
     }
-  if (sdc_clip_config_parse(&clip2_cfg, sdc_checkpoint_std_config(SDC_FAMILY_SDXL, "text_encoder_2"), "std text_encoder_2")) {
+  const char *te2 = sdc_checkpoint_std_config(SDC_FAMILY_SDXL, "text_encoder_2");
+  if (sdc_clip_config_parse(&clip2_cfg, te2, "std text_encoder_2")) {
     fprintf(stderr, "fuzz_checkpoint_keys: %s\n", sdc_errmsg(SDC_EFORMAT));
     abort();
   }
