@@ -45,8 +45,8 @@ static void sdc__inspect_print(const sdc_model *m, const char *path, const char 
   const char *configs = !builtin ? "from the diffusers folder"
                         : m->configs_inferred ? "inferred from tensor shapes (heads by the family's rule)"
                                               : "built-in (the tensor shapes match them)";
-  const char *family = !m->single_file       ? "diffusers folder"
-                       : m->has_text_encoder_2 ? "SDXL"
+  const char *family = !m->single_file ? "diffusers folder"
+                       : m->family == SDC_FAMILY_SDXL ? "SDXL"
                        : m->family == SDC_FAMILY_SD2 ? "SD 2.x"
                                                      : "SD 1.x";
   for (int i = 0; i < m->unet.n_blocks; i++) {
@@ -93,6 +93,8 @@ static void sdc__inspect_print(const sdc_model *m, const char *path, const char 
     if (m->unet.add_text_time) {
       cJSON_AddStringToObject(u, "addition_embed_type", "text_time");
       cJSON_AddNumberToObject(u, "addition_time_embed_dim", (double)m->unet.addition_time_embed_dim);
+      cJSON_AddNumberToObject(u, "projection_class_embeddings_input_dim",
+                              (double)m->unet.projection_class_embeddings_input_dim);
     }
     cJSON_AddNumberToObject(u, "params", (double)sdc__params(&w[SDC_COMP_UNET]));
     cJSON_AddItemToObject(o, "unet", u);

@@ -1,5 +1,8 @@
-/* test_checkpoint.c - a single-file LDM checkpoint maps onto exactly the tensors of its diffusers folder. */
+/* test_checkpoint.c - a single-file LDM/SGM checkpoint (SD 1.x, SDXL) maps onto exactly the tensors of its diffusers
+ * folder; family detection, key maps (SDXL's label_emb, stacked in_proj, transposed text_projection) and the built-in
+ * configs. */
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +41,8 @@ static char *find_safetensors(const char *dir) {
   return path;
 }
 
-/* The entry's shape as this view slices it (dim 0 divided among the parts). */
-static int ref_shape(const sdc__weight_ref *r, int64_t *shape) {
-  for (int i = 0; i < r->entry->ndim; i++) shape[i] = r->entry->shape[i];
-  if (r->entry->ndim > 0) shape[0] /= r->n_parts;
-  return r->entry->ndim;
-}
+/* The entry's shape as this view hands it out (dim 0 divided among the parts, transposed where the key says). */
+static int ref_shape(const sdc__weight_ref *r, int64_t *shape) { return sdc_weights_ref_shape(r, shape); }
 
 /* A 1x1 conv weight [C, C', 1, 1] and a linear [C, C'] hold the same numbers. */
 static int same_up_to_1x1(int na, const int64_t *a, int nb, const int64_t *b) {
@@ -120,10 +119,10 @@ static int load_text(const char *path, char **out) {
   return err;
 }
 
-/* One component of tiny-sd1: single file vs folder. */
-static void check_component(const sdc_st_file *single, const char *ref, const char *component) {
-  char dir[1024], cfg_path[1100];
-  snprintf(dir, sizeof dir, "%s/tiny-sd1/%s", ref, component);
+/* One component of a reference model (dir "<ref>/<model>"): single file vs folder. */
+static void check_component(const sdc_st_file *single, const char *model_dir, sdc_family fam, const char *component) {
+  char dir[1100], cfg_path[1200];
+  snprintf(dir, sizeof dir, "%s/%s", model_dir, component);
   snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
   char *json = NULL, *st_path = find_safetensors(dir);
   if (!st_path) {
@@ -149,13 +148,16 @@ static void check_component(const sdc_st_file *single, const char *ref, const ch
     return;
   }
   sdc_weights mapped, plain;
-  err = sdc_checkpoint_weights(&mapped, single, SDC_FAMILY_SD1, component, cfg);
+  err = sdc_checkpoint_weights(&mapped, single, fam, component, cfg);
   if (err) check(0, component, sdc_errmsg(err));
   if (!err) {
     err = sdc_weights_init(&plain, &folder, "", NULL, NULL);
     if (err) check(0, st_path, sdc_errmsg(err));
     if (!err) {
-      compare_views(component, &mapped, &plain, strcmp(component, "vae") == 0);
+      char label[200];
+      const char *model = strrchr(model_dir, '/') ? strrchr(model_dir, '/') + 1 : model_dir;
+      snprintf(label, sizeof label, "%s %s", model, component);
+      compare_views(label, &mapped, &plain, strcmp(component, "vae") == 0);
       sdc_weights_free(&plain);
     }
     sdc_weights_free(&mapped);
@@ -272,6 +274,217 @@ static void check_openclip(const char *dir) {
     check_detect(path, SDC_EFORMAT, SDC_FAMILY_SD1, "detect: no UNet keys is an error naming the file");
 }
 
+/* ---- SDXL's conditioner ---- */
+
+/* Detection is an error naming the file and the missing prefix. */
+static void check_detect_missing(const char *path, const char *prefix, const char *what) {
+  sdc_st_file f;
+  int err = sdc_st_open(&f, path);
+  if (err) {
+    check(0, what, sdc_errmsg(err));
+    return;
+  }
+  sdc_family fam;
+  err = sdc_checkpoint_detect(&f, &fam);
+  const char *m = sdc_errmsg(err);
+  check(err == SDC_EMISSING && strstr(m, path) && strstr(m, prefix) && !strchr(m, '\n'), what, m);
+  sdc_st_close(&f);
+}
+
+static void check_sdxl_conditioner(const char *dir) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/sdxl_text.safetensors", dir);
+  /* text_projection stored [in 4, out 6] (non-square: a missed transpose cannot pass) */
+  static float proj[24], w[48], b[12], ln[4], emb[10 * 8], scale[1];
+  for (int i = 0; i < 24; i++) proj[i] = (float)i;
+  for (int i = 0; i < 48; i++) w[i] = (float)i;
+  for (int i = 0; i < 12; i++) b[i] = 100.0f + (float)i;
+  const char *names[] = {
+      "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
+      "conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
+      "conditioner.embedders.1.model.text_projection",
+      "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight",
+      "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_bias",
+      "conditioner.embedders.1.model.logit_scale",
+      "model.diffusion_model.label_emb.0.0.weight",
+  };
+  sdc_tensor t[] = {f32_tensor(ln, 1, 4, 0),      f32_tensor(ln, 1, 4, 0),   f32_tensor(proj, 2, 4, 6),
+                    f32_tensor(w, 2, 12, 4),      f32_tensor(b, 1, 12, 0),   f32_tensor(scale, 0, 0, 0),
+                    f32_tensor(emb, 2, 8, 10)};
+  if (write_file(path, 7, names, t)) return;
+  check_detect(path, 0, SDC_FAMILY_SDXL, "detect: conditioner.embedders.* keys -> sdxl");
+  sdc_st_file f;
+  int err = sdc_st_open(&f, path);
+  if (err) {
+    check(0, path, sdc_errmsg(err));
+    return;
+  }
+  sdc_clip_config c2 = {.n_layers = 1, .hidden_size = 4, .with_projection = 1, .projection_dim = 6};
+  sdc_weights v;
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "text_encoder_2", &c2);
+  if (err) check(0, "sdxl text_encoder_2 view", sdc_errmsg(err));
+  if (!err) {
+    const float *x = sdc_weights_get(&v, "text_projection.weight", 2, (int64_t[]){6, 4});
+    int ok = x != NULL;
+    for (int o = 0; ok && o < 6; o++)
+      for (int i = 0; ok && i < 4; i++) ok = x[o * 4 + i] == proj[i * 6 + o];
+    check(ok, "text_projection [in 4, out 6] -> text_projection.weight [6, 4], transposed", x ? "" : v.msg);
+    /* f32 and aligned in the file: it would be used in place if it were not transposed */
+    const uintptr_t raw = (uintptr_t)sdc_st_ptr(&f, sdc_st_find(&f, names[2])), got = (uintptr_t)x;
+    check(x && (got + sizeof proj <= raw || got >= raw + sizeof proj), "the transposed f32 projection is an owned copy, "
+          "not the mapping", "");
+    for (int p = 0; p < 3; p++) {
+      char name[128], what[160];
+      snprintf(name, sizeof name, "text_model.encoder.layers.0.self_attn.%c_proj.weight", "qkv"[p]);
+      x = sdc_weights_get_linear(&v, name, 4, 4, 0);
+      ok = x != NULL;
+      for (int i = 0; ok && i < 16; i++) ok = x[i] == (float)(16 * p + i);
+      snprintf(what, sizeof what, "sdxl in_proj_weight rows %d-%d -> %c_proj.weight", 4 * p, 4 * p + 3, "qkv"[p]);
+      check(ok, what, x ? "" : v.msg);
+      snprintf(name, sizeof name, "text_model.encoder.layers.0.self_attn.%c_proj.bias", "qkv"[p]);
+      x = sdc_weights_get(&v, name, 1, (int64_t[]){4});
+      ok = x != NULL;
+      for (int i = 0; ok && i < 4; i++) ok = x[i] == 100.0f + (float)(4 * p + i);
+      snprintf(what, sizeof what, "sdxl in_proj_bias slice %d -> %c_proj.bias", p, "qkv"[p]);
+      check(ok, what, x ? "" : v.msg);
+    }
+    check(v.n_refs == 7, "sdxl text_encoder_2 view: q/k/v weights and biases + text_projection (logit_scale unused)", "");
+    sdc_weights_free(&v);
+  }
+  /* asked for untransposed: an error in the file's layout, saying it is stored transposed */
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "text_encoder_2", NULL);
+  if (!err) {
+    const float *x = sdc_weights_get(&v, "text_projection.weight", 2, (int64_t[]){4, 6});
+    check(!x && v.err == SDC_ESHAPE && strstr(v.msg, "[4, 6]") && strstr(v.msg, "expected [6, 4]") &&
+              strstr(v.msg, "stored transposed"),
+          "text_projection asked for as [4, 6]: shape error in the file's layout", v.msg);
+    sdc_weights_free(&v);
+  } else {
+    check(0, "sdxl text_encoder_2 view without config", sdc_errmsg(err));
+  }
+  /* SD 2.x's CLIPTextModel config leaves the projection unmapped */
+  sdc_clip_config sd2 = {.n_layers = 1};
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "text_encoder_2", &sd2);
+  check(!err && !sdc_weights_has(&v, "text_projection.weight"), "openclip map without with_projection: no text_projection",
+        err ? sdc_errmsg(err) : "");
+  if (!err) sdc_weights_free(&v);
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "text_encoder", NULL);
+  check(!err && v.n_refs == 1 && sdc_weights_has(&v, "text_model.final_layer_norm.weight"),
+        "sdxl text_encoder view: conditioner.embedders.0.transformer.text_model.* (position_ids dropped)",
+        err ? sdc_errmsg(err) : "");
+  if (!err) sdc_weights_free(&v);
+  sdc_unet_config xl = {.n_blocks = 1, .layers_per_block = {1}, .add_text_time = 1};
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "unet", &xl);
+  check(!err && sdc_weights_has(&v, "add_embedding.linear_1.weight"), "sdxl unet view: label_emb.0.0 -> add_embedding",
+        err ? sdc_errmsg(err) : "");
+  if (!err) sdc_weights_free(&v);
+  err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SD1, "text_encoder_2", NULL);
+  check(err == SDC_EINVAL, "text_encoder_2 of an sd1 checkpoint is SDC_EINVAL", sdc_errmsg(err));
+  sdc_st_close(&f);
+
+  /* a text_projection that is not 2-d cannot be transposed: the view says so */
+  snprintf(path, sizeof path, "%s/sdxl_bad_proj.safetensors", dir);
+  const char *bad_names[] = {"conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
+                             "conditioner.embedders.1.model.text_projection", "model.diffusion_model.out.0.weight"};
+  sdc_tensor bad[] = {f32_tensor(ln, 1, 4, 0), f32_tensor(proj, 1, 24, 0), f32_tensor(ln, 1, 4, 0)};
+  if (!write_file(path, 3, bad_names, bad) && !sdc_st_open(&f, path)) {
+    err = sdc_checkpoint_weights(&v, &f, SDC_FAMILY_SDXL, "text_encoder_2", NULL);
+    check(err == SDC_ESHAPE && strstr(sdc_errmsg(err), "text_projection"), "a 1-d text_projection is refused, named",
+          sdc_errmsg(err));
+    if (!err) sdc_weights_free(&v);
+    sdc_st_close(&f);
+  }
+
+  /* one encoder missing: one line naming the file and the missing prefix */
+  snprintf(path, sizeof path, "%s/sdxl_no_te2.safetensors", dir);
+  if (!write_file(path, 2, (const char *[]){names[0], names[6]}, (sdc_tensor[]){t[0], t[6]}))
+    check_detect_missing(path, SDC_CKPT_SDXL_OPENCLIP_PREFIX, "detect: SDXL without conditioner.embedders.1.model.*");
+  snprintf(path, sizeof path, "%s/sdxl_no_te1.safetensors", dir);
+  if (!write_file(path, 2, (const char *[]){names[2], names[6]}, (sdc_tensor[]){t[2], t[6]}))
+    check_detect_missing(path, SDC_CKPT_SDXL_CLIP_PREFIX, "detect: SDXL without conditioner.embedders.0.transformer.*");
+
+  /* a UNet alone: label_emb with 2048-wide context is SDXL; label_emb with 1024 (unCLIP-like) stays SD 2.x */
+  static float k2048[4 * 2048];
+  const char *un[] = {"model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",
+                      "model.diffusion_model.label_emb.0.0.weight"};
+  snprintf(path, sizeof path, "%s/unet_xl.safetensors", dir);
+  if (!write_file(path, 2, un, (sdc_tensor[]){f32_tensor(k2048, 2, 4, 2048), t[6]}))
+    check_detect(path, 0, SDC_FAMILY_SDXL, "detect: label_emb + attn2.to_k in-dim 2048 -> sdxl");
+  snprintf(path, sizeof path, "%s/unet_label_1024.safetensors", dir);
+  if (!write_file(path, 2, un, (sdc_tensor[]){f32_tensor(k2048, 2, 4, 1024), t[6]}))
+    check_detect(path, 0, SDC_FAMILY_SD2, "detect: label_emb + attn2.to_k in-dim 1024 -> sd2");
+}
+
+/* tiny-sdxl's single file: family, every component's names, shapes and values against its folder, and the
+ * widths inference reads from the shapes against the folder's configs (heads are not in the shapes). */
+static void check_tiny_sdxl(const char *ref) {
+  char dir[1100], path[1200];
+  snprintf(dir, sizeof dir, "%s/sdxl/tiny-sdxl", ref);
+  snprintf(path, sizeof path, "%s/single_file.safetensors", dir);
+  if (access(path, R_OK) != 0) {
+    printf("note: %s absent, the SDXL single file is not checked\n", path);
+    return;
+  }
+  sdc_st_file f;
+  int err = sdc_st_open(&f, path);
+  if (err) {
+    check(0, path, sdc_errmsg(err));
+    return;
+  }
+  sdc_family fam;
+  err = sdc_checkpoint_detect(&f, &fam);
+  check(!err && fam == SDC_FAMILY_SDXL, "detect: tiny-sdxl single file -> sdxl",
+        err ? sdc_errmsg(err) : sdc_family_name(fam));
+  static const char *const comps[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
+  for (int i = 0; i < 4; i++) check_component(&f, dir, SDC_FAMILY_SDXL, comps[i]);
+
+  sdc_unet_config u0, u;
+  sdc_vae_config v0, v;
+  sdc_clip_config c0, c, d0, d;
+  char *js[4] = {0};
+  for (int i = 0; i < 4 && !err; i++) {
+    snprintf(path, sizeof path, "%s/%s/config.json", dir, comps[i]);
+    err = load_text(path, &js[i]);
+  }
+  if (!err) err = sdc_unet_config_parse(&u0, js[0], "unet");
+  if (!err) err = sdc_vae_config_parse(&v0, js[1], "vae");
+  if (!err) err = sdc_clip_config_parse(&c0, js[2], "text_encoder");
+  if (!err) err = sdc_clip_config_parse(&d0, js[3], "text_encoder_2");
+  for (int i = 0; i < 4; i++) free(js[i]);
+  if (err) {
+    check(0, "tiny-sdxl folder configs", sdc_errmsg(err));
+    sdc_st_close(&f);
+    return;
+  }
+  /* the folder's configs with every shape-borne field scrambled: inference must restore them all */
+  u = u0, v = v0, c = c0, d = d0;
+  u.in_channels = u.out_channels = 1, u.n_blocks = 2, u.cross_attention_dim = 5, u.use_linear_projection = 0;
+  u.time_embed_dim = 7, u.add_text_time = 0, u.addition_time_embed_dim = 2, u.projection_class_embeddings_input_dim = 3;
+  for (int i = 0; i < 3; i++)
+    u.block_out_channels[i] = 9, u.layers_per_block[i] = 3, u.transformer_layers[i] = 4,
+    u.down_blocks[i] = u.up_blocks[i] = SDC_BLOCK_CROSS_ATTN;
+  v.n_blocks = 2, v.block_out_channels[0] = 1, v.layers_per_block = 5, v.latent_channels = 16;
+  c.hidden_size = d.hidden_size = 8, c.n_layers = d.n_layers = 1, c.intermediate_size = d.intermediate_size = 3;
+  c.max_positions = d.max_positions = 5, d.projection_dim = 2;
+  sdc_ckpt_facts facts;
+  err = sdc_checkpoint_infer(&f, SDC_FAMILY_SDXL, &u, &v, &c, &d, &facts);
+  check(!err, "infer tiny-sdxl single file", err ? sdc_errmsg(err) : "");
+  if (!err) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "heads by SDXL's rule %lld/%lld/%lld (the folder's: %lld/%lld/%lld)", (long long)u.heads[0],
+             (long long)u.heads[1], (long long)u.heads[2], (long long)u0.heads[0], (long long)u0.heads[1],
+             (long long)u0.heads[2]);
+    for (int i = 0; i < SDC_MAX_BLOCKS; i++) u.heads[i] = u0.heads[i];
+    c.n_heads = c0.n_heads, d.n_heads = d0.n_heads;
+    check(!memcmp(&u, &u0, sizeof u), "tiny-sdxl: inferred UNet config == the folder's but for heads", msg);
+    check(!memcmp(&v, &v0, sizeof v), "tiny-sdxl: inferred VAE config == the folder's", "");
+    check(!memcmp(&c, &c0, sizeof c), "tiny-sdxl: inferred text_encoder config == the folder's but for heads", "");
+    check(!memcmp(&d, &d0, sizeof d), "tiny-sdxl: inferred text_encoder_2 config == the folder's but for heads", "");
+    check(!facts.v_pred && !facts.inpaint, "tiny-sdxl: epsilon, not inpainting", facts.pred_why);
+  }
+  sdc_st_close(&f);
+}
+
 /* ---- block arithmetic on a config unlike SD's ---- */
 
 typedef struct {
@@ -325,9 +538,42 @@ static void check_odd_configs(void) {
       {"time_embed.2.bias", "time_embedding.linear_2.bias"},
       {"out.0.weight", "conv_norm_out.weight"},
       {"out.2.bias", "conv_out.bias"},
+      {"label_emb.0.0.weight", NULL}, /* no text_time: not ours */
   };
   check_map_cases("unet map, 3 levels lpb [1,2,1]", sdc_checkpoint_map_unet, &u, unet_cases,
                   (int)(sizeof unet_cases / sizeof *unet_cases));
+
+  /* SDXL's layout: DownBlock2D first (no attentions at level 0), transformer depths [1, 2], text_time MLP */
+  sdc_unet_config xl = {.n_blocks = 3,
+                        .layers_per_block = {2, 2, 2},
+                        .down_blocks = {SDC_BLOCK_PLAIN, SDC_BLOCK_CROSS_ATTN, SDC_BLOCK_CROSS_ATTN},
+                        .up_blocks = {SDC_BLOCK_CROSS_ATTN, SDC_BLOCK_CROSS_ATTN, SDC_BLOCK_PLAIN},
+                        .transformer_layers = {1, 1, 2},
+                        .add_text_time = 1};
+  static const map_case xl_cases[] = {
+      {"label_emb.0.0.weight", "add_embedding.linear_1.weight"},
+      {"label_emb.0.0.bias", "add_embedding.linear_1.bias"},
+      {"label_emb.0.2.weight", "add_embedding.linear_2.weight"},
+      {"label_emb.0.1.weight", NULL}, /* the SiLU has no weights */
+      {"input_blocks.1.1.proj_in.weight", NULL},
+      {"input_blocks.2.0.out_layers.3.weight", "down_blocks.0.resnets.1.conv2.weight"},
+      {"input_blocks.3.0.op.weight", "down_blocks.0.downsamplers.0.conv.weight"},
+      {"input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",
+       "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"},
+      {"input_blocks.8.1.transformer_blocks.1.ff.net.2.weight",
+       "down_blocks.2.attentions.1.transformer_blocks.1.ff.net.2.weight"},
+      {"input_blocks.9.0.in_layers.0.weight", NULL},
+      {"middle_block.1.transformer_blocks.1.norm3.bias", "mid_block.attentions.0.transformer_blocks.1.norm3.bias"},
+      {"output_blocks.2.1.transformer_blocks.1.attn1.to_out.0.weight",
+       "up_blocks.0.attentions.2.transformer_blocks.1.attn1.to_out.0.weight"},
+      {"output_blocks.2.2.conv.weight", "up_blocks.0.upsamplers.0.conv.weight"},
+      {"output_blocks.5.2.conv.bias", "up_blocks.1.upsamplers.0.conv.bias"},
+      {"output_blocks.6.0.skip_connection.weight", "up_blocks.2.resnets.0.conv_shortcut.weight"},
+      {"output_blocks.8.1.proj_in.weight", NULL},
+      {"output_blocks.8.1.conv.weight", NULL},
+  };
+  check_map_cases("unet map, SDXL layout (DownBlock2D first, text_time)", sdc_checkpoint_map_unet, &xl, xl_cases,
+                  (int)(sizeof xl_cases / sizeof *xl_cases));
 
   sdc_vae_config v = {.n_blocks = 3, .layers_per_block = 1};
   static const map_case vae_cases[] = {
@@ -369,7 +615,7 @@ static int same_trimmed(const char *a, const char *b) {
 }
 
 static void check_std_configs(const char *ref) {
-  for (int fam = 0; fam < SDC_FAMILY_COUNT; fam++) {
+  for (int fam = SDC_FAMILY_SD1; fam <= SDC_FAMILY_SD2; fam++) {
     const char *fname = sdc_family_name((sdc_family)fam);
     char what[160], label[64];
     int sd2 = fam == SDC_FAMILY_SD2;
@@ -410,6 +656,59 @@ static void check_std_configs(const char *ref) {
   }
   check(sdc_checkpoint_std_config(SDC_FAMILY_SD1, "tokenizer") == NULL && sdc_checkpoint_std_config(SDC_FAMILY_COUNT, "unet") == NULL,
         "std config: unknown component / family -> NULL", "");
+  check(sdc_checkpoint_std_config(SDC_FAMILY_SD1, "text_encoder_2") == NULL &&
+            sdc_checkpoint_std_config(SDC_FAMILY_SD2, "text_encoder_2") == NULL,
+        "std config: SD 1.x/2.x have no text_encoder_2", "");
+}
+
+/* SDXL's built-ins carry stable-diffusion-xl-base-1.0's values, and they fit together as sdc_model requires. */
+static void check_std_sdxl(const char *ref) {
+  const sdc_family X = SDC_FAMILY_SDXL;
+  char msg[300] = "";
+  sdc_unet_config u;
+  int err = sdc_unet_config_parse(&u, sdc_checkpoint_std_config(X, "unet"), "std sdxl unet");
+  int ok = !err && u.n_blocks == 3 && u.block_out_channels[0] == 320 && u.block_out_channels[1] == 640 &&
+           u.block_out_channels[2] == 1280 && u.down_blocks[0] == SDC_BLOCK_PLAIN &&
+           u.down_blocks[1] == SDC_BLOCK_CROSS_ATTN && u.down_blocks[2] == SDC_BLOCK_CROSS_ATTN &&
+           u.up_blocks[0] == SDC_BLOCK_CROSS_ATTN &&
+           u.up_blocks[1] == SDC_BLOCK_CROSS_ATTN && u.up_blocks[2] == SDC_BLOCK_PLAIN && u.heads[0] == 5 &&
+           u.heads[1] == 10 && u.heads[2] == 20 && u.transformer_layers[0] == 1 && u.transformer_layers[1] == 2 &&
+           u.transformer_layers[2] == 10 && u.cross_attention_dim == 2048 && u.use_linear_projection &&
+           !u.upcast_attention && u.add_text_time && u.addition_time_embed_dim == 256 &&
+           u.projection_class_embeddings_input_dim == 2816 && u.layers_per_block[0] == 2 && u.layers_per_block[2] == 2 &&
+           u.sample_size == 128 && u.norm_num_groups == 32 && u.time_embed_dim == 1280;
+  check(ok, "std sdxl unet parses with SDXL base values", err ? sdc_errmsg(err) : "");
+  sdc_vae_config v;
+  err = sdc_vae_config_parse(&v, sdc_checkpoint_std_config(X, "vae"), "std sdxl vae");
+  ok = !err && v.n_blocks == 4 && v.block_out_channels[3] == 512 && v.scaling_factor == 0.13025 && v.sample_size == 1024 &&
+       v.latent_channels == 4;
+  check(ok, "std sdxl vae parses with SDXL base values (scaling 0.13025)", err ? sdc_errmsg(err) : "");
+  sdc_clip_config c, c2;
+  err = sdc_clip_config_parse(&c, sdc_checkpoint_std_config(X, "text_encoder"), "std sdxl text_encoder");
+  ok = !err && c.hidden_size == 768 && c.n_layers == 12 && c.n_heads == 12 && c.intermediate_size == 3072 &&
+       c.act == SDC_ACT_QUICK_GELU && !c.with_projection;
+  check(ok, "std sdxl text_encoder: CLIP ViT-L", err ? sdc_errmsg(err) : "");
+  err = sdc_clip_config_parse(&c2, sdc_checkpoint_std_config(X, "text_encoder_2"), "std sdxl text_encoder_2");
+  ok = !err && c2.hidden_size == 1280 && c2.n_layers == 32 && c2.n_heads == 20 && c2.intermediate_size == 5120 &&
+       c2.act == SDC_ACT_GELU && c2.with_projection && c2.projection_dim == 1280;
+  check(ok, "std sdxl text_encoder_2: OpenCLIP bigG with projection", err ? sdc_errmsg(err) : "");
+  snprintf(msg, sizeof msg, "context %lld = %lld + %lld, text_time input %lld = %lld + 6 x %lld",
+           (long long)u.cross_attention_dim, (long long)c.hidden_size, (long long)c2.hidden_size,
+           (long long)u.projection_class_embeddings_input_dim, (long long)c2.projection_dim,
+           (long long)u.addition_time_embed_dim);
+  check(u.cross_attention_dim == c.hidden_size + c2.hidden_size &&
+            u.projection_class_embeddings_input_dim == c2.projection_dim + SDC_TIME_IDS * u.addition_time_embed_dim,
+        "std sdxl configs fit together", msg);
+  /* tiny-sdxl ships SDXL base's scheduler config verbatim */
+  char path[1100], *json = NULL;
+  snprintf(path, sizeof path, "%s/sdxl/tiny-sdxl/scheduler/scheduler_config.json", ref);
+  if (access(path, R_OK) != 0) {
+    printf("note: %s absent, the SDXL scheduler text is not compared\n", path);
+  } else if (!load_text(path, &json)) {
+    check(same_trimmed(json, sdc_checkpoint_std_config(X, "scheduler")), "std sdxl scheduler == tiny-sdxl's (SDXL base's)",
+          "");
+    free(json);
+  }
 }
 
 int main(void) {
@@ -425,6 +724,8 @@ int main(void) {
 
   check_odd_configs();
   check_std_configs(ref);
+  check_std_sdxl(ref);
+  check_tiny_sdxl(ref);
 
   sdc_st_file single;
   int err = sdc_st_open(&single, path);
@@ -433,9 +734,11 @@ int main(void) {
     sdc_family fam;
     err = sdc_checkpoint_detect(&single, &fam);
     check(err == SDC_OK && fam == SDC_FAMILY_SD1, "detect: tiny-sd1 single file -> sd1", err ? sdc_errmsg(err) : "");
-    check_component(&single, ref, "unet");
-    check_component(&single, ref, "vae");
-    check_component(&single, ref, "text_encoder");
+    char model_dir[1100];
+    snprintf(model_dir, sizeof model_dir, "%s/tiny-sd1", ref);
+    check_component(&single, model_dir, SDC_FAMILY_SD1, "unet");
+    check_component(&single, model_dir, SDC_FAMILY_SD1, "vae");
+    check_component(&single, model_dir, SDC_FAMILY_SD1, "text_encoder");
     sdc_weights w;
     err = sdc_checkpoint_weights(&w, &single, SDC_FAMILY_SD1, "tokenizer", NULL);
     check(err == SDC_EINVAL, "weights: unknown component is SDC_EINVAL", sdc_errmsg(err));
@@ -446,7 +749,9 @@ int main(void) {
   if (!mkdtemp(dir)) check(0, "mkdtemp", dir);
   else {
     check_openclip(dir);
-    static const char *const files[] = {"sd2_text", "unet_1024", "unet_768", "no_unet"};
+    check_sdxl_conditioner(dir);
+    static const char *const files[] = {"sd2_text",    "unet_1024",    "unet_768",     "no_unet",       "sdxl_text",
+                                        "sdxl_bad_proj", "sdxl_no_te2", "sdxl_no_te1", "unet_xl", "unet_label_1024"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
       snprintf(path, sizeof path, "%s/%s.safetensors", dir, files[i]);
       unlink(path);

@@ -1,5 +1,6 @@
 /* test_single_file.c - a single .safetensors copied alone into an empty folder generates with no --config, and
- * sdc inspect says what it recognised (family, prediction type and why, inpainting, configs, built-in tokenizer). */
+ * sdc inspect says what it recognised (family, prediction type and why, inpainting, configs, built-in tokenizer);
+ * SDXL's single file opens with its folder as --config, and one missing an encoder fails in one line. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,81 @@ static int add_v_pred_key(const char *src, const char *dst) {
   return ok ? 0 : -1;
 }
 
+/* src without the tensors whose names start with prefix, written to dst (the data block is copied whole: the
+ * remaining offsets stay valid). */
+static int drop_keys(const char *src, const char *dst, const char *prefix) {
+  char *data = NULL;
+  size_t n = 0;
+  if (sdc_read_file(src, &data, &n) || n < 8) return -1;
+  uint64_t hlen;
+  memcpy(&hlen, data, 8);
+  char *hjson = strndup(data + 8, hlen);
+  cJSON *h = cJSON_Parse(hjson);
+  for (cJSON *e = h ? h->child : NULL, *next; e; e = next) {
+    next = e->next;
+    if (strncmp(e->string, prefix, strlen(prefix)) == 0) cJSON_Delete(cJSON_DetachItemViaPointer(h, e));
+  }
+  char *nh = h ? cJSON_PrintUnformatted(h) : NULL;
+  size_t nl = nh ? strlen(nh) : 0, padded = (nl + 7) / 8 * 8, body = n - 8 - hlen;
+  FILE *fp = nh ? fopen(dst, "wb") : NULL;
+  int ok = fp != NULL;
+  uint64_t pl = padded;
+  if (ok) ok = fwrite(&pl, 8, 1, fp) == 1 && fwrite(nh, 1, nl, fp) == nl;
+  for (size_t i = nl; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
+  if (ok) ok = fwrite(data + 8 + hlen, 1, body, fp) == body;
+  if (fp && fclose(fp) != 0) ok = 0;
+  free(nh), free(hjson), free(data);
+  cJSON_Delete(h);
+  return ok ? 0 : -1;
+}
+
+/* tiny-sdxl's single file, alone in tmp: with its folder as --config it is SDXL with both encoders; missing the
+ * second encoder's keys, it fails in one line naming the file and the prefix, with or without --config. */
+static void test_sdxl_single_file(const char *ref, const char *tmp) {
+  char dir[1200], src[1300], path[1300], cmd[4096], err[4096];
+  snprintf(dir, sizeof dir, "%s/sdxl/tiny-sdxl", ref);
+  snprintf(src, sizeof src, "%s/single_file.safetensors", dir);
+  if (access(src, R_OK) != 0) {
+    printf("note: %s absent, the SDXL single file is not checked\n", src);
+    return;
+  }
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s/sdxl.safetensors'", src, tmp);
+  CHECK(system(cmd) == 0, "could not copy %s", src);
+  snprintf(path, sizeof path, "%s/sdxl.safetensors", tmp);
+  int rc;
+  snprintf(cmd, sizeof cmd, "'%s' inspect --json --model '%s' --config '%s'", g_sdc, path, dir);
+  char *out = run_out(cmd, &rc);
+  cJSON *o = rc == 0 && out ? cJSON_Parse(out) : NULL;
+  CHECK(o, "inspect sdxl --config: exit %d, output %s", rc, out ? out : "(none)");
+  free(out);
+  CHECK(strcmp(str(o, "family"), "sdxl") == 0, "family '%s', want sdxl", str(o, "family"));
+  CHECK(strcmp(str(o, "configs"), "folder") == 0, "configs '%s', want folder", str(o, "configs"));
+  const cJSON *te2 = cJSON_GetObjectItemCaseSensitive(o, "text_encoder_2");
+  const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "unet");
+  const cJSON *pd = cJSON_GetObjectItemCaseSensitive(te2, "projection_dim");
+  const cJSON *cx = cJSON_GetObjectItemCaseSensitive(u, "cross_attention_dim");
+  CHECK(cJSON_IsNumber(pd) && pd->valuedouble == 48, "text_encoder_2 projection_dim not 48");
+  CHECK(cJSON_IsNumber(cx) && cx->valuedouble == 80, "unet cross_attention_dim not 80 (32 + 48)");
+  cJSON_Delete(o);
+
+  /* alone: the shapes are read, but tiny-sdxl's norm_num_groups (16) are not SDXL's 32 and not in the shapes */
+  snprintf(cmd, sizeof cmd, "'%s' inspect --model '%s'", g_sdc, path);
+  rc = sdc_test_run(cmd, err, sizeof err);
+  CHECK(rc == 2 && sdc_test_lines(err) == 1 && strstr(err, path) && strstr(err, "norm_num_groups") &&
+            strstr(err, "--config"),
+        "inspect tiny-sdxl alone: exit %d: %s", rc, err);
+
+  snprintf(path, sizeof path, "%s/sdxl_no_te2.safetensors", tmp);
+  CHECK(drop_keys(src, path, "conditioner.embedders.1.") == 0, "could not write %s", path);
+  for (int with_config = 0; with_config < 2; with_config++) {
+    snprintf(cmd, sizeof cmd, "'%s' inspect --model '%s'%s%s%s", g_sdc, path, with_config ? " --config '" : "",
+             with_config ? dir : "", with_config ? "'" : "");
+    rc = sdc_test_run(cmd, err, sizeof err);
+    CHECK(rc == 2 && sdc_test_lines(err) == 1 && strstr(err, path) && strstr(err, "'conditioner.embedders.1.model.*'"),
+          "SDXL file without its second encoder (%s --config): exit %d: %s", with_config ? "with" : "without", rc, err);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   g_sdc = argv[1];
@@ -136,6 +212,7 @@ int main(int argc, char **argv) {
   CHECK(strcmp(str(o, "prediction_type"), "v_prediction") == 0, "v_pred file: prediction '%s'", str(o, "prediction_type"));
   CHECK(strstr(str(o, "prediction_reason"), "v_pred") != NULL, "v_pred file: reason '%s'", str(o, "prediction_reason"));
   cJSON_Delete(o);
+  test_sdxl_single_file(ref, tmp);
   sdc_test_rmtree(tmp);
   return sdc_test_finish("test_single_file");
 }

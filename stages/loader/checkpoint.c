@@ -1,4 +1,4 @@
-/* checkpoint.c - LDM/CompVis single-file key names mapped to diffusers names, family detection, standard configs. */
+/* checkpoint.c - LDM/CompVis/SGM single-file key names mapped to diffusers names, family detection, standard configs. */
 #include "checkpoint.h"
 
 #include <stdarg.h>
@@ -44,6 +44,7 @@ __attribute__((format(printf, 2, 3))) static int sdc__out(sdc_key_out *o, const 
   va_end(ap);
   o->part = 0;
   o->n_parts = 1;
+  o->transpose = 0;
   return n > 0 && (size_t)n < sizeof o->name;
 }
 
@@ -135,6 +136,9 @@ int sdc_checkpoint_map_unet(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OU
   if (sdc__eat(&p, "time_embed.2.")) return sdc__out(outs, "time_embedding.linear_2.%s", p);
   if (sdc__eat(&p, "out.0.")) return sdc__out(outs, "conv_norm_out.%s", p);
   if (sdc__eat(&p, "out.2.")) return sdc__out(outs, "conv_out.%s", p);
+  /* SDXL's text_time MLP: label_emb = Sequential(Sequential(Linear, SiLU, Linear)) */
+  if (cfg->add_text_time && sdc__eat(&p, "label_emb.0.0.")) return sdc__out(outs, "add_embedding.linear_1.%s", p);
+  if (cfg->add_text_time && sdc__eat(&p, "label_emb.0.2.")) return sdc__out(outs, "add_embedding.linear_2.%s", p);
   if (sdc__eat(&p, "input_blocks.")) {
     if (!sdc__eat_index(&p, &k) || !sdc__eat_index(&p, &s)) return 0;
     return sdc__unet_input(outs, cfg, k, s, p);
@@ -150,7 +154,7 @@ int sdc_checkpoint_map_unet(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OU
     if (s == 1) return sdc__out(outs, "mid_block.attentions.0.%s", p);
     if (s == 2) return sdc__unet_resnet_out(outs, "mid_block.resnets.1.", p);
   }
-  return 0; /* label_emb.*, input_hint_block.* and the like: not ours */
+  return 0; /* label_emb.* without text_time, input_hint_block.* and the like: not ours */
 }
 
 /* ---- VAE: first_stage_model.* ---- */
@@ -234,15 +238,23 @@ static const sdc__rename sdc__openclip_layer[] = {
 };
 
 int sdc_checkpoint_map_openclip(const char *key, sdc_key_out outs[SDC_KEY_MAP_MAX_OUT], const void *ctx) {
+  const sdc_clip_config *cfg = ctx;
   const char *p = key;
   int64_t l;
+  /* OpenCLIP multiplies x @ text_projection ([in, out]); diffusers' Linear holds [out, in] */
+  if (strcmp(p, "text_projection") == 0) {
+    if (cfg && !cfg->with_projection) return 0; /* SD 2.x's CLIPTextModel has no projection */
+    if (!sdc__out(outs, "text_projection.weight")) return 0;
+    outs[0].transpose = 1;
+    return 1;
+  }
   if (strcmp(p, "token_embedding.weight") == 0)
     return sdc__out(outs, "text_model.embeddings.token_embedding.weight");
   if (strcmp(p, "positional_embedding") == 0)
     return sdc__out(outs, "text_model.embeddings.position_embedding.weight");
   if (sdc__eat(&p, "ln_final.")) return sdc__out(outs, "text_model.final_layer_norm.%s", p);
   if (sdc__beyond_depth(p, "transformer.resblocks.", ctx)) return 0;
-  if (!sdc__eat(&p, "transformer.resblocks.") || !sdc__eat_index(&p, &l)) return 0; /* text_projection, logit_scale */
+  if (!sdc__eat(&p, "transformer.resblocks.") || !sdc__eat_index(&p, &l)) return 0; /* logit_scale */
   long long ll = (long long)l;
   const char *to = sdc__rename_head(&p, sdc__openclip_layer, SDC__N(sdc__openclip_layer));
   if (to) return sdc__out(outs, "text_model.encoder.layers.%lld.%s%s", ll, to, p);
@@ -264,6 +276,7 @@ const char *sdc_family_name(sdc_family fam) {
   switch (fam) {
     case SDC_FAMILY_SD1: return "sd1";
     case SDC_FAMILY_SD2: return "sd2";
+    case SDC_FAMILY_SDXL: return "sdxl";
     default: return "?";
   }
 }
@@ -301,10 +314,23 @@ int sdc_checkpoint_detect(const sdc_st_file *f, sdc_family *fam) {
   if (!sdc__has_prefix(f, SDC_CKPT_UNET_PREFIX))
     return sdc_seterr(SDC_EFORMAT, "%s: no '%s*' keys: not a single-file Stable Diffusion checkpoint", f->path,
                       SDC_CKPT_UNET_PREFIX);
-  if (sdc__has_prefix(f, "conditioner.embedders."))
-    return sdc_seterr(SDC_EUNSUPPORTED, "%s: 'conditioner.embedders.*' keys: an SDXL-style checkpoint (only SD 1.x/2.x are supported)",
-                      f->path);
   int64_t ctx_dim = sdc__context_dim(f);
+  if (sdc__has_prefix(f, SDC_CKPT_SDXL_CONDITIONER_PREFIX)) {
+    *fam = SDC_FAMILY_SDXL;
+    /* a conditioner with other embedders (the refiner's lone OpenCLIP, say) is not the base model's pair */
+    static const char *const need[2][2] = {{SDC_CKPT_SDXL_CLIP_PREFIX, "first text encoder, CLIP ViT-L"},
+                                           {SDC_CKPT_SDXL_OPENCLIP_PREFIX, "second text encoder, OpenCLIP ViT-bigG"}};
+    for (int i = 0; i < 2; i++)
+      if (!sdc__has_prefix(f, need[i][0]))
+        return sdc_seterr(SDC_EMISSING, "%s: an SDXL checkpoint ('%s*' keys) without '%s*' keys (its %s)", f->path,
+                          SDC_CKPT_SDXL_CONDITIONER_PREFIX, need[i][0], need[i][1]);
+    return SDC_OK;
+  }
+  /* a UNet alone: SDXL's has the text_time MLP and takes both encoders' states, 768 + 1280 wide */
+  if (sdc__has_prefix(f, SDC_CKPT_UNET_PREFIX "label_emb.0.0.") && ctx_dim == 2048) {
+    *fam = SDC_FAMILY_SDXL;
+    return SDC_OK;
+  }
   if (sdc__has_prefix(f, SDC_CKPT_OPENCLIP_PREFIX) || ctx_dim == 1024) {
     *fam = SDC_FAMILY_SD2;
     return SDC_OK;
@@ -314,24 +340,28 @@ int sdc_checkpoint_detect(const sdc_st_file *f, sdc_family *fam) {
     return SDC_OK;
   }
   return sdc_seterr(SDC_EUNSUPPORTED,
-                    "%s: cannot tell the model family: no '%s*' or '%s*' keys, and cross-attention width %lld is neither 768 (SD 1.x) nor 1024 (SD 2.x)",
-                    f->path, SDC_CKPT_CLIP_PREFIX, SDC_CKPT_OPENCLIP_PREFIX, (long long)ctx_dim);
+                    "%s: cannot tell the model family: no '%s*', '%s*' or '%s*' keys, and cross-attention width %lld is "
+                    "neither 768 (SD 1.x) nor 1024 (SD 2.x)",
+                    f->path, SDC_CKPT_CLIP_PREFIX, SDC_CKPT_OPENCLIP_PREFIX, SDC_CKPT_SDXL_CONDITIONER_PREFIX,
+                    (long long)ctx_dim);
 }
 
-/* ---- standard configs (as stable-diffusion-v1-5 and stable-diffusion-2-1 ship them) ---- */
+/* ---- standard configs (as stable-diffusion-v1-5 and stable-diffusion-2-1 ship them; SDXL's below) ---- */
 
 #define SDC__DOWN_BLOCKS \
   "  \"down_block_types\": [\n    \"CrossAttnDownBlock2D\",\n    \"CrossAttnDownBlock2D\",\n    \"CrossAttnDownBlock2D\",\n    \"DownBlock2D\"\n  ],\n"
 #define SDC__UP_BLOCKS \
   "  \"up_block_types\": [\n    \"UpBlock2D\",\n    \"CrossAttnUpBlock2D\",\n    \"CrossAttnUpBlock2D\",\n    \"CrossAttnUpBlock2D\"\n  ]"
-#define SDC__VAE_BLOCKS(size)                                                                                                 \
+/* extra: fields between down_block_types and in_channels (SDXL's force_upcast) */
+#define SDC__VAE_BODY(extra, size, scale)                                                                                     \
   "  \"block_out_channels\": [\n    128,\n    256,\n    512,\n    512\n  ],\n"                                                 \
   "  \"down_block_types\": [\n    \"DownEncoderBlock2D\",\n    \"DownEncoderBlock2D\",\n    \"DownEncoderBlock2D\",\n"      \
-  "    \"DownEncoderBlock2D\"\n  ],\n"                                                                                        \
+  "    \"DownEncoderBlock2D\"\n  ],\n" extra                                                                                  \
   "  \"in_channels\": 3,\n  \"latent_channels\": 4,\n  \"layers_per_block\": 2,\n  \"norm_num_groups\": 32,\n"               \
-  "  \"out_channels\": 3,\n  \"sample_size\": " size ",\n  \"scaling_factor\": 0.18215,\n"                                  \
+  "  \"out_channels\": 3,\n  \"sample_size\": " size ",\n  \"scaling_factor\": " scale ",\n"                                \
   "  \"up_block_types\": [\n    \"UpDecoderBlock2D\",\n    \"UpDecoderBlock2D\",\n    \"UpDecoderBlock2D\",\n"               \
   "    \"UpDecoderBlock2D\"\n  ]\n}\n"
+#define SDC__VAE_BLOCKS(size) SDC__VAE_BODY("", size, "0.18215")
 
 static const char sdc__sd1_unet[] =
     "{\n  \"_class_name\": \"UNet2DConditionModel\",\n  \"_diffusers_version\": \"0.6.0\",\n  \"act_fn\": \"silu\",\n"
@@ -389,11 +419,63 @@ static const char sdc__sd2_sched[] =
     "  \"prediction_type\": \"v_prediction\",\n  \"set_alpha_to_one\": false,\n  \"skip_prk_steps\": true,\n"
     "  \"steps_offset\": 1,\n  \"trained_betas\": null\n}\n";
 
+/* ---- SDXL (as stable-diffusion-xl-base-1.0 ships them) ---- */
+
+static const char sdc__sdxl_unet[] =
+    "{\n  \"_class_name\": \"UNet2DConditionModel\",\n  \"_diffusers_version\": \"0.19.0.dev0\",\n  \"act_fn\": \"silu\",\n"
+    "  \"addition_embed_type\": \"text_time\",\n  \"addition_embed_type_num_heads\": 64,\n"
+    "  \"addition_time_embed_dim\": 256,\n  \"attention_head_dim\": [\n    5,\n    10,\n    20\n  ],\n"
+    "  \"block_out_channels\": [\n    320,\n    640,\n    1280\n  ],\n  \"center_input_sample\": false,\n"
+    "  \"class_embed_type\": null,\n  \"class_embeddings_concat\": false,\n  \"conv_in_kernel\": 3,\n"
+    "  \"conv_out_kernel\": 3,\n  \"cross_attention_dim\": 2048,\n  \"cross_attention_norm\": null,\n"
+    "  \"down_block_types\": [\n    \"DownBlock2D\",\n    \"CrossAttnDownBlock2D\",\n    \"CrossAttnDownBlock2D\"\n  ],\n"
+    "  \"downsample_padding\": 1,\n  \"dual_cross_attention\": false,\n  \"encoder_hid_dim\": null,\n"
+    "  \"encoder_hid_dim_type\": null,\n  \"flip_sin_to_cos\": true,\n  \"freq_shift\": 0,\n  \"in_channels\": 4,\n"
+    "  \"layers_per_block\": 2,\n  \"mid_block_only_cross_attention\": null,\n  \"mid_block_scale_factor\": 1,\n"
+    "  \"mid_block_type\": \"UNetMidBlock2DCrossAttn\",\n  \"norm_eps\": 1e-05,\n  \"norm_num_groups\": 32,\n"
+    "  \"num_attention_heads\": null,\n  \"num_class_embeds\": null,\n  \"only_cross_attention\": false,\n"
+    "  \"out_channels\": 4,\n  \"projection_class_embeddings_input_dim\": 2816,\n  \"resnet_out_scale_factor\": 1.0,\n"
+    "  \"resnet_skip_time_act\": false,\n  \"resnet_time_scale_shift\": \"default\",\n  \"sample_size\": 128,\n"
+    "  \"time_cond_proj_dim\": null,\n  \"time_embedding_act_fn\": null,\n  \"time_embedding_dim\": null,\n"
+    "  \"time_embedding_type\": \"positional\",\n  \"timestep_post_act\": null,\n"
+    "  \"transformer_layers_per_block\": [\n    1,\n    2,\n    10\n  ],\n"
+    "  \"up_block_types\": [\n    \"CrossAttnUpBlock2D\",\n    \"CrossAttnUpBlock2D\",\n    \"UpBlock2D\"\n  ],\n"
+    "  \"upcast_attention\": null,\n  \"use_linear_projection\": true\n}\n";
+
+static const char sdc__sdxl_vae[] =
+    "{\n  \"_class_name\": \"AutoencoderKL\",\n  \"_diffusers_version\": \"0.20.0.dev0\",\n"
+    "  \"_name_or_path\": \"../sdxl-vae/\",\n  \"act_fn\": \"silu\",\n"
+    SDC__VAE_BODY("  \"force_upcast\": true,\n", "1024", "0.13025");
+
+#define SDC__SDXL_TEXT(arch, act, hidden, inter, heads, layers, proj)                                               \
+  "{\n  \"architectures\": [\n    \"" arch "\"\n  ],\n  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 0,\n"       \
+  "  \"dropout\": 0.0,\n  \"eos_token_id\": 2,\n  \"hidden_act\": \"" act "\",\n  \"hidden_size\": " hidden ",\n"      \
+  "  \"initializer_factor\": 1.0,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": " inter ",\n"              \
+  "  \"layer_norm_eps\": 1e-05,\n  \"max_position_embeddings\": 77,\n  \"model_type\": \"clip_text_model\",\n"        \
+  "  \"num_attention_heads\": " heads ",\n  \"num_hidden_layers\": " layers ",\n  \"pad_token_id\": 1,\n"               \
+  "  \"projection_dim\": " proj ",\n  \"torch_dtype\": \"float16\",\n  \"transformers_version\": \"4.32.0.dev0\",\n"  \
+  "  \"vocab_size\": 49408\n}\n"
+
+/* CLIP ViT-L/14: all 12 layers are loaded; the pipeline conditions on the penultimate one */
+static const char sdc__sdxl_text[] = SDC__SDXL_TEXT("CLIPTextModel", "quick_gelu", "768", "3072", "12", "12", "768");
+/* OpenCLIP ViT-bigG/14: all 32 layers, the last one for the pooled text_embeds */
+static const char sdc__sdxl_text2[] =
+    SDC__SDXL_TEXT("CLIPTextModelWithProjection", "gelu", "1280", "5120", "20", "32", "1280");
+
+static const char sdc__sdxl_sched[] =
+    "{\n  \"_class_name\": \"EulerDiscreteScheduler\",\n  \"_diffusers_version\": \"0.19.0.dev0\",\n"
+    "  \"beta_end\": 0.012,\n  \"beta_schedule\": \"scaled_linear\",\n  \"beta_start\": 0.00085,\n"
+    "  \"clip_sample\": false,\n  \"interpolation_type\": \"linear\",\n  \"num_train_timesteps\": 1000,\n"
+    "  \"prediction_type\": \"epsilon\",\n  \"sample_max_value\": 1.0,\n  \"set_alpha_to_one\": false,\n"
+    "  \"skip_prk_steps\": true,\n  \"steps_offset\": 1,\n  \"timestep_spacing\": \"leading\",\n"
+    "  \"trained_betas\": null,\n  \"use_karras_sigmas\": false\n}\n";
+
 const char *sdc_checkpoint_std_config(sdc_family fam, const char *component) {
-  static const char *const names[] = {"unet", "vae", "text_encoder", "scheduler"};
-  static const char *const configs[SDC_FAMILY_COUNT][4] = {
-      {sdc__sd1_unet, sdc__sd1_vae, sdc__sd1_text, sdc__sd1_sched},
-      {sdc__sd2_unet, sdc__sd2_vae, sdc__sd2_text, sdc__sd2_sched},
+  static const char *const names[] = {"unet", "vae", "text_encoder", "text_encoder_2", "scheduler"};
+  static const char *const configs[SDC_FAMILY_COUNT][5] = {
+      {sdc__sd1_unet, sdc__sd1_vae, sdc__sd1_text, NULL, sdc__sd1_sched},
+      {sdc__sd2_unet, sdc__sd2_vae, sdc__sd2_text, NULL, sdc__sd2_sched},
+      {sdc__sdxl_unet, sdc__sdxl_vae, sdc__sdxl_text, sdc__sdxl_text2, sdc__sdxl_sched},
   };
   if ((unsigned)fam >= SDC_FAMILY_COUNT || !component) return NULL;
   for (size_t i = 0; i < SDC__N(names); i++)
@@ -413,6 +495,10 @@ int sdc_checkpoint_weights(sdc_weights *w, const sdc_st_file *f, sdc_family fam,
     prefix = SDC_CKPT_UNET_PREFIX, map = sdc_checkpoint_map_unet;
   } else if (component && strcmp(component, "vae") == 0) {
     prefix = SDC_CKPT_VAE_PREFIX, map = sdc_checkpoint_map_vae;
+  } else if (component && fam == SDC_FAMILY_SDXL && strcmp(component, "text_encoder") == 0) {
+    prefix = SDC_CKPT_SDXL_CLIP_PREFIX, map = sdc_checkpoint_map_clip;
+  } else if (component && fam == SDC_FAMILY_SDXL && strcmp(component, "text_encoder_2") == 0) {
+    prefix = SDC_CKPT_SDXL_OPENCLIP_PREFIX, map = sdc_checkpoint_map_openclip;
   } else if (component && strcmp(component, "text_encoder") == 0) {
     int open = fam == SDC_FAMILY_SD2;
     /* Some converters store the other family's layout; take what the file has. */
@@ -422,8 +508,9 @@ int sdc_checkpoint_weights(sdc_weights *w, const sdc_st_file *f, sdc_family fam,
     prefix = open ? SDC_CKPT_OPENCLIP_PREFIX : SDC_CKPT_CLIP_PREFIX;
     map = open ? sdc_checkpoint_map_openclip : sdc_checkpoint_map_clip;
   } else {
-    return sdc_seterr(SDC_EINVAL, "%s: unknown component '%s' (expected unet, vae or text_encoder)", f->path,
-                      component ? component : "(null)");
+    return sdc_seterr(SDC_EINVAL, "%s: unknown component '%s' of an %s checkpoint (expected unet, vae, text_encoder%s)",
+                      f->path, component ? component : "(null)", sdc_family_name(fam),
+                      fam == SDC_FAMILY_SDXL ? " or text_encoder_2" : "");
   }
   if (!cfg && map != sdc_checkpoint_map_clip && map != sdc_checkpoint_map_openclip)
     return sdc_seterr(SDC_EINVAL, "%s: component '%s' needs its config to map keys", f->path, component);

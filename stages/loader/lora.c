@@ -269,18 +269,17 @@ int sdc_weights_set_lora(sdc_weights *w, const sdc_lora_set *s, sdc_component co
       /* the tensor as the view hands it out (one part of a fused tensor, maybe) */
       const sdc__weight_ref *r = sdc_weights_ref(w, target);
       const sdc_st_entry *e = r->entry, *u = m->up, *d = m->down;
-      const int64_t rows = e->ndim ? e->shape[0] / r->n_parts : 0, numel = sdc_shape_numel(e->ndim, e->shape) / r->n_parts,
-                    rank = d->shape[0], dn = sdc_shape_numel(d->ndim, d->shape);
+      int64_t wshape[SDC_MAX_DIMS];
+      const int wdim = sdc_weights_ref_shape(r, wshape);
+      const int64_t rows = wdim ? wshape[0] : 0, numel = sdc_shape_numel(wdim, wshape), rank = d->shape[0],
+                    dn = sdc_shape_numel(d->ndim, d->shape);
       int fits = e->ndim >= 2 && u->shape[0] == rows && rows > 0 && dn / rank == numel / rows;
       /* a 3x3 LoCon down needs a 3x3 conv with the same taps; a 1x1 or linear one fits either layout */
       if (fits && d->ndim == 4 && d->shape[2] * d->shape[3] > 1)
         fits = e->ndim == 4 && e->shape[1] == d->shape[1] && e->shape[2] == d->shape[2] && e->shape[3] == d->shape[3];
       if (!fits) {
         char ws[128], us[128], ds[128];
-        int64_t wshape[SDC_MAX_DIMS];
-        memcpy(wshape, e->shape, sizeof wshape);
-        if (e->ndim) wshape[0] = rows;
-        sdc_shape_str(ws, sizeof ws, e->ndim, wshape);
+        sdc_shape_str(ws, sizeof ws, wdim, wshape);
         sdc_shape_str(us, sizeof us, u->ndim, u->shape);
         sdc_shape_str(ds, sizeof ds, d->ndim, d->shape);
         err = sdc_seterr(SDC_ESHAPE, "%s: %s (up %s, down %s) does not fit %s %s of the %s", L, m->name, us, ds, target,
@@ -396,7 +395,9 @@ int sdc_lora_write_random(sdc_model *m, const char *path, int64_t rank, int whic
       snprintf(mod, sizeof mod, "%s%.*s", comps[ci] == SDC_COMP_UNET ? "lora_unet_" : "lora_te_", (int)stem, r->name);
       for (char *c = mod; *c; c++)
         if (*c == '.') *c = '_';
-      const int64_t out = e->shape[0] / r->n_parts, in = sdc_shape_numel(e->ndim, e->shape) / r->n_parts / out;
+      int64_t wshape[SDC_MAX_DIMS];
+      const int wdim = sdc_weights_ref_shape(r, wshape);
+      const int64_t out = wshape[0], in = sdc_shape_numel(wdim, wshape) / out;
       int64_t dshape[4] = {rank, in, 1, 1}, ushape[4] = {out, rank, 1, 1};
       if (e->ndim == 4) dshape[1] = e->shape[1], dshape[2] = e->shape[2], dshape[3] = e->shape[3];
       char name[SDC_KEY_MAX + 32];

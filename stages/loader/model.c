@@ -130,11 +130,14 @@ static int sdc__load_std_configs(sdc_model *m) {
 static int sdc__infer_single(sdc_model *m) {
   const sdc_unet_config std_unet = m->unet;
   const sdc_vae_config std_vae = m->vae;
-  const sdc_clip_config std_clip = m->clip;
-  int err = sdc_checkpoint_infer(&m->files[0], m->family, &m->unet, &m->vae, &m->clip, &m->facts);
+  const sdc_clip_config std_clip = m->clip, std_clip2 = m->clip2;
+  int err = sdc_checkpoint_infer(&m->files[0], m->family, &m->unet, &m->vae, &m->clip,
+                                 m->has_text_encoder_2 ? &m->clip2 : NULL, &m->facts);
+  /* inferred parts must still fit together (SDXL: context and text_time widths); errors name the file */
+  if (!err) err = sdc__check_parts(m, m->path);
   if (err) return err;
   m->configs_inferred = memcmp(&std_unet, &m->unet, sizeof std_unet) || memcmp(&std_vae, &m->vae, sizeof std_vae) ||
-                        memcmp(&std_clip, &m->clip, sizeof std_clip);
+                        memcmp(&std_clip, &m->clip, sizeof std_clip) || memcmp(&std_clip2, &m->clip2, sizeof std_clip2);
   cJSON *sched = cJSON_Parse(m->scheduler_json);
   char *text = NULL;
   if (sched) {
@@ -149,6 +152,7 @@ static int sdc__infer_single(sdc_model *m) {
   return SDC_OK;
 }
 
+/* SDXL's first tokenizer is SD 1.x's (pads with <|endoftext|>); its second, padded with "!", is textcond.c's. */
 const char *sdc_model_pad_token(const sdc_model *m) { return m->family == SDC_FAMILY_SD2 ? "!" : NULL; }
 
 int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
@@ -170,8 +174,14 @@ int sdc_model_open(sdc_model *m, const char *path, const char *config_dir) {
   if ((err = sdc_checkpoint_detect(&m->files[0], &m->family))) goto fail;
   if (config_dir && config_dir[0]) {
     snprintf(m->config_dir, sizeof m->config_dir, "%s", config_dir);
+    /* model_index.json says whether there is a second text encoder (and force_zeros_for_empty_prompt) */
     err = sdc__load_folder_configs(m, config_dir);
+    if (!err && m->has_text_encoder_2 != (m->family == SDC_FAMILY_SDXL))
+      err = sdc_seterr(SDC_ECONFIG, "%s: an %s checkpoint, but --config %s %s a text_encoder_2 (model_index.json)", path,
+                       sdc_family_name(m->family), config_dir, m->has_text_encoder_2 ? "has" : "lacks");
   } else {
+    /* the built-ins: SDXL's pipeline has the second encoder and zeroes an absent negative prompt's conditioning */
+    m->has_text_encoder_2 = m->force_zeros_for_empty_prompt = m->family == SDC_FAMILY_SDXL;
     err = sdc__load_std_configs(m);
     if (!err) err = sdc__infer_single(m);
     /* an inpainting checkpoint (latents | mask | masked latents) differs from

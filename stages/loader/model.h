@@ -33,9 +33,12 @@ typedef struct {
 
 /* Opens `path`: a diffusers folder (model_index.json + component folders) or a
  * single .safetensors checkpoint. For a single file, `config_dir` (may be NULL)
- * names a diffusers folder whose configs, tokenizer and scheduler config apply;
- * without it the family is recognised from the keys and its standard configs
- * are used. Errors name the file and the field. Free with sdc_model_close(). */
+ * names a diffusers folder whose configs, tokenizer and scheduler config apply
+ * (its model_index.json must list a text_encoder_2 exactly when the file is
+ * SDXL); without it the family (SD 1.x, 2.x, SDXL) is recognised from the keys
+ * and its standard configs, corrected by the tensor shapes, are used (SDXL:
+ * with the second text encoder and force_zeros_for_empty_prompt). Errors name
+ * the file and the field. Free with sdc_model_close(). */
 int sdc_model_open(sdc_model *m /* OUT */, const char *path, const char *config_dir);
 void sdc_model_close(sdc_model *m);
 
@@ -63,8 +66,10 @@ int64_t sdc_model_context_dim(const sdc_model *m);
 /* Width of the pooled text embedding the UNet takes (SDXL's text_embeds), 0 when it takes none. */
 int64_t sdc_model_pooled_dim(const sdc_model *m);
 
-/* The pad token of the built-in vocabulary for this model: "!" for SD 2.x
- * (OpenCLIP pads with id 0), NULL for SD 1.x (pads with <|endoftext|>). */
+/* The pad token of the built-in vocabulary for this model's (first) tokenizer:
+ * "!" for SD 2.x (OpenCLIP pads with id 0), NULL for SD 1.x and SDXL (pad with
+ * <|endoftext|>; SDXL's second tokenizer pads with "!", see
+ * sdc_model_tokenizer2_dir). */
 const char *sdc_model_pad_token(const sdc_model *m);
 
 #endif

@@ -57,11 +57,18 @@ int sdc_weights_init(sdc_weights *w, const sdc_st_file *file, const char *prefix
       r->entry = &file->entries[i];
       r->part = outs[k].part;
       r->n_parts = outs[k].n_parts > 0 ? outs[k].n_parts : 1;
+      r->transpose = map ? outs[k].transpose : 0;
       const sdc_st_entry *e = r->entry;
       w->n_refs++;
       if (r->n_parts > 1 && (e->ndim < 1 || e->shape[0] % r->n_parts != 0)) {
         int err = sdc_seterr(SDC_ESHAPE, "%s: tensor '%s' cannot be split in %d along dim 0", file->path, e->name,
                              r->n_parts);
+        sdc_weights_free(w);
+        return err;
+      }
+      if (r->transpose && (e->ndim != 2 || r->n_parts != 1)) {
+        int err = sdc_seterr(SDC_ESHAPE, "%s: tensor '%s' is %d-d; only a whole 2-d tensor can be transposed", file->path,
+                             e->name, e->ndim);
         sdc_weights_free(w);
         return err;
       }
@@ -107,6 +114,14 @@ int sdc_weights_has(const sdc_weights *w, const char *name) { return sdc__find(w
 
 const sdc__weight_ref *sdc_weights_ref(const sdc_weights *w, const char *name) { return sdc__find(w, name); }
 
+int sdc_weights_ref_shape(const sdc__weight_ref *r, int64_t shape[SDC_MAX_DIMS]) {
+  const sdc_st_entry *e = r->entry;
+  for (int i = 0; i < e->ndim; i++) shape[i] = e->shape[i];
+  if (e->ndim > 0) shape[0] /= r->n_parts;
+  if (r->transpose) shape[0] = e->shape[1], shape[1] = e->shape[0]; /* init made sure it is 2-d */
+  return e->ndim;
+}
+
 void *sdc_weights_fail(sdc_weights *w, int err, const char *fmt, ...) {
   if (!w->err) {
     w->err = err;
@@ -120,13 +135,19 @@ void *sdc_weights_fail(sdc_weights *w, int err, const char *fmt, ...) {
 
 int sdc_weights_error(const sdc_weights *w) { return w->err ? sdc_seterr(w->err, "%s", w->msg) : SDC_OK; }
 
+/* dst (cols, rows) = src (rows, cols)^T: a tensor stored [in, out] handed out [out, in]. */
+static void sdc__transpose(float *dst, const float *src, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
+}
+
 static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   const sdc_st_entry *e = r->entry;
   int64_t n = sdc_shape_numel(e->ndim, e->shape) / r->n_parts;
   const void *src = (const uint8_t *)sdc_st_ptr(r->file, e) + (size_t)(n * r->part) * sdc_dtype_size(e->dtype);
   w->n_bytes_used += n * 4;
-  /* f32 data that is suitably aligned is used in place: the mmap is the weight. */
-  if (e->dtype == SDC_F32 && ((uintptr_t)src % 4) == 0) return src;
+  /* f32 data that is suitably aligned is used in place: the mmap is the weight (never a transposed one). */
+  if (e->dtype == SDC_F32 && ((uintptr_t)src % 4) == 0 && !r->transpose) return src;
   if (e->dtype != SDC_F32 && e->dtype != SDC_F16 && e->dtype != SDC_BF16 && e->dtype != SDC_F64)
     return sdc_weights_fail(w, SDC_EDTYPE, "%s: tensor '%s': dtype %s is not a float type", r->file->path, e->name,
                      sdc_dtype_name(e->dtype));
@@ -139,7 +160,18 @@ static const float *sdc__materialize(sdc_weights *w, const sdc__weight_ref *r) {
   }
   float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
   if (!dst) return sdc_weights_fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory", r->file->path, e->name);
-  sdc_convert_to_f32(dst, src, e->dtype, n);
+  if (r->transpose) {
+    float *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp); /* the file's layout, widened */
+    if (!tmp) {
+      free(dst);
+      return sdc_weights_fail(w, SDC_ENOMEM, "%s: tensor '%s': out of memory", r->file->path, e->name);
+    }
+    sdc_convert_to_f32(tmp, src, e->dtype, n);
+    sdc__transpose(dst, tmp, e->shape[0], e->shape[1]);
+    free(tmp);
+  } else {
+    sdc_convert_to_f32(dst, src, e->dtype, n);
+  }
   /* The narrow copy in the page cache is no longer needed by this process:
    * drop its whole pages from our resident set (they are file-backed, so a
    * later read simply faults them in again). */
@@ -247,9 +279,9 @@ static float *sdc__widen(const sdc_st_file *f, const sdc_st_entry *e) {
 /* r's tensor with o's terms added: the widened copy itself when the file is
  * not f32, else a heap copy (the mapped file stays untouched). */
 static const float *sdc__merged(sdc_weights *w, const sdc__weight_ref *r, sdc__weight_overlay *o) {
-  const sdc_st_entry *e = r->entry;
-  const int64_t rows = e->shape[0] / r->n_parts, n = sdc_shape_numel(e->ndim, e->shape) / r->n_parts,
-                cols = rows ? n / rows : 0;
+  int64_t shape[SDC_MAX_DIMS];
+  const int ndim = sdc_weights_ref_shape(r, shape);
+  const int64_t rows = shape[0], n = sdc_shape_numel(ndim, shape), cols = rows ? n / rows : 0;
   if (o->merged) return o->merged; /* merged once per tensor */
   const float *base = sdc__materialize(w, r);
   if (!base) return NULL;
@@ -293,14 +325,17 @@ const float *sdc_weights_get(sdc_weights *w, const char *name, int ndim, const i
   const sdc__weight_ref *r = sdc__find(w, name);
   if (!r) return sdc_weights_fail(w, SDC_EMISSING, "%s: missing tensor '%s'", w->source, name);
   const sdc_st_entry *e = r->entry;
-  int same = e->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++) same = (i ? e->shape[i] : e->shape[i] / r->n_parts) == shape[i];
+  int64_t has[SDC_MAX_DIMS];
+  int same = sdc_weights_ref_shape(r, has) == ndim;
+  for (int i = 0; same && i < ndim; i++) same = has[i] == shape[i];
   if (!same) {
     char want[128], got[128];
-    sdc_shape_str(want, sizeof want, ndim, shape);
+    /* both in the file's layout: a transposed tensor is expected stored [in, out] */
+    const int64_t stored[2] = {ndim == 2 ? shape[1] : 0, ndim == 2 ? shape[0] : 0};
+    sdc_shape_str(want, sizeof want, ndim, r->transpose && ndim == 2 ? stored : shape);
     sdc_shape_str(got, sizeof got, e->ndim, e->shape);
-    return sdc_weights_fail(w, SDC_ESHAPE, "tensor '%s' (%s) has shape %s, expected %s", e->name, r->file->path, got,
-                            want);
+    return sdc_weights_fail(w, SDC_ESHAPE, "tensor '%s' (%s) has shape %s, expected %s%s", e->name, r->file->path, got,
+                            want, r->transpose ? " (stored transposed)" : "");
   }
   sdc__weight_overlay *o = sdc__find_overlay(w, name);
   return o ? sdc__merged(w, r, o) : sdc__materialize(w, r);

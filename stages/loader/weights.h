@@ -12,10 +12,13 @@
 #define SDC_KEY_MAP_MAX_OUT 4
 
 /* One diffusers tensor that a checkpoint key stands for: all of it, or the
- * part-th of n_parts equal slices along dim 0 (OpenCLIP's fused in_proj). */
+ * part-th of n_parts equal slices along dim 0 (OpenCLIP's fused in_proj);
+ * transpose: a 2-D tensor stored [in, out] that diffusers holds [out, in]
+ * (OpenCLIP's text_projection), handed out transposed (whole tensors only). */
 typedef struct {
   char name[SDC_KEY_MAX];
   int part, n_parts; /* 0, 1 for the whole tensor */
+  int transpose;
 } sdc_key_out;
 
 /* Maps a checkpoint key (prefix already stripped) to the diffusers names it
@@ -27,6 +30,7 @@ typedef struct {
   const sdc_st_file *file;
   const sdc_st_entry *entry;
   int part, n_parts;
+  int transpose; /* the 2-D entry is handed out transposed (see sdc_key_out) */
 } sdc__weight_ref;
 
 /* One low-rank term of a LoRA overlay (lora.h): the tensor gets scale * up .
@@ -91,6 +95,9 @@ void sdc_weights_free(sdc_weights *w);
 int sdc_weights_has(const sdc_weights *w, const char *name);
 /* Where the tensor `name` comes from (file entry, part), or NULL. */
 const sdc__weight_ref *sdc_weights_ref(const sdc_weights *w, const char *name);
+/* The shape r's tensor is handed out with (its part of dim 0, transposed when
+ * r says so) into shape; returns the number of dims. */
+int sdc_weights_ref_shape(const sdc__weight_ref *r, int64_t shape[SDC_MAX_DIMS] /* OUT */);
 
 /* Records err with a printf message naming the tensor (or block) at fault,
  * unless an error is already recorded: the first one is what gets reported.

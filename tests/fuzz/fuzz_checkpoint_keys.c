@@ -1,5 +1,5 @@
 /* fuzz_checkpoint_keys.c - libFuzzer: single-file checkpoint key names (one per input line) through the four
- * key maps under the SD1 and SD2 configs, then as the keys of an in-memory checkpoint through family detection
+ * key maps under the SD1, SD2 and SDXL configs, then as the keys of an in-memory checkpoint through family detection
  * and each component's weight view. Every name written must be terminated and every slice sane. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -18,6 +18,7 @@
 static sdc_unet_config unet_cfg[SDC_FAMILY_COUNT];
 static sdc_vae_config vae_cfg[SDC_FAMILY_COUNT];
 static sdc_clip_config clip_cfg[SDC_FAMILY_COUNT];
+static sdc_clip_config clip2_cfg; /* SDXL's second text encoder */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
@@ -28,6 +29,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       fprintf(stderr, "fuzz_checkpoint_keys: %s\n", sdc_errmsg(SDC_EFORMAT));
       abort();
     }
+  const char *te2 = sdc_checkpoint_std_config(SDC_FAMILY_SDXL, "text_encoder_2");
+  if (sdc_clip_config_parse(&clip2_cfg, te2, "std text_encoder_2")) {
+    fprintf(stderr, "fuzz_checkpoint_keys: %s\n", sdc_errmsg(SDC_EFORMAT));
+    abort();
+  }
   return 0;
 }
 
@@ -73,12 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int n = 0;
   for (char *save = NULL, *k = strtok_r(text, "\n", &save); k && n < FUZZ_MAX_KEYS; k = strtok_r(NULL, "\n", &save))
     keys[n++] = k;
-  static const char *const prefixes[] = {SDC_CKPT_UNET_PREFIX, SDC_CKPT_VAE_PREFIX, SDC_CKPT_CLIP_PREFIX,
-                                         SDC_CKPT_OPENCLIP_PREFIX};
+  static const char *const prefixes[] = {SDC_CKPT_UNET_PREFIX,      SDC_CKPT_VAE_PREFIX,
+                                         SDC_CKPT_CLIP_PREFIX,      SDC_CKPT_OPENCLIP_PREFIX,
+                                         SDC_CKPT_SDXL_CLIP_PREFIX, SDC_CKPT_SDXL_OPENCLIP_PREFIX};
   sdc_key_out outs[SDC_KEY_MAP_MAX_OUT];
   for (int i = 0; i < n; i++) {
     const char *key = keys[i]; /* the maps see the key without its component prefix */
-    for (int p = 0; p < 4; p++)
+    for (int p = 0; p < 6; p++)
       if (strncmp(key, prefixes[p], strlen(prefixes[p])) == 0) key += strlen(prefixes[p]);
     for (int fam = 0; fam < SDC_FAMILY_COUNT; fam++) {
       check_outs(sdc_checkpoint_map_unet(key, outs, &unet_cfg[fam]), outs);
@@ -88,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check_outs(sdc_checkpoint_map_openclip(key, outs, &clip_cfg[fam]), outs);
       check_outs(sdc_checkpoint_map_openclip(key, outs, NULL), outs);
     }
+    check_outs(sdc_checkpoint_map_openclip(key, outs, &clip2_cfg), outs);
   }
   size_t fsize = 0;
   uint8_t *file = n ? make_file(keys, n, &fsize) : NULL;
@@ -95,16 +103,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (file && sdc_st_open_mem(&f, "fuzz.ckpt", file, fsize) == SDC_OK) {
     sdc_family fam;
     if (sdc_checkpoint_detect(&f, &fam) == SDC_OK) {
-      if (fam != SDC_FAMILY_SD1 && fam != SDC_FAMILY_SD2) abort();
+      if ((unsigned)fam >= SDC_FAMILY_COUNT) abort();
       /* configs read from the keys' shapes, as a single file with no --config gets them */
       sdc_unet_config u = unet_cfg[fam];
       sdc_vae_config v = vae_cfg[fam];
-      sdc_clip_config cc = clip_cfg[fam];
+      sdc_clip_config cc = clip_cfg[fam], cc2 = clip2_cfg;
       sdc_ckpt_facts facts;
-      (void)sdc_checkpoint_infer(&f, fam, &u, &v, &cc, &facts);
-      static const char *const comps[] = {"unet", "vae", "text_encoder"};
-      const void *cfgs[] = {&unet_cfg[fam], &vae_cfg[fam], &clip_cfg[fam]};
-      for (int c = 0; c < 3; c++) {
+      (void)sdc_checkpoint_infer(&f, fam, &u, &v, &cc, &cc2, &facts);
+      static const char *const comps[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
+      const void *cfgs[] = {&unet_cfg[fam], &vae_cfg[fam], &clip_cfg[fam], &clip2_cfg};
+      for (int c = 0; c < (fam == SDC_FAMILY_SDXL ? 4 : 3); c++) {
         sdc_weights w;
         if (sdc_checkpoint_weights(&w, &f, fam, comps[c], cfgs[c]) == SDC_OK) sdc_weights_free(&w);
       }
