@@ -175,8 +175,8 @@ int sdc_cmd_submit(int argc, char **argv) {
       case O_NEG2: job.negative_prompt_2 = optarg; break;
       /* as sdc generate: WIDTHxHEIGHT on the command line, [height, width] in the job */
       case O_ORIG:
-        err = sdc_flag_pair("--original-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND, &job.original_size[1],
-                            &job.original_size[0]);
+        err = sdc_flag_pair("--original-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND,
+                            &job.original_size[1], &job.original_size[0]);
         break;
       case O_TARGET:
         err = sdc_flag_pair("--target-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND, &job.target_size[1],

@@ -261,7 +261,8 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
                           .original_size = {j->spec.original_size[0], j->spec.original_size[1]},
                           .target_size = {j->spec.target_size[0], j->spec.target_size[1]},
                           .has_crop = j->spec.has_crop,
-                          .crops_coords_top_left = {j->spec.crops_coords_top_left[0], j->spec.crops_coords_top_left[1]}};
+                          .crops_coords_top_left = {j->spec.crops_coords_top_left[0],
+                                                    j->spec.crops_coords_top_left[1]}};
   /* what the model takes, before anything is read or encoded: SDXL's fields on an SD 1.x model, an image input
    * or a LoRA on SDXL, each fail the job in one line naming the field (as sdc generate refuses them) */
   const sdc_model_caps caps = sdc_coord_model_caps(m);
@@ -313,12 +314,14 @@ static int sdc__take_context(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
   if (!P && rep->pooled) return sdc_seterr(SDC_EPROTOCOL, "pooled: sent for a model with one text encoder");
   if (P && !rep->pooled) return sdc_seterr(SDC_EPROTOCOL, "pooled: missing from the text reply (SDXL needs it)");
   const int64_t L = dims[1];
-  float *rows = malloc((size_t)(T * L * j->D) * sizeof *rows), *prows = P ? malloc((size_t)(T * P) * sizeof *prows) : NULL;
+  float *rows = malloc((size_t)(T * L * j->D) * sizeof *rows);
+  float *prows = P ? malloc((size_t)(T * P) * sizeof *prows) : NULL;
   free(j->ctx), free(j->pooled), free(j->time_ids);
   j->ctx = malloc((size_t)(B * L * j->D) * sizeof *j->ctx);
   j->pooled = P ? malloc((size_t)(B * P) * sizeof *j->pooled) : NULL;
   j->time_ids = P ? malloc((size_t)(B * SDC_TIME_IDS) * sizeof *j->time_ids) : NULL;
-  if (!rows || !j->ctx || (P && (!prows || !j->pooled || !j->time_ids))) err = sdc_seterr(SDC_ENOMEM, "context: out of memory");
+  if (!rows || !j->ctx || (P && (!prows || !j->pooled || !j->time_ids)))
+    err = sdc_seterr(SDC_ENOMEM, "context: out of memory");
   if (!err) err = sdc_wire_tensor_get(rep->output, "context", 3, (int64_t[]){T, L, j->D}, rows, NULL);
   if (!err && P) err = sdc_wire_tensor_get(rep->pooled, "pooled", 2, (int64_t[]){T, P}, prows, NULL);
   if (!err) {

@@ -120,7 +120,8 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     if (!err && j->pooled) { /* SDXL: unet-down folds them into temb */
       err = sdc_wire_tensor_set(&te, j->pooled, 2, (int64_t[]){B, j->P}, c->wire_dtype, &owned[2]);
       /* sizes in f32 whatever the wire dtype: bf16 would round an original size of 1023 to 1024 */
-      if (!err) err = sdc_wire_tensor_set(&ids, j->time_ids, 2, (int64_t[]){B, SDC_TIME_IDS}, SDCPB__DTYPE__F32, &owned[3]);
+      if (!err)
+        err = sdc_wire_tensor_set(&ids, j->time_ids, 2, (int64_t[]){B, SDC_TIME_IDS}, SDCPB__DTYPE__F32, &owned[3]);
       req.text_embeds = &te, req.time_ids = &ids;
     }
     req.n_timestep = (size_t)B, req.timestep = j->t;

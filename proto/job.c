@@ -251,8 +251,8 @@ enum {
   F_INIT, F_MASK, F_LORAS, F_PROMPT2, F_NEG2, F_ORIG, F_CROP, F_TARGET, F_COUNT
 };
 static const char *const sdc__fields[F_COUNT] = {
-    "id",         "prompt",     "negative_prompt", "width",      "height", "steps", "guidance_scale", "scheduler", "seed",
-    "num_images", "timeout_ms", "strength",        "init_image", "mask",   "loras", "prompt_2",       "negative_prompt_2",
+    "id",         "prompt",   "negative_prompt", "width",      "height", "steps", "guidance_scale", "scheduler", "seed",
+    "num_images", "timeout_ms", "strength",      "init_image", "mask",   "loras", "prompt_2", "negative_prompt_2",
     "original_size", "crops_coords_top_left", "target_size"};
 
 /* original_size / target_size [height, width], crops_coords_top_left [top, left]: exactly two integers, each in
@@ -545,8 +545,10 @@ int sdc_job_to_json(const sdc_job *job, char **json) {
   if (ok) ok = cJSON_AddStringToObject(o, "prompt", job->prompt) != NULL;
   if (ok && job->negative_prompt) ok = cJSON_AddStringToObject(o, "negative_prompt", job->negative_prompt) != NULL;
   if (ok && job->prompt_2) ok = cJSON_AddStringToObject(o, "prompt_2", job->prompt_2) != NULL;
-  if (ok && job->negative_prompt_2) ok = cJSON_AddStringToObject(o, "negative_prompt_2", job->negative_prompt_2) != NULL;
-  if (ok && (job->original_size[0] || job->original_size[1])) ok = sdc__add_pair(o, "original_size", job->original_size);
+  if (ok && job->negative_prompt_2)
+    ok = cJSON_AddStringToObject(o, "negative_prompt_2", job->negative_prompt_2) != NULL;
+  if (ok && (job->original_size[0] || job->original_size[1]))
+    ok = sdc__add_pair(o, "original_size", job->original_size);
   if (ok && job->has_crop) ok = sdc__add_pair(o, "crops_coords_top_left", job->crops_coords_top_left);
   if (ok && (job->target_size[0] || job->target_size[1])) ok = sdc__add_pair(o, "target_size", job->target_size);
   if (ok && job->width) ok = sdc__add_int(o, "width", job->width);

@@ -380,7 +380,8 @@ static void test_job_image_fields(void) {
  * a good job writes JSON that reads back the same, and a job built in code is checked by the same rules. */
 static void test_job_sdxl_fields(void) {
   sdc_job j;
-  const char *good = "{\"prompt\":\"a fox\",\"prompt_2\":\"an oil painting\",\"negative_prompt_2\":\"blurry \xe2\x80\x94\","
+  const char *good = "{\"prompt\":\"a fox\",\"prompt_2\":\"an oil painting\","
+                     "\"negative_prompt_2\":\"blurry \xe2\x80\x94\","
                      "\"original_size\":[512,384],\"crops_coords_top_left\":[0,32],\"target_size\":[16384,1]}";
   if (parse_ok("sdxl fields", good, &j)) {
     CHECK(j.prompt_2 && strcmp(j.prompt_2, "an oil painting") == 0, "prompt_2 %s", j.prompt_2 ? j.prompt_2 : "(null)");
@@ -418,8 +419,8 @@ static void test_job_sdxl_fields(void) {
     free(json);
     sdc_job_free(&j);
   }
-  if (parse_ok("sdxl nulls", "{\"prompt\":\"x\",\"prompt_2\":null,\"original_size\":null,\"crops_coords_top_left\":null}",
-               &j)) {
+  if (parse_ok("sdxl nulls",
+               "{\"prompt\":\"x\",\"prompt_2\":null,\"original_size\":null,\"crops_coords_top_left\":null}", &j)) {
     CHECK(!j.prompt_2 && !j.original_size[0] && !j.has_crop, "null = absent");
     sdc_job_free(&j);
   }

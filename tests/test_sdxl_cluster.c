@@ -171,7 +171,8 @@ int main(int argc, char **argv) {
   if (text) sdc_json_nonfinite(text);
   cJSON *manifest = text ? cJSON_Parse(text) : NULL;
   free(text);
-  const cJSON *pipes = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(manifest, "tiny-sdxl"), "pipelines");
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(manifest, "tiny-sdxl");
+  const cJSON *pipes = cJSON_GetObjectItemCaseSensitive(model, "pipelines");
   CHECK(cJSON_IsObject(pipes), "%s: no tiny-sdxl.pipelines", path);
   sdc_st_file gold;
   snprintf(path, sizeof path, "%s/sdxl/goldens.safetensors", ref);
@@ -206,7 +207,8 @@ int main(int argc, char **argv) {
   CHECK(fu_xadd("{\"id\":\"xl-bad-init\",\"prompt\":\"a fox\",\"init_image\":\"in:none\",\"steps\":2}")[0], "XADD");
   CHECK(fu_xadd("{\"id\":\"xl-bad-mask\",\"prompt\":\"a fox\",\"init_image\":{\"base64\":\"iVBORw0KGgo=\"},"
                 "\"mask\":{\"base64\":\"iVBORw0KGgo=\"},\"steps\":2}")[0], "XADD");
-  CHECK(fu_xadd("{\"id\":\"xl-bad-lora\",\"prompt\":\"a fox\",\"loras\":[{\"name\":\"style\"}],\"steps\":2}")[0], "XADD");
+  CHECK(fu_xadd("{\"id\":\"xl-bad-lora\",\"prompt\":\"a fox\",\"loras\":[{\"name\":\"style\"}],\"steps\":2}")[0],
+        "XADD");
   all[n_all++] = "xl-bad-init", all[n_all++] = "xl-bad-mask", all[n_all++] = "xl-bad-lora";
   t0 = sdc_clock_mono_s();
   int done = fu_wait_done(all, n_all, 60000);
@@ -282,7 +284,8 @@ int main(int argc, char **argv) {
     CHECK(fu_xadd(json)[0], "%s: XADD failed", bad1[i][0]);
     ids1[i] = bad1[i][0];
   }
-  CHECK(fu_xadd("{\"id\":\"sd1-good\",\"prompt\":\"a fox\",\"width\":64,\"height\":64,\"steps\":2,\"seed\":1}")[0], "XADD");
+  CHECK(fu_xadd("{\"id\":\"sd1-good\",\"prompt\":\"a fox\",\"width\":64,\"height\":64,\"steps\":2,\"seed\":1}")[0],
+        "XADD");
   ids1[n_bad1] = "sd1-good";
   done = fu_wait_done(ids1, n_bad1 + 1, 60000);
   CHECK(done == 1, "%d of the SD 1.x jobs done, expected only sd1-good", done);
@@ -294,7 +297,8 @@ int main(int argc, char **argv) {
   snprintf(init, sizeof init, "--prompt x --init-image '%s/pipelines/inputs/init_128x128.png'", ref);
   expect_generate_refused("generate sd1 --prompt-2", sd1, "--prompt x --prompt-2 y", "prompt_2");
   expect_generate_refused("generate sd1 --original-size", sd1, "--prompt x --original-size 512x384", "original_size");
-  expect_generate_refused("generate sd1 --crop-top-left", sd1, "--prompt x --crop-top-left 0,0", "crops_coords_top_left");
+  expect_generate_refused("generate sd1 --crop-top-left", sd1, "--prompt x --crop-top-left 0,0",
+                          "crops_coords_top_left");
   char xl[1100];
   snprintf(xl, sizeof xl, "%s/sdxl/tiny-sdxl", ref);
   expect_generate_refused("generate sdxl --init-image", xl, init, "init_image");

@@ -326,9 +326,9 @@ static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, s
                       r->text_embeds ? "text_embeds" : "time_ids");
   }
   sdc_unet_acts acts;
-  if ((err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, c->add_text_time ? &added : NULL, B, H, W, cd[1],
-                           &acts)))
-    return err;
+  const sdc_unet_added *ad = c->add_text_time ? &added : NULL;
+  err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, ad, B, H, W, cd[1], &acts);
+  if (err) return err;
   const Sdcpb__DType dt = sdc__wire_dtype(r);
   void *buf;
   if ((err = sdc_wire_tensor_set(&res->hidden, acts.h, 4, (int64_t[]){B, acts.C, acts.H, acts.W}, dt, &buf))) return err;
