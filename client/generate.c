@@ -49,6 +49,8 @@ static void sdc__generate_usage(FILE *fp) {
           "  --mask FILE             inpainting: PNG or JPEG of the init image's size, white = repaint\n"
           "  --strength S            share of the schedule run from the init image, in (0, 1]\n"
           "                          (default 0.8 for img2img, 1.0 for inpainting)\n"
+          "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
+          "  --json                  print one JSON object on stdout: paths, seed, scheduler, timings\n"
           "SDXL only (a model with two text encoders; refused for others):\n"
           "  --prompt-2 TEXT         the second text encoder's prompt (default: --prompt)\n"
           "  --negative-prompt-2 TEXT  its negative prompt (default: --negative-prompt)\n"
@@ -58,8 +60,6 @@ static void sdc__generate_usage(FILE *fp) {
           "  --target-size WxH       the same for the target size (default: the output size)\n"
           "  --crop-top-left TOP,LEFT  crops_coords_top_left in pixels, top first (default 0,0)\n"
           "                          each value 0..%d (sizes 1..%d)\n"
-          "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
-          "  --json                  print one JSON object on stdout: paths, seed, scheduler, timings\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
           SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS, SDC_MAX_LORAS, SDC_MAX_MICRO_COND, SDC_MAX_MICRO_COND);
 }
