@@ -51,8 +51,17 @@ static void sdc__generate_usage(FILE *fp) {
           "                          (default 0.8 for img2img, 1.0 for inpainting)\n"
           "  --quiet                 no progress bar (it is shown only on a terminal anyway)\n"
           "  --json                  print one JSON object on stdout: paths, seed, scheduler, timings\n"
+          "SDXL only (a model with two text encoders; refused for others):\n"
+          "  --prompt-2 TEXT         the second text encoder's prompt (default: --prompt)\n"
+          "  --negative-prompt-2 TEXT  its negative prompt (default: --negative-prompt)\n"
+          "  --original-size WxH     micro-conditioning: the size the training image had, WIDTHxHEIGHT in pixels\n"
+          "                          like --width/--height (default: the output size); the job JSON's\n"
+          "                          original_size is [height, width]\n"
+          "  --target-size WxH       the same for the target size (default: the output size)\n"
+          "  --crop-top-left TOP,LEFT  crops_coords_top_left in pixels, top first (default 0,0)\n"
+          "                          each value 0..%d (sizes 1..%d)\n"
           "Bad input gets a one-line error and exit code 2; nothing is written.\n",
-          SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS, SDC_MAX_LORAS);
+          SDC_MAX_STEPS, SDC_MAX_IMAGES, SDC_DEFAULT_MAX_PIXELS, SDC_MAX_LORAS, SDC_MAX_MICRO_COND, SDC_MAX_MICRO_COND);
 }
 
 /* FILE.png -> FILE-i.png when several images are written. */
@@ -146,11 +155,11 @@ static uint64_t sdc__random_seed(void) {
 }
 
 /* CLIP reads 77 positions: a longer prompt loses its end, as in diffusers; say so. */
-static void sdc__warn_truncated(const sdc_pipeline *p, const char *flag, const char *text) {
-  const int64_t L = sdc_tokenizer_max_length(p->tok);
+static void sdc__warn_truncated(const sdc_tokenizer *tok, const char *flag, const char *text) {
+  const int64_t L = sdc_tokenizer_max_length(tok);
   int32_t *ids = malloc((size_t)L * sizeof *ids);
   int64_t n_tok = 0;
-  if (ids && sdc_tokenizer_encode_count(p->tok, text, ids, L, &n_tok) == SDC_OK && n_tok > L - 2)
+  if (ids && sdc_tokenizer_encode_count(tok, text, ids, L, &n_tok) == SDC_OK && n_tok > L - 2)
     fprintf(stderr, "sdc generate: warning: %s has %lld tokens; only the first %lld are used (CLIP reads %lld)\n", flag,
             (long long)n_tok, (long long)(L - 2), (long long)L);
   free(ids);
@@ -193,7 +202,10 @@ int sdc_cmd_generate(int argc, char **argv) {
   sdc_precision prec = SDC_PREC_FP32;
   sdc_lora_ref loras[SDC_MAX_LORAS];
   int n_loras = 0;
-  enum { O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH, O_LORA, O_JSON };
+  enum {
+    O_NEG = 256, O_GS, O_SCHED, O_NUM, O_MAXPX, O_QUIET, O_PREC, O_INIT, O_MASK, O_STRENGTH, O_LORA, O_JSON, O_PROMPT2,
+    O_NEG2, O_ORIG, O_TARGET, O_CROP
+  };
   int json = 0;
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
@@ -208,6 +220,9 @@ int sdc_cmd_generate(int argc, char **argv) {
       {"strength", required_argument, 0, O_STRENGTH},
       {"lora", required_argument, 0, O_LORA},
       {"json", no_argument, 0, O_JSON},
+      {"prompt-2", required_argument, 0, O_PROMPT2}, {"negative-prompt-2", required_argument, 0, O_NEG2},
+      {"original-size", required_argument, 0, O_ORIG}, {"target-size", required_argument, 0, O_TARGET},
+      {"crop-top-left", required_argument, 0, O_CROP},
       {0, 0, 0, 0}};
   int ch;
   optind = 1;
@@ -267,6 +282,22 @@ int sdc_cmd_generate(int argc, char **argv) {
         if (n_loras == SDC_MAX_LORAS) err = sdc_seterr(SDC_EINVAL, "--lora '%s': at most %d adapters", optarg, SDC_MAX_LORAS);
         else err = sdc_lora_ref_parse(optarg, &loras[n_loras++]);
         break;
+      case O_PROMPT2: g.prompt_2 = optarg; break;
+      case O_NEG2: g.negative_prompt_2 = optarg; break;
+      /* WIDTHxHEIGHT as --width/--height and the PNG's Size; stored (height, width) as diffusers' */
+      case O_ORIG:
+        err = sdc_flag_pair("--original-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND, &g.original_size[1],
+                            &g.original_size[0]);
+        break;
+      case O_TARGET:
+        err = sdc_flag_pair("--target-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND, &g.target_size[1],
+                            &g.target_size[0]);
+        break;
+      case O_CROP:
+        err = sdc_flag_pair("--crop-top-left", optarg, ',', "TOP,LEFT", 0, SDC_MAX_MICRO_COND,
+                            &g.crops_coords_top_left[0], &g.crops_coords_top_left[1]);
+        g.has_crop = !err;
+        break;
       case 'h': sdc__generate_usage(stdout); return 0;
       default:
         err = sdc_seterr(SDC_EINVAL, "unknown or incomplete option '%s' (see sdc generate --help)", argv[optind - 1]);
@@ -278,6 +309,9 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!err && !sdc_utf8_valid(g.prompt)) err = sdc_seterr(SDC_EINVAL, "--prompt is not valid UTF-8");
   if (!err && g.negative_prompt && !sdc_utf8_valid(g.negative_prompt))
     err = sdc_seterr(SDC_EINVAL, "--negative-prompt is not valid UTF-8");
+  if (!err && g.prompt_2 && !sdc_utf8_valid(g.prompt_2)) err = sdc_seterr(SDC_EINVAL, "--prompt-2 is not valid UTF-8");
+  if (!err && g.negative_prompt_2 && !sdc_utf8_valid(g.negative_prompt_2))
+    err = sdc_seterr(SDC_EINVAL, "--negative-prompt-2 is not valid UTF-8");
   if (!err && mask_path && !init_path) err = sdc_seterr(SDC_EINVAL, "--mask needs --init-image");
   if (!err && strength_arg && !init_path) err = sdc_seterr(SDC_EINVAL, "--strength needs --init-image");
   if (!err && init_path) {
@@ -319,7 +353,11 @@ int sdc_cmd_generate(int argc, char **argv) {
   const int64_t native = p->model.unet.sample_size * sdc_vae_scale(&p->model.vae);
   if (!g.width) g.width = native;
   if (!g.height) g.height = native;
-  if ((err = sdc_gen_params_check(&g, max_pixels))) {
+  /* what the model takes: SDXL's flags on an SD 1.x model, an init image on SDXL (one line naming the field) */
+  const sdc_model_caps caps = sdc_text_caps(&p->model);
+  err = sdc_gen_params_check(&g, max_pixels);
+  if (!err) err = sdc_gen_params_check_model(&g, &caps);
+  if (err) {
     fprintf(stderr, "sdc generate: %s\n", sdc_errmsg(err));
     sdc_pipeline_free(p);
     free(init_buf), free(mask_buf);
@@ -344,8 +382,10 @@ int sdc_cmd_generate(int argc, char **argv) {
   if (!quiet || !have_seed)
     fprintf(stderr, "seed %llu%s, %lldx%lld, %lld steps, %s\n", (unsigned long long)g.seed, have_seed ? "" : " (random)",
             (long long)g.width, (long long)g.height, (long long)g.steps, sched);
-  sdc__warn_truncated(p, "--prompt", g.prompt);
-  if (g.negative_prompt) sdc__warn_truncated(p, "--negative-prompt", g.negative_prompt);
+  sdc__warn_truncated(p->tok, "--prompt", g.prompt);
+  if (g.negative_prompt) sdc__warn_truncated(p->tok, "--negative-prompt", g.negative_prompt);
+  if (g.prompt_2) sdc__warn_truncated(p->tok2, "--prompt-2", g.prompt_2);
+  if (g.negative_prompt_2) sdc__warn_truncated(p->tok2, "--negative-prompt-2", g.negative_prompt_2);
   const double t_gen = sdc_clock_mono_s();
   sdc__progress pr = {t_gen, !quiet && isatty(2)};
   err = sdc_pipeline_generate(p, &g, init_path ? &inputs : NULL, img, NULL, sdc__on_progress, &pr);

@@ -59,6 +59,10 @@ static void sdc__submit_usage(FILE *fp) {
           "  --mask FILE             inpainting (white = repaint), with --init-image, same size\n"
           "  --strength S            (0, 1]: how much of the schedule runs (default 0.8; 1 with --mask)\n"
           "  --lora NAME[:MULT]      a LoRA in the workers' --lora-dir (NAME.safetensors), repeatable (max 8)\n"
+          "SDXL only (the coordinator fails the job on another model):\n"
+          "  --prompt-2 TEXT, --negative-prompt-2 TEXT   the second text encoder's prompts\n"
+          "  --original-size WxH, --target-size WxH      WIDTHxHEIGHT as sdc generate (the JSON is [height, width])\n"
+          "  --crop-top-left TOP,LEFT                    crops_coords_top_left (the JSON is [top, left])\n"
           "Bad input gets a one-line error and exit code 2; nothing is queued. See docs/jobs.md.\n");
 }
 
@@ -67,7 +71,10 @@ int sdc_cmd_submit(int argc, char **argv) {
   sdc_job job;
   sdc_job_init(&job);
   int err = SDC_OK;
-  enum { O_REDIS = 256, O_ID, O_NEG, O_GS, O_SCHED, O_NUM, O_INIT, O_MASK, O_STRENGTH, O_LORA };
+  enum {
+    O_REDIS = 256, O_ID, O_NEG, O_GS, O_SCHED, O_NUM, O_INIT, O_MASK, O_STRENGTH, O_LORA, O_PROMPT2, O_NEG2, O_ORIG,
+    O_TARGET, O_CROP
+  };
   const char *files[2] = {NULL, NULL}; /* --init-image, --mask: uploaded once Redis answers */
   static const struct option opts[] = {{"redis", required_argument, 0, O_REDIS},
                                        {"id", required_argument, 0, O_ID},
@@ -84,6 +91,11 @@ int sdc_cmd_submit(int argc, char **argv) {
                                        {"mask", required_argument, 0, O_MASK},
                                        {"strength", required_argument, 0, O_STRENGTH},
                                        {"lora", required_argument, 0, O_LORA},
+                                       {"prompt-2", required_argument, 0, O_PROMPT2},
+                                       {"negative-prompt-2", required_argument, 0, O_NEG2},
+                                       {"original-size", required_argument, 0, O_ORIG},
+                                       {"target-size", required_argument, 0, O_TARGET},
+                                       {"crop-top-left", required_argument, 0, O_CROP},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   /* the job borrows argv's strings; it is never sdc_job_free()d */
@@ -159,6 +171,22 @@ int sdc_cmd_submit(int argc, char **argv) {
         job.n_loras++;
         break;
       }
+      case O_PROMPT2: job.prompt_2 = optarg; break;
+      case O_NEG2: job.negative_prompt_2 = optarg; break;
+      /* as sdc generate: WIDTHxHEIGHT on the command line, [height, width] in the job */
+      case O_ORIG:
+        err = sdc_flag_pair("--original-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND,
+                            &job.original_size[1], &job.original_size[0]);
+        break;
+      case O_TARGET:
+        err = sdc_flag_pair("--target-size", optarg, 'x', "WIDTHxHEIGHT", 1, SDC_MAX_MICRO_COND, &job.target_size[1],
+                            &job.target_size[0]);
+        break;
+      case O_CROP:
+        err = sdc_flag_pair("--crop-top-left", optarg, ',', "TOP,LEFT", 0, SDC_MAX_MICRO_COND,
+                            &job.crops_coords_top_left[0], &job.crops_coords_top_left[1]);
+        job.has_crop = !err;
+        break;
       case 'h': sdc__submit_usage(stdout); return 0;
       default: err = sdc__bad_flag("submit", argv);
     }

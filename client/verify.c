@@ -14,6 +14,7 @@
 #include "config.h"
 #include "error.h"
 #include "file.h"
+#include "json.h"
 #include "model.h"
 #include "ops.h"
 #include "pipeline.h"
@@ -887,35 +888,6 @@ static void sdc__verify_usage(FILE *fp) {
           SDC_BF16_PSNR_MIN_DB);
 }
 
-/* Python's json.dump writes the non-finite floats of a scheduler config (lambda_min_clipped: -inf) as bare
- * -Infinity / Infinity / NaN, which JSON (and cJSON) does not have. Outside strings they become the strings
- * "-inf" / "inf" and null, which the scheduler config parser reads as those values. In place: each
- * replacement is no longer than its token, padded with spaces. */
-static void sdc__json_nonfinite(char *s) {
-  static const struct { const char *tok, *to; } reps[] = {{"-Infinity", "\"-inf\""}, {"Infinity", "\"inf\""}, {"NaN", "null"}};
-  int in_str = 0;
-  for (char *p = s; *p; p++) {
-    if (in_str) {
-      if (*p == '\\' && p[1]) p++;
-      else if (*p == '"') in_str = 0;
-      continue;
-    }
-    if (*p == '"') {
-      in_str = 1;
-      continue;
-    }
-    for (size_t i = 0; i < sizeof reps / sizeof *reps; i++) {
-      const size_t n = strlen(reps[i].tok), m = strlen(reps[i].to);
-      if (strncmp(p, reps[i].tok, n) == 0) {
-        memcpy(p, reps[i].to, m);
-        memset(p + m, ' ', n - m);
-        p += n - 1;
-        break;
-      }
-    }
-  }
-}
-
 /* Reads DIR/goldens.json and opens DIR/goldens.safetensors into v. */
 static int sdc__verify_open(sdc__verify *v, const char *ref) {
   char path[1200];
@@ -924,7 +896,7 @@ static int sdc__verify_open(sdc__verify *v, const char *ref) {
   snprintf(path, sizeof path, "%s/goldens.json", ref);
   int err = sdc_read_file(path, &json, NULL);
   if (!err) {
-    sdc__json_nonfinite(json);
+    sdc_json_nonfinite(json);
     v->manifest = cJSON_Parse(json);
     if (!cJSON_IsObject(v->manifest)) err = sdc_seterr(SDC_EFORMAT, "%s: not a JSON object", path);
   }

@@ -120,3 +120,28 @@ const char *sdc_json_describe(char *buf, size_t cap, const cJSON *v) {
   }
   return buf;
 }
+
+void sdc_json_nonfinite(char *s) {
+  static const struct { const char *tok, *to; } reps[] = {{"-Infinity", "\"-inf\""}, {"Infinity", "\"inf\""}, {"NaN", "null"}};
+  int in_str = 0;
+  for (char *p = s; *p; p++) {
+    if (in_str) {
+      if (*p == '\\' && p[1]) p++;
+      else if (*p == '"') in_str = 0;
+      continue;
+    }
+    if (*p == '"') {
+      in_str = 1;
+      continue;
+    }
+    for (size_t i = 0; i < sizeof reps / sizeof *reps; i++) {
+      const size_t n = strlen(reps[i].tok), m = strlen(reps[i].to);
+      if (strncmp(p, reps[i].tok, n) == 0) {
+        memcpy(p, reps[i].to, m);
+        memset(p + m, ' ', n - m);
+        p += n - 1;
+        break;
+      }
+    }
+  }
+}

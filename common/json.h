@@ -47,4 +47,10 @@ const char *sdc_json_describe(char *buf, size_t cap, const cJSON *v);
  * byte as \xNN, cut after 40 bytes with "...". Returns buf. */
 const char *sdc_json_quote(char *buf, size_t cap, const char *s);
 
+/* Python's json.dump writes non-finite floats (a scheduler config's lambda_min_clipped: -inf) as bare
+ * -Infinity / Infinity / NaN, which JSON (and cJSON) does not have. Rewrites them, outside strings, to the
+ * strings "-inf" / "inf" and to null, which the scheduler config parser reads as those values, so that
+ * cJSON_Parse reads the text. In place: each replacement is no longer than its token, padded with spaces. */
+void sdc_json_nonfinite(char *s);
+
 #endif

@@ -64,8 +64,10 @@ typedef struct sdc_coord_job {
   int denoise_ready;
   sdc_coord_phase phase;
   char sched_name[SDC_MAX_SCHEDULER_NAME + 1]; /* resolved: the job's or the model's own */
+  sdc_text_plan plan;                          /* the texts the text stage encodes (pointers into spec) */
   float *ctx, *in, *t;                         /* context (B,L,D), model input (B,C,h,w), timesteps (B) */
-  int64_t L, D;
+  float *pooled, *time_ids;                    /* SDXL: text_embeds (B,P) and time ids (B,SDC_TIME_IDS); else NULL */
+  int64_t L, D, P;
   /* the request in flight: n_route > 0 while one is */
   uint64_t req_id;
   int64_t issued_ms;  /* monotonic */
@@ -197,6 +199,10 @@ void sdc_coord_store_final(sdc_coord *c, sdc_coord_job *j, sdc_job_state st, con
 void sdc_coord_fetch_images(sdc_coord *c, sdc_coord_job *j);
 
 /* ---- jobs.c: the state machine ---- */
+
+/* What the served model takes beyond SD 1.x's conditioning, from its fields (the coordinator may not use
+ * stages/pipeline's sdc_text_caps; the two must agree). */
+sdc_model_caps sdc_coord_model_caps(const sdc_model *m);
 
 /* The image keys were read: why is NULL and j->img holds the bytes, or why says what was wrong (the job
  * fails with it). */

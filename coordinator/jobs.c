@@ -37,11 +37,18 @@ void sdc_coord_job_free(sdc_coord *c, sdc_coord_job *j) {
   if (j->denoise_ready) sdc_denoise_free(&j->d);
   sdc_job_free(&j->spec);
   free(j->raw);
-  free(j->ctx), free(j->in), free(j->t);
+  free(j->ctx), free(j->in), free(j->t), free(j->pooled), free(j->time_ids);
   for (int i = 0; i < 2; i++)
     if (j->img_owned[i]) free(j->img[i]);
   free(j->cond.init_moments), free(j->cond.masked_moments), free(j->cond.mask);
   free(j);
+}
+
+sdc_model_caps sdc_coord_model_caps(const sdc_model *m) {
+  return (sdc_model_caps){.dual_text = m->has_text_encoder_2,
+                          .text_time = m->unet.add_text_time,
+                          .force_zeros = m->force_zeros_for_empty_prompt,
+                          .image_input = !m->has_text_encoder_2};
 }
 
 void sdc_coord_job_route_text(const sdc_coord_job *j, char *out, size_t n) {
@@ -130,7 +137,7 @@ static void sdc__start_denoise(sdc_coord *c, sdc_coord_job *j, const sdc_image_c
   }
   j->denoise_ready = 1;
   const int64_t B = sdc_denoise_batch(&j->d);
-  j->D = m->clip.hidden_size;
+  j->D = sdc_model_context_dim(m), j->P = sdc_model_pooled_dim(m); /* SDXL: both encoders' widths; pooled */
   /* the UNet input has C_in channels (9 for an inpainting UNet); its prediction C */
   j->in = malloc((size_t)(B * j->d.C_in * j->d.h * j->d.w) * sizeof *j->in);
   j->t = malloc((size_t)B * sizeof *j->t);
@@ -248,7 +255,25 @@ void sdc_coord_job_run(sdc_coord *c, sdc_coord_job *j, const char *recorded_seed
                           .scheduler = j->spec.scheduler[0] ? sdc_sched_parse_name(j->spec.scheduler) : -1,
                           .num_images = j->spec.num_images,
                           .kind = has_mask ? SDC_GEN_INPAINT : has_init ? SDC_GEN_IMG2IMG : SDC_GEN_TXT2IMG,
-                          .strength = has_init ? sdc_job_strength(&j->spec) : 1.0};
+                          .strength = has_init ? sdc_job_strength(&j->spec) : 1.0,
+                          .prompt_2 = j->spec.prompt_2,
+                          .negative_prompt_2 = j->spec.negative_prompt_2,
+                          .original_size = {j->spec.original_size[0], j->spec.original_size[1]},
+                          .target_size = {j->spec.target_size[0], j->spec.target_size[1]},
+                          .has_crop = j->spec.has_crop,
+                          .crops_coords_top_left = {j->spec.crops_coords_top_left[0],
+                                                    j->spec.crops_coords_top_left[1]}};
+  /* what the model takes, before anything is read or encoded: SDXL's fields on an SD 1.x model, an image input
+   * or a LoRA on SDXL, each fail the job in one line naming the field (as sdc generate refuses them) */
+  const sdc_model_caps caps = sdc_coord_model_caps(m);
+  int err = sdc_gen_params_check_model(&j->g, &caps);
+  if (!err && j->spec.n_loras && m->has_text_encoder_2)
+    err = sdc_seterr(SDC_EUNSUPPORTED, "loras: LoRAs are not supported for SDXL models yet");
+  if (err) {
+    sdc__fail_err(c, j, err);
+    return;
+  }
+  sdc_text_plan_make(&j->g, &caps, &j->plan);
   /* a seed recorded by an earlier claim wins: a takeover makes the same image */
   if (!j->spec.has_seed && recorded_seed)
     j->g.seed = strtoull(recorded_seed, NULL, 10);
@@ -273,29 +298,40 @@ void sdc_coord_job_images(sdc_coord *c, sdc_coord_job *j, const char *why) {
   else sdc__job_start(c, j);
 }
 
-/* The text encoder's output, copied per image: context = [uncond x N; cond x N], or cond x N without
- * guidance. The encoder returns one row per prompt, (P, L, D). */
-static int sdc__take_context(sdc_coord_job *j, const Sdcpb__Tensor *out) {
-  const int64_t P = j->g.guidance_scale > 1.0 ? 2 : 1, N = j->g.num_images;
+/* The text stage's answer laid out as the in-process pipeline lays it out (sdc_text_layout): context (B, L, D) =
+ * [uncond x N; cond x N] under guidance (zeros for uncond when the plan says so), else cond x N; for SDXL the
+ * pooled rows (B, P) alike and the time ids (B, SDC_TIME_IDS). The stage encodes the plan's texts, one row each:
+ * output (n_texts, L, D), pooled (n_texts, P). */
+static int sdc__take_context(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
+  const int64_t T = j->plan.n_texts, N = j->g.num_images, B = sdc_denoise_batch(&j->d), P = j->P;
   int nd;
-  int64_t dims[SDC_MAX_DIMS], n = 0;
-  int err = sdc_wire_tensor_check(out, "context", &nd, dims);
+  int64_t dims[SDC_MAX_DIMS];
+  int err = sdc_wire_tensor_check(rep->output, "context", &nd, dims);
   if (err) return err;
-  if (nd != 3 || dims[0] != P || dims[1] < 1 || dims[1] > SDC_MAX_CONTEXT_TOKENS || dims[2] != j->D)
-    return sdc_seterr(SDC_EPROTOCOL, "context: shape is not (%lld, 1..%d, %lld)", (long long)P, SDC_MAX_CONTEXT_TOKENS,
+  if (nd != 3 || dims[0] != T || dims[1] < 1 || dims[1] > SDC_MAX_CONTEXT_TOKENS || dims[2] != j->D)
+    return sdc_seterr(SDC_EPROTOCOL, "context: shape is not (%lld, 1..%d, %lld)", (long long)T, SDC_MAX_CONTEXT_TOKENS,
                       (long long)j->D);
-  float *rows = malloc((size_t)(P * dims[1] * j->D) * sizeof *rows);
-  if (!rows) return sdc_seterr(SDC_ENOMEM, "context: out of memory");
-  err = sdc_wire_tensor_get(out, "context", 3, (int64_t[]){P, -1, j->D}, rows, &n);
+  if (!P && rep->pooled) return sdc_seterr(SDC_EPROTOCOL, "pooled: sent for a model with one text encoder");
+  if (P && !rep->pooled) return sdc_seterr(SDC_EPROTOCOL, "pooled: missing from the text reply (SDXL needs it)");
+  const int64_t L = dims[1];
+  float *rows = malloc((size_t)(T * L * j->D) * sizeof *rows);
+  float *prows = P ? malloc((size_t)(T * P) * sizeof *prows) : NULL;
+  free(j->ctx), free(j->pooled), free(j->time_ids);
+  j->ctx = malloc((size_t)(B * L * j->D) * sizeof *j->ctx);
+  j->pooled = P ? malloc((size_t)(B * P) * sizeof *j->pooled) : NULL;
+  j->time_ids = P ? malloc((size_t)(B * SDC_TIME_IDS) * sizeof *j->time_ids) : NULL;
+  if (!rows || !j->ctx || (P && (!prows || !j->pooled || !j->time_ids)))
+    err = sdc_seterr(SDC_ENOMEM, "context: out of memory");
+  if (!err) err = sdc_wire_tensor_get(rep->output, "context", 3, (int64_t[]){T, L, j->D}, rows, NULL);
+  if (!err && P) err = sdc_wire_tensor_get(rep->pooled, "pooled", 2, (int64_t[]){T, P}, prows, NULL);
   if (!err) {
-    j->L = dims[1];
-    j->ctx = malloc((size_t)(P * N * j->L * j->D) * sizeof *j->ctx);
-    if (!j->ctx) err = sdc_seterr(SDC_ENOMEM, "context: out of memory");
-    for (int64_t p = 0; !err && p < P; p++)
-      for (int64_t i = 0; i < N; i++)
-        memcpy(j->ctx + (p * N + i) * j->L * j->D, rows + p * j->L * j->D, (size_t)(j->L * j->D) * sizeof *rows);
+    j->L = L;
+    sdc_text_layout(&j->plan, N, L, j->D, P, rows, prows, j->ctx, j->pooled);
+    float ids[SDC_TIME_IDS];
+    sdc_gen_time_ids(&j->g, ids);
+    for (int64_t b = 0; P && b < B; b++) memcpy(j->time_ids + b * SDC_TIME_IDS, ids, sizeof ids);
   }
-  free(rows);
+  free(rows), free(prows);
   return err;
 }
 
@@ -333,7 +369,7 @@ void sdc_coord_job_on_output(sdc_coord *c, sdc_coord_job *j, const Sdcpb__StageR
       return;
     }
   } else if (j->phase == SDC_COORD_TEXT) {
-    err = sdc__take_context(j, rep->output);
+    err = sdc__take_context(j, rep);
     if (!err) {
       j->phase = SDC_COORD_DENOISE;
       sdc_coord_issue(c, j);

@@ -78,7 +78,7 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
   if (j->n_route) return; /* in flight */
   Sdcpb__StageRequest req = SDCPB__STAGE_REQUEST__INIT;
   int err;
-  void *owned[2] = {0};
+  void *owned[4] = {0};
   /* the job's LoRAs travel with its text and UNet requests: each worker merges its own part */
   Sdcpb__LoraRef lr[SDC_MAX_LORAS], *lp[SDC_MAX_LORAS];
   for (int i = 0; i < j->spec.n_loras && i < SDC_MAX_LORAS; i++) {
@@ -96,19 +96,34 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     static const sdc_stage st[] = {SDC_STAGE_VAE};
     err = sdc__route_and_send(c, j, &req, st, 1);
   } else if (j->phase == SDC_COORD_TEXT) {
-    char *prompts[2] = {j->spec.negative_prompt ? j->spec.negative_prompt : "", j->spec.prompt};
-    int cfg = j->g.guidance_scale > 1.0;
-    req.n_prompts = cfg ? 2 : 1, req.prompts = cfg ? prompts : prompts + 1;
+    /* the plan's texts (sdc_text_plan_make, as in-process): [negative, prompt] under guidance, [prompt] without or
+     * when the uncond rows are zeros; SDXL's second-encoder texts only where one differs from its first */
+    char *prompts[2], *prompts_2[2];
+    int differ = 0;
+    for (int i = 0; i < j->plan.n_texts; i++) {
+      prompts[i] = (char *)j->plan.text[i], prompts_2[i] = (char *)j->plan.text_2[i];
+      differ |= strcmp(prompts[i], prompts_2[i]) != 0;
+    }
+    req.n_prompts = (size_t)j->plan.n_texts, req.prompts = prompts;
+    if (c->model.has_text_encoder_2 && differ) req.n_prompts_2 = (size_t)j->plan.n_texts, req.prompts_2 = prompts_2;
     static const sdc_stage st[] = {SDC_STAGE_TEXT};
     err = sdc__route_and_send(c, j, &req, st, 1);
   } else if (j->phase == SDC_COORD_DENOISE) {
     if (sdc_denoise_calls_left(&j->d) == 0) return; /* the move to VAE is made by the step's cancel check */
     const int64_t B = sdc_denoise_batch(&j->d);
     sdc_denoise_model_input(&j->d, j->in, j->t);
-    Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, ctx = SDCPB__TENSOR__INIT;
+    Sdcpb__Tensor sample = SDCPB__TENSOR__INIT, ctx = SDCPB__TENSOR__INIT, te = SDCPB__TENSOR__INIT,
+                  ids = SDCPB__TENSOR__INIT;
     err = sdc_wire_tensor_set(&sample, j->in, 4, (int64_t[]){B, j->d.C_in, j->d.h, j->d.w}, c->wire_dtype, &owned[0]);
     if (!err) err = sdc_wire_tensor_set(&ctx, j->ctx, 3, (int64_t[]){B, j->L, j->D}, c->wire_dtype, &owned[1]);
     req.sample = &sample, req.context = &ctx;
+    if (!err && j->pooled) { /* SDXL: unet-down folds them into temb */
+      err = sdc_wire_tensor_set(&te, j->pooled, 2, (int64_t[]){B, j->P}, c->wire_dtype, &owned[2]);
+      /* sizes in f32 whatever the wire dtype: bf16 would round an original size of 1023 to 1024 */
+      if (!err)
+        err = sdc_wire_tensor_set(&ids, j->time_ids, 2, (int64_t[]){B, SDC_TIME_IDS}, SDCPB__DTYPE__F32, &owned[3]);
+      req.text_embeds = &te, req.time_ids = &ids;
+    }
     req.n_timestep = (size_t)B, req.timestep = j->t;
     req.step = (uint32_t)(sdc_scheduler_n_calls(j->d.sched) - sdc_denoise_calls_left(&j->d));
     static const sdc_stage st[] = {SDC_STAGE_UNET_DOWN, SDC_STAGE_UNET_MID, SDC_STAGE_UNET_UP};
@@ -142,7 +157,7 @@ void sdc_coord_issue(sdc_coord *c, sdc_coord_job *j) {
     snprintf(msg, sizeof msg, "could not send: %s", sdc_errmsg(err));
     sdc_coord_job_fail(c, j, msg);
   }
-  for (int i = 0; i < 2; i++) free(owned[i]);
+  for (int i = 0; i < 4; i++) free(owned[i]);
 }
 
 /* Adds the workers of a completed request to the job's route, each stage listing each worker once. */

@@ -66,6 +66,8 @@ void sdc_job_init(sdc_job *job) {
 void sdc_job_free(sdc_job *job) {
   free(job->prompt);
   free(job->negative_prompt);
+  free(job->prompt_2);
+  free(job->negative_prompt_2);
   free(job->init_image.key), free(job->init_image.data);
   free(job->mask.key), free(job->mask.data);
   sdc_job_init(job);
@@ -156,6 +158,14 @@ static int sdc__check_size(const char *field, int64_t v) {
                     (long long)v, SDC_MIN_IMAGE_SIDE, SDC_MAX_IMAGE_SIDE);
 }
 
+/* An SDXL micro-conditioning pair ([height, width] or [top, left]): both in lo..SDC_MAX_MICRO_COND, as
+ * stages/sched/denoise.c checks them against the model. */
+static int sdc__check_pair(const char *field, const char *what, const int64_t v[2], int64_t lo) {
+  if (v[0] >= lo && v[1] >= lo && v[0] <= SDC_MAX_MICRO_COND && v[1] <= SDC_MAX_MICRO_COND) return SDC_OK;
+  return sdc_seterr(SDC_EINVAL, "job field '%s': [%lld, %lld] is out of range: %s, each in %lld..%d", field,
+                    (long long)v[0], (long long)v[1], what, (long long)lo, SDC_MAX_MICRO_COND);
+}
+
 int sdc_job_validate(const sdc_job *job) {
   char q[200];
   int err;
@@ -165,6 +175,17 @@ int sdc_job_validate(const sdc_job *job) {
   if (!job->prompt) return sdc_seterr(SDC_EINVAL, "job field 'prompt': missing (it is required)");
   if ((err = sdc__check_text("prompt", job->prompt))) return err;
   if (job->negative_prompt && (err = sdc__check_text("negative_prompt", job->negative_prompt))) return err;
+  if (job->prompt_2 && (err = sdc__check_text("prompt_2", job->prompt_2))) return err;
+  if (job->negative_prompt_2 && (err = sdc__check_text("negative_prompt_2", job->negative_prompt_2))) return err;
+  /* {0, 0}: absent (a given size is never 0) */
+  if ((job->original_size[0] || job->original_size[1]) &&
+      (err = sdc__check_pair("original_size", "[height, width]", job->original_size, 1)))
+    return err;
+  if ((job->target_size[0] || job->target_size[1]) &&
+      (err = sdc__check_pair("target_size", "[height, width]", job->target_size, 1)))
+    return err;
+  if (job->has_crop && (err = sdc__check_pair("crops_coords_top_left", "[top, left]", job->crops_coords_top_left, 0)))
+    return err;
   if ((err = sdc__check_size("width", job->width)) || (err = sdc__check_size("height", job->height))) return err;
   if (job->steps < 1 || job->steps > SDC_MAX_STEPS)
     return sdc_seterr(SDC_EINVAL, "job field 'steps': %lld is out of range [1, %d]", (long long)job->steps,
@@ -227,11 +248,31 @@ int sdc_job_validate(const sdc_job *job) {
 
 enum {
   F_ID, F_PROMPT, F_NEG, F_WIDTH, F_HEIGHT, F_STEPS, F_GUIDANCE, F_SCHED, F_SEED, F_NUM, F_TIMEOUT, F_STRENGTH,
-  F_INIT, F_MASK, F_LORAS, F_COUNT
+  F_INIT, F_MASK, F_LORAS, F_PROMPT2, F_NEG2, F_ORIG, F_CROP, F_TARGET, F_COUNT
 };
 static const char *const sdc__fields[F_COUNT] = {
     "id",         "prompt",   "negative_prompt", "width",      "height", "steps", "guidance_scale", "scheduler", "seed",
-    "num_images", "timeout_ms", "strength",      "init_image", "mask",   "loras"};
+    "num_images", "timeout_ms", "strength",      "init_image", "mask",   "loras", "prompt_2", "negative_prompt_2",
+    "original_size", "crops_coords_top_left", "target_size"};
+
+/* original_size / target_size [height, width], crops_coords_top_left [top, left]: exactly two integers, each in
+ * lo..SDC_MAX_MICRO_COND. */
+static int sdc__parse_pair(sdc_json_fields *jf, const cJSON *f, const char *name, const char *what, int64_t lo,
+                           int64_t out[2]) {
+  char item[48];
+  if (!cJSON_IsArray(f))
+    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an array of 2 integers %s, got %s", name, what,
+                      sdc_json_describe((char[240]){0}, 240, f));
+  const int n = cJSON_GetArraySize(f);
+  if (n != 2)
+    return sdc_seterr(SDC_EINVAL, "job field '%s': expected an array of 2 integers %s, got %d of them", name, what, n);
+  int i = 0, err = SDC_OK;
+  for (const cJSON *e = f->child; e && !err; e = e->next, i++) {
+    snprintf(item, sizeof item, "%s[%d]", name, i);
+    err = sdc_json_as_int(jf, e, item, lo, SDC_MAX_MICRO_COND, &out[i]);
+  }
+  return err;
+}
 
 /* init_image / mask: a string names a Redis key; {"base64": "..."} carries the bytes. */
 static int sdc__parse_image(sdc_json_fields *jf, const cJSON *f, const char *name, sdc_job_image *out) {
@@ -343,7 +384,8 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
     if (k == F_COUNT)
       return sdc_seterr(SDC_EINVAL,
                         "job field %s: unknown (known: id, prompt, negative_prompt, width, height, steps, "
-                        "guidance_scale, scheduler, seed, num_images, timeout_ms, strength, init_image, mask, loras)",
+                        "guidance_scale, scheduler, seed, num_images, timeout_ms, strength, init_image, mask, loras, "
+                        "prompt_2, negative_prompt_2, original_size, crops_coords_top_left, target_size)",
                         sdc_json_quote(q, sizeof q, f->string));
     if (seen[k]++) return sdc_seterr(SDC_EINVAL, "job field '%s': given more than once", sdc__fields[k]);
     if (cJSON_IsNull(f) && k != F_PROMPT) continue; /* null = absent = default */
@@ -358,13 +400,22 @@ static int sdc__parse_fields(sdc_job *job, const cJSON *root) {
           snprintf(job->id, sizeof job->id, "%s", s);
         break;
       case F_PROMPT:
-      case F_NEG: {
+      case F_NEG:
+      case F_PROMPT2:
+      case F_NEG2: {
         if ((err = sdc_json_as_str(&jf, f, name, &s))) break;
         char *copy = strdup(s);
         if (!copy) return sdc_seterr(SDC_ENOMEM, "job field '%s': out of memory", name);
-        *(k == F_PROMPT ? &job->prompt : &job->negative_prompt) = copy;
+        char **const dst[F_COUNT] = {[F_PROMPT] = &job->prompt, [F_NEG] = &job->negative_prompt,
+                                     [F_PROMPT2] = &job->prompt_2, [F_NEG2] = &job->negative_prompt_2};
+        *dst[k] = copy;
         break;
       }
+      case F_ORIG: err = sdc__parse_pair(&jf, f, name, "[height, width]", 1, job->original_size); break;
+      case F_TARGET: err = sdc__parse_pair(&jf, f, name, "[height, width]", 1, job->target_size); break;
+      case F_CROP:
+        if (!(err = sdc__parse_pair(&jf, f, name, "[top, left]", 0, job->crops_coords_top_left))) job->has_crop = 1;
+        break;
       case F_WIDTH: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->width); break;
       case F_HEIGHT: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->height); break;
       case F_STEPS: err = sdc_json_as_int(&jf, f, name, -SDC__JOB_INT_LIMIT, SDC__JOB_INT_LIMIT, &job->steps); break;
@@ -469,6 +520,13 @@ static int sdc__add_int(cJSON *o, const char *name, int64_t v) {
   return cJSON_AddRawToObject(o, name, buf) != NULL;
 }
 
+/* [a, b] of integers. */
+static int sdc__add_pair(cJSON *o, const char *name, const int64_t v[2]) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "[%lld,%lld]", (long long)v[0], (long long)v[1]);
+  return cJSON_AddRawToObject(o, name, buf) != NULL;
+}
+
 /* The shortest %g form that reads back to the same double. */
 static void sdc__fmt_double(char *buf, size_t n, double v) {
   for (int prec = 15; prec <= 17; prec++) {
@@ -486,6 +544,13 @@ int sdc_job_to_json(const sdc_job *job, char **json) {
   if (ok && job->id[0]) ok = cJSON_AddStringToObject(o, "id", job->id) != NULL;
   if (ok) ok = cJSON_AddStringToObject(o, "prompt", job->prompt) != NULL;
   if (ok && job->negative_prompt) ok = cJSON_AddStringToObject(o, "negative_prompt", job->negative_prompt) != NULL;
+  if (ok && job->prompt_2) ok = cJSON_AddStringToObject(o, "prompt_2", job->prompt_2) != NULL;
+  if (ok && job->negative_prompt_2)
+    ok = cJSON_AddStringToObject(o, "negative_prompt_2", job->negative_prompt_2) != NULL;
+  if (ok && (job->original_size[0] || job->original_size[1]))
+    ok = sdc__add_pair(o, "original_size", job->original_size);
+  if (ok && job->has_crop) ok = sdc__add_pair(o, "crops_coords_top_left", job->crops_coords_top_left);
+  if (ok && (job->target_size[0] || job->target_size[1])) ok = sdc__add_pair(o, "target_size", job->target_size);
   if (ok && job->width) ok = sdc__add_int(o, "width", job->width);
   if (ok && job->height) ok = sdc__add_int(o, "height", job->height);
   if (ok && job->steps != 50) ok = sdc__add_int(o, "steps", job->steps);

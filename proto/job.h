@@ -106,6 +106,13 @@ typedef struct {
   sdc_job_image init_image, mask; /* mask needs init_image */
   int n_loras;
   sdc_job_lora loras[SDC_MAX_LORAS];
+  /* SDXL only (the coordinator refuses them for a model without a second text encoder / text_time) */
+  char *prompt_2;                   /* heap, NULL when absent (= prompt) */
+  char *negative_prompt_2;          /* heap, NULL when absent (= negative_prompt) */
+  int64_t original_size[2];         /* [height, width], each 1..SDC_MAX_MICRO_COND; {0, 0} when absent */
+  int64_t target_size[2];           /* the same */
+  int has_crop;                     /* crops_coords_top_left given */
+  int64_t crops_coords_top_left[2]; /* [top, left], each 0..SDC_MAX_MICRO_COND */
 } sdc_job;
 
 /* The default strength of a job that gives none: 1.0 with a mask, 0.8 with an init image only. */

@@ -182,7 +182,7 @@ int sdc_wire_tensor_check(const Sdcpb__Tensor *pb, const char *what, int *ndim, 
 static size_t sdc__repeated_cap(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f) {
   if (d == &sdcpb__stage_request__descriptor) {
     if (strcmp(f->name, "route") == 0) return SDC_WIRE_MAX_ROUTE;
-    if (strcmp(f->name, "prompts") == 0) return SDC_WIRE_MAX_PROMPTS;
+    if (strcmp(f->name, "prompts") == 0 || strcmp(f->name, "prompts_2") == 0) return SDC_WIRE_MAX_PROMPTS;
     if (strcmp(f->name, "loras") == 0) return SDC_MAX_LORAS;
   }
   return SDC_WIRE_MAX_REPEATED;

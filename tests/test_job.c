@@ -25,7 +25,8 @@ static void expect_bad_n(const char *what, const char *json, size_t n, const cha
   CHECK(strchr(msg, '\n') == NULL, "%s: message is not one line: %s", what, msg);
   CHECK(strstr(msg, needle1) != NULL, "%s: message lacks '%s': %s", what, needle1, msg);
   CHECK(!needle2 || strstr(msg, needle2) != NULL, "%s: message lacks '%s': %s", what, needle2, msg);
-  CHECK(job.prompt == NULL && job.negative_prompt == NULL, "%s: failed parse left strings behind", what);
+  CHECK(job.prompt == NULL && job.negative_prompt == NULL && job.prompt_2 == NULL && job.negative_prompt_2 == NULL,
+        "%s: failed parse left strings behind", what);
   if (err == SDC_EINVAL && strlen(msg) < 300) printf("%-34s -> %s\n", what, msg);
   sdc_job_free(&job);
 }
@@ -375,8 +376,111 @@ static void test_job_image_fields(void) {
   free(json), free(b64), free(bytes);
 }
 
+/* SDXL's fields: strings as prompt, [h, w] / [top, left] pairs of integers in range, each error naming the field;
+ * a good job writes JSON that reads back the same, and a job built in code is checked by the same rules. */
+static void test_job_sdxl_fields(void) {
+  sdc_job j;
+  const char *good = "{\"prompt\":\"a fox\",\"prompt_2\":\"an oil painting\","
+                     "\"negative_prompt_2\":\"blurry \xe2\x80\x94\","
+                     "\"original_size\":[512,384],\"crops_coords_top_left\":[0,32],\"target_size\":[16384,1]}";
+  if (parse_ok("sdxl fields", good, &j)) {
+    CHECK(j.prompt_2 && strcmp(j.prompt_2, "an oil painting") == 0, "prompt_2 %s", j.prompt_2 ? j.prompt_2 : "(null)");
+    CHECK(j.negative_prompt_2 && strcmp(j.negative_prompt_2, "blurry \xe2\x80\x94") == 0, "negative_prompt_2");
+    CHECK(!j.negative_prompt, "negative_prompt_2 does not set negative_prompt");
+    CHECK(j.original_size[0] == 512 && j.original_size[1] == 384, "original_size [%lld, %lld]",
+          (long long)j.original_size[0], (long long)j.original_size[1]);
+    CHECK(j.has_crop && j.crops_coords_top_left[0] == 0 && j.crops_coords_top_left[1] == 32, "crops_coords_top_left");
+    CHECK(j.target_size[0] == 16384 && j.target_size[1] == 1, "target_size");
+    char *json = NULL;
+    CHECK(sdc_job_to_json(&j, &json) == SDC_OK && json, "to_json sdxl");
+    const char *want = "{\"id\":\"1700000000000-0\",\"prompt\":\"a fox\",\"prompt_2\":\"an oil painting\","
+                       "\"negative_prompt_2\":\"blurry \xe2\x80\x94\",\"original_size\":[512,384],"
+                       "\"crops_coords_top_left\":[0,32],\"target_size\":[16384,1]}";
+    CHECK(json && strcmp(json, want) == 0, "to_json: %s", json ? json : "(null)");
+    sdc_job back;
+    if (json && parse_ok("sdxl round trip", json, &back)) {
+      CHECK(strcmp(back.prompt_2, j.prompt_2) == 0 && strcmp(back.negative_prompt_2, j.negative_prompt_2) == 0 &&
+                memcmp(back.original_size, j.original_size, sizeof j.original_size) == 0 &&
+                memcmp(back.target_size, j.target_size, sizeof j.target_size) == 0 && back.has_crop &&
+                memcmp(back.crops_coords_top_left, j.crops_coords_top_left, sizeof j.crops_coords_top_left) == 0,
+            "round trip differs");
+      sdc_job_free(&back);
+    }
+    free(json);
+    sdc_job_free(&j);
+  }
+  /* a crop of (0, 0) is given, not absent: it is written back */
+  if (parse_ok("crop [0, 0]", "{\"prompt\":\"x\",\"crops_coords_top_left\":[0,0.0],\"prompt_2\":\"\"}", &j)) {
+    char *json = NULL;
+    CHECK(j.has_crop && j.prompt_2 && !j.prompt_2[0], "crop [0, 0] and an empty prompt_2 are given");
+    CHECK(sdc_job_to_json(&j, &json) == SDC_OK && json && strstr(json, "\"crops_coords_top_left\":[0,0]") &&
+              strstr(json, "\"prompt_2\":\"\""),
+          "to_json: %s", json ? json : "(null)");
+    free(json);
+    sdc_job_free(&j);
+  }
+  if (parse_ok("sdxl nulls",
+               "{\"prompt\":\"x\",\"prompt_2\":null,\"original_size\":null,\"crops_coords_top_left\":null}", &j)) {
+    CHECK(!j.prompt_2 && !j.original_size[0] && !j.has_crop, "null = absent");
+    sdc_job_free(&j);
+  }
+  char big[SDC_MAX_PROMPT_BYTES + 64];
+  snprintf(big, sizeof big, "{\"prompt\":\"x\",\"prompt_2\":\"%0*d\"}", SDC_MAX_PROMPT_BYTES + 1, 0);
+  expect_bad("prompt_2 of 4097 bytes", big, "'prompt_2'", "4096");
+  expect_bad("prompt_2 as number", "{\"prompt\":\"x\",\"prompt_2\":5}", "'prompt_2'", "5");
+  expect_bad("negative_prompt_2 not UTF-8", "{\"prompt\":\"x\",\"negative_prompt_2\":\"caf\xe9\"}",
+             "'negative_prompt_2'", "UTF-8");
+  expect_bad("prompt_2 twice", "{\"prompt\":\"x\",\"prompt_2\":\"a\",\"prompt_2\":\"b\"}", "'prompt_2'",
+             "more than once");
+  expect_bad("original_size twice", "{\"prompt\":\"x\",\"original_size\":[8,8],\"original_size\":[8,8]}",
+             "'original_size'", "more than once");
+  expect_bad("original_size as string", "{\"prompt\":\"x\",\"original_size\":\"512x384\"}", "'original_size'",
+             "\"512x384\"");
+  expect_bad("original_size as number", "{\"prompt\":\"x\",\"original_size\":512}", "'original_size'",
+             "[height, width]");
+  expect_bad("original_size of 3", "{\"prompt\":\"x\",\"original_size\":[1,2,3]}", "'original_size'", "3 of them");
+  expect_bad("original_size of 1", "{\"prompt\":\"x\",\"original_size\":[512]}", "'original_size'", "1 of them");
+  expect_bad("original_size 0", "{\"prompt\":\"x\",\"original_size\":[0,512]}", "'original_size[0]'", "[1, 16384]");
+  expect_bad("original_size too big", "{\"prompt\":\"x\",\"original_size\":[512,16385]}", "'original_size[1]'",
+             "16385");
+  expect_bad("original_size 2.5", "{\"prompt\":\"x\",\"original_size\":[512,2.5]}", "'original_size[1]'", "2.5");
+  expect_bad("original_size of strings", "{\"prompt\":\"x\",\"original_size\":[\"512\",\"384\"]}",
+             "'original_size[0]'", "\"512\"");
+  expect_bad("original_size [null, 1]", "{\"prompt\":\"x\",\"original_size\":[null,1]}", "'original_size[0]'", "null");
+  expect_bad("target_size -1", "{\"prompt\":\"x\",\"target_size\":[-1,8]}", "'target_size[0]'", "-1");
+  expect_bad("target_size object", "{\"prompt\":\"x\",\"target_size\":{\"h\":8,\"w\":8}}", "'target_size'",
+             "object");
+  expect_bad("crop -1", "{\"prompt\":\"x\",\"crops_coords_top_left\":[0,-1]}", "'crops_coords_top_left[1]'",
+             "[0, 16384]");
+  expect_bad("crop 1e9", "{\"prompt\":\"x\",\"crops_coords_top_left\":[1e9,0]}", "'crops_coords_top_left[0]'",
+             "out of range");
+  expect_bad("crop of 0", "{\"prompt\":\"x\",\"crops_coords_top_left\":[]}", "'crops_coords_top_left'", "0 of them");
+  expect_bad("crop nested", "{\"prompt\":\"x\",\"crops_coords_top_left\":[[0],[0]]}", "'crops_coords_top_left[0]'",
+             "array");
+  /* built in code: the same rules */
+  sdc_job_init(&j);
+  j.prompt = (char *)"x";
+  j.original_size[1] = 512; /* half given: 0 is out of range, not "absent" */
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'original_size'") &&
+            strstr(sdc_errmsg(SDC_EINVAL), "[0, 512]"),
+        "built: original_size [0, 512]: %s", sdc_errmsg(SDC_EINVAL));
+  j.original_size[0] = 512, j.has_crop = 1, j.crops_coords_top_left[0] = -3;
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'crops_coords_top_left'"),
+        "built: crop -3: %s", sdc_errmsg(SDC_EINVAL));
+  j.crops_coords_top_left[0] = 0, j.target_size[0] = 20000, j.target_size[1] = 8;
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'target_size'"), "built: target 20000");
+  j.target_size[0] = 8, j.prompt_2 = (char *)"\xff";
+  CHECK(sdc_job_validate(&j) == SDC_EINVAL && strstr(sdc_errmsg(SDC_EINVAL), "'prompt_2'"), "built: prompt_2 \\xff");
+  j.prompt_2 = (char *)"ok";
+  CHECK(sdc_job_validate(&j) == SDC_OK, "built: good sdxl job: %s", sdc_errmsg(SDC_EINVAL));
+  /* the unknown-field message lists them */
+  expect_bad("unknown field lists sdxl's", "{\"prompt\":\"x\",\"prompt2\":\"y\"}", "\"prompt2\"",
+             "prompt_2, negative_prompt_2, original_size, crops_coords_top_left, target_size");
+}
+
 int main(void) {
   test_job_image_fields();
+  test_job_sdxl_fields();
   test_job_defaults_and_full();
   test_job_limits();
   test_job_types_and_fields();

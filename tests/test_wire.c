@@ -423,6 +423,12 @@ static void test_envelope_rejections(void) {
   f.req.n_prompts = SDC_WIRE_MAX_PROMPTS + 1, f.req.prompts = many_prompts;
   expect_dropped(&f.env, "too many prompts", "request.prompts", 0);
   f.req.n_prompts = 2, f.req.prompts = f.prompts;
+  f.req.n_prompts_2 = SDC_WIRE_MAX_PROMPTS + 1, f.req.prompts_2 = many_prompts;
+  expect_dropped(&f.env, "too many prompts_2", "request.prompts_2", 0);
+  char *bad_2[2] = {"ok", "bad \xc3\x28"};
+  f.req.n_prompts_2 = 2, f.req.prompts_2 = bad_2;
+  expect_dropped(&f.env, "invalid UTF-8 prompts_2", "request.prompts_2[1]", 0);
+  f.req.n_prompts_2 = 0, f.req.prompts_2 = NULL;
   Sdcpb__Tensor *many_skips[SDC_WIRE_MAX_REPEATED + 1];
   for (int i = 0; i <= SDC_WIRE_MAX_REPEATED; i++) many_skips[i] = &f.skip[0];
   f.req.n_skips = SDC_WIRE_MAX_REPEATED + 1, f.req.skips = many_skips;
@@ -658,6 +664,42 @@ static void test_zmq_push_pull_tcp(void *ctx) {
 
 /* Found by fuzz_envelope: a non-minimally encoded field number 0 (80 00) inside Welcome was kept as an
  * unknown field, and protobuf-c packed it back in a form its own decoder refuses. */
+/* SDXL's fields travel: prompts_2, text_embeds and time_ids on a request, pooled on a text reply. */
+static void test_sdxl_fields_round_trip(void) {
+  request_fixture f;
+  request_init(&f, SDCPB__DTYPE__F32);
+  char *texts_2[2] = {"blurry", "an oil painting"};
+  f.req.n_prompts_2 = 2, f.req.prompts_2 = texts_2;
+  float x[2 * 48];
+  void *bufs[3] = {0};
+  Sdcpb__Tensor te = SDCPB__TENSOR__INIT, ids = SDCPB__TENSOR__INIT, pooled = SDCPB__TENSOR__INIT;
+  sdc_test_fill(x, 2 * 48, 7);
+  CHECK(sdc_wire_tensor_set(&te, x, 2, (int64_t[]){2, 48}, SDCPB__DTYPE__F32, &bufs[0]) == SDC_OK &&
+            sdc_wire_tensor_set(&ids, x, 2, (int64_t[]){2, 6}, SDCPB__DTYPE__F32, &bufs[1]) == SDC_OK &&
+            sdc_wire_tensor_set(&pooled, x, 2, (int64_t[]){2, 48}, SDCPB__DTYPE__F32, &bufs[2]) == SDC_OK,
+        "sdxl tensors");
+  f.req.text_embeds = &te, f.req.time_ids = &ids;
+  Sdcpb__Envelope *out = round_trip(&f.env, "sdxl request");
+  if (out) {
+    const Sdcpb__StageRequest *r = out->request;
+    CHECK(r->n_prompts_2 == 2 && !strcmp(r->prompts_2[1], "an oil painting"), "prompts_2 differ");
+    tensors_equal(r->text_embeds, &te, "text_embeds");
+    tensors_equal(r->time_ids, &ids, "time_ids");
+    sdc_wire_free(out);
+  }
+  Sdcpb__StageReply rep = SDCPB__STAGE_REPLY__INIT;
+  rep.job_id = "xl", rep.stage = SDCPB__STAGE__TEXT, rep.output = &f.context, rep.pooled = &pooled;
+  Sdcpb__Envelope env = SDCPB__ENVELOPE__INIT;
+  env.body_case = SDCPB__ENVELOPE__BODY_REPLY, env.reply = &rep;
+  if ((out = round_trip(&env, "sdxl text reply"))) {
+    tensors_equal(out->reply->pooled, &pooled, "pooled");
+    sdc_wire_free(out);
+  }
+  for (int i = 0; i < 3; i++) free(bufs[i]);
+  f.req.text_embeds = NULL, f.req.time_ids = NULL;
+  request_free(&f);
+}
+
 static void test_field_number_zero_refused(void) {
   static const uint8_t frame[] = {0x08, 0x01, 0x5a, 0x07, 0x0a, 0x02, 'c', 'o', 0x80, 0x00, 0x25};
   Sdcpb__Envelope *env = NULL;
@@ -718,6 +760,7 @@ int main(void) {
   test_tensor_round_trips();
   test_tensor_validation();
   test_envelope_round_trips();
+  test_sdxl_fields_round_trip();
   test_envelope_rejections();
   test_hostile_frames();
   void *ctx = zmq_ctx_new();

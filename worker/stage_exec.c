@@ -18,6 +18,7 @@
 #include "pngio.h"
 #include "sdc_limits.h"
 #include "stage.h"
+#include "textcond.h"
 #include "wire.h"
 
 
@@ -37,11 +38,14 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
     return err;
   }
   if (stages & (1u << SDCPB__STAGE__TEXT)) {
-    char tokdir[PATH_MAX];
-    if (sdc_model_tokenizer_dir(&h->model, tokdir, sizeof tokdir)[0]) err = sdc_tokenizer_load(&h->tok, tokdir);
-    else err = sdc_tokenizer_load_builtin(&h->tok, sdc_model_pad_token(&h->model));
+    /* as the in-process pipeline loads them: SDXL's second tokenizer and encoder too */
+    err = sdc_text_tokenizers_load(&h->model, &h->tok, &h->tok2);
     if (!err) err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER, &h->w[SDC_COMP_TEXT_ENCODER]);
     if (!err) err = sdc_clip_load(&h->clip, &h->w[SDC_COMP_TEXT_ENCODER], &h->model.clip, opts);
+    if (!err && h->model.has_text_encoder_2) {
+      err = sdc_model_weights(&h->model, SDC_COMP_TEXT_ENCODER_2, &h->w[SDC_COMP_TEXT_ENCODER_2]);
+      if (!err) err = sdc_clip_load(&h->clip2, &h->w[SDC_COMP_TEXT_ENCODER_2], &h->model.clip2, opts);
+    }
   }
   unsigned parts = (stages & (1u << SDCPB__STAGE__UNET_DOWN) ? SDC_UNET_DOWN : 0) |
                    (stages & (1u << SDCPB__STAGE__UNET_MID) ? SDC_UNET_MID : 0) |
@@ -60,6 +64,13 @@ int sdc_stage_host_load(sdc_stage_host *h, const char *model, const char *config
   return err;
 }
 
+int sdc_stage_host_lora_sets(const sdc_stage_host *h) {
+  return h->lora_dir[0] && !h->model.has_text_encoder_2 ? h->lora_cache : 0;
+}
+
+/* The constants are SD 1.5's, scaled by the full-resolution channels only. SDXL's UNet has SD's 320 there (and
+ * no attention at full resolution, where SD 1.5 has its largest buffers), its VAE SD's 128: the estimate stays
+ * in the measured model's terms, and nothing here divides by a size that another model could make 0. */
 int64_t sdc_stage_host_bytes_per_pixel(const sdc_stage_host *h) {
   const double unet = (double)h->model.unet.block_out_channels[0] / SDC_SD15_UNET_C0,
                vae = (double)h->model.vae.block_out_channels[0] / SDC_SD15_VAE_C0;
@@ -99,7 +110,9 @@ void sdc_stage_host_free(sdc_stage_host *h) {
   for (int i = 0; i < SDC_WORKER_MAX_LORA_CACHE; i++) sdc__lora_model_free(&h->lora[i]);
   sdc__lora_model_free(&h->lora_once);
   sdc_tokenizer_free(h->tok);
+  sdc_tokenizer_free(h->tok2);
   sdc_clip_free(h->clip);
+  sdc_clip_free(h->clip2);
   sdc_unet_free(h->unet);
   sdc_vae_free(h->vae);
   for (int i = 0; i < SDC_COMP_COUNT; i++) sdc_weights_free(&h->w[i]);
@@ -198,6 +211,10 @@ static int sdc__lora_select(sdc_stage_host *h, const Sdcpb__StageRequest *r, con
   /* --lora-cache 0: the merged set lives for one request (all of its hops here), never longer */
   if (h->lora_once.key[0] && !(r->n_loras && h->lora_once_req == r->request_id)) sdc__lora_model_free(&h->lora_once);
   if (!r->n_loras) return SDC_OK;
+  /* as the in-process pipeline: neither encoder's nor the SDXL UNet's LoRA keys are mapped yet */
+  if (h->model.has_text_encoder_2)
+    return sdc_seterr(SDC_EUNSUPPORTED, "worker %s: LoRA %.80s: LoRAs are not supported for SDXL models yet", worker_id,
+                      r->loras[0]->name);
   char key[sizeof h->lora[0].key];
   size_t len = 0;
   for (size_t i = 0; i < r->n_loras; i++) {
@@ -250,28 +267,37 @@ typedef struct {
   ProtobufCBinaryData *images;
   int n_images;
   Sdcpb__Tensor init_moments, masked_moments, mask; /* VAE encode */
+  Sdcpb__Tensor pooled;                             /* text, SDXL */
   int input_error; /* the failure is the request's own input's (StageReply.input_error) */
 } sdc__result;
 
+/* Each prompt (and its prompts_2 text) to one context row (L, D) and, for SDXL, one pooled row (Pd), through
+ * sdc_text_encode: the call the in-process pipeline makes, so the two encode alike. */
 static int sdc__run_text(sdc_stage_host *h, const Sdcpb__StageRequest *r, sdc__result *res, sdc__owned *o) {
   if (r->n_prompts < 1 || r->n_prompts > SDC_WIRE_MAX_PROMPTS)
     return sdc_seterr(SDC_EPROTOCOL, "text: %zu prompts, expected 1..%d", r->n_prompts, SDC_WIRE_MAX_PROMPTS);
-  const int64_t L = sdc_tokenizer_max_length(h->tok), D = h->model.clip.hidden_size, P = (int64_t)r->n_prompts;
-  float *ctx = sdc_arena_floats(&h->arena, P * L * D);
-  int32_t *ids = malloc((size_t)L * sizeof *ids);
-  int err = ctx && ids ? SDC_OK : sdc_seterr(SDC_ENOMEM, "text: out of memory");
-  /* one prompt at a time, exactly as the in-process pipeline encodes */
+  if (r->n_prompts_2 && !h->clip2)
+    return sdc_seterr(SDC_EPROTOCOL, "prompts_2 sent to a model with one text encoder");
+  if (r->n_prompts_2 && r->n_prompts_2 != r->n_prompts)
+    return sdc_seterr(SDC_EPROTOCOL, "%zu prompts_2 for %zu prompts (expected as many, or none)", r->n_prompts_2,
+                      r->n_prompts);
+  const sdc_text_models tm = {.tok = h->tok, .tok2 = h->tok2, .clip = h->clip_now, .clip2 = h->clip2};
+  const int64_t L = sdc_tokenizer_max_length(h->tok), D = sdc_text_context_dim(&tm), Pd = sdc_text_pooled_dim(&tm),
+                P = (int64_t)r->n_prompts;
+  float *ctx = sdc_arena_floats(&h->arena, P * L * D), *pooled = Pd ? sdc_arena_floats(&h->arena, P * Pd) : NULL;
+  int err = ctx && (!Pd || pooled) ? SDC_OK : sdc_seterr(SDC_ENOMEM, "text: out of memory");
   for (int64_t i = 0; !err && i < P; i++) {
     int64_t n_tok = 0;
-    if ((err = sdc_tokenizer_encode_count(h->tok, r->prompts[i], ids, L, &n_tok))) break;
-    if (n_tok > L - 2) /* CLIP reads 77 positions: the job still runs, as diffusers does, but says so */
+    err = sdc_text_encode(&tm, &h->arena, r->prompts[i], r->n_prompts_2 ? r->prompts_2[i] : NULL, ctx + i * L * D,
+                          pooled ? pooled + i * Pd : NULL, &n_tok);
+    if (!err && n_tok > L - 2) /* CLIP reads 77 positions: the job still runs, as diffusers does, but says so */
       sdc_log(r->job_id, -1, 0, "text: prompt %lld has %lld tokens; only the first %lld are used (CLIP reads %lld)",
               (long long)i, (long long)n_tok, (long long)(L - 2), (long long)L);
-    err = sdc_clip_encode(h->clip_now, &h->arena, ids, 1, L, ctx + i * L * D);
   }
-  free(ids);
+  const Sdcpb__DType dt = sdc__wire_dtype(r);
   void *buf;
-  if (!err && !(err = sdc_wire_tensor_set(&res->out, ctx, 3, (int64_t[]){P, L, D}, sdc__wire_dtype(r), &buf)))
+  if (!err && !(err = sdc_wire_tensor_set(&res->out, ctx, 3, (int64_t[]){P, L, D}, dt, &buf))) sdc__own(o, buf);
+  if (!err && pooled && !(err = sdc_wire_tensor_set(&res->pooled, pooled, 2, (int64_t[]){P, Pd}, dt, &buf)))
     sdc__own(o, buf);
   return err;
 }
@@ -288,8 +314,21 @@ static int sdc__run_unet_down(sdc_stage_host *h, const Sdcpb__StageRequest *r, s
       cd[1] < 1 || cd[1] > SDC_MAX_CONTEXT_TOKENS || (int64_t)r->n_timestep != B)
     return sdc_seterr(SDC_EPROTOCOL, "unet-down: sample [%lld, %lld, %lld, %lld], context batch %lld, %zu timesteps disagree",
                       (long long)B, (long long)sd[1], (long long)H, (long long)W, (long long)cd[0], r->n_timestep);
+  /* SDXL's text_time conditioning: required by such a UNet, refused by any other */
+  sdc_unet_added added = {0};
+  if (c->add_text_time) {
+    added.text_dim = sdc_model_pooled_dim(&h->model), added.n_time_ids = SDC_TIME_IDS;
+    added.text_embeds = sdc__take(h, r->text_embeds, "text_embeds", 2, (int64_t[]){B, added.text_dim}, NULL, &err);
+    added.time_ids = sdc__take(h, r->time_ids, "time_ids", 2, (int64_t[]){B, SDC_TIME_IDS}, NULL, &err);
+    if (err) return err;
+  } else if (r->text_embeds || r->time_ids) {
+    return sdc_seterr(SDC_EPROTOCOL, "%s sent to a UNet without text_time conditioning",
+                      r->text_embeds ? "text_embeds" : "time_ids");
+  }
   sdc_unet_acts acts;
-  if ((err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, NULL, B, H, W, cd[1], &acts))) return err;
+  const sdc_unet_added *ad = c->add_text_time ? &added : NULL;
+  err = sdc_unet_down(h->unet_now, &h->arena, x, r->timestep, ctx, ad, B, H, W, cd[1], &acts);
+  if (err) return err;
   const Sdcpb__DType dt = sdc__wire_dtype(r);
   void *buf;
   if ((err = sdc_wire_tensor_set(&res->hidden, acts.h, 4, (int64_t[]){B, acts.C, acts.H, acts.W}, dt, &buf))) return err;
@@ -464,6 +503,7 @@ static int sdc__pack_reply(const Sdcpb__StageRequest *r, Sdcpb__Stage stage, con
   if (!error && res && res->init_moments.data.data) rep.init_moments = &res->init_moments;
   if (!error && res && res->masked_moments.data.data) rep.masked_moments = &res->masked_moments;
   if (!error && res && res->mask.data.data) rep.mask = &res->mask;
+  if (!error && res && res->pooled.data.data) rep.pooled = &res->pooled;
   /* the route actually taken, and each hop's compute time */
   char *ids[SDC_WIRE_MAX_ROUTE];
   uint32_t us[SDC_WIRE_MAX_ROUTE + 1];
@@ -507,6 +547,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     memset(&res, 0, sizeof res);
     sdcpb__tensor__init(&res.out), sdcpb__tensor__init(&res.hidden), sdcpb__tensor__init(&res.temb);
     sdcpb__tensor__init(&res.init_moments), sdcpb__tensor__init(&res.masked_moments), sdcpb__tensor__init(&res.mask);
+    sdcpb__tensor__init(&res.pooled);
     sdc_arena_mark mk = sdc_arena_get_mark(&h->arena);
     Sdcpb__Stage stage = r->hop < r->n_route && r->route[r->hop] ? r->route[r->hop]->stage : SDCPB__STAGE__STAGE_INVALID;
     double t0_s = sdc_clock_mono_s();
@@ -555,6 +596,7 @@ int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const c
     Sdcpb__StageRequest nx = *r; /* shallow: route, context and skips (mid) travel as received */
     nx.hop = r->hop + 1;
     nx.sample = NULL, nx.n_timestep = 0, nx.timestep = NULL;
+    nx.text_embeds = NULL, nx.time_ids = NULL; /* folded into temb by unet-down */
     size_t n_us = r->n_hop_us < SDC_WIRE_MAX_ROUTE ? r->n_hop_us : SDC_WIRE_MAX_ROUTE;
     if (n_us) memmove(hop_us_buf, r->hop_us, n_us * sizeof *hop_us_buf); /* may be hop_us_buf itself */
     hop_us_buf[n_us++] = hop_us;

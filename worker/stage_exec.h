@@ -29,8 +29,8 @@ typedef struct {
 typedef struct {
   sdc_model model;
   unsigned stages;          /* bit (1 << Sdcpb__Stage) per hosted stage */
-  sdc_tokenizer *tok;
-  sdc_clip *clip;
+  sdc_tokenizer *tok, *tok2; /* tok2, clip2: SDXL's second tokenizer and text encoder (NULL for SD 1.x/2.x) */
+  sdc_clip *clip, *clip2;
   sdc_unet *unet;           /* loaded with the parts of the hosted UNet shards */
   sdc_vae *vae;
   sdc_weights w[SDC_COMP_COUNT];
@@ -82,6 +82,11 @@ void sdc_stage_host_free(sdc_stage_host *h);
 int sdc_stage_execute(sdc_stage_host *h, const Sdcpb__StageRequest *req, const char *worker_id, uint8_t **out /* OUT */,
                       size_t *out_n /* OUT */, int *next_is_reply /* OUT */, const char **next_endpoint /* OUT */,
                       sdc_stage_hops *hops /* OUT */, sdc_error *hop_error /* OUT */);
+
+/* How many LoRA-merged model sets the host keeps (the memory estimate counts one resident set apiece):
+ * --lora-cache with --lora-dir; 0 without, and for an SDXL model, which refuses every LoRA (its UNet is
+ * several times SD 1.x's: counting sets it never builds would leave a worker no memory for any job). */
+int sdc_stage_host_lora_sets(const sdc_stage_host *h);
 
 /* Peak bytes the hosted stages add per pixel of one image (SDC_*_PEAK_BYTES_PER_PIXEL scaled to the
  * model's full-resolution channels, summed over the stages: consecutive hops run in one request); 0 for

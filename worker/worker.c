@@ -743,13 +743,13 @@ static void sdc__estimate_capacity(sdc__worker *w, uint64_t memory_mib) {
   if (per_px <= 0) return; /* text: its memory does not grow with the image */
   /* with --lora-dir each cached LoRA-merged set copies our weights: counted as one more resident set
    * apiece (an upper bound: the set holds only the text encoder or the UNet part, not the process) */
-  const int64_t lora_b = w->host.lora_dir[0] ? (int64_t)w->host.lora_cache * (int64_t)rss : 0;
+  const int64_t lora_b = (int64_t)sdc_stage_host_lora_sets(&w->host) * (int64_t)rss;
   const int64_t free_b = (int64_t)mem - (int64_t)rss - lora_b - SDC_WORKER_MEMORY_RESERVE;
   w->max_pixel_images = free_b > 0 ? (uint64_t)(free_b / per_px) : 1; /* 1: refuses every job, visibly */
   sdc_log(NULL, -1, 0, "takes jobs up to %llu pixel-images (width*height*num_images): %llu MiB of %s, %llu MiB "
           "resident, %llu MiB kept for %d LoRA-merged sets, %lld bytes per pixel-image at its peak",
           (unsigned long long)w->max_pixel_images, (unsigned long long)(mem >> 20), source,
-          (unsigned long long)(rss >> 20), (unsigned long long)(lora_b >> 20), lora_b ? w->host.lora_cache : 0,
+          (unsigned long long)(rss >> 20), (unsigned long long)(lora_b >> 20), sdc_stage_host_lora_sets(&w->host),
           (long long)per_px);
 }
 

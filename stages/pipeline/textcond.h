@@ -36,10 +36,6 @@ int64_t sdc_text_pooled_dim(const sdc_text_models *t);
 int sdc_text_encode(const sdc_text_models *t, sdc_arena *a, const char *text, const char *text_2, float *ctx,
                     float *pooled, int64_t *n_tokens);
 
-/* The UNet's conditioning for a request: ctx (B, L, D) and pooled (B, P) rows laid out [uncond; cond] (N rows
- * each under guidance) as plan says, from the plan's encoded texts (ctx_texts (n_texts, L, D), pooled_texts
- * (n_texts, P); pooled NULL without). */
-void sdc_text_layout(const sdc_text_plan *plan, int64_t N, int64_t L, int64_t D, int64_t P, const float *ctx_texts,
-                     const float *pooled_texts, float *ctx, float *pooled);
+/* sdc_text_layout (denoise.h) lays the encoded texts out in guidance rows. */
 
 #endif

@@ -91,6 +91,25 @@ void sdc_text_plan_make(const sdc_gen_params *g, const sdc_model_caps *caps, sdc
   p->text_2[p->n_texts++] = prompt_2;
 }
 
+void sdc_text_layout(const sdc_text_plan *plan, int64_t N, int64_t L, int64_t D, int64_t P, const float *ctx_texts,
+                     const float *pooled_texts, float *ctx, float *pooled) {
+  /* row groups: [uncond; cond] under guidance (zeros or text 0 for uncond), else [cond] */
+  const int groups = plan->zero_uncond ? 2 : plan->n_texts;
+  for (int g = 0; g < groups; g++) {
+    const int src = plan->zero_uncond ? g - 1 : g; /* -1: zeros */
+    for (int64_t i = 0; i < N; i++) {
+      float *c = ctx + (g * N + i) * L * D, *p = pooled ? pooled + (g * N + i) * P : NULL;
+      if (src < 0) {
+        memset(c, 0, (size_t)(L * D) * sizeof *c);
+        if (p) memset(p, 0, (size_t)P * sizeof *p);
+      } else {
+        memcpy(c, ctx_texts + src * L * D, (size_t)(L * D) * sizeof *c);
+        if (p && pooled_texts) memcpy(p, pooled_texts + src * P, (size_t)P * sizeof *p);
+      }
+    }
+  }
+}
+
 int sdc_denoise_needs_init(const sdc_gen_params *g, int64_t unet_in_channels) {
   if (g->kind == SDC_GEN_IMG2IMG) return 1;
   if (g->kind != SDC_GEN_INPAINT) return 0;

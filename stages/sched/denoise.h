@@ -61,6 +61,13 @@ typedef struct {
 
 void sdc_text_plan_make(const sdc_gen_params *g, const sdc_model_caps *caps, sdc_text_plan *plan /* OUT */);
 
+/* The UNet's conditioning for a request: ctx (B, L, D) and pooled (B, P) rows laid out [uncond; cond] (N rows
+ * each under guidance) as plan says, from the plan's encoded texts (ctx_texts (n_texts, L, D), pooled_texts
+ * (n_texts, P); pooled NULL without). The in-process pipeline and the coordinator (from the text worker's
+ * rows) both lay them out here. */
+void sdc_text_layout(const sdc_text_plan *plan, int64_t N, int64_t L, int64_t D, int64_t P, const float *ctx_texts,
+                     const float *pooled_texts, float *ctx, float *pooled);
+
 /* Checks a request against the model before any work: sizes, steps, guidance,
  * UTF-8 prompts. max_pixels bounds width*height (0: no bound). */
 int sdc_gen_params_check(const sdc_gen_params *g, int64_t max_pixels);

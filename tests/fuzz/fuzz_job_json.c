@@ -18,10 +18,19 @@ static int same_loras(const sdc_job *a, const sdc_job *b) {
   return 1;
 }
 
+/* Both absent, or both the same text. */
+static int same_text(const char *a, const char *b) { return !a == !b && (!a || strcmp(a, b) == 0); }
+
+static int same_sdxl(const sdc_job *a, const sdc_job *b) {
+  return same_text(a->prompt_2, b->prompt_2) && same_text(a->negative_prompt_2, b->negative_prompt_2) &&
+         memcmp(a->original_size, b->original_size, sizeof a->original_size) == 0 &&
+         memcmp(a->target_size, b->target_size, sizeof a->target_size) == 0 && a->has_crop == b->has_crop &&
+         memcmp(a->crops_coords_top_left, b->crops_coords_top_left, sizeof a->crops_coords_top_left) == 0;
+}
+
 static int same_job(const sdc_job *a, const sdc_job *b) {
   return strcmp(a->id, b->id) == 0 && strcmp(a->prompt, b->prompt) == 0 &&
-         !a->negative_prompt == !b->negative_prompt &&
-         (!a->negative_prompt || strcmp(a->negative_prompt, b->negative_prompt) == 0) && a->width == b->width &&
+         same_text(a->negative_prompt, b->negative_prompt) && same_sdxl(a, b) && a->width == b->width &&
          a->height == b->height && a->steps == b->steps && a->guidance_scale == b->guidance_scale &&
          strcmp(a->scheduler, b->scheduler) == 0 && a->has_seed == b->has_seed && a->seed == b->seed &&
          a->num_images == b->num_images && a->has_strength == b->has_strength && a->strength == b->strength &&
@@ -45,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sdc_job_free(&back);
     free(out);
     sdc_job_free(&job);
-  } else if (job.prompt || job.negative_prompt) {
+  } else if (job.prompt || job.negative_prompt || job.prompt_2 || job.negative_prompt_2) {
     abort(); /* a refused job owns nothing */
   }
   /* the same bytes as an event on a job's channel */

@@ -130,6 +130,30 @@ static void envelopes(void) {
   put_env("reply_encode", &env);
   env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
 
+  /* SDXL: a text request with the second encoder's texts and its reply with pooled rows; a unet-down step with
+   * text_embeds and time_ids */
+  static float pooled[2 * 48], time_ids[2 * 6] = {512, 384, 16, 32, 1024, 1024, 512, 384, 16, 32, 1024, 1024};
+  for (size_t i = 0; i < sizeof pooled / sizeof *pooled; i++) pooled[i] = (float)(i % 7) / 3.0f - 1.0f;
+  Sdcpb__Tensor t_pooled = SDCPB__TENSOR__INIT, t_ids = SDCPB__TENSOR__INIT;
+  void *o4, *o5;
+  if (sdc_wire_tensor_set(&t_pooled, pooled, 2, (int64_t[]){2, 48}, SDCPB__DTYPE__F32, &o4) ||
+      sdc_wire_tensor_set(&t_ids, time_ids, 2, (int64_t[]){2, 6}, SDCPB__DTYPE__F32, &o5))
+    exit(1);
+  char *prompts_2[] = {"an oil painting", "blurry"};
+  req.n_prompts_2 = 2, req.prompts_2 = prompts_2;
+  env.request = &req;
+  put_env("request_text_sdxl", &env);
+  step.n_loras = 0, step.loras = NULL, step.text_embeds = &t_pooled, step.time_ids = &t_ids;
+  env.request = &step;
+  put_env("request_unet_down_sdxl", &env);
+  step.text_embeds = NULL, step.time_ids = NULL;
+  Sdcpb__StageReply textr = SDCPB__STAGE_REPLY__INIT;
+  textr.job_id = "order-8812", textr.request_id = 1, textr.stage = SDCPB__STAGE__TEXT;
+  textr.output = &t_context, textr.pooled = &t_pooled;
+  env.body_case = SDCPB__ENVELOPE__BODY_REPLY, env.reply = &textr;
+  put_env("reply_text_sdxl", &env);
+  env.body_case = SDCPB__ENVELOPE__BODY_REQUEST;
+
   Sdcpb__StageReply rep = SDCPB__STAGE_REPLY__INIT;
   char *taken[] = {"w-unet-1", "w-unet-1", "w-unet-2"};
   rep.job_id = "order-8812", rep.step = 3, rep.request_id = 7, rep.stage = SDCPB__STAGE__UNET_UP;
@@ -149,7 +173,7 @@ static void envelopes(void) {
   fail.error = "unet_down: sample: shape [2, 4, 8, 9], expected [2, 4, 8, 8]";
   env.reply = &fail;
   put_env("reply_error", &env);
-  free(o1), free(o2), free(o3);
+  free(o1), free(o2), free(o3), free(o4), free(o5);
 }
 
 static void safetensors(void) {
