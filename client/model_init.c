@@ -44,13 +44,24 @@ static const char sdc__model_index[] =
     "  \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"],\n  \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],\n"
     "  \"vae\": [\"diffusers\", \"AutoencoderKL\"]\n}\n";
 
+/* SDXL's pipeline: two tokenizers and text encoders, force_zeros_for_empty_prompt as stable-diffusion-xl-base-1.0. */
+static const char sdc__model_index_xl[] =
+    "{\n  \"_class_name\": \"StableDiffusionXLPipeline\",\n  \"force_zeros_for_empty_prompt\": true,\n"
+    "  \"scheduler\": [\"diffusers\", \"EulerDiscreteScheduler\"],\n"
+    "  \"text_encoder\": [\"transformers\", \"CLIPTextModel\"],\n"
+    "  \"text_encoder_2\": [\"transformers\", \"CLIPTextModelWithProjection\"],\n"
+    "  \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"],\n  \"tokenizer_2\": [\"transformers\", \"CLIPTokenizer\"],\n"
+    "  \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],\n  \"vae\": [\"diffusers\", \"AutoencoderKL\"]\n}\n";
+
 static void sdc__model_init_usage(FILE *fp) {
   fprintf(fp,
-          "usage: sdc model-init --arch sd15|sd21|tiny --out DIR [--dtype f16|f32] [--seed N] [--force]\n"
+          "usage: sdc model-init --arch sd15|sd21|sdxl|tiny --out DIR [--dtype f16|f32] [--seed N] [--force]\n"
           "       sdc model-init --arch lora --for MODEL --out FILE [--rank R] [--locon] [--te] (see --arch lora --help)\n"
           "  Writes a complete diffusers model folder with random weights at the architecture's real\n"
-          "  sizes (stable-diffusion-v1-5, stable-diffusion-2-1, or a tiny SD 1.x-shaped model) and a\n"
-          "  small byte-level tokenizer, to smoke-test and benchmark a deployment without real weights.\n"
+          "  sizes (stable-diffusion-v1-5, stable-diffusion-2-1, stable-diffusion-xl-base-1.0 with its two\n"
+          "  text encoders, or a tiny SD 1.x-shaped model) and a small byte-level tokenizer (two for sdxl), to\n"
+          "  smoke-test and benchmark a deployment without real weights (sdxl: about 7 GB of f16 files, and\n"
+          "  about 16 GB of memory while the UNet is written).\n"
           "  A DIR that exists and is not empty is refused unless --force (files in it are overwritten).\n");
 }
 
@@ -96,8 +107,9 @@ static size_t sdc__put_char(char *out, int cp) {
   return (size_t)sprintf(out, "%c%c%c", 0xE0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3F), 0x80 | (cp & 0x3F));
 }
 
-/* A byte-level vocabulary: every byte alone and word-final, plus the specials; no merges. */
-static int sdc__write_tokenizer(const char *dir, int sd2) {
+/* A byte-level vocabulary: every byte alone and word-final, plus the specials; no merges. pad_bang: pads
+ * with "!" as SD 2.x's and SDXL's second tokenizer do, else with <|endoftext|>. */
+static int sdc__write_tokenizer(const char *dir, int pad_bang) {
   char path[4200];
   char *vocab = malloc(64 * 1024);
   if (!vocab) return sdc_seterr(SDC_ENOMEM, "out of memory");
@@ -114,7 +126,7 @@ static int sdc__write_tokenizer(const char *dir, int sd2) {
   free(vocab);
   snprintf(path, sizeof path, "%s/merges.txt", dir);
   if (!err) err = sdc__write_text(path, "#version: 0.2\n");
-  const char *pad = sd2 ? "!" : "<|endoftext|>";
+  const char *pad = pad_bang ? "!" : "<|endoftext|>";
   char cfg[1024];
   snprintf(cfg, sizeof cfg,
            "{\"bos_token\": \"<|startoftext|>\", \"eos_token\": \"<|endoftext|>\", \"unk_token\": \"<|endoftext|>\","
@@ -131,7 +143,9 @@ static int sdc__write_tokenizer(const char *dir, int sd2) {
   return err;
 }
 
-/* Writes what a recorder holds, narrowed to dtype. */
+/* Writes what a recorder holds, narrowed to dtype. f16 is narrowed in place, in the recorder's own f32
+ * buffers (element j's two bytes land below every f32 not yet read): a full-size SDXL UNet's 10 GB of f32
+ * must not be joined by 5 GB of copies. The recorder is spent afterwards. */
 static int sdc__write_recorded(const sdc_weights *rec, const char *path, sdc_dtype dtype) {
   int64_t n = sdc_weights_n_recorded(rec);
   const char **names = calloc((size_t)n, sizeof *names);
@@ -139,11 +153,17 @@ static int sdc__write_recorded(const sdc_weights *rec, const char *path, sdc_dty
   int err = names && ts ? SDC_OK : sdc_seterr(SDC_ENOMEM, "out of memory");
   for (int64_t i = 0; !err && i < n; i++) {
     sdc_weights_recorded(rec, i, &names[i], &ts[i]);
-    if (dtype == SDC_F16) err = sdc_tensor_narrow_f16(&ts[i]);
+    if (dtype != SDC_F16 || ts[i].dtype != SDC_F32) continue;
+    unsigned char *b = ts[i].data; /* bytes, read and written through memcpy: no aliasing of float and u16 */
+    for (int64_t j = 0, k = sdc_tensor_numel(&ts[i]); j < k; j++) {
+      float x;
+      memcpy(&x, b + 4 * j, sizeof x);
+      const uint16_t hv = sdc_f32_to_f16(x);
+      memcpy(b + 2 * j, &hv, sizeof hv);
+    }
+    ts[i].dtype = SDC_F16;
   }
   if (!err) err = sdc_st_write(path, n, names, ts);
-  for (int64_t i = 0; dtype == SDC_F16 && ts && i < n; i++)
-    if (ts[i].dtype == SDC_F16) free(ts[i].data);
   free(names), free(ts);
   return err;
 }
@@ -219,9 +239,9 @@ int sdc_cmd_model_init(int argc, char **argv) {
   }
   sdc_dtype dtype = strcmp(dt, "f32") == 0 ? SDC_F32 : SDC_F16;
   int family = !arch ? -1 : strcmp(arch, "sd15") == 0 ? SDC_FAMILY_SD1 : strcmp(arch, "sd21") == 0 ? SDC_FAMILY_SD2
-                          : strcmp(arch, "tiny") == 0 ? SDC_FAMILY_COUNT : -1;
+                          : strcmp(arch, "sdxl") == 0 ? SDC_FAMILY_SDXL : strcmp(arch, "tiny") == 0 ? SDC_FAMILY_COUNT : -1;
   if (!out || family < 0 || optind != argc || (strcmp(dt, "f16") != 0 && strcmp(dt, "f32") != 0)) {
-    if (arch && family < 0) fprintf(stderr, "sdc model-init: --arch '%s': expected sd15, sd21 or tiny\n", arch);
+    if (arch && family < 0) fprintf(stderr, "sdc model-init: --arch '%s': expected sd15, sd21, sdxl or tiny\n", arch);
     else if (strcmp(dt, "f16") != 0 && strcmp(dt, "f32") != 0)
       fprintf(stderr, "sdc model-init: --dtype '%s': expected f16 or f32\n", dt);
     else sdc__model_init_usage(stderr);
@@ -238,9 +258,11 @@ int sdc_cmd_model_init(int argc, char **argv) {
   const char *vae = tiny ? sdc__tiny_vae : sdc_checkpoint_std_config(fam, "vae");
   const char *text = tiny ? sdc__tiny_text : sdc_checkpoint_std_config(fam, "text_encoder");
   const char *sched = sdc_checkpoint_std_config(fam, "scheduler");
+  const int xl = fam == SDC_FAMILY_SDXL;
   char path[4300], index[2048];
   int err = sdc__mkdir(out);
-  snprintf(index, sizeof index, sdc__model_index, fam == SDC_FAMILY_SD2 ? "DDIMScheduler" : "PNDMScheduler");
+  if (xl) snprintf(index, sizeof index, "%s", sdc__model_index_xl);
+  else snprintf(index, sizeof index, sdc__model_index, fam == SDC_FAMILY_SD2 ? "DDIMScheduler" : "PNDMScheduler");
   snprintf(path, sizeof path, "%s/model_index.json", out);
   if (!err) err = sdc__write_text(path, index);
   snprintf(path, sizeof path, "%s/scheduler", out);
@@ -250,8 +272,15 @@ int sdc_cmd_model_init(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/tokenizer", out);
   if (!err) err = sdc__mkdir(path);
   if (!err) err = sdc__write_tokenizer(path, fam == SDC_FAMILY_SD2);
+  /* SDXL's second tokenizer pads with "!" (OpenCLIP's id 0) */
+  snprintf(path, sizeof path, "%s/tokenizer_2", out);
+  if (!err && xl) err = sdc__mkdir(path);
+  if (!err && xl) err = sdc__write_tokenizer(path, 1);
   /* distinct streams per component from one seed */
   if (!err) err = sdc__init_component(out, "text_encoder", text, "model.safetensors", dtype, seed * 3 + 1);
+  if (!err && xl)
+    err = sdc__init_component(out, "text_encoder_2", sdc_checkpoint_std_config(fam, "text_encoder_2"),
+                              "model.safetensors", dtype, seed * 3 + 4);
   if (!err) err = sdc__init_component(out, "vae", vae, "diffusion_pytorch_model.safetensors", dtype, seed * 3 + 2);
   if (!err) err = sdc__init_component(out, "unet", unet, "diffusion_pytorch_model.safetensors", dtype, seed * 3 + 3);
   if (err) {

@@ -279,13 +279,28 @@ void sdc_denoise_vae_input(const sdc_denoise *d, float *out) {
 }
 
 void sdc_gen_params_text(const sdc_gen_params *g, int64_t index, const char *origin, char *out, size_t n) {
-  char strength[48] = ""; /* A1111 writes it for img2img and inpainting */
+  char strength[48] = "", xl[192] = ""; /* A1111 writes strength for img2img and inpainting */
   if (g->kind != SDC_GEN_TXT2IMG) snprintf(strength, sizeof strength, "Denoising strength: %g, ", g->strength);
+  /* SDXL's micro-conditioning, when given, sizes as WxH like A1111's "Size" */
+  size_t k = 0;
+  if (g->original_size[0] && k < sizeof xl)
+    k += (size_t)snprintf(xl + k, sizeof xl - k, "Original size: %lldx%lld, ", (long long)g->original_size[1],
+                          (long long)g->original_size[0]);
+  if (g->has_crop && k < sizeof xl)
+    k += (size_t)snprintf(xl + k, sizeof xl - k, "Crop top: %lld, Crop left: %lld, ",
+                          (long long)g->crops_coords_top_left[0], (long long)g->crops_coords_top_left[1]);
+  if (g->target_size[0] && k < sizeof xl)
+    snprintf(xl + k, sizeof xl - k, "Target size: %lldx%lld, ", (long long)g->target_size[1], (long long)g->target_size[0]);
+  char p2[2 * SDC_MAX_PROMPT_BYTES + 64] = "";
+  if (g->prompt_2 || g->negative_prompt_2)
+    snprintf(p2, sizeof p2, "%s%s%s%s%s%s", g->prompt_2 ? "Prompt 2: " : "", g->prompt_2 ? g->prompt_2 : "",
+             g->prompt_2 ? "\n" : "", g->negative_prompt_2 ? "Negative prompt 2: " : "",
+             g->negative_prompt_2 ? g->negative_prompt_2 : "", g->negative_prompt_2 ? "\n" : "");
   snprintf(out, n,
-           "%s\nNegative prompt: %s\nSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
-           "%sBatch: %lld of %lld, %s, Generator: sdcluster",
-           g->prompt, g->negative_prompt ? g->negative_prompt : "", (long long)g->steps,
+           "%s\nNegative prompt: %s\n%sSteps: %lld, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %lldx%lld, "
+           "%s%sBatch: %lld of %lld, %s, Generator: sdcluster",
+           g->prompt, g->negative_prompt ? g->negative_prompt : "", p2, (long long)g->steps,
            g->scheduler >= 0 ? sdc_sched_name((sdc_sched_kind)g->scheduler) : "model default", g->guidance_scale,
-           (unsigned long long)g->seed, (long long)g->width, (long long)g->height, strength, (long long)index + 1,
+           (unsigned long long)g->seed, (long long)g->width, (long long)g->height, xl, strength, (long long)index + 1,
            (long long)g->num_images, origin);
 }
