@@ -179,7 +179,8 @@ static int sdc__init_component(const char *out, const char *comp, const char *js
   if (err) return err;
   sdc_weights rec;
   sdc_weights_init_recorder(&rec, seed);
-  const sdc_load_opts lo = SDC_LOAD_OPTS_FP32; /* a recorder hands out f32 weights in any precision */
+  /* a recorder hands out f32 weights in any precision; plain: no packed copies beside them */
+  const sdc_load_opts lo = {.precision = SDC_PREC_FP32, .plain = 1};
   void *obj = NULL;
   if (strcmp(comp, "unet") == 0) {
     sdc_unet_config c;

@@ -25,7 +25,7 @@ const float *sdc_wget(sdc_weights *w, const char *prefix, const char *name, int6
 
 sdc_block_opts sdc_block_opts_for(const sdc_load_opts *o) {
   if (o->precision == SDC_PREC_BF16) return (sdc_block_opts){SDC_PREC_BF16, SDC_WT_BF16, SDC_WT_BF16};
-  const sdc_wt_form f = sdc_fp32_gemm() == SDC_GEMM_ONEDNN ? SDC_WT_F32_ONEDNN : SDC_WT_F32;
+  const sdc_wt_form f = sdc_fp32_gemm() == SDC_GEMM_ONEDNN && !o->plain ? SDC_WT_F32_ONEDNN : SDC_WT_F32;
   return (sdc_block_opts){SDC_PREC_FP32, f, f};
 }
 

@@ -16,6 +16,8 @@
  * compute accordingly; nothing else sets how a model runs. */
 typedef struct {
   sdc_precision precision; /* of the conv, linear and attention GEMMs (ops.h) */
+  int plain;               /* fp32 weights as read, never packed: a recorder whose weights are only written out
+                            * (sdc model-init), where packed copies would double the memory */
 } sdc_load_opts;
 /* fp32: exact, the default. */
 #define SDC_LOAD_OPTS_FP32 ((sdc_load_opts){.precision = SDC_PREC_FP32})
