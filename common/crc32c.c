@@ -25,11 +25,11 @@ static void sdc__crc_init(void) {
     }
 }
 
-uint32_t sdc_crc32c_portable(const void *data, size_t n) {
+static uint32_t sdc__crc32c_portable(uint32_t crc, const void *data, size_t n) {
   pthread_once(&sdc__crc_once, sdc__crc_init);
   const uint32_t(*t)[256] = (const uint32_t(*)[256])sdc__crc_table;
   const uint8_t *p = data;
-  uint32_t c = 0xffffffffu;
+  uint32_t c = ~crc;
   for (; n >= 8; n -= 8, p += 8) {
     uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
     uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
@@ -40,11 +40,13 @@ uint32_t sdc_crc32c_portable(const void *data, size_t n) {
   return ~c;
 }
 
+uint32_t sdc_crc32c_portable(const void *data, size_t n) { return sdc__crc32c_portable(0, data, n); }
+
 #if defined(__x86_64__)
 /* The crc32 instruction computes exactly this polynomial, 8 bytes at a time. */
-__attribute__((target("sse4.2"))) static uint32_t sdc__crc32c_sse42(const void *data, size_t n) {
+__attribute__((target("sse4.2"))) static uint32_t sdc__crc32c_sse42(uint32_t crc, const void *data, size_t n) {
   const uint8_t *p = data;
-  uint64_t c = 0xffffffffu;
+  uint64_t c = ~crc;
   for (; n && ((uintptr_t)p & 7); n--) c = _mm_crc32_u8((uint32_t)c, *p++);
   for (; n >= 8; n -= 8, p += 8) {
     uint64_t v;
@@ -56,10 +58,12 @@ __attribute__((target("sse4.2"))) static uint32_t sdc__crc32c_sse42(const void *
 }
 #endif
 
-uint32_t sdc_crc32c(const void *data, size_t n) {
+uint32_t sdc_crc32c_update(uint32_t crc, const void *data, size_t n) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.2")) return sdc__crc32c_sse42(data, n);
+  if (__builtin_cpu_supports("sse4.2")) return sdc__crc32c_sse42(crc, data, n);
 #endif
-  return sdc_crc32c_portable(data, n);
+  return sdc__crc32c_portable(crc, data, n);
 }
+
+uint32_t sdc_crc32c(const void *data, size_t n) { return sdc_crc32c_update(0, data, n); }
 

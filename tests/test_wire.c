@@ -30,6 +30,11 @@ static void test_crc32c_vectors(void) {
     for (size_t n = 0; n <= 300; n++)
       CHECK(sdc_crc32c(buf + off, n) == sdc_crc32c_portable(buf + off, n), "crc32c paths differ at off %zu n %zu", off, n);
   CHECK(sdc_crc32c(buf + 3, 4096) == sdc_crc32c_portable(buf + 3, 4096), "crc32c paths differ on 4 KiB");
+  /* a stream in pieces (the model fingerprint reads files in chunks): the whole's CRC at every cut */
+  CHECK(sdc_crc32c_update(sdc_crc32c("1234", 4), "56789", 5) == 0xE3069283u, "crc32c of 1234 then 56789");
+  for (size_t cut = 0; cut <= 4096; cut += 37)
+    CHECK(sdc_crc32c_update(sdc_crc32c(buf + 1, cut), buf + 1 + cut, 4096 - cut) == sdc_crc32c(buf + 1, 4096),
+          "crc32c continued at %zu differs from the whole", cut);
 }
 
 static void test_tensor_round_trips(void) {
