@@ -1,6 +1,6 @@
-/* test_sdxl_cluster.c - SDXL through a real `sdc cluster` on the tiny SDXL: the default, micro_cond, prompt_2 and
- * negative_euler_a cases of sdxl/goldens.json give the pixels and the "parameters" text of `sdc generate` with the
- * same parameters and threads, and diffusers' PNG within the PNG tolerance; `sdc submit` with SDXL's flags does the
+/* test_sdxl_cluster.c - SDXL through a real `sdc cluster` on the tiny SDXL: every case of sdxl/goldens.json
+ * (default, micro_cond, prompt_2, negative_euler_a, wide_dpmpp_karras, nocfg) gives the pixels and the
+ * "parameters" text of `sdc generate` with the same parameters and threads, and diffusers' PNG within the PNG tolerance; `sdc submit` with SDXL's flags does the
  * same. Requests a model cannot take fail in one line naming the field, at the coordinator (the job's error) and in
  * `sdc generate` (exit 2): SDXL's fields on SD 1.x, an init image or a LoRA on SDXL. Skips without SDC_REF/sdxl. */
 #include <cjson/cJSON.h>
@@ -22,7 +22,7 @@
 
 #define THREADS "2" /* the workers' and sdc generate's: images are bit-identical only with the same count */
 
-static const char *const g_cases[] = {"default", "micro_cond", "prompt_2", "negative_euler_a"};
+static const char *const g_cases[] = {"default", "micro_cond", "prompt_2", "negative_euler_a", "wide_dpmpp_karras", "nocfg"};
 #define N_CASES ((int)(sizeof g_cases / sizeof *g_cases))
 
 /* Single-quotes s for the shell. */
