@@ -61,7 +61,7 @@ static void sdc__model_init_usage(FILE *fp) {
           "  sizes (stable-diffusion-v1-5, stable-diffusion-2-1, stable-diffusion-xl-base-1.0 with its two\n"
           "  text encoders, or a tiny SD 1.x-shaped model) and a small byte-level tokenizer (two for sdxl), to\n"
           "  smoke-test and benchmark a deployment without real weights (sdxl: about 7 GB of f16 files, and\n"
-          "  about 16 GB of memory while the UNet is written).\n"
+          "  about 11 GB of memory while its UNet is written).\n"
           "  A DIR that exists and is not empty is refused unless --force (files in it are overwritten).\n");
 }
 
