@@ -71,9 +71,10 @@ int sdc_clip_encode(const sdc_clip *c, sdc_arena *a, const int32_t *ids, int64_t
 }
 
 /* transformers' pooled position: with the legacy eos_token_id 2 the first highest id (CLIP's end-of-text is
- * the last of the vocabulary), else the first position holding eos_token_id (the last one when absent). */
+ * the last of the vocabulary), else the first position holding eos_token_id (0 when absent: its argmax of an
+ * all-false mask). */
 static int64_t sdc__eos_position(const sdc_clip_config *cfg, const int32_t *ids, int64_t N) {
-  int64_t at = cfg->eos_token_id == 2 ? 0 : N - 1;
+  int64_t at = 0;
   for (int64_t t = 0; t < N; t++) {
     if (cfg->eos_token_id == 2 ? ids[t] > ids[at] : ids[t] == cfg->eos_token_id) at = t;
     if (cfg->eos_token_id != 2 && ids[t] == cfg->eos_token_id) break;
