@@ -136,6 +136,54 @@ static void test_vae_arch(void) {
   sdc_weights_free(&rec);
 }
 
+/* CLIPTextModelWithProjection's pooled output: the final-normed state at the end-of-text position times
+ * text_projection. The last hidden state comes from the plain encode; the projection is done here, by hand,
+ * at the position transformers takes: with the legacy eos_token_id 2 the first highest id, else the first
+ * position holding eos_token_id, or 0 when none does. The penultimate state must differ from the last. */
+static void test_clip_pooled(void) {
+  static const int64_t eos_ids[] = {2, 7, 9};
+  for (int e = 0; e < 3; e++) {
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"CLIPTextModelWithProjection\"], \"hidden_act\": \"gelu\", \"hidden_size\": 8,"
+             " \"intermediate_size\": 16, \"num_attention_heads\": 2, \"num_hidden_layers\": 2,"
+             " \"max_position_embeddings\": 6, \"vocab_size\": 12, \"projection_dim\": 5, \"eos_token_id\": %lld}",
+             (long long)eos_ids[e]);
+    sdc_clip_config cfg;
+    int err = sdc_clip_config_parse(&cfg, json, "synthetic clip");
+    CHECK(err == 0 && cfg.with_projection && cfg.projection_dim == 5, "clip config: %s", sdc_errmsg(err));
+    sdc_weights rec;
+    sdc_weights_init_recorder(&rec, 17 + (uint64_t)e);
+    sdc_clip *c = NULL;
+    CHECK(sdc_clip_load(&c, &rec, &cfg, &fp32) == 0 && c && c->proj_w, "clip: %s", sdc_errmsg(-1));
+    if (c) {
+      /* row 0 holds id 7 at 2 and the highest id (11) at 4; row 1 holds no 7 and no 9 */
+      const int32_t ids[2][6] = {{1, 3, 7, 5, 11, 11}, {1, 4, 4, 10, 2, 3}};
+      const int64_t want[3][2] = {{4, 3}, {2, 0}, {0, 0}}; /* per eos_token_id: row 0, row 1 */
+      float last[2 * 6 * 8], pen[2 * 6 * 8], pooled[2 * 5];
+      sdc_arena a;
+      sdc_arena_init(&a, 0);
+      CHECK(sdc_clip_encode(c, &a, &ids[0][0], 2, 6, last) == 0, "encode: %s", sdc_errmsg(-1));
+      CHECK(sdc_clip_encode_ex(c, &a, &ids[0][0], 2, 6, 1, pen, pooled) == 0, "encode_ex: %s", sdc_errmsg(-1));
+      double worst = 0, moved = 0;
+      for (int b = 0; b < 2; b++)
+        for (int j = 0; j < 5; j++) {
+          double acc = 0;
+          for (int i = 0; i < 8; i++) acc += (double)last[(b * 6 + want[e][b]) * 8 + i] * c->proj_w[j * 8 + i];
+          worst = fmax(worst, fabs(acc - pooled[b * 5 + j]));
+        }
+      for (int i = 0; i < 2 * 6 * 8; i++) moved = fmax(moved, fabs(pen[i] - last[i]));
+      CHECK(worst < 1e-5, "eos_token_id %lld: pooled differs from the projected state by %g", (long long)eos_ids[e],
+            worst);
+      CHECK(moved > 1e-3, "penultimate state equals the last one");
+      sdc_arena_free(&a);
+    }
+    sdc_clip_free(c);
+    sdc_weights_free(&rec);
+  }
+  printf("clip pooled: end-of-text positions for eos_token_id 2 (highest id), present, absent: ok\n");
+}
+
 /* Recording the reference models' loaders must reproduce their files' exact
  * names and shapes: the recorder writes real layouts. */
 static void test_recorder_matches_real_layout(const char *ref) {
@@ -209,6 +257,7 @@ int main(void) {
   test_unet_arch(tmp, 0, 8, 8);
   test_unet_arch(tmp, 1, 7, 9);
   test_vae_arch();
+  test_clip_pooled();
   const char *ref = sdc_test_ref_dir();
   if (ref) test_recorder_matches_real_layout(ref);
   else printf("recorder layout check skipped: no reference folder\n");
