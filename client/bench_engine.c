@@ -136,8 +136,7 @@ int sdc_cmd_bench_engine(int argc, char **argv) {
   float *pix = calloc((size_t)(3 * width * height), 4), t[2] = {500.0f, 500.0f};
   /* SDXL: the pooled text embedding and the time ids of a width x height request, every row */
   float *pooled = calloc((size_t)(B * (P ? P : 1)), 4), time_ids[2 * SDC_TIME_IDS];
-  sdc_gen_time_ids(&(sdc_gen_params){.width = width, .height = height}, time_ids);
-  memcpy(time_ids + SDC_TIME_IDS, time_ids, SDC_TIME_IDS * sizeof *time_ids);
+  sdc_gen_time_ids(&(sdc_gen_params){.width = width, .height = height}, 2, time_ids);
   const sdc_unet_added added = {pooled, time_ids, P, SDC_TIME_IDS}, *addp = P ? &added : NULL;
   double *tm = calloc((size_t)runs, sizeof *tm);
   for (int64_t i = 0; i < B * C * h * w; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;

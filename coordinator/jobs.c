@@ -327,9 +327,7 @@ static int sdc__take_context(sdc_coord_job *j, const Sdcpb__StageReply *rep) {
   if (!err) {
     j->L = L;
     sdc_text_layout(&j->plan, N, L, j->D, P, rows, prows, j->ctx, j->pooled);
-    float ids[SDC_TIME_IDS];
-    sdc_gen_time_ids(&j->g, ids);
-    for (int64_t b = 0; P && b < B; b++) memcpy(j->time_ids + b * SDC_TIME_IDS, ids, sizeof ids);
+    if (P) sdc_gen_time_ids(&j->g, B, j->time_ids);
   }
   free(rows), free(prows);
   return err;

@@ -79,11 +79,7 @@ static int sdc__condition(sdc_pipeline *p, const sdc_gen_params *g, int64_t N, f
     err = sdc_text_encode(&tm, &p->arena, plan.text[i], plan.text_2[i], ct + i * L * D, pt ? pt + i * P : NULL, NULL);
   if (!err) sdc_text_layout(&plan, N, L, D, P, ct, pt, ctx, pooled);
   const int64_t B = (plan.zero_uncond ? 2 : plan.n_texts) * N;
-  if (!err && time_ids) {
-    float ids[SDC_TIME_IDS];
-    sdc_gen_time_ids(g, ids);
-    for (int64_t b = 0; b < B; b++) memcpy(time_ids + b * SDC_TIME_IDS, ids, sizeof ids);
-  }
+  if (!err && time_ids) sdc_gen_time_ids(g, B, time_ids);
   sdc_arena_reset(&p->arena, mk);
   return err;
 }

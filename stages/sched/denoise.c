@@ -68,12 +68,14 @@ int sdc_gen_params_check_model(const sdc_gen_params *g, const sdc_model_caps *ca
   return err;
 }
 
-void sdc_gen_time_ids(const sdc_gen_params *g, float out[6]) {
+void sdc_gen_time_ids(const sdc_gen_params *g, int64_t rows, float *out) {
   const int64_t *o = g->original_size, *t = g->target_size;
-  out[0] = (float)(o[0] ? o[0] : g->height), out[1] = (float)(o[0] ? o[1] : g->width);
-  out[2] = g->has_crop ? (float)g->crops_coords_top_left[0] : 0.0f;
-  out[3] = g->has_crop ? (float)g->crops_coords_top_left[1] : 0.0f;
-  out[4] = (float)(t[0] ? t[0] : g->height), out[5] = (float)(t[0] ? t[1] : g->width);
+  for (int64_t r = 0; r < rows; r++, out += 6) {
+    out[0] = (float)(o[0] ? o[0] : g->height), out[1] = (float)(o[0] ? o[1] : g->width);
+    out[2] = g->has_crop ? (float)g->crops_coords_top_left[0] : 0.0f;
+    out[3] = g->has_crop ? (float)g->crops_coords_top_left[1] : 0.0f;
+    out[4] = (float)(t[0] ? t[0] : g->height), out[5] = (float)(t[0] ? t[1] : g->width);
+  }
 }
 
 void sdc_text_plan_make(const sdc_gen_params *g, const sdc_model_caps *caps, sdc_text_plan *p) {

@@ -45,8 +45,9 @@ typedef struct {
 int sdc_gen_params_check_model(const sdc_gen_params *g, const sdc_model_caps *caps);
 
 /* The time ids of a text_time request (SDC_TIME_IDS = 6): original size, crop top-left, target size, each
- * (height, width) or (top, left), defaults filled in as diffusers' StableDiffusionXLPipeline. */
-void sdc_gen_time_ids(const sdc_gen_params *g, float out[6]);
+ * (height, width) or (top, left), defaults filled in as diffusers' StableDiffusionXLPipeline; the same 6 in
+ * each of `rows` rows of out (the UNet's batch: uncond and cond rows alike). */
+void sdc_gen_time_ids(const sdc_gen_params *g, int64_t rows, float *out);
 
 /* Which texts a request encodes and where they go (what the in-process pipeline and the cluster's
  * coordinator share): rows [uncond; cond] under guidance, each encoded text a (prompt, prompt_2) pair.
